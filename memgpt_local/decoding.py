@@ -1,0 +1,172 @@
+"""Grammar-constrained decoding: a JSON schema for one function call, as an Outlines processor.
+
+The schema is turned into a regex and then into an outlines-core Index over the model's
+vocabulary. Building the Index is the expensive part (seconds to tens of seconds for a 262k
+vocabulary), so it is built once per (model file, schema) and cached in memory and on disk.
+The processor is handed straight to llama.cpp by the runtime, never through Outlines' own
+llama.cpp wrapper (which resets the KV cache after every call). It drives an outlines-core
+Guide itself rather than importing `outlines` (1.4 s of imports, and numba kernels that are
+compiled again in every process): the mask is applied with plain numpy.
+"""
+
+import copy
+import hashlib
+import json
+import os
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConstraintUnavailableError
+from .home import cache_dir
+from .resources import GRAMMARS_DIR
+
+ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
+VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
+_INDEX_MEMORY: dict[str, object] = {}
+
+
+def _require_outlines_core():
+    """Import outlines-core, failing loudly instead of running unconstrained."""
+    try:
+        import outlines_core
+        from outlines_core.json_schema import build_regex_from_schema  # noqa: F401
+    except ImportError as exc:
+        raise ConstraintUnavailableError(
+            f"Constrained decoding needs outlines-core: {exc}. "
+            "Run scripts/setup.sh to install it.") from exc
+    return outlines_core
+
+
+class FunctionCallProcessor:
+    """A llama.cpp logits processor that masks every token the schema's regex does not allow."""
+
+    def __init__(self, index, n_vocab: int):
+        self.index = index
+        self.guide = None
+        self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
+
+    def reset(self) -> None:
+        """Start again at the beginning of the schema (call before each generation)."""
+        self.guide = None
+
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Advance on the last sampled token, then set disallowed logits to -inf."""
+        from outlines_core import Guide
+
+        if self.guide is None:
+            self.guide = Guide(self.index)
+        elif not self.guide.is_finished() or self.guide.accepts_tokens([int(input_ids[-1])]):
+            self.guide.advance(token_id=int(input_ids[-1]), return_tokens=False)
+        self.guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
+        allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[: len(logits)]
+        logits[allowed == 0] = -np.inf
+        return logits
+
+    @property
+    def finished(self) -> bool:
+        """Whether the output so far is a complete match of the schema."""
+        return self.guide is not None and self.guide.is_finished()
+
+
+def function_call_schema(functions: list[dict], envelope_file: Path = ENVELOPE_FILE) -> dict:
+    """One JSON schema for a call of any of these functions ({name, parameters} each)."""
+    if not functions:
+        raise ValueError("function_call_schema needs at least one function")
+    envelope = json.loads(envelope_file.read_text())
+    envelope.pop("$comment", None)
+    variants = []
+    for function in functions:
+        variant = copy.deepcopy(envelope)
+        variant["properties"]["function"] = {"const": function["name"]}
+        variant["properties"]["arguments"] = function["parameters"]
+        variants.append(variant)
+    return variants[0] if len(variants) == 1 else {"oneOf": variants}
+
+
+def _vocabulary(llm):
+    """An outlines-core Vocabulary of the model's tokens, control tokens left out."""
+    import llama_cpp
+    from outlines_core import Vocabulary
+
+    vocab = llm._model.vocab
+    eos = llm.token_eos()
+    pieces: dict[bytes, list[int]] = {}
+    for token in range(llm.n_vocab()):
+        if token == eos or llama_cpp.llama_vocab_is_control(vocab, token):
+            continue
+        piece = llm._model.token_to_piece(token).rstrip(b"\0")
+        if piece:
+            pieces.setdefault(piece, []).append(token)
+    return Vocabulary(eos, pieces)
+
+
+@dataclass
+class IndexBuild:
+    """Where an Index came from and what it cost."""
+
+    source: str
+    seconds: float
+
+
+class FunctionCallConstraint:
+    """The compiled constraint for one schema on one model; hands out fresh processors."""
+
+    def __init__(self, llm, file_key: str, schema: dict, whitespace: str = ""):
+        self.outlines_core = _require_outlines_core()
+        from outlines_core.json_schema import build_regex_from_schema
+
+        self.schema = schema
+        self.n_vocab = llm.n_vocab()
+        self.regex = build_regex_from_schema(json.dumps(schema), whitespace)
+        from importlib.metadata import version
+
+        self.key = hashlib.sha256("\n".join(
+            [file_key, self.regex, version("outlines-core"), VOCABULARY_VERSION]
+        ).encode()).hexdigest()
+        start = time.perf_counter()
+        self.index, source = self._load_or_build(llm)
+        self.build = IndexBuild(source, time.perf_counter() - start)
+
+    def _load_or_build(self, llm):
+        if self.key in _INDEX_MEMORY:
+            return _INDEX_MEMORY[self.key], "memory"
+        path = cache_dir("grammar") / f"{self.key[:32]}.index"
+        index = _read_index(path)
+        source = "disk"
+        if index is None:
+            index = self.outlines_core.Index(self.regex, _vocabulary(llm))
+            _write_index(path, index)
+            source = "built"
+        _INDEX_MEMORY[self.key] = index
+        return index, source
+
+    def processor(self) -> FunctionCallProcessor:
+        """A fresh logits processor over the cached Index (cheap; reset before each call)."""
+        return FunctionCallProcessor(self.index, self.n_vocab)
+
+
+def _read_index(path: Path):
+    try:
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    except FileNotFoundError:
+        return None
+    except Exception:  # a corrupt or incompatible cache file is rebuilt
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_index(path: Path, index) -> None:
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    with temporary.open("wb") as handle:
+        pickle.dump(index, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, path)
+
+
+def clear_memory_cache() -> None:
+    """Forget the Indexes held in memory (tests and benchmarks use it to time the disk path)."""
+    _INDEX_MEMORY.clear()

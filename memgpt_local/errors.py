@@ -1,0 +1,25 @@
+"""Exceptions that reach users; the CLI turns each into a one-line error message."""
+
+
+class MemgptLocalError(Exception):
+    """Base class for every error a user of memgpt-local may see."""
+
+
+class UnknownModelError(MemgptLocalError):
+    """An alias that is not in the model registry."""
+
+
+class ModelFileMissingError(MemgptLocalError):
+    """A registered model whose GGUF file is not on disk."""
+
+
+class RegistryError(MemgptLocalError):
+    """A models.toml that cannot be read or has an invalid entry."""
+
+
+class ConstraintUnavailableError(MemgptLocalError):
+    """Grammar-constrained decoding cannot be set up (a package is missing or broken)."""
+
+
+class ContextOverflowError(MemgptLocalError):
+    """A prompt that does not fit in the model's context window."""

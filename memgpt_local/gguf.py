@@ -1,0 +1,46 @@
+"""GGUF files: reading their metadata cheaply, and the explicit download of Hugging Face files."""
+
+from pathlib import Path
+
+from .errors import MemgptLocalError
+from .home import home_dir
+from .models import ModelSpec
+
+
+def read_model_info(spec: ModelSpec) -> dict:
+    """Architecture, vocabulary size, trained context and chat template of a model's GGUF file."""
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    path = spec.locate()
+    with suppress_stdout_stderr(disable=False):
+        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    meta = dict(llm.metadata)
+    arch = meta.get("general.architecture", "?")
+    template = meta.get("tokenizer.chat_template")
+    return {
+        "alias": spec.alias,
+        "file": str(path),
+        "size_mb": round(path.stat().st_size / 1e6, 1),
+        "name": meta.get("general.name", ""),
+        "architecture": arch,
+        "vocab_size": llm.n_vocab(),
+        "trained_context": int(meta.get(f"{arch}.context_length", 0)),
+        "registry_n_ctx": spec.n_ctx,
+        "template_used": spec.chat_template,
+        "chat_template": template or "(none in the file)",
+    }
+
+
+def download(spec: ModelSpec) -> Path:
+    """Fetch a model's file from Hugging Face into the home's models folder."""
+    if not spec.hf_repo or not spec.hf_file:
+        raise MemgptLocalError(f"Model '{spec.alias}' has no hf_repo/hf_file to download from "
+                               f"({spec.source()}).")
+    from huggingface_hub import hf_hub_download
+
+    target = home_dir() / "models"
+    try:
+        return Path(hf_hub_download(spec.hf_repo, spec.hf_file, local_dir=target))
+    except Exception as exc:  # network and hub errors all become one readable message
+        raise MemgptLocalError(f"Download of {spec.hf_repo}/{spec.hf_file} failed: {exc}") from exc

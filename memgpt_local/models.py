@@ -1,0 +1,168 @@
+"""The model registry: models.toml aliases, user overrides, and locating GGUF files."""
+
+import importlib.util
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ModelFileMissingError, RegistryError, UnknownModelError
+from .home import home_dir
+from .resources import CHAT_TEMPLATES_DIR, MODELS_TOML
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: where a GGUF comes from and how to run it."""
+
+    alias: str
+    description: str = ""
+    package: str | None = None
+    file: str | None = None
+    path: str | None = None
+    hf_repo: str | None = None
+    hf_file: str | None = None
+    chat_template: str = "gguf"
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0
+    n_threads: int = 0
+    assemble: bool = False
+
+    def threads(self) -> int:
+        """Threads to use: the configured number, or every core when it is 0."""
+        return self.n_threads if self.n_threads > 0 else (os.cpu_count() or 1)
+
+    def source(self) -> str:
+        """A short human-readable description of where the file comes from."""
+        if self.package:
+            return f"package {self.package}"
+        if self.path:
+            return f"path {self.path}"
+        return f"hf {self.hf_repo}/{self.hf_file}"
+
+    def expected_path(self) -> Path | None:
+        """Where the GGUF file should be, or None if its package is not installed."""
+        if self.path:
+            return Path(self.path).expanduser()
+        if self.hf_repo:
+            return home_dir(create=False) / "models" / str(self.hf_file)
+        if self.assemble:
+            return _assembled_path(str(self.package), str(self.file))
+        return _find_in_package(str(self.package), str(self.file))
+
+    def locate(self) -> Path:
+        """Return the GGUF path, or raise an error that names the file and how to get it."""
+        path = self.expected_path()
+        if path is not None and self.assemble and not path.is_file():
+            _assemble(str(self.package), path)
+        if path is not None and path.is_file():
+            return path
+        raise ModelFileMissingError(f"Model file for '{self.alias}' not found: "
+                                    f"{path or self.file}. {self.how_to_get()}")
+
+    def how_to_get(self) -> str:
+        """A sentence telling the user how to obtain the file."""
+        if self.package:
+            return (f"Install it with: pip install {self.package.replace('_', '-')} "
+                    "(or run scripts/setup.sh).")
+        if self.hf_repo:
+            return (f"Download it on a machine with a network: "
+                    f"memgpt-local models download {self.alias}")
+        return "Check the path in models.toml."
+
+    def chat_template_path(self) -> Path | None:
+        """The template file from prompt_templates/chat/, or None to use the GGUF's own."""
+        if self.chat_template == "gguf":
+            return None
+        path = CHAT_TEMPLATES_DIR / f"{self.chat_template}.jinja"
+        if not path.is_file():
+            known = sorted(p.stem for p in CHAT_TEMPLATES_DIR.glob("*.jinja"))
+            raise RegistryError(f"Model '{self.alias}': chat template '{self.chat_template}' "
+                                f"not found. Valid: gguf, {', '.join(known)}")
+        return path
+
+
+def _find_in_package(package: str, filename: str) -> Path | None:
+    """Find a file shipped inside a package without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        return None
+    roots = list(spec.submodule_search_locations or [])
+    if not roots and spec.origin:
+        roots = [str(Path(spec.origin).parent)]
+    for root in roots:
+        for candidate in Path(root).rglob(filename):
+            return candidate
+    return Path(roots[0]) / filename if roots else None
+
+
+def _assembled_path(package: str, filename: str) -> Path | None:
+    """Where a package that ships its model in parts puts the assembled file."""
+    if importlib.util.find_spec(package) is None:
+        return None
+    return Path.home() / ".cache" / package / filename
+
+
+def _assemble(package: str, target: Path) -> None:
+    """Join a package's model parts into one file (local, once; about a second)."""
+    print(f"memgpt-local: assembling {target.name} from {package} (once)", file=sys.stderr)
+    module = importlib.import_module(package)
+    try:
+        module.assemble(target)
+    except (OSError, ValueError) as exc:
+        raise ModelFileMissingError(f"Could not assemble {target} from {package}: {exc}") from exc
+
+
+_SPEC_FIELDS = {f.name for f in fields(ModelSpec)} - {"alias"}
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryError(f"Cannot read {path}: {exc}") from exc
+
+
+def _entry(alias: str, table: dict, origin: Path) -> ModelSpec:
+    unknown = set(table) - _SPEC_FIELDS
+    if unknown:
+        raise RegistryError(f"{origin}: model '{alias}' has unknown field(s) "
+                            f"{', '.join(sorted(unknown))}. Valid: {', '.join(sorted(_SPEC_FIELDS))}")
+    spec = ModelSpec(alias=alias, **table)
+    if not (spec.package and spec.file) and not spec.path and not (spec.hf_repo and spec.hf_file):
+        raise RegistryError(f"{origin}: model '{alias}' needs package+file, path, "
+                            "or hf_repo+hf_file")
+    return spec
+
+
+class Registry:
+    """Every known model, built-in entries merged with the user's models.toml."""
+
+    def __init__(self, specs: dict[str, ModelSpec], default: str):
+        self.specs = specs
+        self.default = default
+
+    @classmethod
+    def load(cls, user_toml: Path | None = None) -> "Registry":
+        """Load the built-in registry and overlay the user's file if it exists."""
+        base = _read_toml(MODELS_TOML)
+        tables = {alias: dict(t) for alias, t in base.get("models", {}).items()}
+        default = base.get("default", "smollm2-135m")
+        user_toml = user_toml or home_dir(create=False) / "models.toml"
+        if user_toml.is_file():
+            extra = _read_toml(user_toml)
+            for alias, table in extra.get("models", {}).items():
+                tables.setdefault(alias, {}).update(table)
+            default = extra.get("default", default)
+        specs = {alias: _entry(alias, t, user_toml) for alias, t in tables.items()}
+        return cls(specs, default)
+
+    def get(self, alias: str | None = None) -> ModelSpec:
+        """Return the entry for an alias (the default when None); unknown names list the valid ones."""
+        name = alias or self.default
+        if name not in self.specs:
+            raise UnknownModelError(f"Unknown model '{name}'. Valid models: "
+                                    f"{', '.join(sorted(self.specs))}")
+        return self.specs[name]

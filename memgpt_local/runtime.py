@@ -1,0 +1,238 @@
+"""The model runtime: one llama.cpp model per process, chat prompts in, streamed text out.
+
+The KV cache is never reset between calls: llama.cpp keeps the longest common token prefix
+with the previous call and evaluates only the new tail. A static prefix can also be restored
+from a snapshot on disk (see kvcache.py) instead of being evaluated.
+"""
+
+import codecs
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .chat_template import ChatTemplate
+from .errors import ContextOverflowError, MemgptLocalError
+from .decoding import FunctionCallConstraint
+from .kvcache import PrefixSnapshots, file_key
+from .models import ModelSpec
+
+DEFAULT_SEED = 1337
+
+
+@dataclass
+class PromptTokens:
+    """A tokenized chat prompt and the token index at which each message's text ends."""
+
+    tokens: list[int]
+    message_ends: list[int]
+
+
+@dataclass
+class GenerationStats:
+    """What one call cost: prompt size, tokens reused and evaluated, output size, timings."""
+
+    prompt_tokens: int
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    prefix_source: str = "none"
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    constrained: bool = False
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens whose KV entries were reused instead of evaluated."""
+        return self.prompt_tokens - self.evaluated_tokens
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed after the first token."""
+        decode_s = self.total_s - self.ttft_s
+        return (self.generated_tokens - 1) / decode_s if decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        """The stats as a flat dict, derived figures included."""
+        return {**asdict(self), "reused_tokens": self.reused_tokens,
+                "tokens_per_s": round(self.tokens_per_s, 2)}
+
+
+@dataclass
+class SamplingSettings:
+    """Sampling parameters; temperature 0 is greedy decoding."""
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = DEFAULT_SEED
+
+
+@dataclass
+class Generation:
+    """A streamed completion: iterate for text pieces; then .text, .tokens and .stats are set."""
+
+    stream: Iterator[str]
+    stats: GenerationStats
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self.stream:
+            self.text += piece
+            yield piece
+
+    def finish(self) -> "Generation":
+        """Consume the whole stream and return self."""
+        for _ in self:
+            pass
+        return self
+
+
+def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    class CountingLlama(Llama):
+        """Llama that counts the tokens it actually evaluates."""
+
+        evaluated_total = 0
+
+        def eval(self, tokens):  # noqa: D102 - same contract as Llama.eval
+            self.evaluated_total += len(tokens)
+            super().eval(tokens)
+
+    with suppress_stdout_stderr(disable=False):  # llama.cpp logs to stderr even when quiet
+        return CountingLlama(
+            model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
+            n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
+            swa_full=True, verbose=False)
+
+
+def common_prefix_length(a, b) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class ModelRuntime:
+    """A loaded GGUF model: tokenizer, chat template, prefix snapshots and generation."""
+
+    def __init__(self, spec: ModelSpec, n_ctx: int | None = None, seed: int = DEFAULT_SEED,
+                 snapshot_dir: Path | None = None):
+        self.spec = spec
+        self.path = spec.locate()
+        self.n_ctx = n_ctx or spec.n_ctx
+        self.llm = _load_llama(self.path, spec, self.n_ctx, seed)
+        self.metadata: dict[str, str] = dict(self.llm.metadata)
+        self.template = self._load_template()
+        self.snapshots = PrefixSnapshots(self.llm, self.path, spec, self.n_ctx, snapshot_dir)
+
+    def _load_template(self) -> ChatTemplate:
+        path = self.spec.chat_template_path()
+        source = path.read_text() if path else self.metadata.get("tokenizer.chat_template")
+        if not source:
+            raise MemgptLocalError(
+                f"{self.path.name} has no chat template. Set chat_template for "
+                f"'{self.spec.alias}' in models.toml to a file in prompt_templates/chat/.")
+        return ChatTemplate(source, self.token_text(self.llm.token_bos()),
+                            self.token_text(self.llm.token_eos()))
+
+    def constraint(self, schema: dict) -> FunctionCallConstraint:
+        """The function-call constraint for a schema on this model (its index built once)."""
+        return FunctionCallConstraint(self.llm, file_key(self.path), schema)
+
+    def token_text(self, token: int) -> str:
+        """The text of one token, special tokens rendered as their text."""
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Tokenize text with the model's tokenizer; special=False keeps control tokens inert."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens in a plain text, by the model's own tokenizer."""
+        return len(self.tokenize(text))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of a token sequence."""
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True) -> PromptTokens:
+        """Render chat messages and tokenize them; message text never yields control tokens."""
+        tokens: list[int] = []
+        ends = [0] * len(messages)
+        for segment in self.template.segments(messages, add_generation_prompt):
+            tokens += self.tokenize(segment.text, special=segment.is_template)
+            if segment.message_index is not None:
+                ends[segment.message_index] = len(tokens)
+        bos = self.llm.token_bos()
+        if self.llm._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
+            tokens.insert(0, bos)
+            ends = [e + 1 for e in ends]
+        return PromptTokens(tokens, ends)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """Whether a token ends a turn (EOS, end-of-turn and the like)."""
+        from llama_cpp import llama_vocab_is_eog
+
+        return bool(llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None,
+                 processor: Callable | None = None, prefix_len: int = 0) -> Generation:
+        """Start a streamed completion of prompt tokens, reusing the KV cache where it matches.
+
+        prefix_len: the length of the static prefix, restored from or saved to a snapshot.
+        processor: a logits processor (e.g. a function-call constraint), reset before use.
+        """
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"Prompt has {len(tokens)} tokens; the context window is {self.n_ctx}.")
+        stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
+        max_tokens = min(max_tokens, self.n_ctx - len(tokens))
+        generation = Generation(iter(()), stats)
+        generation.stream = self._stream(tokens, max_tokens, sampling or SamplingSettings(),
+                                         processor, prefix_len, generation)
+        return generation
+
+    def _stream(self, tokens, max_tokens, sampling, processor, prefix_len, generation):
+        from llama_cpp import LogitsProcessorList
+
+        stats = generation.stats
+        start = time.perf_counter()
+        evaluated_before = self.llm.evaluated_total
+        if prefix_len:
+            stats.prefix_source = self.snapshots.ensure(tokens[:prefix_len])
+        if processor is not None:
+            processor.reset()
+        self.llm.set_seed(sampling.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        steps = self.llm.generate(
+            tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+            min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
+            logits_processor=LogitsProcessorList([processor]) if processor else None)
+        for token in steps:
+            if not generation.tokens and stats.ttft_s == 0.0:
+                stats.ttft_s = time.perf_counter() - start
+                stats.evaluated_tokens = self.llm.evaluated_total - evaluated_before
+            if self.is_end_of_generation(token):
+                break
+            generation.tokens.append(token)
+            stats.generated_tokens += 1
+            piece = decoder.decode(self.llm.detokenize([token]))
+            if piece:
+                yield piece
+            if stats.generated_tokens >= max_tokens:
+                break
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+        stats.total_s = time.perf_counter() - start
