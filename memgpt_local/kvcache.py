@@ -91,7 +91,7 @@ class PrefixSnapshots:
         return target
 
     def restore(self, prefix: list[int]) -> bool:
-        """Load the prefix's snapshot into the KV cache; False (and the file removed) if unusable."""
+        """Load the prefix's snapshot into the KV cache; False (file removed) if unusable."""
         path = self.file_for(prefix)
         if not path.is_file():
             return False

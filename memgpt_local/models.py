@@ -3,9 +3,10 @@
 import importlib.util
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+import tomllib
 
 from .errors import ModelFileMissingError, RegistryError, UnknownModelError
 from .home import home_dir
@@ -129,7 +130,8 @@ def _entry(alias: str, table: dict, origin: Path) -> ModelSpec:
     unknown = set(table) - _SPEC_FIELDS
     if unknown:
         raise RegistryError(f"{origin}: model '{alias}' has unknown field(s) "
-                            f"{', '.join(sorted(unknown))}. Valid: {', '.join(sorted(_SPEC_FIELDS))}")
+                            f"{', '.join(sorted(unknown))}. "
+                            f"Valid: {', '.join(sorted(_SPEC_FIELDS))}")
     spec = ModelSpec(alias=alias, **table)
     if not (spec.package and spec.file) and not spec.path and not (spec.hf_repo and spec.hf_file):
         raise RegistryError(f"{origin}: model '{alias}' needs package+file, path, "
@@ -160,7 +162,7 @@ class Registry:
         return cls(specs, default)
 
     def get(self, alias: str | None = None) -> ModelSpec:
-        """Return the entry for an alias (the default when None); unknown names list the valid ones."""
+        """Return the entry for an alias (default when None); a miss lists the valid ones."""
         name = alias or self.default
         if name not in self.specs:
             raise UnknownModelError(f"Unknown model '{name}'. Valid models: "

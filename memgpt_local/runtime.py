@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .chat_template import ChatTemplate
-from .errors import ContextOverflowError, MemgptLocalError
 from .decoding import FunctionCallConstraint
+from .errors import ContextOverflowError, MemgptLocalError
 from .kvcache import PrefixSnapshots, file_key
 from .models import ModelSpec
 
@@ -108,16 +108,6 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
             model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
             n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
             swa_full=True, verbose=False)
-
-
-def common_prefix_length(a, b) -> int:
-    """Length of the longest common prefix of two token sequences."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class ModelRuntime:

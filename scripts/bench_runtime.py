@@ -151,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--n-ctx", type=int, default=4096)
-    parser.add_argument("--prefix-tokens", type=int, default=2000)
+    parser.add_argument("--prefix-tokens", type=int, default=3000)
     parser.add_argument("--call-tokens", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print JSON only (the default)")
     parser.add_argument("--restart-probe", action="store_true", help=argparse.SUPPRESS)

@@ -44,7 +44,8 @@ def test_greedy_generation_is_exact_and_streams(smollm):
     assert generation.stats.generated_tokens == len(generation.tokens) <= 12
     # llama-cpp-python's own chat completion, greedy, gives the same text
     reference = smollm.llm.create_chat_completion(
-        [{"role": "user", "content": "What is the capital of France?"}], temperature=0, max_tokens=12)
+        [{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0, max_tokens=12)
     assert reference["choices"][0]["message"]["content"] == generation.text
     assert generation.stats.prompt_tokens == len(tokens.tokens)
 
