@@ -44,9 +44,10 @@ def static_prefix(runtime: ModelRuntime, target_tokens: int) -> str:
     with gzip.open(NQ_FILE, "rt") as handle:
         for line in handle:
             ctx = json.loads(line)["ctxs"][0]
-            parts.append(f"{ctx['title']}: {ctx['text']}\n")
-            if runtime.count_tokens("".join(parts)) >= target_tokens:
+            passage = f"{ctx['title']}: {ctx['text']}\n"
+            if runtime.count_tokens("".join(parts) + passage) > target_tokens:
                 break
+            parts.append(passage)
     return "".join(parts)
 
 
