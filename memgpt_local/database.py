@@ -1,0 +1,115 @@
+"""The home's DuckDB database: one file, numbered migrations, and one writer at a time."""
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from .errors import MemgptLocalError
+from .home import home_dir
+
+DB_FILE = "memgpt.duckdb"
+LOCK_FILE = "memgpt.lock"
+
+
+class HomeLockedError(MemgptLocalError):
+    """Another process holds the home for writing."""
+
+
+def _m001_agents(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""CREATE TABLE agents (
+        name VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, settings JSON NOT NULL,
+        core_memory JSON NOT NULL, summary VARCHAR NOT NULL DEFAULT '',
+        in_context JSON NOT NULL DEFAULT '[]',
+        created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""")
+
+
+def _m002_messages(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""CREATE TABLE messages (
+        id BIGINT PRIMARY KEY, agent VARCHAR NOT NULL, seq BIGINT NOT NULL,
+        role VARCHAR NOT NULL, content VARCHAR NOT NULL, function_name VARCHAR,
+        function_args JSON, created_at TIMESTAMPTZ NOT NULL, tokens INTEGER,
+        UNIQUE (agent, seq))""")
+    con.execute("CREATE SEQUENCE message_ids START 1")
+
+
+def _m003_passages(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""CREATE TABLE passages (
+        id BIGINT PRIMARY KEY, agent VARCHAR NOT NULL, content VARCHAR NOT NULL,
+        content_hash VARCHAR NOT NULL, source VARCHAR, metadata JSON,
+        embedding FLOAT[] NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+        UNIQUE (agent, content_hash))""")
+    con.execute("CREATE SEQUENCE passage_ids START 1")
+
+
+def _m004_fts_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""CREATE TABLE fts_state (
+        name VARCHAR PRIMARY KEY, indexed_up_to BIGINT NOT NULL)""")
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    _m001_agents, _m002_messages, _m003_passages, _m004_fts_state]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations not yet recorded in the database; return the schema version."""
+    con.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, "
+                "name VARCHAR, applied_at TIMESTAMPTZ DEFAULT current_timestamp)")
+    done = {row[0] for row in con.execute("SELECT version FROM migrations").fetchall()}
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        migration(con)
+        con.execute("INSERT INTO migrations (version, name) VALUES (?, ?)",
+                    [version, migration.__name__])
+        con.execute("COMMIT")
+    return len(MIGRATIONS)
+
+
+def _acquire_lock(path: Path, wait: bool, timeout_s: float) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not wait or time.monotonic() > deadline:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise HomeLockedError(
+                    f"{path.parent} is in use by another memgpt-local process (pid {holder}). "
+                    "Stop it, or pass --wait to wait for it.") from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+class Database:
+    """The open home database, holding the home's writer lock until closed."""
+
+    def __init__(self, home: Path | None = None, wait: bool = False, timeout_s: float = 60.0):
+        self.home = home or home_dir()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _acquire_lock(self.home / LOCK_FILE, wait, timeout_s)
+        self.con = duckdb.connect(str(self.home / DB_FILE))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.version = migrate(self.con)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        if self._lock_fd is not None:
+            self.con.close()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

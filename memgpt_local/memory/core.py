@@ -1,0 +1,96 @@
+"""Core memory: named text blocks with a character limit each, always in the prompt."""
+
+from dataclasses import dataclass, field
+
+from ..errors import MemgptLocalError
+
+DEFAULT_LIMIT = 2000
+DEFAULT_LABELS = ("persona", "human")
+
+
+class CoreMemoryError(MemgptLocalError):
+    """A core-memory edit that cannot be done; the text is written for the model to read."""
+
+
+@dataclass
+class Block:
+    """One core-memory block."""
+
+    label: str
+    value: str = ""
+    limit: int = DEFAULT_LIMIT
+
+
+@dataclass
+class CoreMemory:
+    """The agent's working context: blocks that only functions change."""
+
+    blocks: dict[str, Block] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, persona: str = "", human: str = "", limit: int = DEFAULT_LIMIT
+                ) -> "CoreMemory":
+        """The persona and human blocks, with the given texts."""
+        memory = cls()
+        memory.add_block("persona", persona, limit)
+        memory.add_block("human", human, limit)
+        return memory
+
+    def add_block(self, label: str, value: str = "", limit: int = DEFAULT_LIMIT) -> Block:
+        """Add a block; its initial text must already fit its limit."""
+        if label in self.blocks:
+            raise CoreMemoryError(f"Core memory already has a block named '{label}'.")
+        if len(value) > limit:
+            raise CoreMemoryError(f"Block '{label}' text has {len(value)} characters; "
+                                  f"its limit is {limit}.")
+        self.blocks[label] = Block(label, value, limit)
+        return self.blocks[label]
+
+    def block(self, label: str) -> Block:
+        """A block by name; an unknown name lists the blocks that exist."""
+        if label not in self.blocks:
+            raise CoreMemoryError(f"No core memory block named '{label}'. "
+                                  f"Blocks: {', '.join(self.blocks)}.")
+        return self.blocks[label]
+
+    def append(self, label: str, content: str) -> str:
+        """Append a line to a block; return a short confirmation for the model."""
+        block = self.block(label)
+        new_value = f"{block.value}\n{content}" if block.value else content
+        self._check_fits(block, new_value)
+        block.value = new_value
+        return f"Appended to '{label}' ({len(new_value)}/{block.limit} characters)."
+
+    def replace(self, label: str, old_content: str, new_content: str) -> str:
+        """Replace text in a block (every occurrence); the old text must be there."""
+        block = self.block(label)
+        if not old_content:
+            raise CoreMemoryError("old_content is empty: say which text to replace.")
+        if old_content not in block.value:
+            raise CoreMemoryError(f"Text not found in '{label}': {old_content!r}. Copy the "
+                                  f"exact text from the block (it has {len(block.value)} "
+                                  "characters).")
+        new_value = block.value.replace(old_content, new_content)
+        self._check_fits(block, new_value)
+        block.value = new_value
+        return f"Replaced in '{label}' ({len(new_value)}/{block.limit} characters)."
+
+    @staticmethod
+    def _check_fits(block: Block, new_value: str) -> None:
+        if len(new_value) > block.limit:
+            raise CoreMemoryError(
+                f"Block '{block.label}' would have {len(new_value)} characters; its limit is "
+                f"{block.limit} (now {len(block.value)}). Shorten it with core_memory_replace "
+                "or move details to archival memory.")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form, for storing the agent."""
+        return {b.label: {"value": b.value, "limit": b.limit} for b in self.blocks.values()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CoreMemory":
+        """The inverse of to_dict."""
+        memory = cls()
+        for label, block in data.items():
+            memory.blocks[label] = Block(label, block["value"], block["limit"])
+        return memory

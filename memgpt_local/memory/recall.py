@@ -1,0 +1,187 @@
+"""Recall storage: every message an agent has seen, in DuckDB, searchable by text and date."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+
+from .paging import Page, page_bounds
+
+ROLES = ("user", "assistant", "function_call", "function_result", "system")
+FTS_NAME = "messages"
+REINDEX_MIN_NEW_ROWS = 5000
+
+
+@dataclass
+class Message:
+    """One message in recall storage."""
+
+    role: str
+    content: str
+    function_name: str | None = None
+    function_args: dict | None = None
+    created_at: datetime | None = None
+    tokens: int | None = None
+    seq: int | None = None
+    id: int | None = None
+
+
+def fts_extension_path() -> Path:
+    """The FTS extension shipped by the duckdb-extension-fts package (never downloaded)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("duckdb_extension_fts")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root / "extensions" / f"v{duckdb.__version__}" / "fts.duckdb_extension"
+
+
+def load_fts(con: duckdb.DuckDBPyConnection) -> None:
+    """Load DuckDB's full-text search extension from the local package file."""
+    con.execute(f"LOAD '{fts_extension_path()}'")
+
+
+def parse_date(text: str, name: str) -> date:
+    """An ISO date (YYYY-MM-DD); anything else raises ValueError written for the model."""
+    try:
+        return date.fromisoformat(text.strip()[:10])
+    except (ValueError, AttributeError):
+        raise ValueError(f"{name} must be an ISO date like 2024-05-31, got {text!r}") from None
+
+
+_COLUMNS = "id, seq, role, content, function_name, function_args, created_at, tokens"
+
+
+def _row_to_message(row) -> Message:
+    id_, seq, role, content, fname, fargs, created, tokens = row
+    return Message(role, content, fname, json.loads(fargs) if fargs else None, created, tokens,
+                   seq, id_)
+
+
+class RecallStorage:
+    """One agent's messages in the home database."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, agent: str):
+        self.con = con
+        self.agent = agent
+        load_fts(con)
+
+    def count(self) -> int:
+        """Number of messages stored for the agent."""
+        return self.con.execute("SELECT count(*) FROM messages WHERE agent = ?",
+                                [self.agent]).fetchone()[0]
+
+    def _next_seq(self) -> int:
+        return self.con.execute("SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE agent = ?",
+                                [self.agent]).fetchone()[0]
+
+    def append(self, message: Message) -> Message:
+        """Store one message (sequence number and time stamp assigned when missing)."""
+        if message.role not in ROLES:
+            raise ValueError(f"Unknown role {message.role!r}; valid: {', '.join(ROLES)}")
+        message.seq = self._next_seq()
+        message.created_at = message.created_at or datetime.now(UTC)
+        message.id = self.con.execute(
+            "INSERT INTO messages VALUES (nextval('message_ids'), ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
+            [self.agent, message.seq, message.role, message.content, message.function_name,
+             json.dumps(message.function_args) if message.function_args is not None else None,
+             message.created_at, message.tokens]).fetchone()[0]
+        return message
+
+    def bulk_import(self, messages: list[Message]) -> int:
+        """Import many past messages at once through Arrow, keeping their time stamps."""
+        import pyarrow as pa
+
+        base = self._next_seq()
+        table = pa.table({
+            "seq": pa.array(range(base, base + len(messages)), pa.int64()),
+            "role": [m.role for m in messages],
+            "content": [m.content for m in messages],
+            "function_name": pa.array([m.function_name for m in messages], pa.string()),
+            "function_args": pa.array([json.dumps(m.function_args) if m.function_args else None
+                                       for m in messages], pa.string()),
+            "created_at": pa.array([m.created_at or datetime.now(UTC) for m in messages],
+                                   pa.timestamp("us", tz="UTC")),
+            "tokens": pa.array([m.tokens for m in messages], pa.int32()),
+        })
+        bad = set(table["role"].to_pylist()) - set(ROLES)
+        if bad:
+            raise ValueError(f"Unknown role(s) {sorted(bad)}; valid: {', '.join(ROLES)}")
+        self.con.register("incoming_messages", table)
+        self.con.execute(
+            "INSERT INTO messages SELECT nextval('message_ids'), ?, seq, role, content, "
+            "function_name, function_args, created_at, tokens FROM incoming_messages",
+            [self.agent])
+        self.con.unregister("incoming_messages")
+        return len(messages)
+
+    def get(self, ids: list[int]) -> list[Message]:
+        """Messages by id, in sequence order."""
+        if not ids:
+            return []
+        rows = self.con.execute(f"SELECT {_COLUMNS} FROM messages WHERE agent = ? AND "
+                                "id IN (SELECT unnest(?)) ORDER BY seq", [self.agent, ids])
+        return [_row_to_message(r) for r in rows.fetchall()]
+
+    def rebuild_text_index(self) -> None:
+        """Rebuild the BM25 index over every stored message (all agents)."""
+        top = self.con.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+        self.con.execute("PRAGMA create_fts_index('messages', 'id', 'content', "
+                         "stemmer='porter', stopwords='english', overwrite=1)")
+        self.con.execute("INSERT OR REPLACE INTO fts_state VALUES (?, ?)", [FTS_NAME, top])
+
+    def _indexed_up_to(self) -> int:
+        row = self.con.execute("SELECT indexed_up_to FROM fts_state WHERE name = ?",
+                               [FTS_NAME]).fetchone()
+        return row[0] if row else -1
+
+    def _refresh_index_if_stale(self) -> int:
+        indexed = self._indexed_up_to()
+        newer = self.con.execute("SELECT count(*) FROM messages WHERE id > ?",
+                                 [max(indexed, 0)]).fetchone()[0]
+        if indexed < 0 or newer >= max(REINDEX_MIN_NEW_ROWS, indexed // 10):
+            self.rebuild_text_index()
+            return self._indexed_up_to()
+        return indexed
+
+    def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
+        """BM25 over indexed messages plus substring matches among newer ones, best first."""
+        offset, limit = page_bounds(page, page_size)
+        indexed = self._refresh_index_if_stale()
+        rows = self.con.execute(f"""
+            WITH hits AS (
+                SELECT id, fts_main_messages.match_bm25(id, ?) AS score, 0 AS newer
+                FROM messages WHERE agent = ? AND id <= ?
+                UNION ALL
+                SELECT id, 0.0, 1 FROM messages
+                WHERE agent = ? AND id > ? AND content ILIKE '%' || ? || '%')
+            SELECT {_COLUMNS}, count(*) OVER () FROM hits JOIN messages USING (id)
+            WHERE score IS NOT NULL ORDER BY newer DESC, score DESC, seq DESC
+            LIMIT ? OFFSET ?""",
+            [query, self.agent, indexed, self.agent, indexed, query, limit, offset]).fetchall()
+        total = rows[0][-1] if rows else self._count_text(query, indexed)
+        return Page([_row_to_message(r[:-1]) for r in rows], page, page_size, total)
+
+    def _count_text(self, query: str, indexed: int) -> int:
+        return self.con.execute("""
+            SELECT count(*) FROM messages WHERE agent = ? AND
+            ((id <= ? AND fts_main_messages.match_bm25(id, ?) IS NOT NULL)
+             OR (id > ? AND content ILIKE '%' || ? || '%'))""",
+            [self.agent, indexed, query, indexed, query]).fetchone()[0]
+
+    def search_date(self, start: str, end: str, page: int = 1, page_size: int = 5) -> Page:
+        """Messages between two ISO dates, both inclusive (UTC), oldest first."""
+        first, last = parse_date(start, "start_date"), parse_date(end, "end_date")
+        if last < first:
+            raise ValueError(f"end_date {last} is before start_date {first}")
+        offset, limit = page_bounds(page, page_size)
+        rows = self.con.execute(f"""
+            SELECT {_COLUMNS}, count(*) OVER () FROM messages
+            WHERE agent = ? AND created_at >= ?::DATE::TIMESTAMPTZ
+              AND created_at < (?::DATE + 1)::TIMESTAMPTZ
+            ORDER BY seq LIMIT ? OFFSET ?""",
+            [self.agent, first, last, limit, offset]).fetchall()
+        total = rows[0][-1] if rows else 0
+        return Page([_row_to_message(r[:-1]) for r in rows], page, page_size, total)
