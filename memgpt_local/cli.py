@@ -3,6 +3,7 @@
 import json
 import sys
 from functools import wraps
+from pathlib import Path
 
 import click
 
@@ -121,3 +122,39 @@ def run(prompt: str, alias: str | None, system: str | None, max_tokens: int,
     click.echo()
     if stats:
         click.echo(json.dumps(generation.stats.as_dict()), err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--agent", "-a", "agent_name", required=True, help="Agent whose archive to fill.")
+@click.option("--max-tokens", default=200, show_default=True,
+              help="Passage size in embedding-model tokens.")
+@click.option("--overlap", default=30, show_default=True, help="Tokens shared by neighbours.")
+@click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
+@_user_errors
+def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int,
+         wait: bool) -> None:
+    """Load text, Markdown or JSONL files (a `text` field) into an agent's archival memory."""
+    from tqdm import tqdm
+
+    from .agents import AgentRecord, AgentStore
+    from .database import Database
+    from .documents import load_documents
+    from .embeddings import get_embedder
+    from .memory.archival import ArchivalStorage
+
+    with Database(wait=wait) as db:
+        store = AgentStore(db.con)
+        if not store.exists(agent_name):
+            store.save(AgentRecord(agent_name, Registry.load().default))
+            click.echo(f"Created agent '{agent_name}' to hold the documents.", err=True)
+        archival = ArchivalStorage(db.con, agent_name, db.home / "archival", get_embedder())
+        with tqdm(desc="Loading", unit="passage") as bar:
+            report = load_documents(list(paths), archival, max_tokens, overlap, bar.update)
+    for path, reason in report.failed.items():
+        click.echo(f"Could not load {path}: {reason}", err=True)
+    click.echo(f"Loaded {report.files} file(s): {report.passages} new passage(s), "
+               f"{report.skipped_duplicates} already stored, in {report.seconds:.1f} s.")
+    if report.failed and not report.files:
+        raise SystemExit(1)

@@ -1,0 +1,72 @@
+"""Agent records in the home database: model, settings, core memory, summary, context ids."""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from .errors import MemgptLocalError
+from .memory.core import CoreMemory
+
+
+class AgentNotFoundError(MemgptLocalError):
+    """An agent name that is not in the home database."""
+
+
+@dataclass
+class AgentRecord:
+    """Everything needed to resume an agent exactly where it stopped."""
+
+    name: str
+    model: str
+    settings: dict = field(default_factory=dict)
+    core_memory: CoreMemory = field(default_factory=CoreMemory.default)
+    summary: str = ""
+    in_context: list[int] = field(default_factory=list)
+
+
+class AgentStore:
+    """Create, read, save and delete agent records."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def names(self) -> list[str]:
+        """Every agent's name, oldest first."""
+        return [r[0] for r in self.con.execute(
+            "SELECT name FROM agents ORDER BY created_at").fetchall()]
+
+    def exists(self, name: str) -> bool:
+        """Whether an agent of that name exists."""
+        return self.con.execute("SELECT count(*) FROM agents WHERE name = ?",
+                                [name]).fetchone()[0] > 0
+
+    def get(self, name: str) -> AgentRecord:
+        """Load an agent; an unknown name lists the agents that exist."""
+        row = self.con.execute("SELECT name, model, settings, core_memory, summary, in_context "
+                               "FROM agents WHERE name = ?", [name]).fetchone()
+        if row is None:
+            known = ", ".join(self.names()) or "none yet"
+            raise AgentNotFoundError(f"No agent named '{name}'. Agents: {known}")
+        return AgentRecord(row[0], row[1], json.loads(row[2]),
+                           CoreMemory.from_dict(json.loads(row[3])), row[4], json.loads(row[5]))
+
+    def save(self, agent: AgentRecord) -> None:
+        """Insert or update an agent record."""
+        now = datetime.now(UTC)
+        self.con.execute(
+            "INSERT INTO agents VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "model = excluded.model, settings = excluded.settings, "
+            "core_memory = excluded.core_memory, summary = excluded.summary, "
+            "in_context = excluded.in_context, updated_at = excluded.updated_at",
+            [agent.name, agent.model, json.dumps(agent.settings),
+             json.dumps(agent.core_memory.to_dict()), agent.summary,
+             json.dumps(agent.in_context), now, now])
+
+    def delete(self, name: str) -> None:
+        """Delete an agent with its messages and passages."""
+        self.get(name)
+        for table in ("messages", "passages"):
+            self.con.execute(f"DELETE FROM {table} WHERE agent = ?", [name])
+        self.con.execute("DELETE FROM agents WHERE name = ?", [name])

@@ -1,0 +1,211 @@
+"""Archival storage: passages in DuckDB (the source of truth) and an hnswlib index per agent.
+
+Rows are committed to DuckDB first, with their embeddings; the index is updated and saved
+after. A sidecar file records which rows the saved index holds, so an index that is missing,
+corrupt or behind DuckDB (a crash between the two writes) is rebuilt from DuckDB on open.
+"""
+
+import hashlib
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from .paging import Page, page_bounds
+
+SEARCH_MODES = ("hybrid", "vector", "keyword")
+CANDIDATES = 100
+RRF_K = 60
+EF_SEARCH = 200
+
+
+def content_hash(text: str) -> str:
+    """The deduplication key of a passage."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _safe_name(agent: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", agent) + "-" + content_hash(agent)[:8]
+
+
+class ArchivalStorage:
+    """One agent's archival memory."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, agent: str, index_dir: Path,
+                 embedder, progress: bool = True):
+        self.con = con
+        self.agent = agent
+        self.embedder = embedder
+        self.progress = progress
+        index_dir.mkdir(parents=True, exist_ok=True)
+        self.index_path = index_dir / f"{_safe_name(agent)}.hnsw"
+        self.meta_path = self.index_path.with_suffix(".json")
+        self.index = None
+        self.rebuilt = False
+        self._open_index()
+
+    def count(self) -> int:
+        """Number of passages stored for the agent."""
+        return self._fingerprint()["count"]
+
+    def _fingerprint(self) -> dict:
+        count, top, total = self.con.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0) FROM passages "
+            "WHERE agent = ?", [self.agent]).fetchone()
+        return {"count": int(count), "max_id": int(top), "sum_id": int(total),
+                "dim": self.embedder.dim}
+
+    def _open_index(self) -> None:
+        import hnswlib
+
+        expected = self._fingerprint()
+        try:
+            saved = json.loads(self.meta_path.read_text())
+            if saved != expected:
+                raise ValueError("index out of step with the database")
+            index = hnswlib.Index(space="cosine", dim=self.embedder.dim)
+            index.load_index(str(self.index_path), max_elements=max(1, expected["count"]))
+            if index.get_current_count() < expected["count"]:
+                raise ValueError("index holds fewer passages than the database")
+            self.index = index
+        except (OSError, ValueError, RuntimeError):
+            self._rebuild(expected)
+
+    def _new_index(self, capacity: int):
+        import hnswlib
+
+        index = hnswlib.Index(space="cosine", dim=self.embedder.dim)
+        index.init_index(max_elements=max(1024, capacity), ef_construction=200, M=16)
+        return index
+
+    def _rebuild(self, expected: dict) -> None:
+        from tqdm import tqdm
+
+        self.index = self._new_index(expected["count"] * 2)
+        result = self.con.execute("SELECT id, embedding FROM passages WHERE agent = ? "
+                                  "ORDER BY id", [self.agent])
+        with tqdm(total=expected["count"], desc="Rebuilding archival index", unit="passage",
+                  disable=not self.progress or expected["count"] == 0) as bar:
+            while batch := result.fetchmany(4096):
+                ids = np.array([row[0] for row in batch], dtype=np.int64)
+                vectors = np.array([row[1] for row in batch], dtype=np.float32)
+                self.index.add_items(vectors, ids)
+                bar.update(len(batch))
+        self._save()
+        self.rebuilt = True
+
+    def _save(self) -> None:
+        temporary = self.index_path.with_suffix(f".tmp{os.getpid()}")
+        self.index.save_index(str(temporary))
+        os.replace(temporary, self.index_path)
+        meta_tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
+        meta_tmp.write_text(json.dumps(self._fingerprint()))
+        os.replace(meta_tmp, self.meta_path)
+
+    def insert(self, texts: list[str], source: str | None = None,
+               metadata: dict | None = None) -> list[int]:
+        """Store new passages (duplicates of stored ones are skipped); return the new ids."""
+        fresh = self._not_yet_stored(texts)
+        if not fresh:
+            return []
+        vectors = self.embedder.embed(fresh)
+        ids = self._insert_rows(fresh, vectors, source, metadata)
+        self._add_to_index(ids, vectors)
+        return ids
+
+    def _not_yet_stored(self, texts: list[str]) -> list[str]:
+        unique = list(dict.fromkeys(t for t in texts if t.strip()))
+        hashes = [content_hash(t) for t in unique]
+        known = {row[0] for row in self.con.execute(
+            "SELECT content_hash FROM passages WHERE agent = ? AND content_hash IN "
+            "(SELECT unnest(?))", [self.agent, hashes]).fetchall()}
+        return [t for t, h in zip(unique, hashes, strict=True) if h not in known]
+
+    def _insert_rows(self, texts, vectors, source, metadata) -> list[int]:
+        import pyarrow as pa
+
+        table = pa.table({
+            "content": texts, "content_hash": [content_hash(t) for t in texts],
+            "embedding": pa.array(list(vectors), pa.list_(pa.float32()))})
+        self.con.register("incoming_passages", table)
+        try:
+            rows = self.con.execute(
+                "INSERT INTO passages SELECT nextval('passage_ids'), ?, content, content_hash, "
+                "?, ?, embedding, ? FROM incoming_passages RETURNING id",
+                [self.agent, source, json.dumps(metadata) if metadata else None,
+                 datetime.now(UTC)]).fetchall()
+        finally:
+            self.con.unregister("incoming_passages")
+        return [row[0] for row in rows]
+
+    def _add_to_index(self, ids: list[int], vectors: np.ndarray) -> None:
+        needed = self.index.get_current_count() + len(ids)
+        if needed > self.index.get_max_elements():
+            self.index.resize_index(max(needed, 2 * self.index.get_max_elements()))
+        self.index.add_items(vectors, np.array(ids, dtype=np.int64))
+        self._save()
+
+    def delete(self, ids: list[int]) -> int:
+        """Delete passages by id; return how many were deleted."""
+        deleted = self.con.execute(
+            "DELETE FROM passages WHERE agent = ? AND id IN (SELECT unnest(?)) RETURNING id",
+            [self.agent, ids]).fetchall()
+        for (passage_id,) in deleted:
+            self.index.mark_deleted(passage_id)
+        self._save()
+        return len(deleted)
+
+    def search(self, query: str, mode: str = "hybrid", page: int = 1,
+               page_size: int = 5) -> Page:
+        """Search passages: 'vector', 'keyword' (exact words) or 'hybrid' (rank fusion)."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
+        offset, limit = page_bounds(page, page_size)
+        want = max(CANDIDATES, offset + limit)
+        ranked = {"vector": lambda: self._vector_ids(query, want),
+                  "keyword": lambda: self._keyword_ids(query, want),
+                  "hybrid": lambda: _fuse(self._vector_ids(query, want),
+                                          self._keyword_ids(query, want))}[mode]()
+        return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
+
+    def _vector_ids(self, query: str, k: int) -> list[int]:
+        live = self.count()
+        if live == 0 or not query.strip():
+            return []
+        self.index.set_ef(max(EF_SEARCH, k))  # not saved with the index; small ef loses outliers
+        labels, _ = self.index.knn_query(self.embedder.embed([query]), k=min(k, live))
+        return [int(label) for label in labels[0]]
+
+    def _keyword_ids(self, query: str, k: int) -> list[int]:
+        words = query.split()
+        if not words:
+            return []
+        clauses = " AND ".join(["content ILIKE '%' || ? || '%'"] * len(words))
+        rows = self.con.execute(
+            f"SELECT id FROM passages WHERE agent = ? AND {clauses} "
+            "ORDER BY (content ILIKE '%' || ? || '%') DESC, id LIMIT ?",
+            [self.agent, *words, query, k]).fetchall()
+        return [row[0] for row in rows]
+
+    def _passages(self, ids: list[int]) -> list[dict]:
+        if not ids:
+            return []
+        rows = self.con.execute(
+            "SELECT id, content, source, created_at FROM passages WHERE agent = ? AND id IN "
+            "(SELECT unnest(?))", [self.agent, ids]).fetchall()
+        by_id = {r[0]: {"id": r[0], "content": r[1], "source": r[2], "created_at": r[3]}
+                 for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+
+def _fuse(*rankings: list[int]) -> list[int]:
+    """Reciprocal rank fusion of several ranked id lists."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, passage_id in enumerate(ranking):
+            scores[passage_id] = scores.get(passage_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(scores, key=lambda i: -scores[i])

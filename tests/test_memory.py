@@ -1,0 +1,200 @@
+"""Memory tiers through the real parts: DuckDB files, hnswlib index, the real embedding model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from memgpt_local.agents import AgentRecord, AgentStore
+from memgpt_local.database import MIGRATIONS, Database, HomeLockedError
+from memgpt_local.memory.archival import ArchivalStorage
+from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.recall import Message, RecallStorage
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from memgpt_local.embeddings import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture()
+def db(tmp_path):
+    with Database(tmp_path) as database:
+        yield database
+
+
+def test_migrations_are_recorded_and_idempotent(tmp_path):
+    with Database(tmp_path) as first:
+        versions = first.con.execute("SELECT version FROM migrations ORDER BY 1").fetchall()
+        assert [v for (v,) in versions] == list(range(1, len(MIGRATIONS) + 1))
+    with Database(tmp_path) as second:
+        assert second.version == len(MIGRATIONS)
+
+
+def test_second_writer_gets_a_clear_error(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from memgpt_local.database import Database; d = Database(Path(sys.argv[1])); "
+         "print('ready', flush=True); time.sleep(30)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(HomeLockedError, match=f"pid {holder.pid}"):
+            Database(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with Database(tmp_path, wait=True, timeout_s=5):
+        pass
+
+
+def test_agent_record_round_trip(db):
+    store = AgentStore(db.con)
+    agent = AgentRecord("ann", "smollm2-135m", {"n_ctx": 2048},
+                        CoreMemory.default("I am a helper.", "Ann likes tea."), "old talk", [3, 4])
+    store.save(agent)
+    loaded = store.get("ann")
+    assert loaded == agent
+    with pytest.raises(Exception, match="Agents: ann"):
+        store.get("zed")
+
+
+def test_core_memory_limits_and_errors_read_well():
+    memory = CoreMemory.default("persona text", "", limit=40)
+    memory.append("human", "Name: Ann")
+    assert memory.block("human").value == "Name: Ann"
+    memory.replace("human", "Ann", "Anna")
+    assert memory.block("human").value == "Name: Anna"
+    with pytest.raises(CoreMemoryError, match="Text not found in 'human'"):
+        memory.replace("human", "Bob", "Rob")
+    with pytest.raises(CoreMemoryError,
+                       match=r"'persona' would have 53 characters; its limit is 40"):
+        memory.append("persona", "x" * 40)
+    with pytest.raises(CoreMemoryError, match="Blocks: persona, human"):
+        memory.append("goals", "x")
+    assert CoreMemory.from_dict(memory.to_dict()) == memory
+
+
+def test_recall_search_by_text_date_and_pages(db):
+    recall = RecallStorage(db.con, "ann")
+    start = datetime(2023, 5, 1, 9, tzinfo=UTC)
+    imported = recall.bulk_import([Message("user" if i % 2 else "assistant",
+                                           f"day {i} we talked about gardening and roses",
+                                           created_at=start + timedelta(days=i))
+                                   for i in range(30)])
+    assert imported == 30 and recall.count() == 30
+    recall.rebuild_text_index()
+    recall.append(Message("user", "My cat is called Whiskers"))  # after the index build
+    page = recall.search_text("Whiskers")
+    assert [m.content for m in page.items] == ["My cat is called Whiskers"]
+    first = recall.search_text("roses", page=1, page_size=7)
+    assert first.header() == "page 1 of 5, total 30"
+    last = recall.search_text("roses", page=5, page_size=7)
+    assert len(last.items) == 2
+    dated = recall.search_date("2023-05-03", "2023-05-05")
+    assert [m.created_at.date().isoformat() for m in dated.items] == [
+        "2023-05-03", "2023-05-04", "2023-05-05"]
+    assert [m.seq for m in dated.items] == [3, 4, 5]
+    with pytest.raises(ValueError, match="ISO date"):
+        recall.search_date("yesterday", "2023-05-05")
+
+
+def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
+    keys = [f"{i:08x}-1111-2222-3333-{i * 7919:012x}" for i in range(50)]
+    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    assert archival.search("anything").items == []
+    ids = archival.insert([f"key {k} holds value v{i}" for i, k in enumerate(keys)]
+                          + ["Ann loves hiking in the Alps."])
+    assert len(ids) == 51
+    assert archival.insert(["Ann loves hiking in the Alps."]) == []
+    assert archival.search(keys[7], mode="keyword").items[0]["content"].endswith("v7")
+    assert archival.search(keys[7]).items[0]["content"].endswith("v7")  # hybrid default
+    vector = archival.search("mountain walks", mode="vector", page_size=100)
+    assert vector.items[0]["content"] == "Ann loves hiking in the Alps."
+    assert len(vector.items) == 51  # k clamped to the number of passages
+    assert archival.delete(ids[:1]) == 1 and archival.count() == 50
+    archival.index_path.write_bytes(b"corrupt")
+    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    assert reopened.rebuilt and reopened.count() == 50
+    assert reopened.search(keys[9]).items[0]["content"].endswith("v9")
+    assert all(not p["content"].endswith("v0") for p in reopened.search(keys[0]).items)
+
+
+def test_index_grows_past_its_initial_capacity(db, embedder, tmp_path):
+    archival = ArchivalStorage(db.con, "big", tmp_path / "idx", embedder, progress=False)
+    archival.insert([f"passage number {i}" for i in range(1500)])
+    assert archival.index.get_max_elements() >= 1500 and archival.count() == 1500
+
+
+LOADER = """
+import sys
+from pathlib import Path
+from memgpt_local.database import Database
+from memgpt_local.embeddings import get_embedder
+from memgpt_local.memory.archival import ArchivalStorage
+db = Database(Path(sys.argv[1]))
+archival = ArchivalStorage(db.con, "ann", Path(sys.argv[1]) / "idx", get_embedder())
+for batch in range(1000):
+    stored = archival.insert([f"batch {batch} passage {i}" for i in range(64)])
+    print(len(stored), flush=True)
+"""
+
+
+def test_sigkill_while_loading_leaves_stores_consistent(tmp_path, embedder):
+    child = subprocess.Popen([sys.executable, "-c", LOADER, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    reported = sum(int(child.stdout.readline()) for _ in range(3))
+    time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    with Database(tmp_path, wait=True, timeout_s=10) as database:
+        archival = ArchivalStorage(database.con, "ann", tmp_path / "idx", embedder,
+                                   progress=False)
+        assert archival.count() >= reported
+        assert archival.index.get_current_count() == archival.count()
+        assert archival.search("batch 1 passage 5", mode="keyword").items
+
+
+def test_load_command_reports_and_is_idempotent(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from memgpt_local.cli import cli
+
+    monkeypatch.setenv("MEMGPT_LOCAL_HOME", str(tmp_path / "home"))
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Trip\n\n" + " ".join(f"Sentence {i} about the trip." for i in range(200)))
+    records = tmp_path / "facts.jsonl"
+    records.write_text(json.dumps({"text": "Paris is the capital of France."}) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["load", str(notes), str(records), str(bad), "--agent", "ann"])
+    assert result.exit_code == 0, result.output
+    assert "Created agent 'ann'" in result.output
+    assert f"Could not load {bad}" in result.output
+    assert "Loaded 2 file(s)" in result.output and " 0 already stored" in result.output
+    again = runner.invoke(cli, ["load", str(notes), str(records), "--agent", "ann"])
+    assert "0 new passage(s)" in again.output
+    with Database(Path(tmp_path / "home")) as database:
+        sources = database.con.execute("SELECT DISTINCT source FROM passages").fetchall()
+        assert {s for (s,) in sources} == {str(notes), str(records)}
+
+
+def test_passages_fit_the_embedding_models_token_budget(embedder):
+    from memgpt_local.documents import split_passages
+
+    text = " ".join(f"word{i}" for i in range(600))
+    passages = split_passages(text, embedder.count_tokens, max_tokens=64, overlap_tokens=10)
+    assert len(passages) > 5
+    assert all(embedder.count_tokens(p) <= 64 for p in passages)
+    for before, after in zip(passages, passages[1:], strict=False):
+        assert after.split()[0] in before.split()  # neighbours overlap
+    assert passages[-1].split()[-1] == "word599"
