@@ -152,13 +152,15 @@ class Registry:
         base = _read_toml(MODELS_TOML)
         tables = {alias: dict(t) for alias, t in base.get("models", {}).items()}
         default = base.get("default", "smollm2-135m")
+        origins = dict.fromkeys(tables, MODELS_TOML)
         user_toml = user_toml or home_dir(create=False) / "models.toml"
         if user_toml.is_file():
             extra = _read_toml(user_toml)
             for alias, table in extra.get("models", {}).items():
                 tables.setdefault(alias, {}).update(table)
+                origins[alias] = user_toml
             default = extra.get("default", default)
-        specs = {alias: _entry(alias, t, user_toml) for alias, t in tables.items()}
+        specs = {alias: _entry(alias, t, origins[alias]) for alias, t in tables.items()}
         return cls(specs, default)
 
     def get(self, alias: str | None = None) -> ModelSpec:
