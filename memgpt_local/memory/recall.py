@@ -50,6 +50,16 @@ def parse_date(text: str, name: str) -> date:
         raise ValueError(f"{name} must be an ISO date like 2024-05-31, got {text!r}") from None
 
 
+def _check_roles(roles: set[str]) -> None:
+    bad = roles - set(ROLES)
+    if bad:
+        raise ValueError(f"Unknown role(s) {sorted(bad)}; valid: {', '.join(ROLES)}")
+
+
+def _args_json(args: dict | None) -> str | None:
+    return json.dumps(args) if args is not None else None
+
+
 _COLUMNS = "id, seq, role, content, function_name, function_args, created_at, tokens"
 
 
@@ -78,15 +88,14 @@ class RecallStorage:
 
     def append(self, message: Message) -> Message:
         """Store one message (sequence number and time stamp assigned when missing)."""
-        if message.role not in ROLES:
-            raise ValueError(f"Unknown role {message.role!r}; valid: {', '.join(ROLES)}")
+        _check_roles({message.role})
         message.seq = self._next_seq()
         message.created_at = message.created_at or datetime.now(UTC)
         message.id = self.con.execute(
             "INSERT INTO messages VALUES (nextval('message_ids'), ?, ?, ?, ?, ?, ?, ?, ?) "
             "RETURNING id",
             [self.agent, message.seq, message.role, message.content, message.function_name,
-             json.dumps(message.function_args) if message.function_args is not None else None,
+             _args_json(message.function_args),
              message.created_at, message.tokens]).fetchone()[0]
         return message
 
@@ -94,21 +103,19 @@ class RecallStorage:
         """Import many past messages at once through Arrow, keeping their time stamps."""
         import pyarrow as pa
 
+        _check_roles({m.role for m in messages})
         base = self._next_seq()
         table = pa.table({
             "seq": pa.array(range(base, base + len(messages)), pa.int64()),
             "role": [m.role for m in messages],
             "content": [m.content for m in messages],
             "function_name": pa.array([m.function_name for m in messages], pa.string()),
-            "function_args": pa.array([json.dumps(m.function_args) if m.function_args else None
-                                       for m in messages], pa.string()),
+            "function_args": pa.array([_args_json(m.function_args) for m in messages],
+                                      pa.string()),
             "created_at": pa.array([m.created_at or datetime.now(UTC) for m in messages],
                                    pa.timestamp("us", tz="UTC")),
             "tokens": pa.array([m.tokens for m in messages], pa.int32()),
         })
-        bad = set(table["role"].to_pylist()) - set(ROLES)
-        if bad:
-            raise ValueError(f"Unknown role(s) {sorted(bad)}; valid: {', '.join(ROLES)}")
         self.con.register("incoming_messages", table)
         self.con.execute(
             "INSERT INTO messages SELECT nextval('message_ids'), ?, seq, role, content, "
