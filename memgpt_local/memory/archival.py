@@ -135,7 +135,7 @@ class ArchivalStorage:
         try:
             rows = self.con.execute(
                 "INSERT INTO passages SELECT nextval('passage_ids'), ?, content, content_hash, "
-                "?, ?, embedding, ? FROM incoming_passages RETURNING id",
+                "?, ?, embedding, ?, lower(content) FROM incoming_passages RETURNING id",
                 [self.agent, source, json.dumps(metadata) if metadata else None,
                  datetime.now(UTC)]).fetchall()
         finally:
@@ -166,14 +166,17 @@ class ArchivalStorage:
             raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
         offset, limit = page_bounds(page, page_size)
         want = max(CANDIDATES, offset + limit)
-        ranked = {"vector": lambda: self._vector_ids(query, want),
-                  "keyword": lambda: self._keyword_ids(query, want),
-                  "hybrid": lambda: _fuse(self._vector_ids(query, want),
-                                          self._keyword_ids(query, want))}[mode]()
+        if mode == "vector":
+            ranked = self._vector_ids(query, want)
+        elif mode == "keyword":
+            ranked = self._keyword_ids(query, want)
+        else:
+            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
-        live = self.count()
+        live = self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
+                                [self.agent]).fetchone()[0]
         if live == 0 or not query.strip():
             return []
         self.index.set_ef(max(EF_SEARCH, k))  # not saved with the index; small ef loses outliers
@@ -181,24 +184,26 @@ class ArchivalStorage:
         return [int(label) for label in labels[0]]
 
     def _keyword_ids(self, query: str, k: int) -> list[int]:
-        words = query.split()
+        """Passages that contain every word of the query (case-insensitive), exact phrase first."""
+        words = query.lower().split()
         if not words:
             return []
-        clauses = " AND ".join(["content ILIKE '%' || ? || '%'"] * len(words))
+        clauses = " AND ".join(["contains(content_lower, ?)"] * len(words))
         rows = self.con.execute(
             f"SELECT id FROM passages WHERE agent = ? AND {clauses} "
-            "ORDER BY (content ILIKE '%' || ? || '%') DESC, id LIMIT ?",
-            [self.agent, *words, query, k]).fetchall()
+            "ORDER BY contains(content_lower, ?) DESC, id LIMIT ?",
+            [self.agent, *words, " ".join(words), k]).fetchall()
         return [row[0] for row in rows]
 
     def _passages(self, ids: list[int]) -> list[dict]:
         if not ids:
             return []
-        rows = self.con.execute(
-            "SELECT id, content, source, created_at FROM passages WHERE agent = ? AND id IN "
-            "(SELECT unnest(?))", [self.agent, ids]).fetchall()
-        by_id = {r[0]: {"id": r[0], "content": r[1], "source": r[2], "created_at": r[3]}
-                 for r in rows}
+        # a literal id list lets DuckDB use the primary-key index (a parameter list scans)
+        id_list = ", ".join(str(int(i)) for i in ids)
+        rows = self.con.execute("SELECT id, agent, content, source, created_at FROM passages "
+                                f"WHERE id IN ({id_list})").fetchall()
+        by_id = {r[0]: {"id": r[0], "content": r[2], "source": r[3], "created_at": r[4]}
+                 for r in rows if r[1] == self.agent}
         return [by_id[i] for i in ids if i in by_id]
 
 
