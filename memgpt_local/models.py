@@ -3,10 +3,9 @@
 import importlib.util
 import os
 import sys
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-
-import tomllib
 
 from .errors import ModelFileMissingError, RegistryError, UnknownModelError
 from .home import home_dir

@@ -1,0 +1,70 @@
+"""The queue manager's pieces: where to cut the FIFO queue, and the recursive summary.
+
+Eviction cuts at a message boundary that never separates a function call from its result.
+The summary call always fits in the window: evicted messages are folded in chunks that fit,
+each chunk's summary becoming the "previous summary" of the next.
+"""
+
+from .context import render
+from .memory.recall import Message
+from .runtime import SamplingSettings
+
+SUMMARY_MARGIN_TOKENS = 16
+
+
+def eviction_point(queue: list[Message], fraction: float) -> int:
+    """How many of the oldest messages to evict: about `fraction` of the queue, at least one,
+    never the newest message, and never a function call without its result."""
+    if len(queue) < 2:
+        return 0
+    cut = min(max(1, round(len(queue) * fraction)), len(queue) - 1)
+    while cut < len(queue) - 1 and queue[cut].role == "function_result":
+        cut += 1
+    while cut > 0 and queue[cut].role == "function_result":
+        cut -= 1
+    return cut
+
+
+def _transcript_line(message: Message) -> str:
+    when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else ""
+    name = f" {message.function_name}" if message.function_name else ""
+    return f"[{when}] {message.role}{name}: {message.content}"
+
+
+class Summarizer:
+    """Folds evicted messages into the running summary with the agent's own model."""
+
+    def __init__(self, runtime, max_tokens: int, seed: int):
+        self.runtime = runtime
+        self.max_tokens = max_tokens
+        self.sampling = SamplingSettings(temperature=0.0, seed=seed)
+
+    def _prompt_tokens(self, summary: str, lines: list[str]) -> list[int]:
+        text = render("summarizer.jinja", summary=summary, messages="\n".join(lines),
+                      max_words=int(self.max_tokens * 0.6))
+        return self.runtime.chat_tokens([{"role": "user", "content": text}]).tokens
+
+    def _budget(self) -> int:
+        return self.runtime.n_ctx - self.max_tokens - SUMMARY_MARGIN_TOKENS
+
+    def _fit_line(self, summary: str, line: str) -> str:
+        """Shorten one line until a prompt holding only it fits."""
+        while len(self._prompt_tokens(summary, [line])) > self._budget() and len(line) > 40:
+            line = line[: len(line) * 3 // 4] + " [...]"
+        return line
+
+    def summarize(self, summary: str, evicted: list[Message]) -> str:
+        """A new summary of the old summary plus the evicted messages."""
+        lines = [_transcript_line(m) for m in evicted]
+        while lines:
+            chunk = [self._fit_line(summary, lines.pop(0))]
+            while lines and len(self._prompt_tokens(summary, chunk + lines[:1])) <= self._budget():
+                chunk.append(lines.pop(0))
+            summary = self._generate(summary, chunk)
+        return summary
+
+    def _generate(self, summary: str, chunk: list[str]) -> str:
+        tokens = self._prompt_tokens(summary, chunk)
+        generation = self.runtime.generate(tokens, max_tokens=self.max_tokens,
+                                           sampling=self.sampling).finish()
+        return generation.text.strip() or summary

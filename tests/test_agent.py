@@ -1,0 +1,166 @@
+"""The agent loop with a scripted model: functions, errors, heartbeats, warning, flush, resume."""
+
+import pytest
+from fakes import FakeRuntime, HashingEmbedder, call
+
+from memgpt_local.agent import Agent, AgentSettings
+from memgpt_local.agents import AgentRecord, AgentStore
+from memgpt_local.database import Database
+from memgpt_local.memory.core import CoreMemory
+
+
+def make_agent(tmp_path, script, n_ctx=2048, **settings) -> Agent:
+    db = Database(tmp_path)
+    store = AgentStore(db.con)
+    if not store.exists("sam"):
+        store.save(AgentRecord("sam", "fake", {"n_ctx": n_ctx, **settings},
+                               CoreMemory.default("I am Sam.", "Nothing yet.")))
+    return Agent(store.get("sam"), db, FakeRuntime(script, n_ctx), HashingEmbedder)
+
+
+def roles(agent: Agent) -> list[str]:
+    return [m.role for m in agent.recall.search_date("2000-01-01", "2100-01-01",
+                                                     page_size=1000).items]
+
+
+def test_send_message_reaches_the_user_and_everything_is_recorded(tmp_path):
+    agent = make_agent(tmp_path, [call("send_message", "greet", message="Hello!")])
+    replies = []
+    turn = agent.send("Hi there", lambda kind, value: kind == "reply" and replies.append(value))
+    assert turn.replies == ["Hello!"] and "".join(replies) == "Hello!"
+    assert turn.stopped is None and len(turn.steps) == 1
+    assert roles(agent) == ["system", "user", "function_call", "function_result"]
+    assert [m.role for m in agent.queue] == roles(agent)
+    assert turn.steps[0].thoughts == "greet"
+
+
+def test_core_memory_functions_and_their_errors_become_observations(tmp_path):
+    agent = make_agent(tmp_path, [
+        call("core_memory_append", label="human", content="Name: Ann", request_heartbeat=True),
+        call("core_memory_replace", label="human", old_content="Bob", new_content="x",
+             request_heartbeat=False),
+        call("core_memory_replace", label="human", old_content="Ann", new_content="Anna",
+             request_heartbeat=True),
+        call("send_message", message="Nice to meet you, Anna.")])
+    turn = agent.send("I'm Ann")
+    assert [s.function for s in turn.steps] == [
+        "core_memory_append", "core_memory_replace", "core_memory_replace", "send_message"]
+    assert turn.steps[1].failed and "Text not found in 'human'" in turn.steps[1].result
+    assert agent.core.block("human").value == "Nothing yet.\nName: Anna"
+    results = [m.content for m in agent.queue if m.role == "function_result"]
+    assert results[1].startswith("Error: Text not found")
+    assert results[1].endswith("read the error above and try again differently.")
+    assert results[0].endswith("Act on the function result above.")
+    assert results[3] == "Sent."
+
+
+def test_searches_are_paginated(tmp_path):
+    script = [call("conversation_search", query="garden", page=2, request_heartbeat=True),
+              call("conversation_search", query="garden", page=9, request_heartbeat=True),
+              call("conversation_search_date", start_date="last week", end_date="2024-01-01",
+                   page=1, request_heartbeat=True),
+              call("send_message", message="done")]
+    agent = make_agent(tmp_path, script, page_size=2)
+    from memgpt_local.memory.recall import Message
+    agent.recall.bulk_import([Message("user", f"my garden has {i} roses") for i in range(5)])
+    turn = agent.send("What about the garden?")
+    # 5 imported, the user message and the search call itself mention the garden
+    assert turn.steps[0].result.startswith("Page 2 of 4, total 7:")
+    assert turn.steps[1].failed and "Page 9 does not exist" in turn.steps[1].result
+    assert turn.steps[2].failed and "start_date must be an ISO date" in turn.steps[2].result
+
+
+def test_archival_functions(tmp_path):
+    script = [call("archival_memory_insert", content="Ann's cat is called Whiskers.",
+                   request_heartbeat=True),
+              call("archival_memory_search", query="Whiskers", page=1, request_heartbeat=True),
+              call("send_message", message="Your cat is Whiskers.")]
+    agent = make_agent(tmp_path, script)
+    turn = agent.send("Remember my cat Whiskers")
+    assert turn.steps[0].result == "Saved to archival memory."
+    assert "Whiskers" in turn.steps[1].result and "total 1" in turn.steps[1].result
+    assert agent.archival_count() == 1
+
+
+def test_pause_heartbeats_and_timed_heartbeat(tmp_path):
+    agent = make_agent(tmp_path, [call("pause_heartbeats", minutes=30, request_heartbeat=False),
+                                  call("send_message", message="tick")],
+                       timed_heartbeat_minutes=5)
+    agent.send("Please be quiet for a while")
+    assert agent.heartbeats_paused()
+    assert agent.timed_heartbeat() is None
+    agent.state.pop("heartbeats_paused_until")
+    turn = agent.timed_heartbeat()
+    assert turn.replies == ["tick"]
+    assert "idle for 5 minutes" in agent.queue[-3].content
+
+
+def test_heartbeat_chain_is_capped(tmp_path):
+    looping = call("conversation_search", query="x", page=1, request_heartbeat=True)
+    agent = make_agent(tmp_path, lambda messages: looping, max_chain=4)
+    turn = agent.send("go")
+    assert len(turn.steps) == 4 and "after 4 chained steps" in turn.stopped
+
+
+def test_repeated_failures_stop_the_loop_with_a_clear_message(tmp_path):
+    failing = call("core_memory_replace", label="human", old_content="nope", new_content="x",
+                   request_heartbeat=False)
+    agent = make_agent(tmp_path, lambda messages: failing, max_failures=3)
+    turn = agent.send("go")
+    assert len(turn.steps) == 3
+    assert "3 failed function calls in a row" in turn.stopped
+
+
+def test_cut_off_or_invalid_output_is_an_error_for_the_model(tmp_path):
+    agent = make_agent(tmp_path, ['{"function": "send_mess', call("send_message", message="ok")])
+    turn = agent.send("hi")
+    assert turn.steps[0].failed and "not one JSON function call" in turn.steps[0].result
+    assert turn.replies == ["ok"]
+
+
+def test_unknown_function_and_bad_arguments_are_reported(tmp_path):
+    agent = make_agent(tmp_path, [call("launch_rockets"), call("send_message", text="x"),
+                                  call("send_message", message="ok")])
+    turn = agent.send("hi")
+    assert "unknown function 'launch_rockets'" in turn.steps[0].result
+    assert "missing: ['message'], unknown: ['text']" in turn.steps[1].result
+
+
+LONG = " ".join(["word"] * 60)
+
+
+@pytest.mark.parametrize("n_ctx", [2048, 3000, 4096])
+def test_warning_flush_summary_and_window_bound(tmp_path, n_ctx):
+    def script(messages):
+        return call("send_message", message="I hear you: " + LONG)
+
+    agent = make_agent(tmp_path, script, n_ctx=n_ctx)
+    warnings = flushes = 0
+    for i in range(40):
+        turn = agent.send(f"message {i}: {LONG}")
+        warnings += sum(s.warned for s in turn.steps)
+        flushes += sum(s.flushed for s in turn.steps)
+    runtime = agent.runtime
+    assert max(runtime.prompt_lengths) <= n_ctx
+    assert flushes >= 1 and runtime.summary_calls >= flushes
+    assert agent.record.summary.startswith("Summary number")
+    assert 1 <= warnings <= flushes + 1  # one warning per pressure period
+    assert agent.recall.count() == 1 + 40 * 3 + warnings  # nothing deleted from recall
+    assert agent.queue[0].role != "function_result"  # a call is never cut from its result
+
+
+def test_agent_resumes_where_it_stopped(tmp_path):
+    agent = make_agent(tmp_path, [call("core_memory_append", label="human", content="Ann",
+                                       request_heartbeat=False)])
+    agent.send("I am Ann")
+    queue_ids = [m.id for m in agent.queue]
+    agent.db.close()
+    again = make_agent(tmp_path, [call("send_message", message="Hi Ann")])
+    assert [m.id for m in again.queue] == queue_ids
+    assert again.core.block("human").value.endswith("Ann")
+    assert again.send("Who am I?").replies == ["Hi Ann"]
+
+
+def test_settings_ignore_state_keys():
+    settings = AgentSettings.from_dict({"n_ctx": 2048, "state": {"warned": True}})
+    assert settings.n_ctx == 2048
