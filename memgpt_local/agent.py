@@ -67,6 +67,7 @@ class StepReport:
     new_tokens: int
     flushed: bool = False
     warned: bool = False
+    summary_eval_tokens: int = 0
 
     def as_dict(self) -> dict:
         """A JSON-ready form."""
@@ -227,6 +228,7 @@ class Agent:
 
     # --- one step -------------------------------------------------------------------------
     def _step(self, listener: Listener | None) -> StepReport:
+        summary_tokens_before = self.summarizer.evaluated_tokens
         parts, prompt, flushed, warned = self._prepare()
         new_tokens = self._new_tokens(parts, prompt)
         generation = self.runtime.generate(
@@ -249,7 +251,8 @@ class Agent:
             self.save()
         report = StepReport((call or {}).get("thoughts", ""), outcome.function,
                             (call or {}).get("arguments"), outcome.result, outcome.failed,
-                            outcome.heartbeat, generation.stats, new_tokens, flushed, warned)
+                            outcome.heartbeat, generation.stats, new_tokens, flushed, warned,
+                            self.summarizer.evaluated_tokens - summary_tokens_before)
         if listener:
             listener("step", report)
         return report

@@ -1,33 +1,26 @@
-"""The memgpt-local command line: models, one-shot runs (and, later, chat and agents)."""
+"""The memgpt-local command line: models, one-shot runs, documents; agents and chat live in
+cli_agents.py."""
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from .errors import MemgptLocalError
+from .cli_agents import agents, chat, send
+from .cli_common import user_errors
 from .models import ModelSpec, Registry
-
-
-def _user_errors(func):
-    """Turn library errors into click errors: one clear line, exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except MemgptLocalError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 @click.group()
 @click.version_option(package_name="memgpt-local")
 def cli() -> None:
     """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
+
+
+cli.add_command(agents)
+cli.add_command(chat)
+cli.add_command(send)
 
 
 @cli.group()
@@ -44,7 +37,7 @@ def _size(spec: ModelSpec) -> tuple[str, bool]:
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_user_errors
+@user_errors
 def models_list(as_json: bool) -> None:
     """List the registered models and whether their files are present."""
     registry = Registry.load()
@@ -70,7 +63,7 @@ def models_list(as_json: bool) -> None:
 @models.command("info")
 @click.argument("alias")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_user_errors
+@user_errors
 def models_info(alias: str, as_json: bool) -> None:
     """Show a model's GGUF metadata: architecture, vocabulary, trained context, template."""
     from .gguf import read_model_info
@@ -88,7 +81,7 @@ def models_info(alias: str, as_json: bool) -> None:
 
 @models.command("download")
 @click.argument("alias")
-@_user_errors
+@user_errors
 def models_download(alias: str) -> None:
     """Download a Hugging Face model file (needs a network; never done implicitly)."""
     from .gguf import download
@@ -105,7 +98,7 @@ def models_download(alias: str) -> None:
 @click.option("--temperature", default=0.0, show_default=True, help="0 is greedy decoding.")
 @click.option("--seed", default=1337, show_default=True, help="Sampling seed.")
 @click.option("--stats", is_flag=True, help="Print token counts and timings to stderr as JSON.")
-@_user_errors
+@user_errors
 def run(prompt: str, alias: str | None, system: str | None, max_tokens: int,
         temperature: float, seed: int, stats: bool) -> None:
     """Stream a completion of PROMPT, sent as a user message through the chat template."""
@@ -132,7 +125,7 @@ def run(prompt: str, alias: str | None, system: str | None, max_tokens: int,
               help="Passage size in embedding-model tokens.")
 @click.option("--overlap", default=30, show_default=True, help="Tokens shared by neighbours.")
 @click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
-@_user_errors
+@user_errors
 def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int,
          wait: bool) -> None:
     """Load text, Markdown or JSONL files (a `text` field) into an agent's archival memory."""

@@ -44,3 +44,13 @@ def download(spec: ModelSpec) -> Path:
         return Path(hf_hub_download(spec.hf_repo, spec.hf_file, local_dir=target))
     except Exception as exc:  # network and hub errors all become one readable message
         raise MemgptLocalError(f"Download of {spec.hf_repo}/{spec.hf_file} failed: {exc}") from exc
+
+
+def vocab_counter(spec: ModelSpec):
+    """A token counter with the model's own tokenizer, loading only the vocabulary."""
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):
+        llm = Llama(model_path=str(spec.locate()), vocab_only=True, verbose=False)
+    return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False))

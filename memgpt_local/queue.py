@@ -38,6 +38,7 @@ class Summarizer:
         self.runtime = runtime
         self.max_tokens = max_tokens
         self.sampling = SamplingSettings(temperature=0.0, seed=seed)
+        self.evaluated_tokens = 0  # prompt tokens evaluated by summary calls, for the stats
 
     def _prompt_tokens(self, summary: str, lines: list[str]) -> list[int]:
         text = render("summarizer.jinja", summary=summary, messages="\n".join(lines),
@@ -67,4 +68,5 @@ class Summarizer:
         tokens = self._prompt_tokens(summary, chunk)
         generation = self.runtime.generate(tokens, max_tokens=self.max_tokens,
                                            sampling=self.sampling).finish()
+        self.evaluated_tokens += generation.stats.evaluated_tokens
         return generation.text.strip() or summary

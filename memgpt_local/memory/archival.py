@@ -32,6 +32,12 @@ def _safe_name(agent: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", agent) + "-" + content_hash(agent)[:8]
 
 
+def index_files(index_dir: Path, agent: str) -> tuple[Path, Path]:
+    """The agent's hnswlib index file and its sidecar."""
+    index = index_dir / f"{_safe_name(agent)}.hnsw"
+    return index, index.with_suffix(".json")
+
+
 class ArchivalStorage:
     """One agent's archival memory."""
 
@@ -42,8 +48,7 @@ class ArchivalStorage:
         self.embedder = embedder
         self.progress = progress
         index_dir.mkdir(parents=True, exist_ok=True)
-        self.index_path = index_dir / f"{_safe_name(agent)}.hnsw"
-        self.meta_path = self.index_path.with_suffix(".json")
+        self.index_path, self.meta_path = index_files(index_dir, agent)
         self.index = None
         self.rebuilt = False
         self._open_index()

@@ -1,0 +1,68 @@
+"""The agent on the real SmolLM2 model through the CLI: a long conversation in a small window."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from memgpt_local.cli import cli
+from memgpt_local.database import Database
+
+N_CTX = 2048
+TOPICS = ["sailing", "my sister Maria", "baking sourdough", "the book I am reading",
+          "my job as a nurse", "our trip to Lisbon", "my cat Pepper", "learning the cello"]
+
+
+def user_message(i: int) -> str:
+    topic = TOPICS[i % len(TOPICS)]
+    words = (f"Message {i}. Let me tell you about {topic}. It has been on my mind all week and I "
+             f"keep coming back to it when I have a quiet moment in the evening. Yesterday I "
+             f"spent two hours on it and I learned something new about patience, about "
+             f"practice and about how small steps add up over many months of trying again.")
+    return words
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("agent-home")
+
+
+def run(home, *args) -> dict:
+    result = CliRunner().invoke(cli, list(args), env={"MEMGPT_LOCAL_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_forty_messages_in_a_2048_window(home):
+    run(home, "agents", "create", "ann", "--model", "smollm2-135m", "--n-ctx", str(N_CTX))
+    steps = []
+    for i in range(40):
+        text = user_message(i)
+        assert 55 <= len(text.split()) <= 65
+        lines = run(home, "send", "--agent", "ann", "--json", text).output.splitlines()
+        steps += [json.loads(line) for line in lines[:-1]]
+    assert all(s["stats"]["prompt_tokens"] + s["stats"]["generated_tokens"] <= N_CTX
+               for s in steps)
+    assert any(s["flushed"] for s in steps)
+    info = json.loads(run(home, "agents", "show", "ann", "--json").output)
+    assert info["flushes"] >= 1 and info["summary"].strip()
+    with Database(home) as db:
+        stored = {r[0] for r in db.con.execute(
+            "SELECT content FROM messages WHERE agent = 'ann' AND role = 'user'").fetchall()}
+    assert {user_message(i) for i in range(40)} <= stored
+    assert info["recall_messages"] > info["in_context_messages"]
+
+
+def test_the_agent_resumes_in_a_new_process(home):
+    before = json.loads(run(home, "agents", "show", "ann", "--json").output)
+    out = subprocess.run([sys.executable, "-m", "memgpt_local", "send", "--agent", "ann",
+                          "--json", "Do you remember my cat?"],
+                         env={"MEMGPT_LOCAL_HOME": str(home), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True)
+    steps = [json.loads(line) for line in out.stdout.splitlines()[:-1]]
+    assert steps and steps[0]["stats"]["prefix_source"] in {"restored", "cold"}
+    after = json.loads(run(home, "agents", "show", "ann", "--json").output)
+    assert after["recall_messages"] >= before["recall_messages"] + 3
+    assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]

@@ -1,0 +1,54 @@
+"""Agent management from the command line (no generation needed)."""
+
+import json
+
+from click.testing import CliRunner
+
+from memgpt_local.cli import cli
+from memgpt_local.database import Database
+from memgpt_local.memory.recall import Message, RecallStorage
+
+
+def invoke(home, *args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input,
+                              env={"MEMGPT_LOCAL_HOME": str(home)})
+
+
+def test_create_list_show_export_import_delete(tmp_path):
+    home = tmp_path / "home"
+    persona = tmp_path / "persona.txt"
+    persona.write_text("I am Kit, a patient tutor.")
+    created = invoke(home, "agents", "create", "kit", "--n-ctx", "4096", "--persona", str(persona))
+    assert created.exit_code == 0, created.output
+    assert "Created agent 'kit' on smollm2-135m (4096-token window)" in created.output
+    assert invoke(home, "agents", "create", "kit").exit_code == 1
+    with Database(home) as db:
+        RecallStorage(db.con, "kit").append(Message("user", "I study Portuguese."))
+        db.con.execute("UPDATE agents SET in_context = (SELECT to_json(list(id)) FROM messages)")
+    listing = invoke(home, "agents", "list")
+    assert "kit" in listing.output and "smollm2-135m" in listing.output
+    info = json.loads(invoke(home, "agents", "show", "kit", "--json").output)
+    assert info["core_memory"]["persona"]["value"] == "I am Kit, a patient tutor."
+    assert (info["n_ctx"], info["recall_messages"], info["in_context_messages"]) == (4096, 1, 1)
+
+    exported = tmp_path / "kit.json"
+    assert invoke(home, "agents", "export", "kit", str(exported)).exit_code == 0
+    assert invoke(home, "agents", "import", str(exported)).exit_code == 1  # name taken
+    imported = invoke(home, "agents", "import", str(exported), "--name", "kit2")
+    assert imported.exit_code == 0, imported.output
+    copy = json.loads(invoke(home, "agents", "show", "kit2", "--json").output)
+    assert copy["core_memory"] == info["core_memory"]
+    assert (copy["recall_messages"], copy["in_context_messages"]) == (1, 1)
+
+    assert invoke(home, "agents", "delete", "kit", input="n\n").exit_code == 1  # declined
+    assert invoke(home, "agents", "delete", "kit", "--yes").exit_code == 0
+    missing = invoke(home, "agents", "show", "kit")
+    assert missing.exit_code == 1 and "Agents: kit2" in missing.output
+
+
+def test_small_window_lowers_block_limits(tmp_path):
+    result = invoke(tmp_path, "agents", "create", "tiny", "--n-ctx", "2048")
+    assert result.exit_code == 0, result.output
+    info = json.loads(invoke(tmp_path, "agents", "show", "tiny", "--json").output)
+    assert info["core_memory"]["human"]["limit"] < 2000
+    assert "Core memory limits lowered" in result.output
