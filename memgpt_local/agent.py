@@ -118,6 +118,8 @@ class Agent:
                                          seed=self.settings.seed)
         self.outbox: list[str] = []
         self._last_prompt: dict[str, Any] = {}
+        self._counts = ctx.memory_counts(self.recall.count(), self.archival_count())
+        self._core_text = ""
 
     def _schema(self) -> dict:
         labels = list(self.core.blocks)
@@ -271,10 +273,12 @@ class Agent:
     # --- the queue manager ------------------------------------------------------------------
     def parts(self) -> ctx.ContextParts:
         """The main context's texts as they stand."""
-        return ctx.ContextParts(self.static, ctx.core_memory_text(self.core),
-                                ctx.summary_text(self.record.summary),
-                                [ctx.queue_entry(m) for m in self.queue],
-                                ctx.status_text(self.recall.count(), self.archival_count()))
+        core = ctx.core_memory_text(self.core, self._counts)
+        if core != self._core_text:  # the block changes anyway: refresh the counts with it
+            self._counts = ctx.memory_counts(self.recall.count(), self.archival_count())
+            core = self._core_text = ctx.core_memory_text(self.core, self._counts)
+        return ctx.ContextParts(self.static, core, ctx.summary_text(self.record.summary),
+                                [ctx.queue_entry(m) for m in self.queue])
 
     def _prepare(self) -> tuple[ctx.ContextParts, PromptTokens, bool, bool]:
         """Warn or flush until the prompt plus a full response fits in the window."""
@@ -303,6 +307,7 @@ class Agent:
             return False
         self.record.summary = self.summarizer.summarize(self.record.summary, self.queue[:cut])
         self.queue = self.queue[cut:]
+        self._core_text = ""  # the cache is invalid from here on: refresh the counts too
         self.state["warned"] = False
         self.state["flushes"] = self.state.get("flushes", 0) + 1
         return True
@@ -327,14 +332,14 @@ class Agent:
     def _new_tokens(self, parts: ctx.ContextParts, prompt: PromptTokens) -> int:
         """Tokens of the prompt that the previous prompt did not have (messages that are new
         or changed); what any layout must evaluate at least."""
-        keys = (["static", "core", "summary"] + [m.id for m in self.queue] + ["status"])
+        keys = ["static", "core", "summary"] + [m.id for m in self.queue]
         texts = [m["content"] for m in parts.messages()]
         previous = self._last_prompt
         spans = [end - start for start, end in
                  zip([0] + prompt.message_ends[:-1], prompt.message_ends, strict=True)]
         new = len(prompt.tokens) - prompt.message_ends[-1]
         for key, text, span in zip(keys, texts, spans, strict=True):
-            if previous.get(key) != text or key == "status":
+            if previous.get(key) != text:
                 new += span
         self._last_prompt = dict(zip(keys, texts, strict=True))
         return new

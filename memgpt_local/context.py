@@ -1,8 +1,10 @@
 """Main context assembly: the prompt in the layout that keeps the KV cache reusable.
 
 Order, most stable first: static instructions and function specs (byte-identical every call),
-core memory, the running summary, the FIFO queue of messages, then a one-line memory status
-(which changes every step, so it comes last and costs only its own tokens).
+core memory with its sizes and the recall/archival counts, the running summary, then the FIFO
+queue. The counts are refreshed only when the core memory block is rendered anew anyway (a
+core edit, a flush, a new process), so a plain step never invalidates the cache before the
+queue.
 """
 
 import tomllib
@@ -54,20 +56,20 @@ def static_instructions(agent_name: str) -> str:
                   functions=[f.prompt_line() for f in FUNCTIONS.values()])
 
 
-def core_memory_text(core: CoreMemory) -> str:
-    """Core memory blocks with their sizes."""
-    return render("core_memory.jinja", blocks=list(core.blocks.values()))
+def core_memory_text(core: CoreMemory, counts: dict) -> str:
+    """Core memory blocks with their sizes, and the counts of the other tiers."""
+    return render("core_memory.jinja", blocks=list(core.blocks.values()), **counts)
+
+
+def memory_counts(recall_count: int, archival_count: int) -> dict:
+    """The recall and archival counts shown with core memory, stamped with the time."""
+    return {"recall_count": recall_count, "archival_count": archival_count,
+            "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def summary_text(summary: str) -> str:
     """The running summary of evicted messages."""
     return render("summary.jinja", summary=summary)
-
-
-def status_text(recall_count: int, archival_count: int) -> str:
-    """The memory status line (changes every step)."""
-    return render("status.jinja", recall_count=recall_count, archival_count=archival_count,
-                  now=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def queue_entry(message: Message) -> dict:
@@ -91,11 +93,10 @@ class ContextParts:
     core: str
     summary: str
     queue: list[dict]
-    status: str
 
     def messages(self) -> list[dict]:
         """The chat messages of the prompt; message 0 is the static prefix."""
         return ([{"role": "system", "content": self.static},
                  {"role": "system", "content": self.core},
                  {"role": "system", "content": self.summary}]
-                + self.queue + [{"role": "user", "content": self.status}])
+                + self.queue)

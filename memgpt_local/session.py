@@ -25,8 +25,8 @@ def _fixed_tokens(count, name: str, core: CoreMemory, settings: AgentSettings) -
     for block in core.blocks.values():
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
         full.add_block(block.label, filler[: block.limit], block.limit)
-    texts = [ctx.static_instructions(name), ctx.core_memory_text(full),
-             ctx.summary_text(""), ctx.status_text(10**6, 10**6)]
+    texts = [ctx.static_instructions(name),
+             ctx.core_memory_text(full, ctx.memory_counts(10**6, 10**6)), ctx.summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
 
