@@ -201,12 +201,17 @@ class Agent:
         return self.handle(Message("system", ctx.alert("timed_heartbeat", minutes=minutes)),
                            listener)
 
-    def handle(self, event: Message, listener: Listener | None = None) -> Turn:
-        """Append an event (after a first-login event for a new agent) and run the steps."""
+    def first_login(self, listener: Listener | None = None) -> Turn:
+        """The first-login event of a new agent: it greets the user."""
+        return self.handle(None, listener)
+
+    def handle(self, event: Message | None, listener: Listener | None = None) -> Turn:
+        """Append an event (after the first-login event for a new agent) and run the steps."""
         with transaction(self.db.con):
             if self.recall.count() == 0:
                 self._append(Message("system", ctx.alert("first_login")))
-            self._append(event)
+            if event is not None:
+                self._append(event)
             self.save()
         return self._chain(listener)
 

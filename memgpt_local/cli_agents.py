@@ -209,7 +209,7 @@ def chat(name: str | None, model: str | None, quiet: bool) -> None:
                    f"{agent.runtime.n_ctx}-token window). /help for commands, /exit to leave.")
         listen = _listener(quiet, agent.record.name)
         if agent.recall.count() == 0:
-            _report(agent.alert("The chat has started.", listen))
+            _report(agent.first_login(listen))
         _chat_loop(agent, listen)
 
 

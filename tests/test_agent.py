@@ -34,6 +34,14 @@ def test_send_message_reaches_the_user_and_everything_is_recorded(tmp_path):
     assert turn.steps[0].thoughts == "greet"
 
 
+def test_first_login_greets_a_new_agent(tmp_path):
+    agent = make_agent(tmp_path, [call("send_message", message="Welcome! Who are you?")])
+    turn = agent.first_login()
+    assert turn.replies == ["Welcome! Who are you?"]
+    assert agent.queue[0].role == "system" and "first time" in agent.queue[0].content
+    assert roles(agent) == ["system", "function_call", "function_result"]
+
+
 def test_core_memory_functions_and_their_errors_become_observations(tmp_path):
     agent = make_agent(tmp_path, [
         call("core_memory_append", label="human", content="Name: Ann", request_heartbeat=True),
