@@ -149,6 +149,11 @@ class Agent:
                                              self.db.home / "archival", embedder)
         return self._archival
 
+    def close(self) -> None:
+        """Save what needs saving (the archival index) before the database closes."""
+        if self._archival is not None:
+            self._archival.close()
+
     def archival_count(self) -> int:
         """Passages in archival storage (without loading the embedding model)."""
         return self.db.con.execute("SELECT count(*) FROM passages WHERE agent = ?",

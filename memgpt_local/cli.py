@@ -144,7 +144,10 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
             click.echo(f"Created agent '{agent_name}' to hold the documents.", err=True)
         archival = ArchivalStorage(db.con, agent_name, db.home / "archival", get_embedder())
         with tqdm(desc="Loading", unit="passage") as bar:
-            report = load_documents(list(paths), archival, max_tokens, overlap, bar.update)
+            try:
+                report = load_documents(list(paths), archival, max_tokens, overlap, bar.update)
+            finally:
+                archival.close()
     for path, reason in report.failed.items():
         click.echo(f"Could not load {path}: {reason}", err=True)
     click.echo(f"Loaded {report.files} file(s): {report.passages} new passage(s), "

@@ -208,9 +208,12 @@ def chat(name: str | None, model: str | None, quiet: bool) -> None:
         click.echo(f"Chatting with '{agent.record.name}' ({agent.runtime.spec.alias}, "
                    f"{agent.runtime.n_ctx}-token window). /help for commands, /exit to leave.")
         listen = _listener(quiet, agent.record.name)
-        if agent.recall.count() == 0:
-            _report(agent.first_login(listen))
-        _chat_loop(agent, listen)
+        try:
+            if agent.recall.count() == 0:
+                _report(agent.first_login(listen))
+            _chat_loop(agent, listen)
+        finally:
+            agent.close()
 
 
 def _read_line(timeout_minutes: int) -> str | None:
@@ -284,7 +287,10 @@ def send(name: str, as_json: bool, wait: bool, message: str) -> None:
 
     with _database(wait) as db:
         agent = open_agent(db, name)
-        turn = agent.send(message)
+        try:
+            turn = agent.send(message)
+        finally:
+            agent.close()
     if as_json:
         for step in turn.steps:
             click.echo(json.dumps(step.as_dict(), ensure_ascii=False))

@@ -145,3 +145,4 @@ def _import_passages(db: Database, name: str, passages: list[dict]) -> None:
     for key, contents in groups.items():
         source, metadata = json.loads(key)
         archival.insert(contents, source=source, metadata=metadata)
+    archival.close()

@@ -57,6 +57,7 @@ def run_conversation(home: Path, args, runtime_class) -> list:
             turn = agent.send(message(i))
             per_step = (time.perf_counter() - start) / max(1, len(turn.steps))
             steps += [(step, per_step) for step in turn.steps]
+        agent.close()
     return steps
 
 

@@ -128,6 +128,28 @@ def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
     assert all(not p["content"].endswith("v0") for p in reopened.search(keys[0]).items)
 
 
+def test_rows_stored_after_the_last_index_save_are_caught_up(db, embedder, tmp_path):
+    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    archival.insert(["The first passage, saved with the index."])
+    archival.close()
+    archival.insert(["Ann's cat is called Whiskers."])  # no close: as if the process died
+    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    assert not reopened.rebuilt
+    assert reopened.index.get_current_count() == reopened.count() == 2
+    hits = reopened.search("pet cat name", mode="vector", page_size=1).items
+    assert hits[0]["content"] == "Ann's cat is called Whiskers."
+
+
+def test_deleted_passages_stay_deleted_after_reopening(db, embedder, tmp_path):
+    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    ids = archival.insert(["Paris is in France.", "Rome is in Italy."])
+    archival.delete(ids[:1])
+    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    assert not reopened.rebuilt
+    contents = [p["content"] for p in reopened.search("Paris France", mode="vector").items]
+    assert contents == ["Rome is in Italy."]
+
+
 def test_index_grows_past_its_initial_capacity(db, embedder, tmp_path):
     archival = ArchivalStorage(db.con, "big", tmp_path / "idx", embedder, progress=False)
     archival.insert([f"passage number {i}" for i in range(1500)])

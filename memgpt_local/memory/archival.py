@@ -1,14 +1,17 @@
 """Archival storage: passages in DuckDB (the source of truth) and an hnswlib index per agent.
 
-Rows are committed to DuckDB first, with their embeddings; the index is updated and saved
-after. A sidecar file records which rows the saved index holds, so an index that is missing,
-corrupt or behind DuckDB (a crash between the two writes) is rebuilt from DuckDB on open.
+Rows are committed to DuckDB first, with their embeddings; the index is updated in memory and
+saved on close() and at most once a minute while passages are added (saving a 100k-passage
+index takes a while). A sidecar file records which rows the saved index holds: on open, rows
+stored after that are added from their stored embeddings, and an index that is missing,
+corrupt or out of step with DuckDB (deleted rows) is rebuilt from DuckDB.
 """
 
 import hashlib
 import json
 import os
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from .paging import Page, page_bounds
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 CANDIDATES = 100
 RRF_K = 60
+SAVE_EVERY_S = 60.0
 EF_SEARCH = 200
 
 
@@ -51,34 +55,40 @@ class ArchivalStorage:
         self.index_path, self.meta_path = index_files(index_dir, agent)
         self.index = None
         self.rebuilt = False
+        self.dirty = False
+        self.saved_at = time.monotonic()
         self._open_index()
 
     def count(self) -> int:
         """Number of passages stored for the agent."""
         return self._fingerprint()["count"]
 
-    def _fingerprint(self) -> dict:
+    def _fingerprint(self, up_to: int | None = None) -> dict:
+        """Count, largest id and id sum of the agent's passages (those up to an id)."""
+        limit = 2**62 if up_to is None else up_to
         count, top, total = self.con.execute(
             "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0) FROM passages "
-            "WHERE agent = ?", [self.agent]).fetchone()
+            "WHERE agent = ? AND id <= ?", [self.agent, limit]).fetchone()
         return {"count": int(count), "max_id": int(top), "sum_id": int(total),
                 "dim": self.embedder.dim}
 
     def _open_index(self) -> None:
+        """Load the saved index and add the rows stored after it was saved; else rebuild."""
         import hnswlib
 
-        expected = self._fingerprint()
         try:
             saved = json.loads(self.meta_path.read_text())
-            if saved != expected:
+            if saved != self._fingerprint(up_to=saved["max_id"]):
                 raise ValueError("index out of step with the database")
             index = hnswlib.Index(space="cosine", dim=self.embedder.dim)
-            index.load_index(str(self.index_path), max_elements=max(1, expected["count"]))
-            if index.get_current_count() < expected["count"]:
-                raise ValueError("index holds fewer passages than the database")
+            index.load_index(str(self.index_path), max_elements=max(1, saved["count"]))
+            if index.get_current_count() < saved["count"]:
+                raise ValueError("index holds fewer passages than its sidecar says")
             self.index = index
-        except (OSError, ValueError, RuntimeError):
-            self._rebuild(expected)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            self._rebuild()
+            return
+        self._add_stored_rows(after_id=saved["max_id"])
 
     def _new_index(self, capacity: int):
         import hnswlib
@@ -87,21 +97,25 @@ class ArchivalStorage:
         index.init_index(max_elements=max(1024, capacity), ef_construction=200, M=16)
         return index
 
-    def _rebuild(self, expected: dict) -> None:
-        from tqdm import tqdm
-
-        self.index = self._new_index(expected["count"] * 2)
-        result = self.con.execute("SELECT id, embedding FROM passages WHERE agent = ? "
-                                  "ORDER BY id", [self.agent])
-        with tqdm(total=expected["count"], desc="Rebuilding archival index", unit="passage",
-                  disable=not self.progress or expected["count"] == 0) as bar:
-            while batch := result.fetchmany(4096):
-                ids = np.array([row[0] for row in batch], dtype=np.int64)
-                vectors = np.array([row[1] for row in batch], dtype=np.float32)
-                self.index.add_items(vectors, ids)
-                bar.update(len(batch))
+    def _rebuild(self) -> None:
+        self.index = self._new_index(self.count() * 2)
+        self._add_stored_rows(after_id=0, label="Rebuilding archival index")
         self._save()
         self.rebuilt = True
+
+    def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index"):
+        """Add rows with larger ids from their stored embeddings (no embedding model run)."""
+        from tqdm import tqdm
+
+        total = self.count() - self._fingerprint(up_to=after_id)["count"]
+        result = self.con.execute("SELECT id, embedding FROM passages WHERE agent = ? AND "
+                                  "id > ? ORDER BY id", [self.agent, after_id])
+        with tqdm(total=total, desc=label, unit="passage",
+                  disable=not self.progress or total < 1000) as bar:
+            while batch := result.fetchmany(4096):
+                self._add_to_index([row[0] for row in batch],
+                                   np.array([row[1] for row in batch], dtype=np.float32))
+                bar.update(len(batch))
 
     def _save(self) -> None:
         temporary = self.index_path.with_suffix(f".tmp{os.getpid()}")
@@ -110,6 +124,13 @@ class ArchivalStorage:
         meta_tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
         meta_tmp.write_text(json.dumps(self._fingerprint()))
         os.replace(meta_tmp, self.meta_path)
+        self.dirty = False
+        self.saved_at = time.monotonic()
+
+    def close(self) -> None:
+        """Save the index if passages were added since it was last saved."""
+        if self.dirty:
+            self._save()
 
     def insert(self, texts: list[str], source: str | None = None,
                metadata: dict | None = None) -> list[int]:
@@ -120,6 +141,8 @@ class ArchivalStorage:
         vectors = self.embedder.embed(fresh)
         ids = self._insert_rows(fresh, vectors, source, metadata)
         self._add_to_index(ids, vectors)
+        if time.monotonic() - self.saved_at > SAVE_EVERY_S:
+            self._save()  # DuckDB holds every row; the index is only saved now and then
         return ids
 
     def _not_yet_stored(self, texts: list[str]) -> list[str]:
@@ -152,7 +175,7 @@ class ArchivalStorage:
         if needed > self.index.get_max_elements():
             self.index.resize_index(max(needed, 2 * self.index.get_max_elements()))
         self.index.add_items(vectors, np.array(ids, dtype=np.int64))
-        self._save()
+        self.dirty = True
 
     def delete(self, ids: list[int]) -> int:
         """Delete passages by id; return how many were deleted."""
