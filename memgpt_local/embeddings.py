@@ -50,6 +50,18 @@ class Embedder:
                                     normalize_embeddings=True, convert_to_numpy=True)
         return vectors.astype(np.float32, copy=False)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query's embedding (1 x dim), computed on one thread: a single short text gains
+        little from two, and the other core is then free for the keyword scan."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed([text])
+        finally:
+            torch.set_num_threads(threads)
+
     def count_tokens(self, text: str) -> int:
         """Number of tokens the embedding model's tokenizer makes of a text."""
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])

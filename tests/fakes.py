@@ -78,5 +78,8 @@ class HashingEmbedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-9)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])
+
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class ArchivalStorage:
         self.rebuilt = False
         self.dirty = False
         self.saved_at = time.monotonic()
+        self._cursor = con.cursor()  # hybrid search: the keyword scan runs beside the embedding
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archival-keyword")
         self._open_index()
 
     def count(self) -> int:
@@ -128,9 +131,11 @@ class ArchivalStorage:
         self.saved_at = time.monotonic()
 
     def close(self) -> None:
-        """Save the index if passages were added since it was last saved."""
+        """Save the index if passages were added since it was last saved; stop the worker."""
         if self.dirty:
             self._save()
+        self._worker.shutdown()
+        self._cursor.close()
 
     def insert(self, texts: list[str], source: str | None = None,
                metadata: dict | None = None) -> list[int]:
@@ -198,8 +203,9 @@ class ArchivalStorage:
             ranked = self._vector_ids(query, want)
         elif mode == "keyword":
             ranked = self._keyword_ids(query, want)
-        else:
-            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
+        else:  # the keyword scan runs on its own cursor while the query is embedded
+            keyword = self._worker.submit(self._keyword_ids, query, want, self._cursor)
+            ranked = _fuse(self._vector_ids(query, want), keyword.result())
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
@@ -208,16 +214,17 @@ class ArchivalStorage:
         if live == 0 or not query.strip():
             return []
         self.index.set_ef(max(EF_SEARCH, k))  # not saved with the index; small ef loses outliers
-        labels, _ = self.index.knn_query(self.embedder.embed([query]), k=min(k, live))
+        labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, live))
         return [int(label) for label in labels[0]]
 
-    def _keyword_ids(self, query: str, k: int) -> list[int]:
+    def _keyword_ids(self, query: str, k: int, con: duckdb.DuckDBPyConnection | None = None
+                     ) -> list[int]:
         """Passages that contain every word of the query (case-insensitive), exact phrase first."""
         words = query.lower().split()
         if not words:
             return []
         clauses = " AND ".join(["contains(content_lower, ?)"] * len(words))
-        rows = self.con.execute(
+        rows = (con or self.con).execute(
             f"SELECT id FROM passages WHERE agent = ? AND {clauses} "
             "ORDER BY contains(content_lower, ?) DESC, id LIMIT ?",
             [self.agent, *words, " ".join(words), k]).fetchall()

@@ -128,15 +128,20 @@ class RecallStorage:
         """Messages by id, in sequence order."""
         if not ids:
             return []
-        rows = self.con.execute(f"SELECT {_COLUMNS} FROM messages WHERE agent = ? AND "
-                                "id IN (SELECT unnest(?)) ORDER BY seq", [self.agent, ids])
-        return [_row_to_message(r) for r in rows.fetchall()]
+        # a literal id list lets DuckDB use the primary-key index (a parameter list scans)
+        id_list = ", ".join(str(int(i)) for i in ids)
+        rows = self.con.execute(f"SELECT agent, {_COLUMNS} FROM messages WHERE id IN "
+                                f"({id_list}) ORDER BY seq").fetchall()
+        return [_row_to_message(r[1:]) for r in rows if r[0] == self.agent]
 
     def rebuild_text_index(self) -> None:
         """Rebuild the BM25 index over every stored message (all agents)."""
         top = self.con.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
         self.con.execute("PRAGMA create_fts_index('messages', 'id', 'content', "
                          "stemmer='porter', stopwords='english', overwrite=1)")
+        # postings sorted by term: a query's literal term ids then skip most row groups
+        self.con.execute("CREATE OR REPLACE TABLE fts_main_messages.terms AS "
+                         "SELECT * FROM fts_main_messages.terms ORDER BY termid, docid")
         self.con.execute("INSERT OR REPLACE INTO fts_state VALUES (?, ?)", [FTS_NAME, top])
 
     def _indexed_up_to(self) -> int:
@@ -153,30 +158,45 @@ class RecallStorage:
             return self._indexed_up_to()
         return indexed
 
+    def _query_terms(self, query: str) -> list[tuple[int, int]]:
+        """(term id, document frequency) of the query's words, tokenized and stemmed as the
+        index was."""
+        return self.con.execute(
+            "SELECT termid, df FROM fts_main_messages.dict WHERE term IN (SELECT DISTINCT "
+            "stem(unnest(fts_main_messages.tokenize(?)), 'porter'))", [query]).fetchall()
+
     def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
-        """BM25 over indexed messages plus substring matches among newer ones, best first."""
+        """BM25 over indexed messages plus substring matches among newer ones, best first.
+
+        BM25 is computed from the FTS index's own tables (same formula as match_bm25, k=1.2,
+        b=0.75), starting from the query's postings instead of scoring every message."""
         offset, limit = page_bounds(page, page_size)
         indexed = self._refresh_index_if_stale()
-        rows = self.con.execute(f"""
-            WITH hits AS (
-                SELECT id, fts_main_messages.match_bm25(id, ?) AS score, 0 AS newer
-                FROM messages WHERE agent = ? AND id <= ?
+        terms = self._query_terms(query)
+        term_values = ", ".join(f"({int(t)}, {int(df)})" for t, df in terms) or "(-1, 1)"
+        ids = self.con.execute(f"""
+            WITH q(termid, df) AS (VALUES {term_values}),
+            tf AS (SELECT docid, termid, count(*) AS tf FROM fts_main_messages.terms
+                   WHERE termid IN ({", ".join(str(int(t)) for t, _ in terms) or "-1"})
+                   GROUP BY docid, termid),
+            st AS (SELECT num_docs, avgdl FROM fts_main_messages.stats),
+            scores AS (
+                SELECT docs.name AS id, sum(log((st.num_docs - q.df + 0.5) / (q.df + 0.5) + 1)
+                    * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * docs.len / st.avgdl))) AS score
+                FROM tf JOIN q USING (termid) JOIN fts_main_messages.docs AS docs USING (docid),
+                     st GROUP BY docs.name),
+            hits AS (
+                SELECT id, score, 0 AS newer FROM scores WHERE id <= ?
                 UNION ALL
                 SELECT id, 0.0, 1 FROM messages
                 WHERE agent = ? AND id > ? AND content ILIKE '%' || ? || '%')
-            SELECT {_COLUMNS}, count(*) OVER () FROM hits JOIN messages USING (id)
-            WHERE score IS NOT NULL ORDER BY newer DESC, score DESC, seq DESC
-            LIMIT ? OFFSET ?""",
-            [query, self.agent, indexed, self.agent, indexed, query, limit, offset]).fetchall()
-        total = rows[0][-1] if rows else self._count_text(query, indexed)
-        return Page([_row_to_message(r[:-1]) for r in rows], page, page_size, total)
-
-    def _count_text(self, query: str, indexed: int) -> int:
-        return self.con.execute("""
-            SELECT count(*) FROM messages WHERE agent = ? AND
-            ((id <= ? AND fts_main_messages.match_bm25(id, ?) IS NOT NULL)
-             OR (id > ? AND content ILIKE '%' || ? || '%'))""",
-            [self.agent, indexed, query, indexed, query]).fetchone()[0]
+            SELECT id FROM hits JOIN messages USING (id)
+            WHERE messages.agent = ? ORDER BY newer DESC, score DESC, seq DESC""",
+            [indexed, self.agent, indexed, query, self.agent]).fetchall()
+        ranked = [row[0] for row in ids]  # ids only: the text is read for one page below
+        by_id = {m.id: m for m in self.get(ranked[offset:offset + limit])}
+        return Page([by_id[i] for i in ranked[offset:offset + limit]], page, page_size,
+                    len(ranked))
 
     def search_date(self, start: str, end: str, page: int = 1, page_size: int = 5) -> Page:
         """Messages between two ISO dates, both inclusive (UTC), oldest first."""
