@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as reuse_home, tempfile.TemporaryDirectory() as naive:
         result = {"model": args.model, "n_ctx": args.n_ctx, "messages": args.messages,
                   **summary(run_conversation(Path(reuse_home), args, ModelRuntime))}
+        print(json.dumps({"reuse_run": result}), file=sys.stderr, flush=True)  # long wait next
         naive_steps = run_conversation(Path(naive), args, NaiveRuntime)
     result["naive_median_step_s"] = statistics.median(t for _, t in naive_steps)
     result["naive_mean_eval_tokens_per_step"] = statistics.mean(
