@@ -249,7 +249,7 @@ class Agent:
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         for piece in generation:
             streamer.feed(piece)
-        call, error = _parse_call(generation.text, generation.stats.generated_tokens,
+        call, error = _parse_call(generation.text, generation.stats.finish_reason,
                                   self.settings.response_tokens)
         with transaction(self.db.con):
             self._append(Message("function_call", generation.text,
@@ -303,7 +303,9 @@ class Agent:
                     continue
                 return parts, self._shrink(parts, limit), flushed, warned
             pressure = len(prompt.tokens) / self.runtime.n_ctx
-            if pressure > self.settings.warning_fraction and not self.state.get("warned"):
+            if pressure <= self.settings.warning_fraction:
+                self.state["warned"] = False  # the pressure period is over
+            elif not self.state.get("warned"):
                 self._append(Message("system", ctx.alert("memory_pressure",
                                                          percent=round(100 * pressure))))
                 self.state["warned"] = warned = True
@@ -315,10 +317,10 @@ class Agent:
         cut = eviction_point(self.queue, self.settings.evict_fraction)
         if cut == 0:
             return False
-        self.record.summary = self.summarizer.summarize(self.record.summary, self.queue[:cut])
+        self.record.summary = self.summarizer.summarize(
+            self.record.summary, self.queue[:cut], context=self.parts().messages())
         self.queue = self.queue[cut:]
-        self._core_text = ""  # the cache is invalid from here on: refresh the counts too
-        self.state["warned"] = False
+        self._core_text = ""  # the summary's cache is invalid anyway: refresh the counts too
         self.state["flushes"] = self.state.get("flushes", 0) + 1
         return True
 
@@ -355,12 +357,15 @@ class Agent:
         return new
 
 
-def _parse_call(text: str, generated: int, limit: int) -> tuple[dict | None, str]:
+def _parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, str]:
     """The parsed call, or an error written for the model."""
     try:
         call = json.loads(text)
     except json.JSONDecodeError:
-        if generated >= limit:
+        if finish_reason == "loop":
+            return None, ("Error: your output was stopped because it repeated the same words "
+                          "over and over. Say something new, in a few words.")
+        if finish_reason == "length":
             return None, (f"Error: your output was cut off at {limit} tokens. Keep thoughts "
                           "short and split long messages.")
         return None, "Error: your output was not one JSON function call."

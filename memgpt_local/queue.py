@@ -1,8 +1,10 @@
 """The queue manager's pieces: where to cut the FIFO queue, and the recursive summary.
 
 Eviction cuts at a message boundary that never separates a function call from its result.
-The summary call always fits in the window: evicted messages are folded in chunks that fit,
-each chunk's summary becoming the "previous summary" of the next.
+The summary is asked for at the end of the main context itself, whose KV cache is already
+there, so a flush evaluates little beyond the request. Where that cannot fit, the evicted
+messages are folded in standalone prompts that fit, each chunk's summary becoming the
+"previous summary" of the next.
 """
 
 from .context import render
@@ -10,6 +12,7 @@ from .memory.recall import Message
 from .runtime import SamplingSettings
 
 SUMMARY_MARGIN_TOKENS = 16
+CONTEXT_HEAD = 3  # static instructions, core memory and the summary come before the queue
 
 
 def eviction_point(queue: list[Message], fraction: float) -> int:
@@ -54,8 +57,18 @@ class Summarizer:
             line = line[: len(line) * 3 // 4] + " [...]"
         return line
 
-    def summarize(self, summary: str, evicted: list[Message]) -> str:
-        """A new summary of the old summary plus the evicted messages."""
+    def summarize(self, summary: str, evicted: list[Message],
+                  context: list[dict] | None = None) -> str:
+        """A new summary of the old summary plus the evicted messages.
+
+        context: the main context's chat messages (static, core, summary, then the queue that
+        starts with the evicted messages). The request is then appended to it, so the runtime
+        reuses that prompt's KV cache and evaluates little more than the request. Without it,
+        or when it does not fit, the messages are folded in standalone prompts that fit."""
+        if context is not None:
+            tokens = self._in_context_tokens(context, len(evicted))
+            if tokens is not None:
+                return self._run(tokens, summary)
         lines = [_transcript_line(m) for m in evicted]
         while lines:
             chunk = [self._fit_line(summary, lines.pop(0))]
@@ -64,8 +77,23 @@ class Summarizer:
             summary = self._generate(summary, chunk)
         return summary
 
+    def _in_context_tokens(self, context: list[dict], evicted: int) -> list[int] | None:
+        """The main context plus the summary request, leaving out the newest queue entries
+        (not needed for the summary) until it fits with the summary; None if it cannot."""
+        request = {"role": "user", "content": render(
+            "summary_request.jinja", count=evicted, max_words=int(self.max_tokens * 0.6))}
+        messages = list(context)
+        while len(messages) >= CONTEXT_HEAD + evicted:
+            tokens = self.runtime.chat_tokens(messages + [request]).tokens
+            if len(tokens) + self.max_tokens + SUMMARY_MARGIN_TOKENS <= self.runtime.n_ctx:
+                return tokens
+            messages.pop()
+        return None
+
     def _generate(self, summary: str, chunk: list[str]) -> str:
-        tokens = self._prompt_tokens(summary, chunk)
+        return self._run(self._prompt_tokens(summary, chunk), summary)
+
+    def _run(self, tokens: list[int], summary: str) -> str:
         generation = self.runtime.generate(tokens, max_tokens=self.max_tokens,
                                            sampling=self.sampling).finish()
         self.evaluated_tokens += generation.stats.evaluated_tokens

@@ -18,6 +18,18 @@ from .kvcache import PrefixSnapshots, file_key
 from .models import ModelSpec
 
 DEFAULT_SEED = 1337
+LOOP_MIN_SPAN = 8  # a loop repeats a span of at least this many tokens
+LOOP_MAX_SPAN = 64
+
+
+def repeating_span(tokens: list[int], repeats: int) -> int:
+    """Length of a span that ends the tokens `repeats` times in a row (0 if none): small
+    models decoded greedily can fall into such a loop and never leave it."""
+    for span in range(LOOP_MIN_SPAN, min(LOOP_MAX_SPAN, len(tokens) // repeats) + 1):
+        tail = tokens[-span:]
+        if all(tokens[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):
+            return span
+    return 0
 
 
 @dataclass
@@ -39,6 +51,7 @@ class GenerationStats:
     ttft_s: float = 0.0
     total_s: float = 0.0
     constrained: bool = False
+    finish_reason: str = "stop"  # "stop", "length" (max_tokens) or "loop" (see stop_repeats)
 
     @property
     def reused_tokens(self) -> int:
@@ -67,6 +80,7 @@ class SamplingSettings:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     seed: int = DEFAULT_SEED
+    stop_repeats: int = 3  # stop when a span of 8+ tokens comes this many times in a row; 0: off
 
 
 @dataclass
@@ -221,6 +235,10 @@ class ModelRuntime:
             if piece:
                 yield piece
             if stats.generated_tokens >= max_tokens:
+                stats.finish_reason = "length"
+                break
+            if sampling.stop_repeats and repeating_span(generation.tokens, sampling.stop_repeats):
+                stats.finish_reason = "loop"
                 break
         tail = decoder.decode(b"", final=True)
         if tail:

@@ -3,10 +3,13 @@
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
 
-from memgpt_local.agent import Agent, AgentSettings
+from memgpt_local.agent import Agent, AgentSettings, _parse_call
 from memgpt_local.agents import AgentRecord, AgentStore
+from memgpt_local.context import queue_entry
 from memgpt_local.database import Database
 from memgpt_local.memory.core import CoreMemory
+from memgpt_local.memory.recall import Message
+from memgpt_local.queue import Summarizer
 
 
 def make_agent(tmp_path, script, n_ctx=2048, **settings) -> Agent:
@@ -126,6 +129,13 @@ def test_cut_off_or_invalid_output_is_an_error_for_the_model(tmp_path):
     assert turn.replies == ["ok"]
 
 
+def test_unparsable_output_errors_say_why():
+    assert "cut off at 320 tokens" in _parse_call('{"function": "send', "length", 320)[1]
+    assert "repeated the same words" in _parse_call('{"thoughts": "a a a', "loop", 320)[1]
+    assert _parse_call('{"function": "x", "arguments": {}}', "stop", 320) == (
+        {"function": "x", "arguments": {}}, "")
+
+
 def test_unknown_function_and_bad_arguments_are_reported(tmp_path):
     agent = make_agent(tmp_path, [call("launch_rockets"), call("send_message", text="x"),
                                   call("send_message", message="ok")])
@@ -172,3 +182,29 @@ def test_agent_resumes_where_it_stopped(tmp_path):
 def test_settings_ignore_state_keys():
     settings = AgentSettings.from_dict({"n_ctx": 2048, "state": {"warned": True}})
     assert settings.n_ctx == 2048
+
+
+HEAD = [{"role": "system", "content": "static instructions"},
+        {"role": "system", "content": "core memory"}, {"role": "system", "content": "summary"}]
+
+
+def test_summary_is_asked_for_at_the_end_of_the_main_context():
+    runtime = FakeRuntime([], n_ctx=300)
+    evicted = [Message("user", f"message {i} about sailing") for i in range(3)]
+    newest = {"role": "user", "content": "newest " * 150}  # only fits without it
+    summary = Summarizer(runtime, max_tokens=40, seed=1).summarize(
+        "old", evicted, context=HEAD + [queue_entry(m) for m in evicted] + [newest])
+    assert summary == "Summary number 1 of the talk so far."
+    sent = runtime.last_messages
+    assert sent[:-1] == HEAD + [queue_entry(m) for m in evicted]
+    assert "the oldest 3 messages" in sent[-1]["content"]
+
+
+def test_summary_falls_back_to_standalone_chunks_that_fit():
+    runtime = FakeRuntime([], n_ctx=300)
+    evicted = [Message("user", "word " * 120), Message("user", "more " * 120)]
+    summary = Summarizer(runtime, max_tokens=40, seed=1).summarize(
+        "old", evicted, context=HEAD + [queue_entry(m) for m in evicted])
+    assert runtime.summary_calls == 2 and summary == "Summary number 2 of the talk so far."
+    assert runtime.last_messages[0]["content"].startswith("You maintain the running summary")
+    assert max(runtime.prompt_lengths) <= 300

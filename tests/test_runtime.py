@@ -3,7 +3,7 @@
 import pytest
 
 from memgpt_local.errors import ContextOverflowError
-from memgpt_local.runtime import SamplingSettings
+from memgpt_local.runtime import LOOP_MIN_SPAN, SamplingSettings, repeating_span
 
 SYSTEM = "You are a terse assistant. " * 20
 
@@ -68,6 +68,27 @@ def test_max_tokens_is_respected(smollm):
     chat = smollm.chat_tokens([{"role": "user", "content": "Tell me a very long story."}])
     generation = smollm.generate(chat.tokens, max_tokens=5).finish()
     assert generation.stats.generated_tokens == 5
+    assert generation.stats.finish_reason == "length"
+
+
+def test_a_repetition_loop_is_stopped(smollm):
+    chat = smollm.chat_tokens([{"role": "user", "content": "Count: one two three one two "
+                                "three one two three one two three"}])
+    looping = smollm.generate(chat.tokens, max_tokens=200).finish()
+    assert looping.stats.finish_reason == "loop" and looping.stats.generated_tokens < 200
+    assert repeating_span(looping.tokens, 3) >= LOOP_MIN_SPAN
+    unguarded = smollm.generate(chat.tokens, max_tokens=200,
+                                sampling=SamplingSettings(stop_repeats=0)).finish()
+    assert unguarded.stats.finish_reason == "length"
+    assert unguarded.text.startswith(looping.text)
+
+
+def test_repeating_span_needs_a_long_enough_span_repeated_enough():
+    span = list(range(10))
+    assert repeating_span([99] + span * 3, 3) == 10
+    assert repeating_span([99] + span * 2, 3) == 0
+    assert repeating_span([1, 2] * 12, 3) == 8  # short cycles count once 8 tokens long
+    assert repeating_span([1, 2] * 3, 3) == 0
 
 
 def test_a_prompt_over_the_window_is_refused(smollm):

@@ -3,15 +3,13 @@
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import duckdb
 
 from .paging import Page, page_bounds
+from .textindex import TextIndex
 
 ROLES = ("user", "assistant", "function_call", "function_result", "system")
-FTS_NAME = "messages"
-REINDEX_MIN_NEW_ROWS = 5000
 
 
 @dataclass
@@ -26,20 +24,6 @@ class Message:
     tokens: int | None = None
     seq: int | None = None
     id: int | None = None
-
-
-def fts_extension_path() -> Path:
-    """The FTS extension shipped by the duckdb-extension-fts package (never downloaded)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("duckdb_extension_fts")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return root / "extensions" / f"v{duckdb.__version__}" / "fts.duckdb_extension"
-
-
-def load_fts(con: duckdb.DuckDBPyConnection) -> None:
-    """Load DuckDB's full-text search extension from the local package file."""
-    con.execute(f"LOAD '{fts_extension_path()}'")
 
 
 def parse_date(text: str, name: str) -> date:
@@ -75,7 +59,7 @@ class RecallStorage:
     def __init__(self, con: duckdb.DuckDBPyConnection, agent: str):
         self.con = con
         self.agent = agent
-        load_fts(con)
+        self.text_index = TextIndex(con, "messages")
 
     def count(self) -> int:
         """Number of messages stored for the agent."""
@@ -136,55 +120,16 @@ class RecallStorage:
 
     def rebuild_text_index(self) -> None:
         """Rebuild the BM25 index over every stored message (all agents)."""
-        top = self.con.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
-        self.con.execute("PRAGMA create_fts_index('messages', 'id', 'content', "
-                         "stemmer='porter', stopwords='english', overwrite=1)")
-        # postings sorted by term: a query's literal term ids then skip most row groups
-        self.con.execute("CREATE OR REPLACE TABLE fts_main_messages.terms AS "
-                         "SELECT * FROM fts_main_messages.terms ORDER BY termid, docid")
-        self.con.execute("INSERT OR REPLACE INTO fts_state VALUES (?, ?)", [FTS_NAME, top])
-
-    def _indexed_up_to(self) -> int:
-        row = self.con.execute("SELECT indexed_up_to FROM fts_state WHERE name = ?",
-                               [FTS_NAME]).fetchone()
-        return row[0] if row else -1
-
-    def _refresh_index_if_stale(self) -> int:
-        indexed = self._indexed_up_to()
-        newer = self.con.execute("SELECT count(*) FROM messages WHERE id > ?",
-                                 [max(indexed, 0)]).fetchone()[0]
-        if indexed < 0 or newer >= max(REINDEX_MIN_NEW_ROWS, indexed // 10):
-            self.rebuild_text_index()
-            return self._indexed_up_to()
-        return indexed
-
-    def _query_terms(self, query: str) -> list[tuple[int, int]]:
-        """(term id, document frequency) of the query's words, tokenized and stemmed as the
-        index was."""
-        return self.con.execute(
-            "SELECT termid, df FROM fts_main_messages.dict WHERE term IN (SELECT DISTINCT "
-            "stem(unnest(fts_main_messages.tokenize(?)), 'porter'))", [query]).fetchall()
+        self.text_index.rebuild()
 
     def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
-        """BM25 over indexed messages plus substring matches among newer ones, best first.
-
-        BM25 is computed from the FTS index's own tables (same formula as match_bm25, k=1.2,
-        b=0.75), starting from the query's postings instead of scoring every message."""
+        """BM25 over indexed messages plus substring matches among newer ones, best first."""
         offset, limit = page_bounds(page, page_size)
-        indexed = self._refresh_index_if_stale()
-        terms = self._query_terms(query)
-        term_values = ", ".join(f"({int(t)}, {int(df)})" for t, df in terms) or "(-1, 1)"
+        indexed = self.text_index.refresh()
+        scores = self.text_index.scores_sql(self.text_index.query_terms(query),
+                                            require_all=False)
         ids = self.con.execute(f"""
-            WITH q(termid, df) AS (VALUES {term_values}),
-            tf AS (SELECT docid, termid, count(*) AS tf FROM fts_main_messages.terms
-                   WHERE termid IN ({", ".join(str(int(t)) for t, _ in terms) or "-1"})
-                   GROUP BY docid, termid),
-            st AS (SELECT num_docs, avgdl FROM fts_main_messages.stats),
-            scores AS (
-                SELECT docs.name AS id, sum(log((st.num_docs - q.df + 0.5) / (q.df + 0.5) + 1)
-                    * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * docs.len / st.avgdl))) AS score
-                FROM tf JOIN q USING (termid) JOIN fts_main_messages.docs AS docs USING (docid),
-                     st GROUP BY docs.name),
+            WITH scores AS ({scores}),
             hits AS (
                 SELECT id, score, 0 AS newer FROM scores WHERE id <= ?
                 UNION ALL
