@@ -146,7 +146,6 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
         with tqdm(desc="Loading", unit="passage") as bar:
             try:
                 report = load_documents(list(paths), archival, max_tokens, overlap, bar.update)
-                archival.refresh_text_index()  # so that the first keyword search is fast
             finally:
                 archival.close()
     for path, reason in report.failed.items():

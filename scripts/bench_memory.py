@@ -66,10 +66,6 @@ def bench_archival(db, home, sizes, base, result) -> None:
             archival.insert(all_passages[i:min(i + 1000, size)])
         insert_s += time.perf_counter() - start
         loaded = size
-        start = time.perf_counter()
-        archival.refresh_text_index()  # as `memgpt-local load` does after loading
-        result.setdefault("archival_text_index_build_s", {})[str(size)] = (
-            time.perf_counter() - start)
         for mode in SEARCH_MODES:
             p50, p95 = percentiles(time_queries(lambda q, m=mode: archival.search(q, mode=m),
                                                 queries))

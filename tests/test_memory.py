@@ -128,30 +128,9 @@ def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
     assert all(not p["content"].endswith("v0") for p in reopened.search(keys[0]).items)
 
 
-def test_keyword_search_by_indexed_words_ids_and_newer_rows(db, embedder, tmp_path):
-    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
-    archival.insert(["Order 7f3e21 shipped to Lisbon.", "Ann bakes sourdough bread on Sundays.",
-                     "Bread and butter."])
-    archival.refresh_text_index()
-    assert archival.text_index.indexed_up_to() == max(
-        row[0] for row in db.con.execute("SELECT id FROM passages").fetchall())
-    archival.insert(["The baker sold bread to Ann."])  # after the build: found by substring
-
-    def keyword(query: str) -> list[str]:
-        return [p["content"] for p in archival.search(query, mode="keyword").items]
-
-    assert keyword("bread ann") == ["Ann bakes sourdough bread on Sundays.",
-                                    "The baker sold bread to Ann."]
-    assert keyword("baking") == ["Ann bakes sourdough bread on Sundays."]  # stemmed words
-    assert keyword("7F3E21") == ["Order 7f3e21 shipped to Lisbon."]  # digits are words too
-    assert keyword("7f3e") == ["Order 7f3e21 shipped to Lisbon."]  # part of an ID: substring
-    assert keyword("bread butter") == ["Bread and butter."]
-    assert keyword("sourdough lisbon") == []
-
-
 def test_keyword_search_inside_an_open_transaction(db, embedder, tmp_path):
-    """An agent step runs in a transaction: a first index build inside it is not yet visible
-    to the keyword search's own cursor, which must still find everything committed."""
+    """An agent step runs in a transaction; the hybrid search's keyword scan runs on its own
+    cursor, which must still find everything committed."""
     archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
     archival.insert(["Pepper is Ann's cat.", "Ann works night shifts at the hospital."])
     db.con.execute("BEGIN TRANSACTION")
@@ -159,7 +138,6 @@ def test_keyword_search_inside_an_open_transaction(db, embedder, tmp_path):
         "Pepper is Ann's cat."]
     assert archival.search("night shifts").items[0]["content"].startswith("Ann works")
     db.con.execute("COMMIT")
-    assert archival.text_index.indexed_up_to() > 0
 
 
 def test_rows_stored_after_the_last_index_save_are_caught_up(db, embedder, tmp_path):

@@ -20,7 +20,6 @@ import duckdb
 import numpy as np
 
 from .paging import Page, page_bounds
-from .textindex import TextIndex
 
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 CANDIDATES = 100
@@ -59,9 +58,7 @@ class ArchivalStorage:
         self.rebuilt = False
         self.dirty = False
         self.saved_at = time.monotonic()
-        self.text_index = TextIndex(con, "passages")
-        # hybrid search: the keyword search runs on its own cursor beside the query embedding
-        self._keyword_index = TextIndex(con.cursor(), "passages")
+        self._cursor = con.cursor()  # hybrid search: the keyword scan runs beside the embedding
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archival-keyword")
         self._open_index()
 
@@ -138,7 +135,7 @@ class ArchivalStorage:
         if self.dirty:
             self._save()
         self._worker.shutdown()
-        self._keyword_index.con.close()
+        self._cursor.close()
 
     def insert(self, texts: list[str], source: str | None = None,
                metadata: dict | None = None) -> list[int]:
@@ -204,16 +201,12 @@ class ArchivalStorage:
         want = max(CANDIDATES, offset + limit)
         if mode == "vector":
             ranked = self._vector_ids(query, want)
-        else:
-            self.text_index.refresh()  # a rebuild writes: not on the worker's cursor
-            keyword = self._worker.submit(self._keyword_ids, query, want)
-            ranked = (keyword.result() if mode == "keyword"
-                      else _fuse(self._vector_ids(query, want), keyword.result()))
+        elif mode == "keyword":
+            ranked = self._keyword_ids(query, want)
+        else:  # the keyword scan runs on its own cursor while the query is embedded
+            keyword = self._worker.submit(self._keyword_ids, query, want, self._cursor)
+            ranked = _fuse(self._vector_ids(query, want), keyword.result())
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
-
-    def refresh_text_index(self) -> None:
-        """Bring the keyword index up to date now if it is stale (after a large load)."""
-        self.text_index.refresh()
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
         live = self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
@@ -224,30 +217,17 @@ class ArchivalStorage:
         labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, live))
         return [int(label) for label in labels[0]]
 
-    def _keyword_ids(self, query: str, k: int) -> list[int]:
-        """Passages holding every word of the query, the exact phrase first, then by BM25.
-
-        Indexed passages match by their stemmed words; passages added since the index was
-        built, and all of them when a query word is no word of any indexed passage (a part of
-        an ID, say), match by case-insensitive substring."""
+    def _keyword_ids(self, query: str, k: int, con: duckdb.DuckDBPyConnection | None = None
+                     ) -> list[int]:
+        """Passages that contain every word of the query (case-insensitive), exact phrase first."""
         words = query.lower().split()
         if not words:
             return []
-        index = self._keyword_index
-        # this cursor's own snapshot: a rebuild inside an open step transaction is not in it
-        indexed = index.indexed_up_to()
-        substring = " AND ".join(["contains(content_lower, ?)"] * len(words))
-        terms = index.query_terms(query) if indexed >= 0 else None
-        if terms is not None and terms.all_known:
-            hits = (f"SELECT id, score FROM ({index.scores_sql(terms, require_all=True)}) "
-                    f"UNION ALL SELECT id, 0.0 FROM passages WHERE id > {int(indexed)} "
-                    f"AND {substring}")
-        else:
-            hits = f"SELECT id, 0.0 FROM passages WHERE {substring}"
-        rows = index.con.execute(
-            f"WITH hits(id, score) AS ({hits}) SELECT id FROM hits JOIN passages USING (id) "
-            "WHERE agent = ? ORDER BY contains(content_lower, ?) DESC, score DESC, id LIMIT ?",
-            [*words, self.agent, " ".join(words), k]).fetchall()
+        clauses = " AND ".join(["contains(content_lower, ?)"] * len(words))
+        rows = (con or self.con).execute(
+            f"SELECT id FROM passages WHERE agent = ? AND {clauses} "
+            "ORDER BY contains(content_lower, ?) DESC, id LIMIT ?",
+            [self.agent, *words, " ".join(words), k]).fetchall()
         return [row[0] for row in rows]
 
     def _passages(self, ids: list[int]) -> list[dict]:

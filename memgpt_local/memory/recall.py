@@ -126,8 +126,7 @@ class RecallStorage:
         """BM25 over indexed messages plus substring matches among newer ones, best first."""
         offset, limit = page_bounds(page, page_size)
         indexed = self.text_index.refresh()
-        scores = self.text_index.scores_sql(self.text_index.query_terms(query),
-                                            require_all=False)
+        scores = self.text_index.scores_sql(self.text_index.query_terms(query))
         ids = self.con.execute(f"""
             WITH scores AS ({scores}),
             hits AS (

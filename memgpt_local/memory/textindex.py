@@ -1,6 +1,5 @@
 """BM25 text indexes over DuckDB tables, built by the FTS extension (loaded offline)."""
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -24,19 +23,6 @@ def load_fts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD '{fts_extension_path()}'")
 
 
-@dataclass
-class QueryTerms:
-    """A query's words as the index sees them: stemmed, stop words left out."""
-
-    wanted: int  # distinct stemmed words in the query
-    found: list[tuple[int, int]]  # (term id, document frequency) of those the index knows
-
-    @property
-    def all_known(self) -> bool:
-        """Whether every word of the query occurs somewhere in the indexed rows."""
-        return self.wanted > 0 and len(self.found) == self.wanted
-
-
 class TextIndex:
     """A BM25 index over a table's `content` column, keyed by its `id` column.
 
@@ -57,9 +43,11 @@ class TextIndex:
         self.con.execute(f"PRAGMA create_fts_index('{self.table}', 'id', 'content', "
                          f"stemmer='porter', stopwords='english', ignore='{IGNORE}', "
                          "overwrite=1)")
-        # postings sorted by term: a query's literal term ids then skip most row groups
+        # sorted by term: a query's literal terms and term ids then skip most row groups
         self.con.execute(f"CREATE OR REPLACE TABLE {self.schema}.terms AS "
                          f"SELECT * FROM {self.schema}.terms ORDER BY termid, docid")
+        self.con.execute(f"CREATE OR REPLACE TABLE {self.schema}.dict AS "
+                         f"SELECT * FROM {self.schema}.dict ORDER BY term")
         self.con.execute("INSERT OR REPLACE INTO fts_state VALUES (?, ?)",
                          [self.state_name, top])
 
@@ -79,24 +67,27 @@ class TextIndex:
             return self.indexed_up_to()
         return indexed
 
-    def query_terms(self, query: str) -> QueryTerms:
-        """The query's words tokenized, filtered and stemmed as the index's rows were."""
-        stems = f"""SELECT DISTINCT stem(t, 'porter') AS term
-                    FROM (SELECT unnest({self.schema}.tokenize(?)) AS t)
-                    WHERE t <> '' AND t NOT IN (SELECT sw FROM {self.schema}.stopwords)"""
-        wanted = self.con.execute(f"SELECT count(*) FROM ({stems})", [query]).fetchone()[0]
-        found = self.con.execute(f"SELECT termid, df FROM {self.schema}.dict "
-                                 f"WHERE term IN ({stems})", [query]).fetchall()
-        return QueryTerms(wanted, found)
+    def query_terms(self, query: str) -> list[tuple[int, int]]:
+        """(term id, document frequency) of the query's words that the index knows, the words
+        tokenized, filtered and stemmed as the index's rows were."""
+        stems = [row[0] for row in self.con.execute(
+            f"SELECT DISTINCT stem(t, 'porter') FROM (SELECT unnest({self.schema}.tokenize(?)) "
+            f"AS t) WHERE t <> '' AND t NOT IN (SELECT sw FROM {self.schema}.stopwords)",
+            [query]).fetchall()]
+        if not stems:
+            return []
+        # literal terms (only a-z and 0-9 survive tokenize) let the sorted dict skip row groups
+        literals = ", ".join("'" + stem.replace("'", "''") + "'" for stem in stems)
+        return self.con.execute(f"SELECT termid, df FROM {self.schema}.dict "
+                                f"WHERE term IN ({literals})").fetchall()
 
-    def scores_sql(self, terms: QueryTerms, require_all: bool) -> str:
-        """A SELECT of (id, score) for the indexed rows holding any (or every) query term.
+    def scores_sql(self, terms: list[tuple[int, int]]) -> str:
+        """A SELECT of (id, score) for the indexed rows holding any of the query's terms.
 
         BM25 as match_bm25 computes it (k=1.2, b=0.75), but starting from the query's
         postings instead of scoring every row; term ids are literals from the index."""
-        values = ", ".join(f"({int(t)}, {int(df)})" for t, df in terms.found) or "(-1, 1)"
-        ids = ", ".join(str(int(t)) for t, _ in terms.found) or "-1"
-        having = f"HAVING count(*) = {len(terms.found)}" if require_all else ""
+        values = ", ".join(f"({int(t)}, {int(df)})" for t, df in terms) or "(-1, 1)"
+        ids = ", ".join(str(int(t)) for t, _ in terms) or "-1"
         return f"""
             WITH q(termid, df) AS (VALUES {values}),
             tf AS (SELECT docid, termid, count(*) AS tf FROM {self.schema}.terms
@@ -105,4 +96,4 @@ class TextIndex:
             SELECT docs.name AS id, sum(log((st.num_docs - q.df + 0.5) / (q.df + 0.5) + 1)
                 * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * docs.len / st.avgdl))) AS score
             FROM tf JOIN q USING (termid) JOIN {self.schema}.docs AS docs USING (docid), st
-            GROUP BY docs.name {having}"""
+            GROUP BY docs.name"""
