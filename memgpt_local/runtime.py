@@ -25,6 +25,8 @@ LOOP_MAX_SPAN = 64
 def repeating_span(tokens: list[int], repeats: int) -> int:
     """Length of a span that ends the tokens `repeats` times in a row (0 if none): small
     models decoded greedily can fall into such a loop and never leave it."""
+    if repeats < 2:
+        return 0
     for span in range(LOOP_MIN_SPAN, min(LOOP_MAX_SPAN, len(tokens) // repeats) + 1):
         tail = tokens[-span:]
         if all(tokens[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):

@@ -89,6 +89,7 @@ def test_repeating_span_needs_a_long_enough_span_repeated_enough():
     assert repeating_span([99] + span * 2, 3) == 0
     assert repeating_span([1, 2] * 12, 3) == 8  # short cycles count once 8 tokens long
     assert repeating_span([1, 2] * 3, 3) == 0
+    assert repeating_span(span * 3, 1) == 0  # one occurrence is no repetition
 
 
 def test_a_prompt_over_the_window_is_refused(smollm):
