@@ -298,7 +298,7 @@ class Agent:
             parts = self.parts()
             prompt = self.runtime.chat_tokens(parts.messages())
             if len(prompt.tokens) > limit:
-                if self._flush():
+                if self._flush(parts):
                     flushed = True
                     continue
                 return parts, self._shrink(parts, limit), flushed, warned
@@ -312,13 +312,14 @@ class Agent:
                 continue
             return parts, prompt, flushed, warned
 
-    def _flush(self) -> bool:
-        """Evict the oldest part of the queue into the summary; False if nothing can go."""
+    def _flush(self, parts: ctx.ContextParts) -> bool:
+        """Evict the oldest part of the queue into the summary, asked for at the end of the
+        context just measured (`parts`); False if nothing can go."""
         cut = eviction_point(self.queue, self.settings.evict_fraction)
         if cut == 0:
             return False
         self.record.summary = self.summarizer.summarize(
-            self.record.summary, self.queue[:cut], context=self.parts().messages())
+            self.record.summary, self.queue[:cut], context=parts.messages())
         self.queue = self.queue[cut:]
         self._core_text = ""  # the summary's cache is invalid anyway: refresh the counts too
         self.state["flushes"] = self.state.get("flushes", 0) + 1

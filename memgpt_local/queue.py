@@ -42,10 +42,11 @@ class Summarizer:
         self.max_tokens = max_tokens
         self.sampling = SamplingSettings(temperature=0.0, seed=seed)
         self.evaluated_tokens = 0  # prompt tokens evaluated by summary calls, for the stats
+        self.max_words = int(max_tokens * 0.6)  # the length asked for, within max_tokens
 
     def _prompt_tokens(self, summary: str, lines: list[str]) -> list[int]:
         text = render("summarizer.jinja", summary=summary, messages="\n".join(lines),
-                      max_words=int(self.max_tokens * 0.6))
+                      max_words=self.max_words)
         return self.runtime.chat_tokens([{"role": "user", "content": text}]).tokens
 
     def _budget(self) -> int:
@@ -81,7 +82,7 @@ class Summarizer:
         """The main context plus the summary request, leaving out the newest queue entries
         (not needed for the summary) until it fits with the summary; None if it cannot."""
         request = {"role": "user", "content": render(
-            "summary_request.jinja", count=evicted, max_words=int(self.max_tokens * 0.6))}
+            "summary_request.jinja", count=evicted, max_words=self.max_words)}
         messages = list(context)
         while len(messages) >= CONTEXT_HEAD + evicted:
             tokens = self.runtime.chat_tokens(messages + [request]).tokens
