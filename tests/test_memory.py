@@ -15,6 +15,7 @@ from memgpt_local.agents import AgentRecord, AgentStore
 from memgpt_local.database import MIGRATIONS, Database, HomeLockedError
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.keywords import KeywordIndex
 from memgpt_local.memory.recall import Message, RecallStorage
 
 
@@ -129,8 +130,7 @@ def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
 
 
 def test_keyword_search_inside_an_open_transaction(db, embedder, tmp_path):
-    """An agent step runs in a transaction; the hybrid search's keyword scan runs on its own
-    cursor, which must still find everything committed."""
+    """An agent step runs in a transaction: both search modes still find what is committed."""
     archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
     archival.insert(["Pepper is Ann's cat.", "Ann works night shifts at the hospital."])
     db.con.execute("BEGIN TRANSACTION")
@@ -138,6 +138,30 @@ def test_keyword_search_inside_an_open_transaction(db, embedder, tmp_path):
         "Pepper is Ann's cat."]
     assert archival.search("night shifts").items[0]["content"].startswith("Ann works")
     db.con.execute("COMMIT")
+
+
+def test_keyword_index_matches_whole_words_and_ranks_the_phrase_first():
+    index = KeywordIndex()
+    index.add([(1, "Ann's cat is black."), (2, "The black cat, Ann's pet."),
+               (5, "key 123e4567-e89b-12d3 is Ann's"), (3, "Category: cats")])
+    assert index.search("CAT", k=10) == [1, 2]  # whole words only: not "Category", "cats"
+    assert index.search("black cat", k=10) == [2, 1]  # the exact phrase first
+    assert index.search("black cat", k=1) == [2]
+    assert index.search("123E4567-e89b-12d3", k=10) == [5]
+    assert index.search("e89b", k=10) == [5]
+    assert index.search("cat dog", k=10) == [] and index.search("?!", k=10) == []
+    index.remove([1, 99])
+    assert index.search("ann", k=10) == [2, 5] and len(index) == 3
+
+
+def test_keyword_search_follows_inserts_and_deletes(db, embedder, tmp_path):
+    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    first = archival.insert(["Ann's locker code is 4417."])
+    assert [p["id"] for p in archival.search("4417", mode="keyword").items] == first
+    second = archival.insert(["The gym locker 4417 is broken."])
+    assert [p["id"] for p in archival.search("locker 4417", mode="keyword").items] == second + first
+    archival.delete(first)
+    assert [p["id"] for p in archival.search("4417", mode="keyword").items] == second
 
 
 def test_rows_stored_after_the_last_index_save_are_caught_up(db, embedder, tmp_path):

@@ -12,13 +12,13 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
+from .keywords import KeywordIndex
 from .paging import Page, page_bounds
 
 SEARCH_MODES = ("hybrid", "vector", "keyword")
@@ -58,8 +58,7 @@ class ArchivalStorage:
         self.rebuilt = False
         self.dirty = False
         self.saved_at = time.monotonic()
-        self._cursor = con.cursor()  # hybrid search: the keyword scan runs beside the embedding
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archival-keyword")
+        self._keywords: KeywordIndex | None = None  # built on the first keyword search
         self._open_index()
 
     def count(self) -> int:
@@ -108,17 +107,31 @@ class ArchivalStorage:
 
     def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index"):
         """Add rows with larger ids from their stored embeddings (no embedding model run)."""
+        total = self.count() - self._fingerprint(up_to=after_id)["count"]
+        for batch in self._stored_rows("embedding", after_id, total, label):
+            self._add_to_index([row[0] for row in batch],
+                               np.array([row[1] for row in batch], dtype=np.float32))
+
+    def _stored_rows(self, column: str, after_id: int, total: int, label: str):
+        """Batches of (id, column) rows of the agent's passages past an id, with progress."""
         from tqdm import tqdm
 
-        total = self.count() - self._fingerprint(up_to=after_id)["count"]
-        result = self.con.execute("SELECT id, embedding FROM passages WHERE agent = ? AND "
+        result = self.con.execute(f"SELECT id, {column} FROM passages WHERE agent = ? AND "
                                   "id > ? ORDER BY id", [self.agent, after_id])
         with tqdm(total=total, desc=label, unit="passage",
                   disable=not self.progress or total < 1000) as bar:
             while batch := result.fetchmany(4096):
-                self._add_to_index([row[0] for row in batch],
-                                   np.array([row[1] for row in batch], dtype=np.float32))
+                yield batch
                 bar.update(len(batch))
+
+    def _keyword_index(self) -> KeywordIndex:
+        """The agent's keyword index, built from DuckDB on first use."""
+        if self._keywords is None:
+            keywords = KeywordIndex()
+            for batch in self._stored_rows("content", 0, self.count(), "Indexing words"):
+                keywords.add(batch)
+            self._keywords = keywords
+        return self._keywords
 
     def _save(self) -> None:
         temporary = self.index_path.with_suffix(f".tmp{os.getpid()}")
@@ -134,8 +147,6 @@ class ArchivalStorage:
         """Save the index if passages were added since it was last saved; stop the worker."""
         if self.dirty:
             self._save()
-        self._worker.shutdown()
-        self._cursor.close()
 
     def insert(self, texts: list[str], source: str | None = None,
                metadata: dict | None = None) -> list[int]:
@@ -146,6 +157,8 @@ class ArchivalStorage:
         vectors = self.embedder.embed(fresh)
         ids = self._insert_rows(fresh, vectors, source, metadata)
         self._add_to_index(ids, vectors)
+        if self._keywords is not None:
+            self._keywords.add(zip(ids, fresh, strict=True))
         if time.monotonic() - self.saved_at > SAVE_EVERY_S:
             self._save()  # DuckDB holds every row; the index is only saved now and then
         return ids
@@ -189,12 +202,14 @@ class ArchivalStorage:
             [self.agent, ids]).fetchall()
         for (passage_id,) in deleted:
             self.index.mark_deleted(passage_id)
+        if self._keywords is not None:
+            self._keywords.remove(passage_id for (passage_id,) in deleted)
         self._save()
         return len(deleted)
 
     def search(self, query: str, mode: str = "hybrid", page: int = 1,
                page_size: int = 5) -> Page:
-        """Search passages: 'vector', 'keyword' (exact words) or 'hybrid' (rank fusion)."""
+        """Search passages: 'vector', 'keyword' (whole words) or 'hybrid' (rank fusion)."""
         if mode not in SEARCH_MODES:
             raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
         offset, limit = page_bounds(page, page_size)
@@ -203,9 +218,8 @@ class ArchivalStorage:
             ranked = self._vector_ids(query, want)
         elif mode == "keyword":
             ranked = self._keyword_ids(query, want)
-        else:  # the keyword scan runs on its own cursor while the query is embedded
-            keyword = self._worker.submit(self._keyword_ids, query, want, self._cursor)
-            ranked = _fuse(self._vector_ids(query, want), keyword.result())
+        else:
+            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
@@ -217,18 +231,9 @@ class ArchivalStorage:
         labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, live))
         return [int(label) for label in labels[0]]
 
-    def _keyword_ids(self, query: str, k: int, con: duckdb.DuckDBPyConnection | None = None
-                     ) -> list[int]:
-        """Passages that contain every word of the query (case-insensitive), exact phrase first."""
-        words = query.lower().split()
-        if not words:
-            return []
-        clauses = " AND ".join(["contains(content_lower, ?)"] * len(words))
-        rows = (con or self.con).execute(
-            f"SELECT id FROM passages WHERE agent = ? AND {clauses} "
-            "ORDER BY contains(content_lower, ?) DESC, id LIMIT ?",
-            [self.agent, *words, " ".join(words), k]).fetchall()
-        return [row[0] for row in rows]
+    def _keyword_ids(self, query: str, k: int) -> list[int]:
+        """Passages holding every word of the query, the exact phrase first."""
+        return self._keyword_index().search(query, k)
 
     def _passages(self, ids: list[int]) -> list[dict]:
         if not ids:
