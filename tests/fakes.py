@@ -69,6 +69,7 @@ class HashingEmbedder:
 
     dim = 64
     max_tokens = 256
+    name = "hashing-64"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fakes import HashingEmbedder
 
 from memgpt_local.agents import AgentRecord, AgentStore
 from memgpt_local.database import MIGRATIONS, Database, HomeLockedError
@@ -256,3 +257,34 @@ def test_passages_fit_the_embedding_models_token_budget(embedder):
     for before, after in zip(passages, passages[1:], strict=False):
         assert after.split()[0] in before.split()  # neighbours overlap
     assert passages[-1].split()[-1] == "word599"
+
+
+def test_passages_made_by_another_embedder_are_embedded_again(db, embedder, tmp_path):
+    """A changed model or precision: the stored vectors no longer match the queries' space."""
+    old = ArchivalStorage(db.con, "ann", tmp_path / "idx", HashingEmbedder(), progress=False)
+    old.insert(["Ann's cat is called Whiskers.", "The train to Lyon leaves at nine."])
+    old.close()
+    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    assert reopened.rebuilt and reopened.index.get_current_count() == 2
+    assert db.con.execute("SELECT DISTINCT embedded_with, len(embedding) FROM passages"
+                          ).fetchall() == [(embedder.name, embedder.dim)]
+    hits = reopened.search("pet name", mode="vector", page_size=1).items
+    assert hits[0]["content"] == "Ann's cat is called Whiskers."
+    assert not ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False).rebuilt
+
+
+def test_embedding_settings_come_from_the_environment(monkeypatch, tmp_path):
+    from memgpt_local.embeddings import default_model_path, get_embedder
+    from memgpt_local.errors import MemgptLocalError
+
+    monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_PRECISION", "fp16")
+    with pytest.raises(MemgptLocalError, match="valid: int8, fp32"):
+        get_embedder()
+    monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_PRECISION", "fp32")
+    monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_MODEL", str(tmp_path / "nowhere"))
+    with pytest.raises(MemgptLocalError, match="nowhere"):
+        get_embedder()
+    monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_MODEL", str(default_model_path()))
+    other = get_embedder()
+    assert other.name == f"{default_model_path()}/fp32" and other.precision == "fp32"
+    assert other.embed_query("a walk in the hills").shape == (1, other.dim)

@@ -1,10 +1,12 @@
 """Archival storage: passages in DuckDB (the source of truth) and an hnswlib index per agent.
 
-Rows are committed to DuckDB first, with their embeddings; the index is updated in memory and
-saved on close() and at most once a minute while passages are added (saving a 100k-passage
-index takes a while). A sidecar file records which rows the saved index holds: on open, rows
-stored after that are added from their stored embeddings, and an index that is missing,
-corrupt or out of step with DuckDB (deleted rows) is rebuilt from DuckDB.
+Rows are committed to DuckDB first, with their embeddings and the name of the embedder that
+made them; the index is updated in memory and saved on close() and at most once a minute while
+passages are added (saving a 100k-passage index takes a while). A sidecar file records which
+rows the saved index holds: on open, rows stored after that are added from their stored
+embeddings, and an index that is missing, corrupt or out of step with DuckDB (deleted rows) is
+rebuilt from DuckDB. Rows made by another embedder (a changed model or precision) are embedded
+again at open, in committed batches, so an interrupted run resumes where it stopped.
 """
 
 import hashlib
@@ -59,7 +61,10 @@ class ArchivalStorage:
         self.dirty = False
         self.saved_at = time.monotonic()
         self._keywords: KeywordIndex | None = None  # built on the first keyword search
-        self._open_index()
+        if self._reembed_stale_rows():
+            self._rebuild()
+        else:
+            self._open_index()
 
     def count(self) -> int:
         """Number of passages stored for the agent."""
@@ -105,6 +110,33 @@ class ArchivalStorage:
         self._save()
         self.rebuilt = True
 
+    def _reembed_stale_rows(self) -> int:
+        """Embed again the rows another embedder made; return how many there were."""
+        import pyarrow as pa
+
+        stale = self.con.execute(
+            "SELECT count(*) FROM passages WHERE agent = ? AND embedded_with IS DISTINCT FROM ?",
+            [self.agent, self.embedder.name]).fetchone()[0]
+        if not stale:
+            return 0
+        rows = self.con.execute(
+            "SELECT id, content FROM passages WHERE agent = ? AND embedded_with IS DISTINCT "
+            "FROM ? ORDER BY id", [self.agent, self.embedder.name]).fetchall()
+        label = f"Embedding passages again with {self.embedder.name}"
+        for start in _progress(range(0, len(rows), 256), len(rows), label, 256, self.progress):
+            batch = rows[start:start + 256]
+            vectors = self.embedder.embed([content for _, content in batch])
+            self.con.register("new_embeddings", pa.table({
+                "id": [passage_id for passage_id, _ in batch],
+                "embedding": pa.array(list(vectors), pa.list_(pa.float32()))}))
+            try:
+                self.con.execute("UPDATE passages SET embedding = n.embedding, embedded_with = ? "
+                                 "FROM new_embeddings n WHERE passages.id = n.id",
+                                 [self.embedder.name])
+            finally:
+                self.con.unregister("new_embeddings")
+        return stale
+
     def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index"):
         """Add rows with larger ids from their stored embeddings (no embedding model run)."""
         total = self.count() - self._fingerprint(up_to=after_id)["count"]
@@ -114,15 +146,10 @@ class ArchivalStorage:
 
     def _stored_rows(self, column: str, after_id: int, total: int, label: str):
         """Batches of (id, column) rows of the agent's passages past an id, with progress."""
-        from tqdm import tqdm
-
         result = self.con.execute(f"SELECT id, {column} FROM passages WHERE agent = ? AND "
                                   "id > ? ORDER BY id", [self.agent, after_id])
-        with tqdm(total=total, desc=label, unit="passage",
-                  disable=not self.progress or total < 1000) as bar:
-            while batch := result.fetchmany(4096):
-                yield batch
-                bar.update(len(batch))
+        batches = iter(lambda: result.fetchmany(4096), [])
+        yield from _progress(batches, total, label, 4096, self.progress and total >= 1000)
 
     def _keyword_index(self) -> KeywordIndex:
         """The agent's keyword index, built from DuckDB on first use."""
@@ -180,10 +207,11 @@ class ArchivalStorage:
         self.con.register("incoming_passages", table)
         try:
             rows = self.con.execute(
-                "INSERT INTO passages SELECT nextval('passage_ids'), ?, content, content_hash, "
-                "?, ?, embedding, ?, lower(content) FROM incoming_passages RETURNING id",
+                "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
+                "embedding, created_at, embedded_with) SELECT nextval('passage_ids'), ?, "
+                "content, content_hash, ?, ?, embedding, ?, ? FROM incoming_passages RETURNING id",
                 [self.agent, source, json.dumps(metadata) if metadata else None,
-                 datetime.now(UTC)]).fetchall()
+                 datetime.now(UTC), self.embedder.name]).fetchall()
         finally:
             self.con.unregister("incoming_passages")
         return [row[0] for row in rows]
@@ -245,6 +273,16 @@ class ArchivalStorage:
         by_id = {r[0]: {"id": r[0], "content": r[2], "source": r[3], "created_at": r[4]}
                  for r in rows if r[1] == self.agent}
         return [by_id[i] for i in ids if i in by_id]
+
+
+def _progress(items, total: int, label: str, step: int, show: bool):
+    """The items, with a progress bar counting `step` passages per item when shown."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit="passage", disable=not show) as bar:
+        for item in items:
+            yield item
+            bar.update(min(step, total - bar.n))
 
 
 def _fuse(*rankings: list[int]) -> list[int]:
