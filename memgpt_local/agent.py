@@ -9,7 +9,7 @@ function gives the model another step, up to a cap. Every step is saved in one t
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from .runtime import GenerationStats, PromptTokens, SamplingSettings
 from .streaming import ReplyStreamer
 
 Listener = Callable[[str, Any], None]
+RETRY_TEMPERATURE = 0.7
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Agent:
         self.outbox = turn.replies
         failures = 0
         for _ in range(self.settings.max_chain):
-            step = self._step(listener)
+            step = self._step(listener, self._sampling(failures))
             turn.steps.append(step)
             failures = failures + 1 if step.failed else 0
             if failures >= self.settings.max_failures:
@@ -239,12 +240,21 @@ class Agent:
         return turn
 
     # --- one step -------------------------------------------------------------------------
-    def _step(self, listener: Listener | None) -> StepReport:
+    def _sampling(self, failures: int) -> SamplingSettings:
+        """The agent's sampling, except right after failed steps: a model that looped or
+        wrote something invalid at temperature 0 tends to do it again, so a retry samples
+        (at least RETRY_TEMPERATURE, with a seed per retry, so runs stay reproducible)."""
+        if failures == 0:
+            return self.sampling
+        return replace(self.sampling, seed=self.sampling.seed + failures,
+                       temperature=max(self.sampling.temperature, RETRY_TEMPERATURE))
+
+    def _step(self, listener: Listener | None, sampling: SamplingSettings) -> StepReport:
         summary_tokens_before = self.summarizer.evaluated_tokens
         parts, prompt, flushed, warned = self._prepare()
         new_tokens = self._new_tokens(parts, prompt)
         generation = self.runtime.generate(
-            prompt.tokens, max_tokens=self.settings.response_tokens, sampling=self.sampling,
+            prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
             processor=self.processor, prefix_len=prompt.message_ends[0])
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         for piece in generation:

@@ -8,6 +8,7 @@ quantized at load, about twice as fast on CPU at the same retrieval quality) or 
 import importlib.util
 import os
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class Embedder:
         self.dim = self.model.get_embedding_dimension()
         self.max_tokens = self.model.max_seq_length
         self.batch_size = batch_size
+        self._query_encoder: QueryEncoder | None = None
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings of the texts, one normalised row each."""
@@ -70,23 +72,85 @@ class Embedder:
         return vectors.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query's embedding (1 x dim): the model's modules called directly, on one thread
-        (encode's batching machinery costs as much as the int8 forward pass itself)."""
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode():
-                output = self.model(self.model.preprocess([text]))["sentence_embedding"]
-                vector = torch.nn.functional.normalize(output, dim=1)
-        finally:
-            torch.set_num_threads(threads)
-        return vector.numpy().astype(np.float32, copy=False)
+        """One query's embedding (1 x dim), as embed() makes it but about twice as fast."""
+        if self._query_encoder is None:
+            self._query_encoder = QueryEncoder(self.model)
+        return self._query_encoder.encode(text)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens the embedding model's tokenizer makes of a text."""
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class QueryEncoder:
+    """Embeds one short text at a time on one thread (the other core stays free), through the
+    transformer traced by TorchScript: encode()'s batching machinery and the eager module calls
+    cost more than the int8 forward pass itself. Falls back to the eager modules when the model
+    cannot be traced or the traced one disagrees with them."""
+
+    def __init__(self, model):
+        self.model = model
+        self.traced = None
+        with _one_thread():
+            self.traced = self._trace()
+
+    def encode(self, text: str) -> np.ndarray:
+        """The normalised embedding of one text (1 x dim)."""
+        import torch
+
+        with _one_thread(), torch.inference_mode():
+            vector = torch.nn.functional.normalize(self._forward(text, self.traced), dim=1)
+        return vector.numpy().astype(np.float32, copy=False)
+
+    def _forward(self, text: str, traced):
+        features = self.model.preprocess([text])
+        if traced is None:
+            return self.model(features)["sentence_embedding"]
+        output = traced(**_tensors(features))
+        features = {"token_embeddings": _first(output),
+                    "attention_mask": features["attention_mask"]}
+        for module in list(self.model)[1:]:  # pooling, normalisation: cheap, kept eager
+            features = module(features)
+        return features["sentence_embedding"]
+
+    def _trace(self):
+        import torch
+
+        example = "A short query, traced once: what did Ann say about the trip to Lyon?"
+        try:
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.freeze(torch.jit.trace(
+                    self.model[0].auto_model, strict=False,
+                    example_kwarg_inputs=_tensors(self.model.preprocess([example]))))
+                probe = "Another text of a different length, to check the trace."
+                same = torch.allclose(self._forward(probe, traced), self._forward(probe, None),
+                                      atol=1e-5)
+        except Exception:  # noqa: BLE001 - any model that cannot be traced runs eagerly
+            return None
+        return traced if same else None
+
+
+@contextmanager
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tensors(features: dict) -> dict:
+    import torch
+
+    return {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple | list) else next(iter(output.values()))
 
 
 def _quantize(model) -> None:

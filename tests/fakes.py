@@ -25,6 +25,7 @@ class FakeRuntime:
         self.prompt_lengths: list[int] = []
         self.summary_calls = 0
         self.steps = 0
+        self.samplings: list = []
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         return [zlib.crc32(w.encode()) % 30000 + 10 for w in re.findall(r"\w+|[^\w\s]", text)]
@@ -57,6 +58,7 @@ class FakeRuntime:
             text = f"Summary number {self.summary_calls} of the talk so far."
         else:
             self.steps += 1
+            self.samplings.append(sampling)
             text = (self.script(self.last_messages) if callable(self.script)
                     else self.script.pop(0))
         stats = GenerationStats(prompt_tokens=len(tokens), evaluated_tokens=len(tokens),

@@ -288,3 +288,13 @@ def test_embedding_settings_come_from_the_environment(monkeypatch, tmp_path):
     other = get_embedder()
     assert other.name == f"{default_model_path()}/fp32" and other.precision == "fp32"
     assert other.embed_query("a walk in the hills").shape == (1, other.dim)
+
+
+def test_query_embedding_matches_the_batch_path(embedder):
+    """embed_query runs a TorchScript trace of the model: it must give what embed() gives."""
+    import numpy as np
+
+    for text in ["cat", "What did Ann say about Lyon?", "word " * 400]:
+        np.testing.assert_allclose(embedder.embed_query(text), embedder.embed([text]),
+                                   atol=1e-5)
+    assert embedder._query_encoder.traced is not None

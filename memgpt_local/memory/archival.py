@@ -65,6 +65,7 @@ class ArchivalStorage:
             self._rebuild()
         else:
             self._open_index()
+        self._live = self.count()  # the index's live items (k is clamped to it), kept in step
 
     def count(self) -> int:
         """Number of passages stored for the agent."""
@@ -114,11 +115,6 @@ class ArchivalStorage:
         """Embed again the rows another embedder made; return how many there were."""
         import pyarrow as pa
 
-        stale = self.con.execute(
-            "SELECT count(*) FROM passages WHERE agent = ? AND embedded_with IS DISTINCT FROM ?",
-            [self.agent, self.embedder.name]).fetchone()[0]
-        if not stale:
-            return 0
         rows = self.con.execute(
             "SELECT id, content FROM passages WHERE agent = ? AND embedded_with IS DISTINCT "
             "FROM ? ORDER BY id", [self.agent, self.embedder.name]).fetchall()
@@ -135,7 +131,7 @@ class ArchivalStorage:
                                  [self.embedder.name])
             finally:
                 self.con.unregister("new_embeddings")
-        return stale
+        return len(rows)
 
     def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index"):
         """Add rows with larger ids from their stored embeddings (no embedding model run)."""
@@ -171,7 +167,7 @@ class ArchivalStorage:
         self.saved_at = time.monotonic()
 
     def close(self) -> None:
-        """Save the index if passages were added since it was last saved; stop the worker."""
+        """Save the index if passages were added since it was last saved."""
         if self.dirty:
             self._save()
 
@@ -184,6 +180,7 @@ class ArchivalStorage:
         vectors = self.embedder.embed(fresh)
         ids = self._insert_rows(fresh, vectors, source, metadata)
         self._add_to_index(ids, vectors)
+        self._live += len(ids)
         if self._keywords is not None:
             self._keywords.add(zip(ids, fresh, strict=True))
         if time.monotonic() - self.saved_at > SAVE_EVERY_S:
@@ -230,6 +227,7 @@ class ArchivalStorage:
             [self.agent, ids]).fetchall()
         for (passage_id,) in deleted:
             self.index.mark_deleted(passage_id)
+        self._live -= len(deleted)
         if self._keywords is not None:
             self._keywords.remove(passage_id for (passage_id,) in deleted)
         self._save()
@@ -251,12 +249,10 @@ class ArchivalStorage:
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
-        live = self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
-                                [self.agent]).fetchone()[0]
-        if live == 0 or not query.strip():
+        if self._live == 0 or not query.strip():
             return []
         self.index.set_ef(max(EF_SEARCH, k))  # not saved with the index; small ef loses outliers
-        labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, live))
+        labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, self._live))
         return [int(label) for label in labels[0]]
 
     def _keyword_ids(self, query: str, k: int) -> list[int]:
