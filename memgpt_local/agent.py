@@ -28,6 +28,7 @@ from .streaming import ReplyStreamer
 
 Listener = Callable[[str, Any], None]
 RETRY_TEMPERATURE = 0.7
+RETRY_REPEAT_PENALTY = 1.3
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AgentSettings:
     page_size: int = 5
     timed_heartbeat_minutes: int = 0
     temperature: float = 0.0
+    repeat_penalty: float = 1.1  # small models loop without it (SmolLM2's first greeting did)
     seed: int = 1337
 
     @classmethod
@@ -116,6 +118,7 @@ class Agent:
         self.static = ctx.static_instructions(record.name)
         self.processor = runtime.constraint(self._schema()).processor()
         self.sampling = SamplingSettings(temperature=self.settings.temperature,
+                                         repeat_penalty=self.settings.repeat_penalty,
                                          seed=self.settings.seed)
         self.outbox: list[str] = []
         self._last_prompt: dict[str, Any] = {}
@@ -243,11 +246,13 @@ class Agent:
     def _sampling(self, failures: int) -> SamplingSettings:
         """The agent's sampling, except right after failed steps: a model that looped or
         wrote something invalid at temperature 0 tends to do it again, so a retry samples
-        (at least RETRY_TEMPERATURE, with a seed per retry, so runs stay reproducible)."""
+        (at least RETRY_TEMPERATURE, with a seed per retry, so runs stay reproducible) and
+        penalises repeats harder."""
         if failures == 0:
             return self.sampling
         return replace(self.sampling, seed=self.sampling.seed + failures,
-                       temperature=max(self.sampling.temperature, RETRY_TEMPERATURE))
+                       temperature=max(self.sampling.temperature, RETRY_TEMPERATURE),
+                       repeat_penalty=max(self.sampling.repeat_penalty, RETRY_REPEAT_PENALTY))
 
     def _step(self, listener: Listener | None, sampling: SamplingSettings) -> StepReport:
         summary_tokens_before = self.summarizer.evaluated_tokens

@@ -120,8 +120,8 @@ def test_repeated_failures_stop_the_loop_with_a_clear_message(tmp_path):
     turn = agent.send("go")
     assert len(turn.steps) == 3
     assert "3 failed function calls in a row" in turn.stopped
-    temperatures = [(s.temperature, s.seed) for s in agent.runtime.samplings]
-    assert temperatures == [(0.0, 1337), (0.7, 1338), (0.7, 1339)]  # retries sample
+    samplings = [(s.temperature, s.repeat_penalty, s.seed) for s in agent.runtime.samplings]
+    assert samplings == [(0.0, 1.1, 1337), (0.7, 1.3, 1338), (0.7, 1.3, 1339)]  # retries sample
     agent.runtime.script = lambda messages: call("send_message", message="ok")
     agent.send("again")
     assert agent.runtime.samplings[-1].temperature == 0.0  # greedy again after a success

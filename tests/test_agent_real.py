@@ -66,3 +66,16 @@ def test_the_agent_resumes_in_a_new_process(home):
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert after["recall_messages"] >= before["recall_messages"] + 3
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]
+
+
+def test_chat_greets_a_new_user(tmp_path):
+    """The README's main job: `chat` on a fresh home creates "sam", whose first-login step
+    greets the user through send_message (greedy SmolLM2 used to loop here)."""
+    result = CliRunner().invoke(cli, ["chat"], input="/exit\n",
+                                env={"MEMGPT_LOCAL_HOME": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "stopped after" not in result.output
+    with Database(tmp_path) as db:
+        sent = db.con.execute("SELECT count(*) FROM messages WHERE agent = 'sam' AND "
+                              "function_name = 'send_message'").fetchone()[0]
+    assert sent >= 1, result.output
