@@ -1,12 +1,13 @@
 """Archival storage: passages in DuckDB (the source of truth) and an hnswlib index per agent.
 
 Rows are committed to DuckDB first, with their embeddings and the name of the embedder that
-made them; the index is updated in memory and saved on close() and at most once a minute while
-passages are added (saving a 100k-passage index takes a while). A sidecar file records which
-rows the saved index holds: on open, rows stored after that are added from their stored
-embeddings, and an index that is missing, corrupt or out of step with DuckDB (deleted rows) is
-rebuilt from DuckDB. Rows made by another embedder (a changed model or precision) are embedded
-again at open, in committed batches, so an interrupted run resumes where it stopped.
+made them; the index is updated in memory, on a worker thread while the caller embeds its next
+batch (anything that reads the index waits for it), and saved on close() and at most once a
+minute while passages are added (saving a 100k-passage index takes a while). A sidecar file
+records which rows the saved index holds: on open, rows stored after that are added from their
+stored embeddings, and an index that is missing, corrupt or out of step with DuckDB (deleted
+rows) is rebuilt from DuckDB. Rows made by another embedder (a changed model or precision) are
+embedded again at open, in committed batches, so an interrupted run resumes where it stopped.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,7 +58,9 @@ class ArchivalStorage:
         self.progress = progress
         index_dir.mkdir(parents=True, exist_ok=True)
         self.index_path, self.meta_path = index_files(index_dir, agent)
-        self.index = None
+        self._index = None
+        self._indexer: ThreadPoolExecutor | None = None  # started by the first insert
+        self._indexing: Future | None = None  # the last batch's index update, if still running
         self.rebuilt = False
         self.dirty = False
         self.saved_at = time.monotonic()
@@ -66,6 +70,18 @@ class ArchivalStorage:
         else:
             self._open_index()
         self._live = self.count()  # the index's live items (k is clamped to it), kept in step
+
+    @property
+    def index(self):
+        """The hnswlib index, once the pending update (if any) has finished."""
+        self._index_ready()
+        return self._index
+
+    def _index_ready(self) -> None:
+        """Wait for the background index update; its error, if any, is raised here."""
+        if self._indexing is not None:
+            pending, self._indexing = self._indexing, None
+            pending.result()
 
     def count(self) -> int:
         """Number of passages stored for the agent."""
@@ -92,7 +108,7 @@ class ArchivalStorage:
             index.load_index(str(self.index_path), max_elements=max(1, saved["count"]))
             if index.get_current_count() < saved["count"]:
                 raise ValueError("index holds fewer passages than its sidecar says")
-            self.index = index
+            self._index = index
         except (OSError, ValueError, KeyError, RuntimeError):
             self._rebuild()
             return
@@ -106,7 +122,7 @@ class ArchivalStorage:
         return index
 
     def _rebuild(self) -> None:
-        self.index = self._new_index(self.count() * 2)
+        self._index = self._new_index(self.count() * 2)
         self._add_stored_rows(after_id=0, label="Rebuilding archival index")
         self._save()
         self.rebuilt = True
@@ -157,8 +173,9 @@ class ArchivalStorage:
         return self._keywords
 
     def _save(self) -> None:
+        self._index_ready()
         temporary = self.index_path.with_suffix(f".tmp{os.getpid()}")
-        self.index.save_index(str(temporary))
+        self._index.save_index(str(temporary))
         os.replace(temporary, self.index_path)
         meta_tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
         meta_tmp.write_text(json.dumps(self._fingerprint()))
@@ -168,8 +185,12 @@ class ArchivalStorage:
 
     def close(self) -> None:
         """Save the index if passages were added since it was last saved."""
+        self._index_ready()
         if self.dirty:
             self._save()
+        if self._indexer is not None:
+            self._indexer.shutdown()
+            self._indexer = None
 
     def insert(self, texts: list[str], source: str | None = None,
                metadata: dict | None = None) -> list[int]:
@@ -179,7 +200,10 @@ class ArchivalStorage:
             return []
         vectors = self.embedder.embed(fresh)
         ids = self._insert_rows(fresh, vectors, source, metadata)
-        self._add_to_index(ids, vectors)
+        self._index_ready()  # one update at a time; this one runs while the next batch embeds
+        if self._indexer is None:
+            self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archival-index")
+        self._indexing = self._indexer.submit(self._add_to_index, ids, vectors)
         self._live += len(ids)
         if self._keywords is not None:
             self._keywords.add(zip(ids, fresh, strict=True))
@@ -214,10 +238,10 @@ class ArchivalStorage:
         return [row[0] for row in rows]
 
     def _add_to_index(self, ids: list[int], vectors: np.ndarray) -> None:
-        needed = self.index.get_current_count() + len(ids)
-        if needed > self.index.get_max_elements():
-            self.index.resize_index(max(needed, 2 * self.index.get_max_elements()))
-        self.index.add_items(vectors, np.array(ids, dtype=np.int64))
+        needed = self._index.get_current_count() + len(ids)
+        if needed > self._index.get_max_elements():
+            self._index.resize_index(max(needed, 2 * self._index.get_max_elements()))
+        self._index.add_items(vectors, np.array(ids, dtype=np.int64))
         self.dirty = True
 
     def delete(self, ids: list[int]) -> int:
@@ -252,7 +276,7 @@ class ArchivalStorage:
         if self._live == 0 or not query.strip():
             return []
         self.index.set_ef(max(EF_SEARCH, k))  # not saved with the index; small ef loses outliers
-        labels, _ = self.index.knn_query(self.embedder.embed_query(query), k=min(k, self._live))
+        labels, _ = self._index.knn_query(self.embedder.embed_query(query), k=min(k, self._live))
         return [int(label) for label in labels[0]]
 
     def _keyword_ids(self, query: str, k: int) -> list[int]:
