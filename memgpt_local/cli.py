@@ -11,8 +11,14 @@ from .cli_agents import agents, chat, send
 from .cli_common import user_errors
 from .models import ModelSpec, Registry
 
+ENVIRONMENT = """\b
+Environment:
+  MEMGPT_LOCAL_HOME                  agents, memory and caches (~/.local/share/memgpt-local)
+  MEMGPT_LOCAL_EMBEDDING_MODEL       another local sentence-transformers model folder
+  MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32"""
 
-@click.group()
+
+@click.group(epilog=ENVIRONMENT)
 @click.version_option(package_name="memgpt-local")
 def cli() -> None:
     """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
