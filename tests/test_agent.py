@@ -41,7 +41,7 @@ def test_first_login_greets_a_new_agent(tmp_path):
     agent = make_agent(tmp_path, [call("send_message", message="Welcome! Who are you?")])
     turn = agent.first_login()
     assert turn.replies == ["Welcome! Who are you?"]
-    assert agent.queue[0].role == "system" and "first time" in agent.queue[0].content
+    assert agent.queue[0].role == "system" and "just logged in" in agent.queue[0].content
     assert roles(agent) == ["system", "function_call", "function_result"]
 
 
@@ -121,7 +121,7 @@ def test_repeated_failures_stop_the_loop_with_a_clear_message(tmp_path):
     assert len(turn.steps) == 3
     assert "3 failed function calls in a row" in turn.stopped
     samplings = [(s.temperature, s.repeat_penalty, s.seed) for s in agent.runtime.samplings]
-    assert samplings == [(0.0, 1.1, 1337), (0.7, 1.3, 1338), (0.7, 1.3, 1339)]  # retries sample
+    assert samplings == [(0.0, 1.0, 1337), (0.7, 1.3, 1338), (0.7, 1.3, 1339)]  # retries sample
     agent.runtime.script = lambda messages: call("send_message", message="ok")
     agent.send("again")
     assert agent.runtime.samplings[-1].temperature == 0.0  # greedy again after a success

@@ -134,6 +134,8 @@ class ArchivalStorage:
         rows = self.con.execute(
             "SELECT id, content FROM passages WHERE agent = ? AND embedded_with IS DISTINCT "
             "FROM ? ORDER BY id", [self.agent, self.embedder.name]).fetchall()
+        if not rows:
+            return 0
         label = f"Embedding passages again with {self.embedder.name}"
         for start in _progress(range(0, len(rows), 256), len(rows), label, 256, self.progress):
             batch = rows[start:start + 256]
