@@ -90,7 +90,6 @@ class QueryEncoder:
 
     def __init__(self, model):
         self.model = model
-        self.traced = None
         with _one_thread():
             self.traced = self._trace()
 

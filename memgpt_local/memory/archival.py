@@ -142,7 +142,7 @@ class ArchivalStorage:
             vectors = self.embedder.embed([content for _, content in batch])
             self.con.register("new_embeddings", pa.table({
                 "id": [passage_id for passage_id, _ in batch],
-                "embedding": pa.array(list(vectors), pa.list_(pa.float32()))}))
+                "embedding": _vector_column(vectors)}))
             try:
                 self.con.execute("UPDATE passages SET embedding = n.embedding, embedded_with = ? "
                                  "FROM new_embeddings n WHERE passages.id = n.id",
@@ -226,7 +226,7 @@ class ArchivalStorage:
 
         table = pa.table({
             "content": texts, "content_hash": [content_hash(t) for t in texts],
-            "embedding": pa.array(list(vectors), pa.list_(pa.float32()))})
+            "embedding": _vector_column(vectors)})
         self.con.register("incoming_passages", table)
         try:
             rows = self.con.execute(
@@ -295,6 +295,13 @@ class ArchivalStorage:
         by_id = {r[0]: {"id": r[0], "content": r[2], "source": r[3], "created_at": r[4]}
                  for r in rows if r[1] == self.agent}
         return [by_id[i] for i in ids if i in by_id]
+
+
+def _vector_column(vectors: np.ndarray):
+    """Embeddings as an Arrow list column, the type of passages.embedding."""
+    import pyarrow as pa
+
+    return pa.array(list(vectors), pa.list_(pa.float32()))
 
 
 def _progress(items, total: int, label: str, step: int, show: bool):

@@ -54,14 +54,14 @@ class KeywordIndex:
     def search(self, query: str, k: int) -> list[int]:
         """Up to k ids of passages holding every word of the query: the exact phrase first,
         then the rest, older passages first."""
-        words = list(dict.fromkeys(words_of(query)))
-        lists = sorted((self.postings.get(word, []) for word in words), key=len)
+        words = words_of(query)
+        lists = sorted((self.postings.get(word, []) for word in set(words)), key=len)
         if not lists or not lists[0]:
             return []
         candidates = lists[0]
         for ids in lists[1:]:
             candidates = [i for i in candidates if _holds(ids, i)]
-        phrase = f" {' '.join(words_of(query))} "
+        phrase = f" {' '.join(words)} "
         exact = [i for i in candidates if phrase in self.normalized[i]]
         if len(exact) >= k:
             return exact[:k]
