@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memgpt_local.embeddings import PRECISIONS, get_embedder
+from memgpt_local.memory.embeddings import PRECISIONS, load_embedder
 
 NQ_FILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nq_open" / \
     "nq-open-oracle-dev200.jsonl.gz"
@@ -42,7 +42,7 @@ def retrieval_quality(queries: np.ndarray, passages: np.ndarray) -> dict:
 
 def measure(precision: str, questions: list[str], passages: list[str]) -> tuple[dict, np.ndarray]:
     """One precision's figures, and its passage vectors."""
-    embedder = get_embedder(precision=precision)
+    embedder = load_embedder(precision=precision)
     start = time.perf_counter()
     passage_vectors = embedder.embed(passages)
     per_s = len(passages) / (time.perf_counter() - start)

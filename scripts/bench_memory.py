@@ -16,10 +16,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from memgpt_local.database import Database
-from memgpt_local.embeddings import get_embedder
-from memgpt_local.memory.archival import SEARCH_MODES, ArchivalStorage
-from memgpt_local.memory.recall import Message, RecallStorage
+from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.memory.archival import SEARCH_MODES
+from memgpt_local.memory.messages import Message
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 NQ_FILE = DATA / "nq_open" / "nq-open-oracle-dev200.jsonl.gz"
@@ -57,14 +56,14 @@ def embed_raw_per_s(embedder, sample: list[str]) -> float:
     return len(sample) / (time.perf_counter() - start)
 
 
-def bench_archival(db, home, sizes, base, result) -> None:
+def bench_archival(engine: Engine, sizes, base, result) -> None:
     """Insert throughput against raw embedding (sampled before each size and at the end, as
     the machine's speed drifts over a long run), then search latency at each size."""
-    embedder = get_embedder()
+    embedder = engine.embedder()
     result["embedder"] = embedder.name
     sample = passages(2000, base)
     raw = []
-    archival = ArchivalStorage(db.con, "bench", home / "archival", embedder, progress=False)
+    archival = engine.archival_storage("bench", progress=False)
     all_passages = passages(max(sizes), base)
     loaded, insert_s = 0, 0.0
     queries = [" ".join(random.Random(i).choice(base).split()[:6]) for i in range(100)]
@@ -88,13 +87,13 @@ def bench_archival(db, home, sizes, base, result) -> None:
     raw.append(embed_raw_per_s(embedder, sample))
     result["embed_raw_per_s"] = statistics.median(raw)
     result["embed_raw_samples_per_s"] = raw
-    bench_reopen(db, home, embedder, queries[0], result)
+    bench_reopen(engine, queries[0], result)
 
 
-def bench_reopen(db, home, embedder, query, result) -> None:
+def bench_reopen(engine: Engine, query, result) -> None:
     """A new process's costs at the largest size: loading the index, building the word index."""
     start = time.perf_counter()
-    archival = ArchivalStorage(db.con, "bench", home / "archival", embedder, progress=False)
+    archival = engine.archival_storage("bench", progress=False)
     result["archival_open_s"] = time.perf_counter() - start
     start = time.perf_counter()
     archival.search(query, mode="keyword")
@@ -102,8 +101,8 @@ def bench_reopen(db, home, embedder, query, result) -> None:
     archival.close()
 
 
-def bench_recall(db, sizes, base, result) -> None:
-    recall = RecallStorage(db.con, "bench")
+def bench_recall(engine: Engine, sizes, base, result) -> None:
+    recall = engine.recall_storage("bench")
     start_day = datetime(2020, 1, 1, tzinfo=UTC)
     loaded, import_s = 0, 0.0
     for size in sizes:
@@ -132,10 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     base = sentences()
     result: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, Database(Path(tmp)) as db:
-        bench_archival(db, Path(tmp), [int(s) for s in args.archival_sizes.split(",")], base,
-                       result)
-        bench_recall(db, [int(s) for s in args.recall_sizes.split(",")], base, result)
+    with tempfile.TemporaryDirectory() as tmp, Engine(EngineConfig(Path(tmp))) as engine:
+        bench_archival(engine, [int(s) for s in args.archival_sizes.split(",")], base, result)
+        bench_recall(engine, [int(s) for s in args.recall_sizes.split(",")], base, result)
     result["archival_insert_over_embed_raw"] = (result["archival_insert_per_s"]
                                                 / result["embed_raw_per_s"])
     print(json.dumps(_rounded(result), indent=None if args.json else 2))

@@ -9,15 +9,16 @@ Prints one JSON object. Run inside the project's environment:
 import argparse
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from memgpt_local.models import Registry
-from memgpt_local.runtime import ModelRuntime, SamplingSettings
+from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.llm.base import SamplingSettings
+from memgpt_local.llm.decoding import function_call_schema
+from memgpt_local.llm.runtime import ModelRuntime
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 NQ_FILE = DATA / "nq_open" / "nq-open-oracle-dev200.jsonl.gz"
@@ -64,15 +65,14 @@ def timed_call(runtime, system, question, **kwargs):
 
 def restart_probe(args) -> dict:
     """Run in a new process: load, then time a request whose prefix comes from the snapshot."""
-    from memgpt_local.decoding import function_call_schema
-
-    runtime = ModelRuntime(Registry.load().get(args.model), n_ctx=args.n_ctx)
-    system = static_prefix(runtime, args.prefix_tokens)
-    start = time.perf_counter()
-    generation = timed_call(runtime, system, QUESTIONS[0], max_tokens=1)
-    restart = time.perf_counter() - start
-    start = time.perf_counter()
-    build = runtime.constraint(function_call_schema(FUNCTIONS)).build
+    with Engine(EngineConfig(Path(args.home))) as engine:
+        runtime = engine.runtime(args.model, args.n_ctx)
+        system = static_prefix(runtime, args.prefix_tokens)
+        start = time.perf_counter()
+        generation = timed_call(runtime, system, QUESTIONS[0], max_tokens=1)
+        restart = time.perf_counter() - start
+        start = time.perf_counter()
+        build = runtime.constraint(function_call_schema(FUNCTIONS)).build
     return {"restart_ttft_s": restart, "restart_prefix_source": generation.stats.prefix_source,
             "index_build_cached_s": time.perf_counter() - start,
             "index_build_cached_source": build.source}
@@ -101,11 +101,8 @@ def outlines_wrapper_call(runtime, system, schema, max_tokens) -> float:
     return time.perf_counter() - start
 
 
-def main_bench(args) -> dict:
-    from memgpt_local.decoding import function_call_schema
-
+def main_bench(args, runtime: ModelRuntime) -> dict:
     schema = function_call_schema(FUNCTIONS)
-    runtime = ModelRuntime(Registry.load().get(args.model), n_ctx=args.n_ctx)
     system = static_prefix(runtime, args.prefix_tokens)
     cold = timed_call(runtime, system, QUESTIONS[0], max_tokens=1)
     warm = timed_call(runtime, system, QUESTIONS[1], max_tokens=1)
@@ -121,7 +118,8 @@ def main_bench(args) -> dict:
     wrapper_s = outlines_wrapper_call(runtime, system, schema, args.call_tokens)
     probe = subprocess.run([sys.executable, __file__, "--model", args.model, "--n-ctx",
                             str(args.n_ctx), "--prefix-tokens", str(args.prefix_tokens),
-                            "--restart-probe"], capture_output=True, text=True, check=True)
+                            "--home", args.home, "--restart-probe"],
+                           capture_output=True, text=True, check=True)
     return {
         "model": args.model, "n_ctx": args.n_ctx, "threads": runtime.spec.threads(),
         "prefix_tokens": prompt(runtime, system, QUESTIONS[0])[1],
@@ -156,13 +154,15 @@ def main() -> None:
     parser.add_argument("--call-tokens", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print JSON only (the default)")
     parser.add_argument("--restart-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)  # the probe's (shared) caches
     args = parser.parse_args()
     if args.restart_probe:
         print(json.dumps(restart_probe(args)))
         return
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["MEMGPT_LOCAL_HOME"] = home  # fresh snapshot and index caches
-        result = main_bench(args)
+    with tempfile.TemporaryDirectory() as home:  # fresh snapshot and index caches
+        args.home = home
+        with Engine(EngineConfig(Path(home))) as engine:
+            result = main_bench(args, engine.runtime(args.model, args.n_ctx))
     result["ratios"] = ratios(result)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
                      indent=None if args.json else 2))

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ SEED = 1337
 @pytest.fixture(scope="session")
 def registry():
     """The model registry as shipped (plus nothing from the user)."""
-    from memgpt_local.models import Registry
+    from memgpt_local.llm.models import Registry
 
     return Registry.load()
 
@@ -22,7 +23,12 @@ def registry():
 @pytest.fixture(scope="session")
 def smollm(registry, tmp_path_factory):
     """The real SmolLM2-135M runtime with a 2048-token window, loaded once."""
-    from memgpt_local.runtime import ModelRuntime
+    return load_runtime(registry.get("smollm2-135m"), tmp_path_factory.mktemp("kv"))
 
-    return ModelRuntime(registry.get("smollm2-135m"), n_ctx=2048, seed=SEED,
-                        snapshot_dir=tmp_path_factory.mktemp("kv"))
+
+def load_runtime(spec, cache: Path, n_ctx: int = 2048):
+    """A real llama.cpp runtime whose KV snapshots (and constraint indexes) go to `cache`."""
+    from memgpt_local.llm.kvcache import SnapshotStore
+    from memgpt_local.llm.runtime import ModelRuntime
+
+    return ModelRuntime(spec, SnapshotStore(cache), cache / "grammar", n_ctx=n_ctx, seed=SEED)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from memgpt_local.runtime import Generation, GenerationStats, PromptTokens
+from memgpt_local.llm.base import Generation, GenerationStats, PromptTokens
 
 
 def call(function: str, thoughts: str = "", **arguments) -> str:

@@ -3,13 +3,24 @@
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
 
-from memgpt_local.agent import Agent, AgentSettings, _parse_call
-from memgpt_local.agents import AgentRecord, AgentStore
-from memgpt_local.context import queue_entry
-from memgpt_local.database import Database
+from memgpt_local.agent.context import queue_entry
+from memgpt_local.agent.loop import Agent, _parse_call
+from memgpt_local.agent.queue import Summarizer
+from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.llm.base import Runtime, SamplingSettings
+from memgpt_local.memory.agents import AgentRecord, AgentStore
+from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory
-from memgpt_local.memory.recall import Message
-from memgpt_local.queue import Summarizer
+from memgpt_local.memory.database import Database
+from memgpt_local.memory.recall import Message, RecallStorage
+from memgpt_local.memory.stores import AgentStores
+
+
+def fake_stores(db: Database, name: str) -> AgentStores:
+    """The stores the engine would build, with the hashing embedder for archival."""
+    return AgentStores(db, name, AgentStore(db.con), RecallStorage(db.con, name),
+                       lambda: ArchivalStorage(db.con, name, db.home / "archival",
+                                               HashingEmbedder()))
 
 
 def make_agent(tmp_path, script, n_ctx=2048, **settings) -> Agent:
@@ -18,7 +29,7 @@ def make_agent(tmp_path, script, n_ctx=2048, **settings) -> Agent:
     if not store.exists("sam"):
         store.save(AgentRecord("sam", "fake", {"n_ctx": n_ctx, **settings},
                                CoreMemory.default("I am Sam.", "Nothing yet.")))
-    return Agent(store.get("sam"), db, FakeRuntime(script, n_ctx), HashingEmbedder)
+    return Agent(store.get("sam"), FakeRuntime(script, n_ctx), fake_stores(db, "sam"))
 
 
 def roles(agent: Agent) -> list[str]:
@@ -72,7 +83,6 @@ def test_searches_are_paginated(tmp_path):
                    page=1, request_heartbeat=True),
               call("send_message", message="done")]
     agent = make_agent(tmp_path, script, page_size=2)
-    from memgpt_local.memory.recall import Message
     agent.recall.bulk_import([Message("user", f"my garden has {i} roses") for i in range(5)])
     turn = agent.send("What about the garden?")
     # 5 imported, the user message and the search call itself mention the garden
@@ -177,7 +187,7 @@ def test_agent_resumes_where_it_stopped(tmp_path):
                                        request_heartbeat=False)])
     agent.send("I am Ann")
     queue_ids = [m.id for m in agent.queue]
-    agent.db.close()
+    agent.stores.db.close()
     again = make_agent(tmp_path, [call("send_message", message="Hi Ann")])
     assert [m.id for m in again.queue] == queue_ids
     assert again.core.block("human").value.endswith("Ann")
@@ -187,6 +197,18 @@ def test_agent_resumes_where_it_stopped(tmp_path):
 def test_settings_ignore_state_keys():
     settings = AgentSettings.from_dict({"n_ctx": 2048, "state": {"warned": True}})
     assert settings.n_ctx == 2048
+
+
+def test_settings_are_stored_flat_with_their_sampling_fields():
+    stored = {**AgentSettings().to_dict(), "temperature": 0.5, "seed": 7}
+    assert list(stored)[-3:] == ["temperature", "repeat_penalty", "seed"]
+    settings = AgentSettings.from_dict(stored)
+    assert settings.sampling == SamplingSettings(temperature=0.5, seed=7)
+    assert settings.to_dict() == stored
+
+
+def test_the_fake_runtime_meets_the_runtime_protocol():
+    assert isinstance(FakeRuntime([]), Runtime)
 
 
 HEAD = [{"role": "system", "content": "static instructions"},

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from memgpt_local.cli import cli
-from memgpt_local.database import Database
+from memgpt_local.memory.database import Database
 
 N_CTX = 2048
 TOPICS = ["sailing", "my sister Maria", "baking sourdough", "the book I am reading",

@@ -1,6 +1,6 @@
 """Chat templates: message text is kept apart from template text."""
 
-from memgpt_local.chat_template import ChatTemplate
+from memgpt_local.llm.chat_template import ChatTemplate
 from memgpt_local.resources import CHAT_TEMPLATES_DIR
 
 

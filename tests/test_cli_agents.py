@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from memgpt_local.cli import cli
-from memgpt_local.database import Database
+from memgpt_local.memory.database import Database
 from memgpt_local.memory.recall import Message, RecallStorage
 
 

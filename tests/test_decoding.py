@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from memgpt_local import decoding
 from memgpt_local.errors import ConstraintUnavailableError
-from memgpt_local.runtime import SamplingSettings
+from memgpt_local.llm import decoding
+from memgpt_local.llm.base import SamplingSettings
 
 FUNCTIONS = [
     {"name": "send_message", "parameters": {
@@ -76,9 +76,9 @@ def test_missing_outlines_core_fails_loudly(smollm, monkeypatch):
 
 
 def test_gemma_large_vocabulary_constrained_call(registry, tmp_path):
-    from memgpt_local.runtime import ModelRuntime
+    from conftest import load_runtime
 
-    gemma = ModelRuntime(registry.get("gemma3-270m"), n_ctx=1024, snapshot_dir=tmp_path)
+    gemma = load_runtime(registry.get("gemma3-270m"), tmp_path, n_ctx=1024)
     assert gemma.llm.n_vocab() == 262144
     chat = gemma.chat_tokens([{"role": "user", "content": PROMPT}])
     processor = gemma.constraint(decoding.function_call_schema(FUNCTIONS)).processor()

@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
-from memgpt_local.runtime import ModelRuntime
+from conftest import load_runtime
+
+from memgpt_local.llm.runtime import ModelRuntime
 
 SYSTEM = "You are a careful assistant who answers in one short sentence. " * 12
 QUESTION = "Name a colour of the sky."
@@ -12,10 +14,12 @@ QUESTION = "Name a colour of the sky."
 PROBE = """
 import json, sys
 from pathlib import Path
-from memgpt_local.models import Registry
-from memgpt_local.runtime import ModelRuntime
-runtime = ModelRuntime(Registry.load().get("smollm2-135m"), n_ctx=2048,
-                       snapshot_dir=Path(sys.argv[1]))
+from memgpt_local.llm.kvcache import SnapshotStore
+from memgpt_local.llm.models import Registry
+from memgpt_local.llm.runtime import ModelRuntime
+cache = Path(sys.argv[1])
+runtime = ModelRuntime(Registry.load().get("smollm2-135m"), SnapshotStore(cache),
+                       cache / "grammar", n_ctx=2048)
 chat = runtime.chat_tokens([{"role": "system", "content": sys.argv[2]},
                             {"role": "user", "content": sys.argv[3]}])
 g = runtime.generate(chat.tokens, max_tokens=16, prefix_len=chat.message_ends[0]).finish()
@@ -33,7 +37,7 @@ def _ask(runtime: ModelRuntime) -> tuple[str, str, int]:
 
 
 def _fresh(registry, directory) -> ModelRuntime:
-    return ModelRuntime(registry.get("smollm2-135m"), n_ctx=2048, snapshot_dir=directory)
+    return load_runtime(registry.get("smollm2-135m"), directory)
 
 
 def test_restore_in_a_new_process_equals_cold_evaluation(registry, tmp_path):
@@ -70,6 +74,6 @@ def test_corrupt_snapshot_is_ignored_and_rebuilt(registry, tmp_path):
 
 def test_snapshot_of_other_settings_is_not_used(registry, tmp_path):
     _ask(_fresh(registry, tmp_path))
-    other = ModelRuntime(registry.get("smollm2-135m"), n_ctx=1024, snapshot_dir=tmp_path)
+    other = load_runtime(registry.get("smollm2-135m"), tmp_path, n_ctx=1024)
     assert _ask(other)[1] == "cold"
     assert len(list(tmp_path.glob("*.kv"))) == 2

@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 from fakes import HashingEmbedder
 
-from memgpt_local.agents import AgentRecord, AgentStore
-from memgpt_local.database import MIGRATIONS, Database, HomeLockedError
+from memgpt_local.memory.agents import AgentRecord, AgentStore
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.database import MIGRATIONS, Database, HomeLockedError
 from memgpt_local.memory.keywords import KeywordIndex
 from memgpt_local.memory.recall import Message, RecallStorage
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    from memgpt_local.embeddings import get_embedder
+    from memgpt_local.memory.embeddings import load_embedder
 
-    return get_embedder()
+    return load_embedder()
 
 
 @pytest.fixture()
@@ -44,7 +44,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path):
 def test_second_writer_gets_a_clear_error(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from memgpt_local.database import Database; d = Database(Path(sys.argv[1])); "
+         "from memgpt_local.memory.database import Database; d = Database(Path(sys.argv[1])); "
          "print('ready', flush=True); time.sleep(30)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -196,11 +196,11 @@ def test_index_grows_past_its_initial_capacity(db, embedder, tmp_path):
 LOADER = """
 import sys
 from pathlib import Path
-from memgpt_local.database import Database
-from memgpt_local.embeddings import get_embedder
 from memgpt_local.memory.archival import ArchivalStorage
+from memgpt_local.memory.database import Database
+from memgpt_local.memory.embeddings import load_embedder
 db = Database(Path(sys.argv[1]))
-archival = ArchivalStorage(db.con, "ann", Path(sys.argv[1]) / "idx", get_embedder())
+archival = ArchivalStorage(db.con, "ann", Path(sys.argv[1]) / "idx", load_embedder())
 for batch in range(1000):
     stored = archival.insert([f"batch {batch} passage {i}" for i in range(64)])
     print(len(stored), flush=True)
@@ -248,7 +248,7 @@ def test_load_command_reports_and_is_idempotent(tmp_path, monkeypatch):
 
 
 def test_passages_fit_the_embedding_models_token_budget(embedder):
-    from memgpt_local.documents import split_passages
+    from memgpt_local.memory.documents import split_passages
 
     text = " ".join(f"word{i}" for i in range(600))
     passages = split_passages(text, embedder.count_tokens, max_tokens=64, overlap_tokens=10)
@@ -274,18 +274,22 @@ def test_passages_made_by_another_embedder_are_embedded_again(db, embedder, tmp_
 
 
 def test_embedding_settings_come_from_the_environment(monkeypatch, tmp_path):
-    from memgpt_local.embeddings import default_model_path, get_embedder
+    from memgpt_local.engine import Engine
     from memgpt_local.errors import MemgptLocalError
+    from memgpt_local.memory.embeddings import default_model_path
+
+    def embedder():  # the engine reads its settings when it is made
+        return Engine().embedder()
 
     monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_PRECISION", "fp16")
     with pytest.raises(MemgptLocalError, match="valid: int8, fp32"):
-        get_embedder()
+        embedder()
     monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_PRECISION", "fp32")
     monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(MemgptLocalError, match="nowhere"):
-        get_embedder()
+        embedder()
     monkeypatch.setenv("MEMGPT_LOCAL_EMBEDDING_MODEL", str(default_model_path()))
-    other = get_embedder()
+    other = embedder()
     assert other.name == f"{default_model_path()}/fp32" and other.precision == "fp32"
     assert other.embed_query("a walk in the hills").shape == (1, other.dim)
 

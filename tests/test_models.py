@@ -3,7 +3,7 @@
 import pytest
 
 from memgpt_local.errors import ModelFileMissingError, RegistryError, UnknownModelError
-from memgpt_local.models import Registry
+from memgpt_local.llm.models import Registry
 
 
 def test_builtin_aliases_and_default(registry):

@@ -3,9 +3,14 @@
 import pytest
 
 from memgpt_local.errors import ContextOverflowError
-from memgpt_local.runtime import LOOP_MIN_SPAN, SamplingSettings, repeating_span
+from memgpt_local.llm.base import Runtime, SamplingSettings
+from memgpt_local.llm.runtime import LOOP_MIN_SPAN, repeating_span
 
 SYSTEM = "You are a terse assistant. " * 20
+
+
+def test_the_llama_runtime_meets_the_runtime_protocol(smollm):
+    assert isinstance(smollm, Runtime)
 
 
 def test_token_counts_use_the_models_tokenizer(smollm):

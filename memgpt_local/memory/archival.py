@@ -47,6 +47,26 @@ def index_files(index_dir: Path, agent: str) -> tuple[Path, Path]:
     return index, index.with_suffix(".json")
 
 
+def delete_index_files(index_dir: Path, agent: str) -> None:
+    """Remove the agent's hnswlib index and sidecar (its rows are deleted from DuckDB apart)."""
+    for path in index_files(index_dir, agent):
+        path.unlink(missing_ok=True)
+
+
+def passage_count(con: duckdb.DuckDBPyConnection, agent: str) -> int:
+    """Passages stored for an agent, read from DuckDB alone (no embedding model, no index)."""
+    return con.execute("SELECT count(*) FROM passages WHERE agent = ?", [agent]).fetchone()[0]
+
+
+def stored_passages(con: duckdb.DuckDBPyConnection, agent: str) -> list[dict]:
+    """An agent's passages (content, source, metadata), oldest first, without embeddings."""
+    rows = con.execute("SELECT content, source, metadata FROM passages WHERE agent = ? "
+                       "ORDER BY id", [agent]).fetchall()
+    return [{"content": content, "source": source,
+             "metadata": json.loads(metadata) if metadata else None}
+            for content, source, metadata in rows]
+
+
 class ArchivalStorage:
     """One agent's archival memory."""
 

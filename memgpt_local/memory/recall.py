@@ -1,29 +1,13 @@
 """Recall storage: every message an agent has seen, in DuckDB, searchable by text and date."""
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import duckdb
 
+from .messages import ROLES, Message
 from .paging import Page, page_bounds
 from .textindex import TextIndex
-
-ROLES = ("user", "assistant", "function_call", "function_result", "system")
-
-
-@dataclass
-class Message:
-    """One message in recall storage."""
-
-    role: str
-    content: str
-    function_name: str | None = None
-    function_args: dict | None = None
-    created_at: datetime | None = None
-    tokens: int | None = None
-    seq: int | None = None
-    id: int | None = None
 
 
 def parse_date(text: str, name: str) -> date:
@@ -117,6 +101,17 @@ class RecallStorage:
         rows = self.con.execute(f"SELECT agent, {_COLUMNS} FROM messages WHERE id IN "
                                 f"({id_list}) ORDER BY seq").fetchall()
         return [_row_to_message(r[1:]) for r in rows if r[0] == self.agent]
+
+    def all(self) -> list[Message]:
+        """Every message of the agent, in sequence order."""
+        rows = self.con.execute(f"SELECT {_COLUMNS} FROM messages WHERE agent = ? ORDER BY seq",
+                                [self.agent]).fetchall()
+        return [_row_to_message(r) for r in rows]
+
+    def ids_by_seq(self) -> dict[int, int]:
+        """Each message's id by its sequence number."""
+        return dict(self.con.execute("SELECT seq, id FROM messages WHERE agent = ?",
+                                     [self.agent]).fetchall())
 
     def rebuild_text_index(self) -> None:
         """Rebuild the BM25 index over every stored message (all agents)."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import MemgptLocalError
+from ..errors import MemgptLocalError
 
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")

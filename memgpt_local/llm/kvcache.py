@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .home import cache_dir
 from .models import ModelSpec
 
 MAGIC = b"MGLKV01\n"
@@ -42,20 +41,39 @@ def model_key(path: Path, spec: ModelSpec, n_ctx: int) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
+class SnapshotStore:
+    """The folder of KV snapshot files, shared by every loaded model; the least recently used
+    files beyond `keep` are deleted."""
+
+    def __init__(self, directory: Path, keep: int = KEEP_SNAPSHOTS):
+        self.directory = directory
+        self.keep = keep
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def file_for(self, model_key: str, tokens: list[int]) -> Path:
+        """The snapshot file for a token prefix of one model and its settings."""
+        digest = hashlib.sha256(model_key.encode() + _tokens_bytes(tokens)).hexdigest()
+        return self.directory / f"{digest[:32]}.kv"
+
+    def prune(self) -> None:
+        """Delete the least recently used files beyond the limit."""
+        files = sorted(self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+        for old in files[self.keep:]:
+            old.unlink(missing_ok=True)
+
+
 class PrefixSnapshots:
     """Save and restore the KV state of a static token prefix for one loaded model."""
 
-    def __init__(self, llm, path: Path, spec: ModelSpec, n_ctx: int,
-                 directory: Path | None = None):
+    def __init__(self, llm, store: SnapshotStore, path: Path, spec: ModelSpec, n_ctx: int):
         self.llm = llm
+        self.store = store
         self.model_key = model_key(path, spec, n_ctx)
-        self.directory = directory or cache_dir("kv")
-        self.directory.mkdir(parents=True, exist_ok=True)
 
     def file_for(self, prefix: list[int]) -> Path:
         """The snapshot file for a prefix of this model."""
-        digest = hashlib.sha256(self.model_key.encode() + _tokens_bytes(prefix)).hexdigest()
-        return self.directory / f"{digest[:32]}.kv"
+        return self.store.file_for(self.model_key, prefix)
 
     def ensure(self, prefix: list[int]) -> str:
         """Make the KV cache hold the prefix; return 'warm', 'restored' or 'cold'."""
@@ -87,7 +105,7 @@ class PrefixSnapshots:
             handle.write(_tokens_bytes(prefix))
             handle.write(data)
         os.replace(temporary, target)
-        self._prune()
+        self.store.prune()
         return target
 
     def restore(self, prefix: list[int]) -> bool:
@@ -133,9 +151,3 @@ class PrefixSnapshots:
         self.llm.n_tokens = len(prefix)
         self.llm._requires_eval = True
         return True
-
-    def _prune(self) -> None:
-        files = sorted(self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime,
-                       reverse=True)
-        for old in files[KEEP_SNAPSHOTS:]:
-            old.unlink(missing_ok=True)

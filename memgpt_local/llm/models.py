@@ -7,9 +7,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .errors import ModelFileMissingError, RegistryError, UnknownModelError
-from .home import home_dir
-from .resources import CHAT_TEMPLATES_DIR, MODELS_TOML
+from ..errors import ModelFileMissingError, RegistryError, UnknownModelError
+from ..resources import CHAT_TEMPLATES_DIR, MODELS_TOML
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,7 @@ class ModelSpec:
     n_gpu_layers: int = 0
     n_threads: int = 0
     assemble: bool = False
+    models_dir: str | None = None  # where hf_repo files are downloaded to (set by the registry)
 
     def threads(self) -> int:
         """Threads to use: the configured number, or every core when it is 0."""
@@ -46,7 +46,7 @@ class ModelSpec:
         if self.path:
             return Path(self.path).expanduser()
         if self.hf_repo:
-            return home_dir(create=False) / "models" / str(self.hf_file)
+            return Path(str(self.models_dir)) / str(self.hf_file) if self.models_dir else None
         if self.assemble:
             return _assembled_path(str(self.package), str(self.file))
         return _find_in_package(str(self.package), str(self.file))
@@ -59,7 +59,7 @@ class ModelSpec:
         if path is not None and path.is_file():
             return path
         raise ModelFileMissingError(f"Model file for '{self.alias}' not found: "
-                                    f"{path or self.file}. {self.how_to_get()}")
+                                    f"{path or self.file or self.hf_file}. {self.how_to_get()}")
 
     def how_to_get(self) -> str:
         """A sentence telling the user how to obtain the file."""
@@ -114,7 +114,7 @@ def _assemble(package: str, target: Path) -> None:
         raise ModelFileMissingError(f"Could not assemble {target} from {package}: {exc}") from exc
 
 
-_SPEC_FIELDS = {f.name for f in fields(ModelSpec)} - {"alias"}
+_SPEC_FIELDS = {f.name for f in fields(ModelSpec)} - {"alias", "models_dir"}
 
 
 def _read_toml(path: Path) -> dict:
@@ -125,13 +125,13 @@ def _read_toml(path: Path) -> dict:
         raise RegistryError(f"Cannot read {path}: {exc}") from exc
 
 
-def _entry(alias: str, table: dict, origin: Path) -> ModelSpec:
+def _entry(alias: str, table: dict, origin: Path, models_dir: Path | None) -> ModelSpec:
     unknown = set(table) - _SPEC_FIELDS
     if unknown:
         raise RegistryError(f"{origin}: model '{alias}' has unknown field(s) "
                             f"{', '.join(sorted(unknown))}. "
                             f"Valid: {', '.join(sorted(_SPEC_FIELDS))}")
-    spec = ModelSpec(alias=alias, **table)
+    spec = ModelSpec(alias=alias, **table, models_dir=str(models_dir) if models_dir else None)
     if not (spec.package and spec.file) and not spec.path and not (spec.hf_repo and spec.hf_file):
         raise RegistryError(f"{origin}: model '{alias}' needs package+file, path, "
                             "or hf_repo+hf_file")
@@ -146,20 +146,21 @@ class Registry:
         self.default = default
 
     @classmethod
-    def load(cls, user_toml: Path | None = None) -> "Registry":
-        """Load the built-in registry and overlay the user's file if it exists."""
+    def load(cls, user_toml: Path | None = None, models_dir: Path | None = None) -> "Registry":
+        """Load the built-in registry and overlay the user's file if it exists; downloaded
+        (hf_repo) files live in models_dir."""
         base = _read_toml(MODELS_TOML)
         tables = {alias: dict(t) for alias, t in base.get("models", {}).items()}
         default = base.get("default", "smollm2-135m")
         origins = dict.fromkeys(tables, MODELS_TOML)
-        user_toml = user_toml or home_dir(create=False) / "models.toml"
-        if user_toml.is_file():
+        if user_toml is not None and user_toml.is_file():
             extra = _read_toml(user_toml)
             for alias, table in extra.get("models", {}).items():
                 tables.setdefault(alias, {}).update(table)
                 origins[alias] = user_toml
             default = extra.get("default", default)
-        specs = {alias: _entry(alias, t, origins[alias]) for alias, t in tables.items()}
+        specs = {alias: _entry(alias, t, origins[alias], models_dir)
+                 for alias, t in tables.items()}
         return cls(specs, default)
 
     def get(self, alias: str | None = None) -> ModelSpec:

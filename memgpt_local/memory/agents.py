@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from .errors import MemgptLocalError
-from .memory.core import CoreMemory
+from ..errors import MemgptLocalError
+from .core import CoreMemory
 
 
 class AgentNotFoundError(MemgptLocalError):
@@ -41,6 +41,22 @@ class AgentStore:
         """Whether an agent of that name exists."""
         return self.con.execute("SELECT count(*) FROM agents WHERE name = ?",
                                 [name]).fetchone()[0] > 0
+
+    def last_used(self) -> str | None:
+        """The name of the agent saved most recently."""
+        row = self.con.execute("SELECT name FROM agents ORDER BY updated_at DESC LIMIT 1"
+                               ).fetchone()
+        return row[0] if row else None
+
+    def listing(self) -> list[dict]:
+        """Every agent with its model, window, message and passage counts, last used first."""
+        rows = self.con.execute("""
+            SELECT a.name, a.model, a.settings->>'n_ctx',
+                   (SELECT count(*) FROM messages m WHERE m.agent = a.name),
+                   (SELECT count(*) FROM passages p WHERE p.agent = a.name), a.updated_at
+            FROM agents a ORDER BY a.updated_at DESC""").fetchall()
+        keys = ("name", "model", "n_ctx", "messages", "passages", "updated_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def get(self, name: str) -> AgentRecord:
         """Load an agent; an unknown name lists the agents that exist."""

@@ -3,13 +3,13 @@
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
-from .errors import MemgptLocalError
-from .home import home_dir
+from ..errors import MemgptLocalError
 
 DB_FILE = "memgpt.duckdb"
 LOCK_FILE = "memgpt.lock"
@@ -108,13 +108,24 @@ def _acquire_lock(path: Path, wait: bool, timeout_s: float) -> int:
 class Database:
     """The open home database, holding the home's writer lock until closed."""
 
-    def __init__(self, home: Path | None = None, wait: bool = False, timeout_s: float = 60.0):
-        self.home = home or home_dir()
+    def __init__(self, home: Path, wait: bool = False, timeout_s: float = 60.0):
+        self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _acquire_lock(self.home / LOCK_FILE, wait, timeout_s)
         self.con = duckdb.connect(str(self.home / DB_FILE))
         self.con.execute("SET TimeZone = 'UTC'")
         self.version = migrate(self.con)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run a block in one transaction: all of it is stored, or none."""
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
 
     def close(self) -> None:
         """Close the database and release the lock."""

@@ -1,4 +1,4 @@
-"""The model runtime: one llama.cpp model per process, chat prompts in, streamed text out.
+"""The llama.cpp model runtime: one loaded GGUF model, chat prompts in, streamed text out.
 
 The KV cache is never reset between calls: llama.cpp keeps the longest common token prefix
 with the previous call and evaluates only the new tail. A static prefix can also be restored
@@ -7,17 +7,16 @@ from a snapshot on disk (see kvcache.py) instead of being evaluated.
 
 import codecs
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import ContextOverflowError, MemgptLocalError
+from .base import DEFAULT_SEED, Generation, GenerationStats, PromptTokens, SamplingSettings
 from .chat_template import ChatTemplate
 from .decoding import FunctionCallConstraint
-from .errors import ContextOverflowError, MemgptLocalError
-from .kvcache import PrefixSnapshots, file_key
+from .kvcache import PrefixSnapshots, SnapshotStore, file_key
 from .models import ModelSpec
 
-DEFAULT_SEED = 1337
 LOOP_MIN_SPAN = 8  # a loop repeats a span of at least this many tokens
 LOOP_MAX_SPAN = 64
 
@@ -32,78 +31,6 @@ def repeating_span(tokens: list[int], repeats: int) -> int:
         if all(tokens[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):
             return span
     return 0
-
-
-@dataclass
-class PromptTokens:
-    """A tokenized chat prompt and the token index at which each message's text ends."""
-
-    tokens: list[int]
-    message_ends: list[int]
-
-
-@dataclass
-class GenerationStats:
-    """What one call cost: prompt size, tokens reused and evaluated, output size, timings."""
-
-    prompt_tokens: int
-    evaluated_tokens: int = 0
-    generated_tokens: int = 0
-    prefix_source: str = "none"
-    ttft_s: float = 0.0
-    total_s: float = 0.0
-    constrained: bool = False
-    finish_reason: str = "stop"  # "stop", "length" (max_tokens) or "loop" (see stop_repeats)
-
-    @property
-    def reused_tokens(self) -> int:
-        """Prompt tokens whose KV entries were reused instead of evaluated."""
-        return self.prompt_tokens - self.evaluated_tokens
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Generation speed after the first token."""
-        decode_s = self.total_s - self.ttft_s
-        return (self.generated_tokens - 1) / decode_s if decode_s > 0 else 0.0
-
-    def as_dict(self) -> dict:
-        """The stats as a flat dict, derived figures included."""
-        return {**asdict(self), "reused_tokens": self.reused_tokens,
-                "tokens_per_s": round(self.tokens_per_s, 2)}
-
-
-@dataclass
-class SamplingSettings:
-    """Sampling parameters; temperature 0 is greedy decoding."""
-
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int = DEFAULT_SEED
-    stop_repeats: int = 3  # stop when a span of 8+ tokens comes this many times in a row; 0: off
-
-
-@dataclass
-class Generation:
-    """A streamed completion: iterate for text pieces; then .text, .tokens and .stats are set."""
-
-    stream: Iterator[str]
-    stats: GenerationStats
-    tokens: list[int] = field(default_factory=list)
-    text: str = ""
-
-    def __iter__(self) -> Iterator[str]:
-        for piece in self.stream:
-            self.text += piece
-            yield piece
-
-    def finish(self) -> "Generation":
-        """Consume the whole stream and return self."""
-        for _ in self:
-            pass
-        return self
 
 
 def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
@@ -127,17 +54,23 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
 
 
 class ModelRuntime:
-    """A loaded GGUF model: tokenizer, chat template, prefix snapshots and generation."""
+    """A loaded GGUF model: tokenizer, chat template, prefix snapshots and generation (the
+    llama.cpp implementation of base.Runtime)."""
 
-    def __init__(self, spec: ModelSpec, n_ctx: int | None = None, seed: int = DEFAULT_SEED,
-                 snapshot_dir: Path | None = None):
+    def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
+                 n_ctx: int | None = None, seed: int = DEFAULT_SEED):
         self.spec = spec
         self.path = spec.locate()
         self.n_ctx = n_ctx or spec.n_ctx
+        self.grammar_dir = grammar_dir
         self.llm = _load_llama(self.path, spec, self.n_ctx, seed)
         self.metadata: dict[str, str] = dict(self.llm.metadata)
         self.template = self._load_template()
-        self.snapshots = PrefixSnapshots(self.llm, self.path, spec, self.n_ctx, snapshot_dir)
+        self.snapshots = PrefixSnapshots(self.llm, snapshots, self.path, spec, self.n_ctx)
+
+    def close(self) -> None:
+        """Free the model and its context (the runtime is unusable afterwards)."""
+        self.llm.close()
 
     def _load_template(self) -> ChatTemplate:
         path = self.spec.chat_template_path()
@@ -151,7 +84,7 @@ class ModelRuntime:
 
     def constraint(self, schema: dict) -> FunctionCallConstraint:
         """The function-call constraint for a schema on this model (its index built once)."""
-        return FunctionCallConstraint(self.llm, file_key(self.path), schema)
+        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir)
 
     def token_text(self, token: int) -> str:
         """The text of one token, special tokens rendered as their text."""

@@ -1,10 +1,11 @@
-"""Helpers shared by the CLI modules."""
+"""Helpers shared by the CLI modules: library errors as one-line messages, and the engine."""
 
 from functools import wraps
 
 import click
 
-from .errors import MemgptLocalError
+from ..engine import Engine
+from ..errors import MemgptLocalError
 
 
 def user_errors(func):
@@ -18,3 +19,8 @@ def user_errors(func):
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+def engine(wait: bool = False) -> Engine:
+    """The engine over the home the environment names (use it in a with block)."""
+    return Engine(wait=wait)

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from .errors import MemgptLocalError
-from .home import home_dir
+from ..errors import MemgptLocalError
 from .models import ModelSpec
 
 
@@ -33,13 +32,13 @@ def read_model_info(spec: ModelSpec) -> dict:
 
 
 def download(spec: ModelSpec) -> Path:
-    """Fetch a model's file from Hugging Face into the home's models folder."""
-    if not spec.hf_repo or not spec.hf_file:
+    """Fetch a model's file from Hugging Face into the registry's models folder."""
+    if not spec.hf_repo or not spec.hf_file or spec.models_dir is None:
         raise MemgptLocalError(f"Model '{spec.alias}' has no hf_repo/hf_file to download from "
                                f"({spec.source()}).")
     from huggingface_hub import hf_hub_download
 
-    target = home_dir() / "models"
+    target = Path(spec.models_dir)
     try:
         return Path(hf_hub_download(spec.hf_repo, spec.hf_file, local_dir=target))
     except Exception as exc:  # network and hub errors all become one readable message

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .memory.core import CoreMemory, CoreMemoryError
-from .memory.paging import Page
+from ..memory.core import CoreMemory, CoreMemoryError
+from ..memory.paging import Page
 
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
 INT_MAX_DIGITS = 3  # bounds integers so a completion cannot run on in digits

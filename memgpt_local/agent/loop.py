@@ -1,0 +1,278 @@
+"""The MemGPT agent loop: events in, one constrained function call per step, memory kept in step.
+
+Each event is appended to the FIFO queue and to recall storage; before every step the queue
+manager warns (memory pressure) or flushes (evict, summarise) so the prompt always fits; the
+call is executed and its result goes back to the queue; a requested heartbeat or a failed
+function gives the model another step, up to a cap. Every step is saved in one transaction.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..llm.base import GenerationStats, Runtime, SamplingSettings
+from ..llm.decoding import function_call_schema
+from ..memory.agents import AgentRecord
+from ..memory.core import CoreMemory
+from ..memory.messages import Message
+from ..memory.paging import Page
+from ..memory.stores import AgentStores
+from . import context as ctx
+from .functions import FUNCTIONS, Outcome, execute
+from .queue import QueueManager
+from .settings import AgentSettings
+from .streaming import ReplyStreamer
+
+if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
+    from ..memory.archival import ArchivalStorage
+    from ..memory.recall import RecallStorage
+
+Listener = Callable[[str, Any], None]
+RETRY_TEMPERATURE = 0.7
+RETRY_REPEAT_PENALTY = 1.3
+
+
+@dataclass
+class StepReport:
+    """What one step did, for the CLI, the JSON output and the benchmarks."""
+
+    thoughts: str
+    function: str
+    arguments: dict | None
+    result: str
+    failed: bool
+    heartbeat: bool
+    stats: GenerationStats
+    new_tokens: int
+    flushed: bool = False
+    warned: bool = False
+    summary_eval_tokens: int = 0
+
+    def as_dict(self) -> dict:
+        """A JSON-ready form."""
+        data = asdict(self)
+        data["stats"] = self.stats.as_dict()
+        return data
+
+
+@dataclass
+class Turn:
+    """The steps run for one event and the messages sent to the user."""
+
+    steps: list[StepReport] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+
+class Agent:
+    """A persisted agent, handed its model runtime and its stores by the engine."""
+
+    def __init__(self, record: AgentRecord, runtime: Runtime, stores: AgentStores):
+        self.record = record
+        self.runtime = runtime
+        self.stores = stores
+        self.settings = AgentSettings.from_dict(record.settings)
+        self.state: dict = record.settings.setdefault("state", {})
+        self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts)
+        self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context)
+        self.processor = runtime.constraint(self._schema()).processor()
+        self.outbox: list[str] = []
+
+    def _schema(self) -> dict:
+        labels = list(self.core.blocks)
+        return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
+                                     for f in FUNCTIONS.values()])
+
+    def _counts(self) -> dict:
+        return ctx.memory_counts(self.recall.count(), self.stores.archival_count())
+
+    @property
+    def queue(self) -> list[Message]:
+        """The FIFO queue: the messages in the main context, oldest first."""
+        return self.queue_manager.queue
+
+    @property
+    def recall(self) -> "RecallStorage":
+        """Recall storage: every message the agent has seen."""
+        return self.stores.recall
+
+    @property
+    def archival(self) -> "ArchivalStorage":
+        """Archival storage, opened on first use (loading the embedding model is slow)."""
+        return self.stores.archival
+
+    # --- what functions may touch (functions.FunctionContext) ---------------------------
+    @property
+    def core(self) -> CoreMemory:
+        """The agent's core memory."""
+        return self.record.core_memory
+
+    @property
+    def page_size(self) -> int:
+        """Search results per page."""
+        return self.settings.page_size
+
+    def close(self) -> None:
+        """Save what needs saving (the archival index) before the database closes."""
+        self.stores.close()
+
+    def archival_count(self) -> int:
+        """Passages in archival storage (without loading the embedding model)."""
+        return self.stores.archival_count()
+
+    def recall_search(self, query: str, page: int) -> Page:
+        """Text search over all of the agent's messages."""
+        return self.recall.search_text(query, page, self.page_size)
+
+    def recall_search_date(self, start: str, end: str, page: int) -> Page:
+        """Date search over all of the agent's messages."""
+        return self.recall.search_date(start, end, page, self.page_size)
+
+    def archival_insert(self, content: str) -> int:
+        """Store one passage; return how many were new."""
+        return len(self.archival.insert([content], source="agent"))
+
+    def archival_search(self, query: str, page: int) -> Page:
+        """Hybrid search over archival storage."""
+        return self.archival.search(query, page=page, page_size=self.page_size)
+
+    def send_to_user(self, message: str) -> None:
+        """Queue a message for the user."""
+        self.outbox.append(message)
+
+    def pause_heartbeats(self, minutes: int) -> None:
+        """Hold timed heartbeats back for a while."""
+        until = datetime.now(UTC) + timedelta(minutes=minutes)
+        self.state["heartbeats_paused_until"] = until.isoformat()
+
+    def heartbeats_paused(self) -> bool:
+        """Whether pause_heartbeats is in force."""
+        until = self.state.get("heartbeats_paused_until")
+        return bool(until) and datetime.fromisoformat(until) > datetime.now(UTC)
+
+    # --- events ----------------------------------------------------------------------------
+    def send(self, text: str, listener: Listener | None = None) -> Turn:
+        """A user message."""
+        return self.handle(Message("user", text), listener)
+
+    def alert(self, text: str, listener: Listener | None = None) -> Turn:
+        """A system alert."""
+        return self.handle(Message("system", text), listener)
+
+    def timed_heartbeat(self, listener: Listener | None = None) -> Turn | None:
+        """A heartbeat after idle time, unless paused or switched off."""
+        minutes = self.settings.timed_heartbeat_minutes
+        if minutes <= 0 or self.heartbeats_paused():
+            return None
+        return self.handle(Message("system", ctx.alert("timed_heartbeat", minutes=minutes)),
+                           listener)
+
+    def first_login(self, listener: Listener | None = None) -> Turn:
+        """The first-login event of a new agent: it greets the user."""
+        return self.handle(None, listener)
+
+    def handle(self, event: Message | None, listener: Listener | None = None) -> Turn:
+        """Append an event (after the first-login event for a new agent) and run the steps."""
+        with self.stores.transaction():
+            if self.recall.count() == 0:
+                self.queue_manager.append(Message("system", ctx.alert("first_login")))
+            if event is not None:
+                self.queue_manager.append(event)
+            self.save()
+        return self._chain(listener)
+
+    def _chain(self, listener: Listener | None) -> Turn:
+        turn = Turn()
+        self.outbox = turn.replies
+        failures = 0
+        for _ in range(self.settings.max_chain):
+            step = self._step(listener, self._sampling(failures))
+            turn.steps.append(step)
+            failures = failures + 1 if step.failed else 0
+            if failures >= self.settings.max_failures:
+                turn.stopped = (f"The agent stopped after {failures} failed function calls in "
+                                f"a row; the last error was: {step.result}")
+                return turn
+            if not (step.failed or step.heartbeat):
+                return turn
+        turn.stopped = (f"The agent stopped after {self.settings.max_chain} chained steps "
+                        "(max_chain).")
+        return turn
+
+    # --- one step -------------------------------------------------------------------------
+    def _sampling(self, failures: int) -> SamplingSettings:
+        """The agent's sampling, except right after failed steps: a model that looped or
+        wrote something invalid at temperature 0 tends to do it again, so a retry samples
+        (at least RETRY_TEMPERATURE, with a seed per retry, so runs stay reproducible) and
+        penalises repeats harder."""
+        sampling = self.settings.sampling
+        if failures == 0:
+            return sampling
+        return replace(sampling, seed=sampling.seed + failures,
+                       temperature=max(sampling.temperature, RETRY_TEMPERATURE),
+                       repeat_penalty=max(sampling.repeat_penalty, RETRY_REPEAT_PENALTY))
+
+    def _step(self, listener: Listener | None, sampling: SamplingSettings) -> StepReport:
+        summarizer = self.queue_manager.summarizer
+        summary_tokens_before = summarizer.evaluated_tokens
+        prepared = self.queue_manager.prepare()
+        new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
+        generation = self.runtime.generate(
+            prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
+            processor=self.processor, prefix_len=prepared.prompt.message_ends[0])
+        streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
+        for piece in generation:
+            streamer.feed(piece)
+        call, outcome = self._execute(generation.text, generation.stats)
+        report = StepReport((call or {}).get("thoughts", ""), outcome.function,
+                            (call or {}).get("arguments"), outcome.result, outcome.failed,
+                            outcome.heartbeat, generation.stats, new_tokens, prepared.flushed,
+                            prepared.warned,
+                            summarizer.evaluated_tokens - summary_tokens_before)
+        if listener:
+            listener("step", report)
+        return report
+
+    def _execute(self, text: str, stats: GenerationStats) -> tuple[dict | None, Outcome]:
+        """Run the completed call and store it with its result, in one transaction."""
+        call, error = _parse_call(text, stats.finish_reason, self.settings.response_tokens)
+        with self.stores.transaction():
+            self.queue_manager.append(Message(
+                "function_call", text, function_name=(call or {}).get("function"),
+                function_args=(call or {}).get("arguments"), tokens=stats.generated_tokens))
+            outcome = (execute(call, self, self.settings.result_max_chars) if call
+                       else Outcome("(none)", error, True, True))
+            self.queue_manager.append(Message("function_result", _with_heartbeat_note(outcome),
+                                              function_name=outcome.function))
+            self.save()
+        return call, outcome
+
+    def save(self) -> None:
+        """Persist the record: core memory, summary, the queue's message ids, state."""
+        self.record.in_context = [m.id for m in self.queue]
+        self.stores.save(self.record)
+
+
+def _parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, str]:
+    """The parsed call, or an error written for the model."""
+    try:
+        call = json.loads(text)
+    except json.JSONDecodeError:
+        if finish_reason == "loop":
+            return None, ("Error: your output was stopped because it repeated the same words "
+                          "over and over. Say something new, in a few words.")
+        if finish_reason == "length":
+            return None, (f"Error: your output was cut off at {limit} tokens. Keep thoughts "
+                          "short and split long messages.")
+        return None, "Error: your output was not one JSON function call."
+    return (call, "") if isinstance(call, dict) else (None, "Error: expected a JSON object.")
+
+
+def _with_heartbeat_note(outcome: Outcome) -> str:
+    if outcome.failed:
+        return f"{outcome.result}\n{ctx.alert('heartbeat_after_error')}"
+    if outcome.heartbeat:
+        return f"{outcome.result}\n{ctx.alert('heartbeat')}"
+    return outcome.result

@@ -1,0 +1,207 @@
+"""The queue manager: it keeps the main context inside the window.
+
+Every event is appended to the FIFO queue and to recall storage. Before each step the prompt is
+measured: past the warning threshold one memory-pressure alert goes into the queue (and no other
+until the pressure has dropped again); when the prompt plus a full response would not fit, the
+oldest part of the queue is evicted into the recursive summary; where nothing can be evicted,
+the longest entries are cut in the prompt only, as a last resort.
+
+Eviction cuts at a message boundary that never separates a function call from its result.
+The summary is asked for at the end of the main context itself, whose KV cache is already
+there, so a flush evaluates little beyond the request. Where that cannot fit, the evicted
+messages are folded in standalone prompts that fit, each chunk's summary becoming the
+"previous summary" of the next.
+"""
+
+from dataclasses import dataclass
+
+from ..errors import ContextOverflowError
+from ..llm.base import PromptTokens, Runtime, SamplingSettings
+from ..memory.agents import AgentRecord
+from ..memory.messages import Message
+from ..memory.stores import AgentStores
+from .context import ContextParts, MainContext, alert, render
+from .settings import AgentSettings
+
+SUMMARY_MARGIN_TOKENS = 16
+CONTEXT_HEAD = 3  # static instructions, core memory and the summary come before the queue
+
+
+def eviction_point(queue: list[Message], fraction: float) -> int:
+    """How many of the oldest messages to evict: about `fraction` of the queue, at least one,
+    never the newest message, and never a function call without its result."""
+    if len(queue) < 2:
+        return 0
+    cut = min(max(1, round(len(queue) * fraction)), len(queue) - 1)
+    while cut < len(queue) - 1 and queue[cut].role == "function_result":
+        cut += 1
+    while cut > 0 and queue[cut].role == "function_result":
+        cut -= 1
+    return cut
+
+
+def _transcript_line(message: Message) -> str:
+    when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else ""
+    name = f" {message.function_name}" if message.function_name else ""
+    return f"[{when}] {message.role}{name}: {message.content}"
+
+
+class Summarizer:
+    """Folds evicted messages into the running summary with the agent's own model."""
+
+    def __init__(self, runtime: Runtime, max_tokens: int, seed: int):
+        self.runtime = runtime
+        self.max_tokens = max_tokens
+        self.sampling = SamplingSettings(temperature=0.0, seed=seed)
+        self.evaluated_tokens = 0  # prompt tokens evaluated by summary calls, for the stats
+        self.max_words = int(max_tokens * 0.6)  # the length asked for, within max_tokens
+
+    def _prompt_tokens(self, summary: str, lines: list[str]) -> list[int]:
+        text = render("summarizer.jinja", summary=summary, messages="\n".join(lines),
+                      max_words=self.max_words)
+        return self.runtime.chat_tokens([{"role": "user", "content": text}]).tokens
+
+    def _budget(self) -> int:
+        return self.runtime.n_ctx - self.max_tokens - SUMMARY_MARGIN_TOKENS
+
+    def _fit_line(self, summary: str, line: str) -> str:
+        """Shorten one line until a prompt holding only it fits."""
+        while len(self._prompt_tokens(summary, [line])) > self._budget() and len(line) > 40:
+            line = line[: len(line) * 3 // 4] + " [...]"
+        return line
+
+    def summarize(self, summary: str, evicted: list[Message],
+                  context: list[dict] | None = None) -> str:
+        """A new summary of the old summary plus the evicted messages.
+
+        context: the main context's chat messages (static, core, summary, then the queue that
+        starts with the evicted messages). The request is then appended to it, so the runtime
+        reuses that prompt's KV cache and evaluates little more than the request. Without it,
+        or when it does not fit, the messages are folded in standalone prompts that fit."""
+        if context is not None:
+            tokens = self._in_context_tokens(context, len(evicted))
+            if tokens is not None:
+                return self._run(tokens, summary)
+        lines = [_transcript_line(m) for m in evicted]
+        while lines:
+            chunk = [self._fit_line(summary, lines.pop(0))]
+            while lines and len(self._prompt_tokens(summary, chunk + lines[:1])) <= self._budget():
+                chunk.append(lines.pop(0))
+            summary = self._generate(summary, chunk)
+        return summary
+
+    def _in_context_tokens(self, context: list[dict], evicted: int) -> list[int] | None:
+        """The main context plus the summary request, leaving out the newest queue entries
+        (not needed for the summary) until it fits with the summary; None if it cannot."""
+        request = {"role": "user", "content": render(
+            "summary_request.jinja", count=evicted, max_words=self.max_words)}
+        messages = list(context)
+        while len(messages) >= CONTEXT_HEAD + evicted:
+            tokens = self.runtime.chat_tokens(messages + [request]).tokens
+            if len(tokens) + self.max_tokens + SUMMARY_MARGIN_TOKENS <= self.runtime.n_ctx:
+                return tokens
+            messages.pop()
+        return None
+
+    def _generate(self, summary: str, chunk: list[str]) -> str:
+        return self._run(self._prompt_tokens(summary, chunk), summary)
+
+    def _run(self, tokens: list[int], summary: str) -> str:
+        generation = self.runtime.generate(tokens, max_tokens=self.max_tokens,
+                                           sampling=self.sampling).finish()
+        self.evaluated_tokens += generation.stats.evaluated_tokens
+        return generation.text.strip() or summary
+
+
+@dataclass
+class Prepared:
+    """A prompt that fits, with what the queue manager did to get it."""
+
+    parts: ContextParts
+    prompt: PromptTokens
+    flushed: bool = False
+    warned: bool = False
+
+
+class QueueManager:
+    """The FIFO queue of one agent, its recursive summary and the window they must fit."""
+
+    def __init__(self, runtime: Runtime, settings: AgentSettings, record: AgentRecord,
+                 stores: AgentStores, context: MainContext):
+        self.runtime = runtime
+        self.settings = settings
+        self.record = record
+        self.stores = stores
+        self.context = context
+        self.state: dict = record.settings.setdefault("state", {})
+        self.queue: list[Message] = stores.recall.get(record.in_context)
+        self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed)
+
+    def append(self, message: Message) -> Message:
+        """Add an event to recall storage and to the end of the queue."""
+        if message.tokens is None:
+            message.tokens = self.runtime.count_tokens(message.content)
+        self.queue.append(self.stores.recall.append(message))
+        return message
+
+    def parts(self) -> ContextParts:
+        """The main context's texts as they stand."""
+        return self.context.parts(self.record.core_memory, self.record.summary, self.queue)
+
+    def prepare(self) -> Prepared:
+        """Warn or flush until the prompt plus a full response fits in the window."""
+        flushed = warned = False
+        limit = self.runtime.n_ctx - self.settings.response_tokens
+        while True:
+            parts = self.parts()
+            prompt = self.runtime.chat_tokens(parts.messages())
+            if len(prompt.tokens) > limit:
+                if self._flush(parts):
+                    flushed = True
+                    continue
+                return Prepared(parts, self._shrink(parts, limit), flushed, warned)
+            if self._warn(len(prompt.tokens) / self.runtime.n_ctx):
+                warned = True
+                continue
+            return Prepared(parts, prompt, flushed, warned)
+
+    def _warn(self, pressure: float) -> bool:
+        """Append the memory-pressure alert once per period above the threshold."""
+        if pressure <= self.settings.warning_fraction:
+            self.state["warned"] = False  # the pressure period is over
+            return False
+        if self.state.get("warned"):
+            return False
+        self.append(Message("system", alert("memory_pressure", percent=round(100 * pressure))))
+        self.state["warned"] = True
+        return True
+
+    def _flush(self, parts: ContextParts) -> bool:
+        """Evict the oldest part of the queue into the summary, asked for at the end of the
+        context just measured (`parts`); False if nothing can go."""
+        cut = eviction_point(self.queue, self.settings.evict_fraction)
+        if cut == 0:
+            return False
+        self.record.summary = self.summarizer.summarize(
+            self.record.summary, self.queue[:cut], context=parts.messages())
+        self.queue = self.queue[cut:]
+        self.context.refresh_counts()  # the summary's cache is invalid anyway
+        self.state["flushes"] = self.state.get("flushes", 0) + 1
+        return True
+
+    def _shrink(self, parts: ContextParts, limit: int) -> PromptTokens:
+        """Last resort: cut the longest queue entry (or the summary) in the prompt only."""
+        while True:
+            prompt = self.runtime.chat_tokens(parts.messages())
+            if len(prompt.tokens) <= limit:
+                return prompt
+            entries = parts.queue + [{"content": parts.summary}]
+            longest = max(entries, key=lambda e: len(e["content"]))
+            if len(longest["content"]) < 80:
+                raise ContextOverflowError(
+                    f"The fixed part of the prompt (instructions and core memory) does not fit "
+                    f"in {self.runtime.n_ctx} tokens; use a larger --n-ctx or smaller blocks.")
+            longest["content"] = longest["content"][: len(longest["content"]) * 3 // 4] + \
+                " [cut to fit; the whole text is in recall memory]"
+            if longest is entries[-1]:
+                parts.summary = longest["content"]

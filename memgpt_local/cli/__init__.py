@@ -1,0 +1,56 @@
+"""The memgpt-local command line: chat and send, agents, models, one-shot runs, documents."""
+
+from pathlib import Path
+
+import click
+
+from .agents import agents
+from .chat import chat, send
+from .common import engine, user_errors
+from .models import models, run
+
+ENVIRONMENT = """\b
+Environment:
+  MEMGPT_LOCAL_HOME                  agents, memory and caches (~/.local/share/memgpt-local)
+  MEMGPT_LOCAL_EMBEDDING_MODEL       another local sentence-transformers model folder
+  MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32"""
+
+
+@click.group(epilog=ENVIRONMENT)
+@click.version_option(package_name="memgpt-local")
+def cli() -> None:
+    """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--agent", "-a", "agent_name", required=True, help="Agent whose archive to fill.")
+@click.option("--max-tokens", default=200, show_default=True,
+              help="Passage size in embedding-model tokens.")
+@click.option("--overlap", default=30, show_default=True, help="Tokens shared by neighbours.")
+@click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
+@user_errors
+def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int,
+         wait: bool) -> None:
+    """Load text, Markdown or JSONL files (a `text` field) into an agent's archival memory."""
+    from tqdm import tqdm
+
+    with engine(wait) as eng:
+        if not eng.agent_exists(agent_name):
+            for note in eng.create_agent(agent_name)[1]:
+                click.echo(note, err=True)
+            click.echo(f"Created agent '{agent_name}' to hold the documents.", err=True)
+        with tqdm(desc="Loading", unit="passage") as bar:
+            report = eng.load_documents(agent_name, list(paths), max_tokens, overlap,
+                                        bar.update)
+    for path, reason in report.failed.items():
+        click.echo(f"Could not load {path}: {reason}", err=True)
+    click.echo(f"Loaded {report.files} file(s): {report.passages} new passage(s), "
+               f"{report.skipped_duplicates} already stored, in {report.seconds:.1f} s.")
+    if report.failed and not report.files:
+        raise SystemExit(1)
+
+
+for command in (agents, chat, send, models, run):
+    cli.add_command(command)

@@ -1,0 +1,109 @@
+"""CLI commands for agents: create, list, show, delete, export, import."""
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import engine, user_errors
+
+
+@click.group()
+def agents() -> None:
+    """Create, inspect, move and delete agents."""
+
+
+@agents.command("create")
+@click.argument("name")
+@click.option("--model", "-m", help="Model alias (default: the registry's default).")
+@click.option("--n-ctx", type=int, help="Context window in tokens (default: the model's).")
+@click.option("--persona", type=click.File(), help="Text file for the persona block.")
+@click.option("--human", type=click.File(), help="Text file for the human block.")
+@click.option("--block-limit", default=2000, show_default=True, help="Characters per block.")
+@user_errors
+def agents_create(name, model, n_ctx, persona, human, block_limit) -> None:
+    """Create an agent."""
+    with engine() as eng:
+        record, notes = eng.create_agent(name, model, n_ctx, persona and persona.read().strip(),
+                                         human and human.read().strip(), block_limit)
+    for note in notes:
+        click.echo(note, err=True)
+    click.echo(f"Created agent '{record.name}' on {record.model} "
+               f"({record.settings['n_ctx']}-token window).")
+
+
+@agents.command("list")
+@user_errors
+def agents_list() -> None:
+    """List agents with their model and sizes."""
+    with engine() as eng:
+        rows = eng.list_agents()
+    if not rows:
+        click.echo("No agents yet: memgpt-local agents create NAME (or just memgpt-local chat)")
+        return
+    click.echo(f"{'name':<16} {'model':<14} {'n_ctx':>6} {'messages':>9} {'passages':>9}  used")
+    for row in rows:
+        click.echo(f"{row['name']:<16} {row['model']:<14} {row['n_ctx']:>6} "
+                   f"{row['messages']:>9} {row['passages']:>9}  {row['updated_at']:%Y-%m-%d %H:%M}")
+
+
+def print_overview(info: dict) -> None:
+    """An agent's overview (Engine.show_agent) as text."""
+    click.echo(f"{info['name']}: {info['model']}, {info['n_ctx']}-token window")
+    click.echo(f"messages: {info['in_context_messages']} in context, "
+               f"{info['recall_messages']} in recall; passages: {info['archival_passages']}; "
+               f"flushes: {info['flushes']}")
+    for label, block in info["core_memory"].items():
+        click.echo(f"[{label} {len(block['value'])}/{block['limit']}]\n{block['value']}")
+    click.echo(f"[summary]\n{info['summary'] or '(none yet)'}")
+
+
+@agents.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def agents_show(name: str, as_json: bool) -> None:
+    """Show an agent: model, window, core memory, summary and counts."""
+    with engine() as eng:
+        info = eng.show_agent(name)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        print_overview(info)
+
+
+@agents.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_errors
+def agents_delete(name: str, yes: bool) -> None:
+    """Delete an agent with all its messages and passages."""
+    with engine() as eng:
+        eng.show_agent(name)  # an unknown name is an error before anything is asked
+        if not yes:
+            click.confirm(f"Delete agent '{name}' and all its memory?", abort=True)
+        eng.delete_agent(name)
+    click.echo(f"Deleted agent '{name}'.")
+
+
+@agents.command("export")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@user_errors
+def agents_export(name: str, file: Path) -> None:
+    """Write an agent and all its memory to one portable JSON file."""
+    with engine() as eng:
+        counts = eng.export_agent(name, file)
+    click.echo(f"Exported '{name}' ({counts['messages']} messages, {counts['passages']} "
+               f"passages) to {file}.")
+
+
+@agents.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--name", help="Import under another name.")
+@user_errors
+def agents_import(file: Path, name: str | None) -> None:
+    """Recreate an agent from an exported file."""
+    with engine() as eng:
+        record = eng.import_agent(file, name)
+    click.echo(f"Imported agent '{record.name}'.")

@@ -1,0 +1,153 @@
+"""CLI commands to talk to an agent: the interactive chat and a one-shot send."""
+
+import json
+import select
+import sys
+
+import click
+
+from ..agent.loop import Agent, Listener, Turn
+from ..engine import Engine
+from .agents import print_overview
+from .common import engine, user_errors
+
+DEFAULT_AGENT = "sam"
+HELP = """Commands:
+  /memory          show core memory, the summary and what fills the window
+  /search TEXT     search past messages (recall memory)
+  /archival TEXT   search archival memory
+  /help            this help
+  /exit            leave (Ctrl-D works too)"""
+
+
+def _resolve_agent(eng: Engine, name: str | None, model: str | None) -> str:
+    """The named agent, else the last one used, else a new one on the default model."""
+    name = name or eng.last_agent_name()
+    if name is None or not eng.agent_exists(name):
+        record, notes = eng.create_agent(name or DEFAULT_AGENT, model)
+        for note in notes:
+            click.echo(note, err=True)
+        click.echo(f"Created agent '{record.name}' on {record.model}.", err=True)
+        name = record.name
+    return name
+
+
+def _listener(quiet: bool, name: str) -> Listener:
+    state = {"open": False}
+
+    def listen(kind: str, value) -> None:
+        if kind == "reply":
+            if not state["open"]:
+                click.echo(click.style(f"{name}> ", bold=True), nl=False)
+                state["open"] = True
+            click.echo(value, nl=False)
+            sys.stdout.flush()
+            return
+        if state["open"]:
+            click.echo()
+            state["open"] = False
+        if not quiet:
+            if value.thoughts:
+                click.echo(click.style(f"  ({value.thoughts})", dim=True))
+            if value.function != "send_message" or value.failed:
+                args = json.dumps(value.arguments, ensure_ascii=False)
+                click.echo(click.style(f"  {value.function}({args}) -> {value.result[:300]}",
+                                       dim=True))
+
+    return listen
+
+
+@click.command()
+@click.option("--agent", "-a", "name", help="Agent name (default: the last one used).")
+@click.option("--model", "-m", help="Model alias for a new agent, or to run this one with.")
+@click.option("--quiet", "-q", is_flag=True, help="Hide inner thoughts and function calls.")
+@user_errors
+def chat(name: str | None, model: str | None, quiet: bool) -> None:
+    """Chat with an agent, offline. Type /help for commands."""
+    with engine() as eng:
+        agent = eng.open_agent(_resolve_agent(eng, name, model), model)
+        click.echo(f"Chatting with '{agent.record.name}' ({model or agent.record.model}, "
+                   f"{agent.runtime.n_ctx}-token window). /help for commands, /exit to leave.")
+        listen = _listener(quiet, agent.record.name)
+        if agent.recall.count() == 0:
+            _report(agent.first_login(listen))
+        _chat_loop(eng, agent, listen)
+
+
+def _read_line(timeout_minutes: int) -> str | None:
+    """A line from the user; None on a timed-heartbeat timeout; raises EOFError at the end."""
+    click.echo(click.style("you> ", bold=True), nl=False)
+    sys.stdout.flush()
+    if timeout_minutes > 0 and sys.stdin.isatty():
+        ready, _, _ = select.select([sys.stdin], [], [], timeout_minutes * 60)
+        if not ready:
+            click.echo()
+            return None
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def _chat_loop(eng: Engine, agent: Agent, listen: Listener) -> None:
+    while True:
+        try:
+            line = _read_line(agent.settings.timed_heartbeat_minutes)
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        if line is None:
+            _report(agent.timed_heartbeat(listen))
+        elif line.startswith("/"):
+            if not _slash_command(eng, agent, line):
+                return
+        elif line.strip():
+            _report(agent.send(line, listen))
+
+
+def _report(turn: Turn | None) -> None:
+    if turn is not None and turn.stopped:
+        click.echo(click.style(turn.stopped, fg="yellow"), err=True)
+
+
+def _slash_command(eng: Engine, agent: Agent, line: str) -> bool:
+    """Run a slash command; False means leave the chat."""
+    command, _, text = line.partition(" ")
+    if command == "/exit":
+        return False
+    if command == "/memory":
+        print_overview(eng.show_agent(agent.record.name))
+    elif command == "/search" and text:
+        page = agent.recall_search(text, 1)
+        click.echo(page.header())
+        for message in page.items:
+            click.echo(f"  [{message.created_at:%Y-%m-%d %H:%M}] {message.role}: "
+                       f"{message.content[:200]}")
+    elif command == "/archival" and text:
+        page = agent.archival_search(text, 1)
+        click.echo(page.header())
+        for passage in page.items:
+            click.echo(f"  - {passage['content'][:200]}")
+    else:
+        click.echo(HELP)
+    return True
+
+
+@click.command()
+@click.option("--agent", "-a", "name", required=True, help="Agent name.")
+@click.option("--json", "as_json", is_flag=True, help="Print every step as a JSON line.")
+@click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
+@click.argument("message")
+@user_errors
+def send(name: str, as_json: bool, wait: bool, message: str) -> None:
+    """Send one message to an agent and print its reply."""
+    with engine(wait) as eng:
+        turn = eng.open_agent(name).send(message)
+    if as_json:
+        for step in turn.steps:
+            click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped}))
+        return
+    for reply in turn.replies:
+        click.echo(reply)
+    _report(turn)

@@ -1,0 +1,103 @@
+"""CLI commands for models: list and inspect the registry, download on request, one-shot runs."""
+
+import json
+import sys
+
+import click
+
+from ..llm.base import DEFAULT_SEED, SamplingSettings
+from ..llm.models import ModelSpec
+from .common import engine, user_errors
+
+
+@click.group()
+def models() -> None:
+    """List and inspect the models in models.toml."""
+
+
+def _size(spec: ModelSpec) -> tuple[str, bool]:
+    path = spec.expected_path()
+    if path is None or not path.is_file():
+        return "-", False
+    return f"{path.stat().st_size / 1e6:.0f} MB", True
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def models_list(as_json: bool) -> None:
+    """List the registered models and whether their files are present."""
+    registry = engine().registry
+    rows = []
+    for alias, spec in sorted(registry.specs.items()):
+        size, present = _size(spec)
+        rows.append({"alias": alias, "default": alias == registry.default,
+                     "file": spec.file or spec.hf_file or spec.path, "size": size,
+                     "n_ctx": spec.n_ctx, "template": spec.chat_template, "present": present,
+                     "source": spec.source()})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'alias':<16} {'file':<36} {'size':>8} {'n_ctx':>6} {'template':<9} present"
+    click.echo(header)
+    for row in rows:
+        name = row["alias"] + ("*" if row["default"] else "")
+        click.echo(f"{name:<16} {str(row['file']):<36} {row['size']:>8} {row['n_ctx']:>6} "
+                   f"{row['template']:<9} {'yes' if row['present'] else 'no'}")
+    click.echo("* default model")
+
+
+@models.command("info")
+@click.argument("alias")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def models_info(alias: str, as_json: bool) -> None:
+    """Show a model's GGUF metadata: architecture, vocabulary, trained context, template."""
+    from ..llm.gguf import read_model_info
+
+    info = read_model_info(engine().registry.get(alias))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "chat_template":
+            click.echo(f"{key}:\n{value}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@models.command("download")
+@click.argument("alias")
+@user_errors
+def models_download(alias: str) -> None:
+    """Download a Hugging Face model file (needs a network; never done implicitly)."""
+    from ..llm.gguf import download
+
+    path = download(engine().registry.get(alias))
+    click.echo(f"Saved {path}")
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--model", "-m", "alias", help="Model alias from models.toml (default: the default).")
+@click.option("--system", default=None, help="An optional system message.")
+@click.option("--max-tokens", default=256, show_default=True, help="Most tokens to generate.")
+@click.option("--temperature", default=0.0, show_default=True, help="0 is greedy decoding.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Sampling seed.")
+@click.option("--stats", is_flag=True, help="Print token counts and timings to stderr as JSON.")
+@user_errors
+def run(prompt: str, alias: str | None, system: str | None, max_tokens: int,
+        temperature: float, seed: int, stats: bool) -> None:
+    """Stream a completion of PROMPT, sent as a user message through the chat template."""
+    with engine() as eng:
+        runtime = eng.runtime(alias)
+        messages = ([{"role": "system", "content": system}] if system else [])
+        messages.append({"role": "user", "content": prompt})
+        generation = runtime.generate(runtime.chat_tokens(messages).tokens, max_tokens,
+                                      SamplingSettings(temperature=temperature, seed=seed))
+        for piece in generation:
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+        click.echo()
+    if stats:
+        click.echo(json.dumps(generation.stats.as_dict()), err=True)

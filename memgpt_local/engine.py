@@ -1,0 +1,336 @@
+"""The engine: the one place that wires MemGPT's layers together.
+
+It owns the home directory and its database, the model registry, a pool of loaded model
+runtimes shared by every agent of the same model file and settings, the embedding model (loaded
+on first use) and the KV snapshot store. It creates, opens, lists, shows, exports, imports and
+deletes agents, handing each the runtime and stores it needs. Its defaults are the only code
+that reads the environment.
+"""
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from .agent import context as ctx
+from .agent.loop import Agent
+from .agent.settings import AgentSettings
+from .errors import MemgptLocalError
+from .llm.base import DEFAULT_SEED, Runtime
+from .llm.gguf import vocab_counter
+from .llm.kvcache import SnapshotStore
+from .llm.models import ModelSpec, Registry
+from .llm.runtime import ModelRuntime
+from .memory.agents import AgentRecord, AgentStore
+from .memory.archival import ArchivalStorage, delete_index_files, stored_passages
+from .memory.core import DEFAULT_LIMIT, CoreMemory
+from .memory.database import Database
+from .memory.documents import LoadReport, load_documents
+from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
+from .memory.messages import Message
+from .memory.recall import RecallStorage
+from .memory.stores import AgentStores
+
+HOME_ENV = "MEMGPT_LOCAL_HOME"
+EXPORT_FORMAT = "memgpt-local-agent"
+RuntimeFactory = Callable[..., Runtime]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where the engine keeps everything, and its limits."""
+
+    home: Path
+    embedding_model: str | None = None  # a local sentence-transformers folder; None: packaged
+    embedding_precision: str = "int8"
+    max_loaded_models: int = 2
+
+    @classmethod
+    def from_environment(cls) -> "EngineConfig":
+        """The defaults, read from the environment once: $MEMGPT_LOCAL_HOME (else
+        $XDG_DATA_HOME/memgpt-local, else ~/.local/share/memgpt-local) and the embedding
+        settings."""
+        home = os.environ.get(HOME_ENV)
+        if not home:
+            home = str(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "memgpt-local")
+        return cls(Path(home).expanduser(), os.environ.get(MODEL_ENV) or None,
+                   os.environ.get(PRECISION_ENV) or "int8")
+
+
+class RuntimePool:
+    """Loaded runtimes, one per model file and settings, shared by every agent that uses them.
+    At most `limit` stay loaded: the least recently used one that no open agent holds is
+    unloaded first (one in use is never unloaded, so the pool may briefly hold more)."""
+
+    def __init__(self, load: Callable[[ModelSpec, int], Runtime], limit: int):
+        self._load = load
+        self.limit = max(1, limit)
+        self._runtimes: OrderedDict[tuple, Runtime] = OrderedDict()
+        self._users: dict[tuple, int] = {}
+        self.loads = 0
+
+    def acquire(self, spec: ModelSpec, n_ctx: int) -> Runtime:
+        """The runtime for a model and window, loaded if needed; release() it when done."""
+        key = (replace(spec, alias="", description=""), n_ctx)  # the file and its settings
+        if key in self._runtimes:
+            self._runtimes.move_to_end(key)
+        else:
+            self._make_room()
+            self._runtimes[key] = self._load(spec, n_ctx)
+            self.loads += 1
+        self._users[key] = self._users.get(key, 0) + 1
+        return self._runtimes[key]
+
+    def release(self, runtime: Runtime) -> None:
+        """One user fewer for a runtime from acquire()."""
+        for key, held in self._runtimes.items():
+            if held is runtime:
+                self._users[key] = max(0, self._users.get(key, 0) - 1)
+
+    def loaded(self) -> list[Runtime]:
+        """The loaded runtimes, least recently used first."""
+        return list(self._runtimes.values())
+
+    def _make_room(self) -> None:
+        idle = [key for key in self._runtimes if not self._users.get(key)]
+        while idle and len(self._runtimes) >= self.limit:
+            _close(self._runtimes.pop(idle.pop(0)))
+
+    def close(self) -> None:
+        """Unload every runtime."""
+        while self._runtimes:
+            _close(self._runtimes.popitem()[1])
+        self._users.clear()
+
+
+def _close(runtime: Runtime) -> None:
+    close = getattr(runtime, "close", None)
+    if close is not None:
+        close()
+
+
+class Engine:
+    """The home, its database, the registry, the loaded runtimes, the embedder and the KV
+    snapshot store; agents are created, opened and managed through it."""
+
+    def __init__(self, config: EngineConfig | None = None, wait: bool = False,
+                 runtime_factory: RuntimeFactory = ModelRuntime):
+        self.config = config or EngineConfig.from_environment()
+        self.home = self.config.home
+        self.wait = wait
+        self._runtime_factory = runtime_factory
+        self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
+        self._db: Database | None = None
+        self._open: list[Agent] = []
+
+    # --- what the engine owns -----------------------------------------------------------
+    @cached_property
+    def registry(self) -> Registry:
+        """The models of models.toml, with the user's $home/models.toml laid over them."""
+        return Registry.load(self.home / "models.toml", self.home / "models")
+
+    @property
+    def db(self) -> Database:
+        """The home database, opened (and its writer lock taken) on first use."""
+        if self._db is None:
+            self._db = Database(self.home, wait=self.wait)
+        return self._db
+
+    @cached_property
+    def snapshots(self) -> SnapshotStore:
+        """The KV snapshot files shared by every loaded model."""
+        return SnapshotStore(self.home / "cache" / "kv")
+
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use (seconds) and shared."""
+        return load_embedder(self.config.embedding_model, self.config.embedding_precision)
+
+    def _load_runtime(self, spec: ModelSpec, n_ctx: int) -> Runtime:
+        return self._runtime_factory(spec, self.snapshots, self.home / "cache" / "grammar",
+                                     n_ctx=n_ctx, seed=DEFAULT_SEED)
+
+    def runtime(self, alias: str | None = None, n_ctx: int | None = None) -> Runtime:
+        """A loaded model (the registry's default when no alias), shared through the pool."""
+        spec = self.registry.get(alias)
+        return self.runtimes.acquire(spec, n_ctx or spec.n_ctx)
+
+    def recall_storage(self, name: str) -> RecallStorage:
+        """An agent's recall storage."""
+        return RecallStorage(self.db.con, name)
+
+    def archival_storage(self, name: str, progress: bool = True) -> ArchivalStorage:
+        """An agent's archival storage (loads the embedding model); close() it when done."""
+        return ArchivalStorage(self.db.con, name, self.home / "archival", self.embedder(),
+                               progress=progress)
+
+    # --- agents -----------------------------------------------------------------------------
+    def create_agent(self, name: str, model: str | None = None, n_ctx: int | None = None,
+                     persona: str | None = None, human: str | None = None,
+                     block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
+        """Create and store a new agent; returns it with notes for the user."""
+        records = AgentStore(self.db.con)
+        if records.exists(name):
+            raise MemgptLocalError(f"An agent named '{name}' already exists.")
+        spec = self.registry.get(model)
+        settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
+        core = CoreMemory.default(
+            persona if persona is not None else ctx.default_text("persona.txt"),
+            human if human is not None else ctx.default_text("human.txt"), block_limit)
+        notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
+        record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
+        records.save(record)
+        return record, notes
+
+    def open_agent(self, name: str, model: str | None = None) -> Agent:
+        """An agent with its runtime (another model alias may be given) and its stores."""
+        record = AgentStore(self.db.con).get(name)
+        settings = AgentSettings.from_dict(record.settings)
+        runtime = self.runtimes.acquire(self.registry.get(model or record.model), settings.n_ctx)
+        try:
+            agent = Agent(record, runtime, self._stores(name))
+        except BaseException:
+            self.runtimes.release(runtime)
+            raise
+        self._open.append(agent)
+        return agent
+
+    def _stores(self, name: str) -> AgentStores:
+        return AgentStores(self.db, name, AgentStore(self.db.con), self.recall_storage(name),
+                           lambda: self.archival_storage(name))
+
+    def close_agent(self, agent: Agent) -> None:
+        """Save what the agent needs saved and hand its runtime back to the pool."""
+        agent.close()
+        self.runtimes.release(agent.runtime)
+        if agent in self._open:
+            self._open.remove(agent)
+
+    def last_agent_name(self) -> str | None:
+        """The agent used most recently."""
+        return AgentStore(self.db.con).last_used()
+
+    def agent_exists(self, name: str) -> bool:
+        """Whether an agent of that name exists."""
+        return AgentStore(self.db.con).exists(name)
+
+    def list_agents(self) -> list[dict]:
+        """Every agent with its model, window and sizes, last used first."""
+        return AgentStore(self.db.con).listing()
+
+    def show_agent(self, name: str) -> dict:
+        """Model, window, core memory, summary and counts of an agent (no model loaded)."""
+        record = AgentStore(self.db.con).get(name)
+        stores = self._stores(name)
+        return {"name": name, "model": record.model, "n_ctx": record.settings.get("n_ctx"),
+                "core_memory": record.core_memory.to_dict(), "summary": record.summary,
+                "in_context_messages": len(record.in_context),
+                "recall_messages": stores.recall.count(),
+                "archival_passages": stores.archival_count(),
+                "flushes": record.settings.get("state", {}).get("flushes", 0)}
+
+    def delete_agent(self, name: str) -> None:
+        """Delete an agent with its messages, passages and archival index files."""
+        AgentStore(self.db.con).delete(name)
+        delete_index_files(self.home / "archival", name)
+
+    def load_documents(self, name: str, paths: list[Path], max_tokens: int = 200,
+                       overlap: int = 30, on_passages: Callable[[int], None] | None = None
+                       ) -> LoadReport:
+        """Put files into an existing agent's archival memory."""
+        AgentStore(self.db.con).get(name)
+        archival = self.archival_storage(name)
+        try:
+            return load_documents(paths, archival, max_tokens, overlap, on_passages)
+        finally:
+            archival.close()
+
+    # --- moving agents between homes ------------------------------------------------------
+    def export_agent(self, name: str, path: Path) -> dict:
+        """Write one portable JSON file with the agent, its messages and its passages."""
+        record = AgentStore(self.db.con).get(name)
+        messages = self.recall_storage(name).all()
+        passages = stored_passages(self.db.con, name)
+        data = {"format": EXPORT_FORMAT, "version": 1,
+                "agent": _exported_record(record, {m.id: m.seq for m in messages}),
+                "messages": [_exported_message(m) for m in messages], "passages": passages}
+        path.write_text(json.dumps(data, ensure_ascii=False))
+        return {"messages": len(messages), "passages": len(passages)}
+
+    def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:
+        """Recreate an exported agent (passages are embedded again with the local model)."""
+        data = _read_export(path)
+        agent = data["agent"]
+        name = new_name or agent["name"]
+        records = AgentStore(self.db.con)
+        if records.exists(name):
+            raise MemgptLocalError(f"An agent named '{name}' already exists; pass --name.")
+        recall = self.recall_storage(name)
+        recall.bulk_import([_imported_message(m) for m in data["messages"]])
+        id_of = recall.ids_by_seq()
+        record = AgentRecord(name, agent["model"], agent["settings"],
+                             CoreMemory.from_dict(agent["core_memory"]), agent["summary"],
+                             [id_of[s] for s in agent["in_context_seqs"]])
+        records.save(record)
+        if data["passages"]:
+            self._import_passages(name, data["passages"])
+        return record
+
+    def _import_passages(self, name: str, passages: list[dict]) -> None:
+        groups: dict[str, list[str]] = {}
+        for passage in passages:
+            key = json.dumps([passage["source"], passage["metadata"]])
+            groups.setdefault(key, []).append(passage["content"])
+        archival = self.archival_storage(name)
+        try:
+            for key, contents in groups.items():
+                source, metadata = json.loads(key)
+                archival.insert(contents, source=source, metadata=metadata)
+        finally:
+            archival.close()
+
+    # --- lifetime ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every open agent, unload every runtime and close the database."""
+        for agent in list(self._open):
+            self.close_agent(agent)
+        self.runtimes.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _exported_record(record: AgentRecord, seq_of: dict[int, int]) -> dict:
+    return {"name": record.name, "model": record.model, "settings": record.settings,
+            "core_memory": record.core_memory.to_dict(), "summary": record.summary,
+            "in_context_seqs": [seq_of[i] for i in record.in_context if i in seq_of]}
+
+
+def _exported_message(message: Message) -> dict:
+    return {"seq": message.seq, "role": message.role, "content": message.content,
+            "function_name": message.function_name, "function_args": message.function_args,
+            "created_at": message.created_at.isoformat(), "tokens": message.tokens}
+
+
+def _imported_message(data: dict) -> Message:
+    return Message(data["role"], data["content"], data["function_name"], data["function_args"],
+                   datetime.fromisoformat(data["created_at"]), data["tokens"])
+
+
+def _read_export(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != EXPORT_FORMAT:
+            raise ValueError("not a memgpt-local agent export")
+    except (OSError, ValueError) as exc:
+        raise MemgptLocalError(f"Cannot import {path}: {exc}") from exc
+    return data

@@ -1,0 +1,114 @@
+"""The model runtime's contract: what the agent and the queue manager call on a loaded model.
+
+`Runtime` is implemented by the llama.cpp runtime (runtime.py) and by the tests' scripted fake;
+a remote OpenAI-compatible backend would be a third implementation. The data types it speaks
+(tokenized prompts, sampling settings, streamed generations and their stats) live here too.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
+
+DEFAULT_SEED = 1337
+
+
+@dataclass
+class PromptTokens:
+    """A tokenized chat prompt and the token index at which each message's text ends."""
+
+    tokens: list[int]
+    message_ends: list[int]
+
+
+@dataclass
+class GenerationStats:
+    """What one call cost: prompt size, tokens reused and evaluated, output size, timings."""
+
+    prompt_tokens: int
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    prefix_source: str = "none"
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    constrained: bool = False
+    finish_reason: str = "stop"  # "stop", "length" (max_tokens) or "loop" (see stop_repeats)
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens whose KV entries were reused instead of evaluated."""
+        return self.prompt_tokens - self.evaluated_tokens
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed after the first token."""
+        decode_s = self.total_s - self.ttft_s
+        return (self.generated_tokens - 1) / decode_s if decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        """The stats as a flat dict, derived figures included."""
+        return {**asdict(self), "reused_tokens": self.reused_tokens,
+                "tokens_per_s": round(self.tokens_per_s, 2)}
+
+
+@dataclass
+class SamplingSettings:
+    """Sampling parameters; temperature 0 is greedy decoding."""
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = DEFAULT_SEED
+    stop_repeats: int = 3  # stop when a span of 8+ tokens comes this many times in a row; 0: off
+
+
+@dataclass
+class Generation:
+    """A streamed completion: iterate for text pieces; then .text, .tokens and .stats are set."""
+
+    stream: Iterator[str]
+    stats: GenerationStats
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self.stream:
+            self.text += piece
+            yield piece
+
+    def finish(self) -> "Generation":
+        """Consume the whole stream and return self."""
+        for _ in self:
+            pass
+        return self
+
+
+class Constraint(Protocol):
+    """A compiled output constraint that hands out fresh logits processors."""
+
+    def processor(self) -> Callable:
+        """A logits processor for one generation (the runtime resets it before use)."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A loaded model as the agent layer uses it: its window, tokenizer, chat template,
+    output constraint and streamed generation with KV reuse."""
+
+    n_ctx: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a plain text, by the model's own tokenizer."""
+
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True
+                    ) -> PromptTokens:
+        """Chat messages rendered through the template and tokenized (text stays inert)."""
+
+    def constraint(self, schema: dict) -> Constraint:
+        """The constraint that makes every completion valid JSON for the schema."""
+
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None, processor: Callable | None = None,
+                 prefix_len: int = 0) -> Generation:
+        """Start a streamed completion of prompt tokens (prefix_len: the static prefix)."""

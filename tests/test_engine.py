@@ -1,0 +1,123 @@
+"""The engine: one home, one pool of loaded runtimes shared by agents, agents managed end to end."""
+
+import re
+
+import pytest
+from fakes import FakeRuntime, call
+
+from memgpt_local.engine import Engine, EngineConfig, RuntimePool
+from memgpt_local.errors import MemgptLocalError
+from memgpt_local.memory.archival import index_files
+
+PEOPLE = {"ann": "Ann, a nurse who sails", "bob": "Bob, a baker in Lyon",
+          "cy": "Cy, who plays the cello"}
+
+
+def _remembered_name(messages: list[dict]) -> str:
+    """The name in the human block of the prompt's core memory (message 1)."""
+    return re.search(r"Name: (\w+)", messages[1]["content"]).group(1)
+
+
+class CountingFactory:
+    """Builds fake runtimes that answer with the name their prompt's core memory holds."""
+
+    def __init__(self):
+        self.built: list[FakeRuntime] = []
+
+    def __call__(self, spec, snapshots, grammar_dir, n_ctx, seed):
+        runtime = FakeRuntime(lambda m: call("send_message", message=f"Hi {_remembered_name(m)}"),
+                              n_ctx)
+        runtime.closed = False
+        runtime.close = lambda: setattr(runtime, "closed", True)
+        self.built.append(runtime)
+        return runtime
+
+
+def _create_people(engine: Engine, n_ctx: int = 2048) -> None:
+    for name, human in PEOPLE.items():
+        engine.create_agent(name, "smollm2-135m", n_ctx, human=f"Name: {human}")
+
+
+def test_three_agents_share_one_runtime_and_answer_from_their_own_memory(tmp_path):
+    factory = CountingFactory()
+    with Engine(EngineConfig(tmp_path), runtime_factory=factory) as engine:
+        _create_people(engine)
+        agents = [engine.open_agent(name) for name in PEOPLE]
+        assert len(factory.built) == 1 and engine.runtimes.loads == 1
+        assert all(agent.runtime is factory.built[0] for agent in agents)
+        for agent in agents + agents[:1]:  # in turn, then the first again
+            turn = agent.send("Who am I?")
+            assert turn.replies == [f"Hi {agent.record.name.capitalize()}"]
+        for agent in agents:
+            users = [m.content for m in agent.recall.all() if m.role == "user"]
+            expected = 2 if agent is agents[0] else 1
+            assert users == ["Who am I?"] * expected
+    assert factory.built[0].closed  # closing the engine unloads the model
+
+
+def test_pool_unloads_the_least_recently_used_idle_runtime():
+    loaded = []
+
+    def load(spec, n_ctx):
+        runtime = FakeRuntime([], n_ctx)
+        runtime.close = lambda: loaded.remove(runtime)
+        loaded.append(runtime)
+        return runtime
+
+    from memgpt_local.llm.models import Registry
+
+    spec = Registry.load().get("smollm2-135m")
+    pool = RuntimePool(load, limit=2)
+    first = pool.acquire(spec, 1024)
+    second = pool.acquire(spec, 2048)
+    assert pool.acquire(spec, 1024) is first  # the same file and settings: shared
+    pool.release(first)
+    pool.release(first)
+    third = pool.acquire(spec, 4096)  # `first` is idle and least recently used: unloaded
+    assert loaded == [second, third] and pool.loads == 3
+    fourth = pool.acquire(spec, 512)  # both in use: neither is unloaded
+    assert loaded == [second, third, fourth]
+    pool.close()
+    assert loaded == []
+
+
+def test_delete_removes_the_agents_rows_and_index_files(tmp_path):
+    with Engine(EngineConfig(tmp_path)) as engine:
+        engine.create_agent("ann")
+        archival = engine.archival_storage("ann", progress=False)
+        archival.insert(["Ann's cat is called Whiskers."])
+        archival.close()
+        files = index_files(tmp_path / "archival", "ann")
+        assert all(path.is_file() for path in files)
+        assert engine.show_agent("ann")["archival_passages"] == 1
+        engine.delete_agent("ann")
+        assert not any(path.exists() for path in files)
+        assert engine.list_agents() == []
+        with pytest.raises(MemgptLocalError, match="No agent named 'ann'"):
+            engine.show_agent("ann")
+
+
+def test_the_engine_reads_its_home_from_the_environment_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEMGPT_LOCAL_HOME", str(tmp_path / "a"))
+    engine = Engine()
+    monkeypatch.setenv("MEMGPT_LOCAL_HOME", str(tmp_path / "b"))
+    engine.create_agent("ann")
+    engine.close()
+    assert (tmp_path / "a" / "memgpt.duckdb").is_file() and not (tmp_path / "b").exists()
+
+
+def test_real_model_loaded_once_serves_three_agents_in_turn(tmp_path):
+    """Through the real SmolLM2: one load, and each agent's prompt (the KV cache the model
+    holds after its step) carries its own core memory and none of the others'."""
+    with Engine(EngineConfig(tmp_path)) as engine:
+        _create_people(engine)
+        agents = [engine.open_agent(name) for name in PEOPLE]
+        runtime = agents[0].runtime
+        assert engine.runtimes.loads == 1 and all(a.runtime is runtime for a in agents)
+        for agent in agents + agents[:1]:
+            turn = agent.send("What do you know about me?")
+            assert turn.steps and all(s.stats.constrained for s in turn.steps)
+            held = runtime.detokenize(list(runtime.llm.input_ids[: runtime.llm.n_tokens]))
+            assert PEOPLE[agent.record.name] in held
+            assert not [h for n, h in PEOPLE.items() if n != agent.record.name and h in held]
+            assert agent.recall.all()[-1].role == "function_result"
