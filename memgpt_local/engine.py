@@ -98,19 +98,13 @@ class RuntimePool:
     def _make_room(self) -> None:
         idle = [key for key in self._runtimes if not self._users.get(key)]
         while idle and len(self._runtimes) >= self.limit:
-            _close(self._runtimes.pop(idle.pop(0)))
+            self._runtimes.pop(idle.pop(0)).close()
 
     def close(self) -> None:
         """Unload every runtime."""
         while self._runtimes:
-            _close(self._runtimes.popitem()[1])
+            self._runtimes.popitem()[1].close()
         self._users.clear()
-
-
-def _close(runtime: Runtime) -> None:
-    close = getattr(runtime, "close", None)
-    if close is not None:
-        close()
 
 
 class Engine:
@@ -118,11 +112,13 @@ class Engine:
     snapshot store; agents are created, opened and managed through it."""
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
-                 runtime_factory: RuntimeFactory = ModelRuntime):
+                 runtime_factory: RuntimeFactory = ModelRuntime,
+                 clock: ctx.Clock = ctx.utc_now):
         self.config = config or EngineConfig.from_environment()
         self.home = self.config.home
         self.wait = wait
         self._runtime_factory = runtime_factory
+        self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
         self._db: Database | None = None
         self._open: list[Agent] = []
@@ -191,7 +187,7 @@ class Engine:
         settings = AgentSettings.from_dict(record.settings)
         runtime = self.runtimes.acquire(self.registry.get(model or record.model), settings.n_ctx)
         try:
-            agent = Agent(record, runtime, self._stores(name))
+            agent = Agent(record, runtime, self._stores(name), self.clock)
         except BaseException:
             self.runtimes.release(runtime)
             raise

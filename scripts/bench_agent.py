@@ -12,11 +12,15 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.llm.runtime import ModelRuntime
 
+# The agents' clock stands still, so the prompts (which show the time) and therefore greedy
+# decoding are the same in every run: the figures are reproducible, timings aside.
+CLOCK = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TOPICS = ["sailing", "my sister Maria", "baking bread", "a novel about whales", "night shifts",
           "a trip to Lisbon", "my cat Pepper", "cello lessons", "the garden", "a new job"]
 
@@ -40,7 +44,8 @@ class NaiveRuntime(ModelRuntime):
 def run_conversation(home: Path, args, runtime_factory) -> list:
     """Create an agent in a fresh home and send it the messages; return every step."""
     steps = []
-    with Engine(EngineConfig(home), runtime_factory=runtime_factory) as engine:
+    with Engine(EngineConfig(home), runtime_factory=runtime_factory,
+                clock=lambda: CLOCK) as engine:
         engine.create_agent("bench", args.model, args.n_ctx)
         agent = engine.open_agent("bench")
         for i in range(args.messages):

@@ -26,6 +26,7 @@ class FakeRuntime:
         self.summary_calls = 0
         self.steps = 0
         self.samplings: list = []
+        self.closed = False
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         return [zlib.crc32(w.encode()) % 30000 + 10 for w in re.findall(r"\w+|[^\w\s]", text)]
@@ -42,6 +43,9 @@ class FakeRuntime:
             ends.append(len(tokens))
             tokens.append(2)
         return PromptTokens(tokens + [1, 3], ends)
+
+    def close(self) -> None:
+        self.closed = True
 
     def constraint(self, schema: dict):
         self.schema = schema

@@ -194,6 +194,20 @@ def test_agent_resumes_where_it_stopped(tmp_path):
     assert again.send("Who am I?").replies == ["Hi Ann"]
 
 
+def test_the_agent_stamps_messages_and_counts_with_its_clock(tmp_path):
+    from datetime import UTC, datetime
+
+    fixed = datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
+    db = Database(tmp_path)
+    AgentStore(db.con).save(AgentRecord("sam", "fake", {"n_ctx": 2048}))
+    runtime = FakeRuntime([call("send_message", message="Hi")])
+    agent = Agent(AgentStore(db.con).get("sam"), runtime, fake_stores(db, "sam"), lambda: fixed)
+    agent.send("hello")
+    assert {m.created_at for m in agent.recall.all()} == {fixed}
+    assert "2030-05-17 09:30 UTC" in runtime.last_messages[1]["content"]
+    assert "[2030-05-17 09:30] hello" in [m["content"] for m in runtime.last_messages]
+
+
 def test_settings_ignore_state_keys():
     settings = AgentSettings.from_dict({"n_ctx": 2048, "state": {"warned": True}})
     assert settings.n_ctx == 2048

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,7 @@ from memgpt_local.cli import cli
 from memgpt_local.memory.database import Database
 
 N_CTX = 2048
+CLOCK = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
 TOPICS = ["sailing", "my sister Maria", "baking sourdough", "the book I am reading",
           "my job as a nurse", "our trip to Lisbon", "my cat Pepper", "learning the cello"]
 
@@ -68,9 +70,16 @@ def test_the_agent_resumes_in_a_new_process(home):
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]
 
 
-def test_chat_greets_a_new_user(tmp_path):
+def test_chat_greets_a_new_user(tmp_path, monkeypatch):
     """The README's main job: `chat` on a fresh home creates "sam", whose first-login step
-    greets the user through send_message (greedy SmolLM2 used to loop here)."""
+    greets the user through send_message (greedy SmolLM2 used to loop here). The agents' clock
+    is fixed: the prompt shows the time, and at some minutes (23:00, 23:02 on 2026-11-22)
+    greedy SmolLM2 chains heartbeats instead of greeting."""
+    from memgpt_local.cli import chat
+    from memgpt_local.engine import Engine
+
+    monkeypatch.setattr(chat, "engine", lambda wait=False: Engine(wait=wait,
+                                                                  clock=lambda: CLOCK))
     result = CliRunner().invoke(cli, ["chat"], input="/exit\n",
                                 env={"MEMGPT_LOCAL_HOME": str(tmp_path)})
     assert result.exit_code == 0, result.output

@@ -61,7 +61,7 @@ def test_index_is_cached_in_memory_and_on_disk(smollm):
     assert smollm.constraint(schema).build.source == "memory"
     decoding.clear_memory_cache()
     assert smollm.constraint(schema).build.source == "disk"
-    for cached in (decoding.cache_dir("grammar")).glob("*.index"):
+    for cached in smollm.grammar_dir.glob("*.index"):
         cached.write_bytes(b"not a pickle")
     decoding.clear_memory_cache()
     rebuilt = smollm.constraint(schema)

@@ -27,8 +27,6 @@ class CountingFactory:
     def __call__(self, spec, snapshots, grammar_dir, n_ctx, seed):
         runtime = FakeRuntime(lambda m: call("send_message", message=f"Hi {_remembered_name(m)}"),
                               n_ctx)
-        runtime.closed = False
-        runtime.close = lambda: setattr(runtime, "closed", True)
         self.built.append(runtime)
         return runtime
 

@@ -26,6 +26,12 @@ from .settings import AgentSettings
 MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
 MIN_QUEUE_TOKENS = 256
 PER_MESSAGE_OVERHEAD = 8
+Clock = Callable[[], datetime]  # the time an agent stamps on messages and shows the model
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC: every agent's clock unless the engine is given another."""
+    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=1)
@@ -67,10 +73,10 @@ def core_memory_text(core: CoreMemory, counts: dict) -> str:
     return render("core_memory.jinja", blocks=list(core.blocks.values()), **counts)
 
 
-def memory_counts(recall_count: int, archival_count: int) -> dict:
+def memory_counts(recall_count: int, archival_count: int, as_of: datetime) -> dict:
     """The recall and archival counts shown with core memory, stamped with the time."""
     return {"recall_count": recall_count, "archival_count": archival_count,
-            "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+            "as_of": as_of.strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def summary_text(summary: str) -> str:
@@ -155,8 +161,8 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
     for block in core.blocks.values():
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
         full.add_block(block.label, filler[: block.limit], block.limit)
-    texts = [static_instructions(name), core_memory_text(full, memory_counts(10**6, 10**6)),
-             summary_text("")]
+    counts = memory_counts(10**6, 10**6, utc_now())
+    texts = [static_instructions(name), core_memory_text(full, counts), summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
 

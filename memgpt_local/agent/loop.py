@@ -9,7 +9,7 @@ function gives the model another step, up to a cap. Every step is saved in one t
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..llm.base import GenerationStats, Runtime, SamplingSettings
@@ -69,14 +69,17 @@ class Turn:
 class Agent:
     """A persisted agent, handed its model runtime and its stores by the engine."""
 
-    def __init__(self, record: AgentRecord, runtime: Runtime, stores: AgentStores):
+    def __init__(self, record: AgentRecord, runtime: Runtime, stores: AgentStores,
+                 clock: ctx.Clock = ctx.utc_now):
         self.record = record
         self.runtime = runtime
         self.stores = stores
+        self.clock = clock
         self.settings = AgentSettings.from_dict(record.settings)
         self.state: dict = record.settings.setdefault("state", {})
         self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts)
-        self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context)
+        self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
+                                          clock)
         self.processor = runtime.constraint(self._schema()).processor()
         self.outbox: list[str] = []
 
@@ -86,7 +89,7 @@ class Agent:
                                      for f in FUNCTIONS.values()])
 
     def _counts(self) -> dict:
-        return ctx.memory_counts(self.recall.count(), self.stores.archival_count())
+        return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
 
     @property
     def queue(self) -> list[Message]:
@@ -144,13 +147,13 @@ class Agent:
 
     def pause_heartbeats(self, minutes: int) -> None:
         """Hold timed heartbeats back for a while."""
-        until = datetime.now(UTC) + timedelta(minutes=minutes)
+        until = self.clock() + timedelta(minutes=minutes)
         self.state["heartbeats_paused_until"] = until.isoformat()
 
     def heartbeats_paused(self) -> bool:
         """Whether pause_heartbeats is in force."""
         until = self.state.get("heartbeats_paused_until")
-        return bool(until) and datetime.fromisoformat(until) > datetime.now(UTC)
+        return bool(until) and datetime.fromisoformat(until) > self.clock()
 
     # --- events ----------------------------------------------------------------------------
     def send(self, text: str, listener: Listener | None = None) -> Turn:

@@ -20,7 +20,7 @@ from ..llm.base import PromptTokens, Runtime, SamplingSettings
 from ..memory.agents import AgentRecord
 from ..memory.messages import Message
 from ..memory.stores import AgentStores
-from .context import ContextParts, MainContext, alert, render
+from .context import Clock, ContextParts, MainContext, alert, render
 from .settings import AgentSettings
 
 SUMMARY_MARGIN_TOKENS = 16
@@ -127,8 +127,9 @@ class QueueManager:
     """The FIFO queue of one agent, its recursive summary and the window they must fit."""
 
     def __init__(self, runtime: Runtime, settings: AgentSettings, record: AgentRecord,
-                 stores: AgentStores, context: MainContext):
+                 stores: AgentStores, context: MainContext, clock: Clock):
         self.runtime = runtime
+        self.clock = clock
         self.settings = settings
         self.record = record
         self.stores = stores
@@ -138,7 +139,8 @@ class QueueManager:
         self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed)
 
     def append(self, message: Message) -> Message:
-        """Add an event to recall storage and to the end of the queue."""
+        """Add an event to recall storage and to the end of the queue, stamped with the time."""
+        message.created_at = message.created_at or self.clock()
         if message.tokens is None:
             message.tokens = self.runtime.count_tokens(message.content)
         self.queue.append(self.stores.recall.append(message))

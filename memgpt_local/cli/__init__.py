@@ -4,10 +4,8 @@ from pathlib import Path
 
 import click
 
-from .agents import agents
-from .chat import chat, send
+from . import agents, chat, models
 from .common import engine, user_errors
-from .models import models, run
 
 ENVIRONMENT = """\b
 Environment:
@@ -52,5 +50,5 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
         raise SystemExit(1)
 
 
-for command in (agents, chat, send, models, run):
+for command in (agents.agents, chat.chat, chat.send, models.models, models.run):
     cli.add_command(command)

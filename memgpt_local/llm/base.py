@@ -112,3 +112,6 @@ class Runtime(Protocol):
                  sampling: SamplingSettings | None = None, processor: Callable | None = None,
                  prefix_len: int = 0) -> Generation:
         """Start a streamed completion of prompt tokens (prefix_len: the static prefix)."""
+
+    def close(self) -> None:
+        """Free the model (the runtime is unusable afterwards)."""
