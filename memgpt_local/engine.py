@@ -26,7 +26,7 @@ from .llm.kvcache import SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.runtime import ModelRuntime
 from .memory.agents import AgentRecord, AgentStore
-from .memory.archival import ArchivalStorage, delete_index_files, stored_passages
+from .memory.archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
 from .memory.core import DEFAULT_LIMIT, CoreMemory
 from .memory.database import Database
 from .memory.documents import LoadReport, load_documents
@@ -136,6 +136,11 @@ class Engine:
             self._db = Database(self.home, wait=self.wait)
         return self._db
 
+    @property
+    def records(self) -> AgentStore:
+        """The agent records of the home database."""
+        return AgentStore(self.db.con)
+
     @cached_property
     def snapshots(self) -> SnapshotStore:
         """The KV snapshot files shared by every loaded model."""
@@ -168,8 +173,7 @@ class Engine:
                      persona: str | None = None, human: str | None = None,
                      block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
         """Create and store a new agent; returns it with notes for the user."""
-        records = AgentStore(self.db.con)
-        if records.exists(name):
+        if self.records.exists(name):
             raise MemgptLocalError(f"An agent named '{name}' already exists.")
         spec = self.registry.get(model)
         settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
@@ -178,12 +182,12 @@ class Engine:
             human if human is not None else ctx.default_text("human.txt"), block_limit)
         notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
         record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
-        records.save(record)
+        self.records.save(record)
         return record, notes
 
     def open_agent(self, name: str, model: str | None = None) -> Agent:
         """An agent with its runtime (another model alias may be given) and its stores."""
-        record = AgentStore(self.db.con).get(name)
+        record = self.records.get(name)
         settings = AgentSettings.from_dict(record.settings)
         runtime = self.runtimes.acquire(self.registry.get(model or record.model), settings.n_ctx)
         try:
@@ -195,7 +199,7 @@ class Engine:
         return agent
 
     def _stores(self, name: str) -> AgentStores:
-        return AgentStores(self.db, name, AgentStore(self.db.con), self.recall_storage(name),
+        return AgentStores(self.db, name, self.records, self.recall_storage(name),
                            lambda: self.archival_storage(name))
 
     def close_agent(self, agent: Agent) -> None:
@@ -207,37 +211,36 @@ class Engine:
 
     def last_agent_name(self) -> str | None:
         """The agent used most recently."""
-        return AgentStore(self.db.con).last_used()
+        return self.records.last_used()
 
     def agent_exists(self, name: str) -> bool:
         """Whether an agent of that name exists."""
-        return AgentStore(self.db.con).exists(name)
+        return self.records.exists(name)
 
     def list_agents(self) -> list[dict]:
         """Every agent with its model, window and sizes, last used first."""
-        return AgentStore(self.db.con).listing()
+        return self.records.listing()
 
     def show_agent(self, name: str) -> dict:
         """Model, window, core memory, summary and counts of an agent (no model loaded)."""
-        record = AgentStore(self.db.con).get(name)
-        stores = self._stores(name)
+        record = self.records.get(name)
         return {"name": name, "model": record.model, "n_ctx": record.settings.get("n_ctx"),
                 "core_memory": record.core_memory.to_dict(), "summary": record.summary,
                 "in_context_messages": len(record.in_context),
-                "recall_messages": stores.recall.count(),
-                "archival_passages": stores.archival_count(),
+                "recall_messages": self.recall_storage(name).count(),
+                "archival_passages": passage_count(self.db.con, name),
                 "flushes": record.settings.get("state", {}).get("flushes", 0)}
 
     def delete_agent(self, name: str) -> None:
         """Delete an agent with its messages, passages and archival index files."""
-        AgentStore(self.db.con).delete(name)
+        self.records.delete(name)
         delete_index_files(self.home / "archival", name)
 
     def load_documents(self, name: str, paths: list[Path], max_tokens: int = 200,
                        overlap: int = 30, on_passages: Callable[[int], None] | None = None
                        ) -> LoadReport:
         """Put files into an existing agent's archival memory."""
-        AgentStore(self.db.con).get(name)
+        self.records.get(name)
         archival = self.archival_storage(name)
         try:
             return load_documents(paths, archival, max_tokens, overlap, on_passages)
@@ -247,7 +250,7 @@ class Engine:
     # --- moving agents between homes ------------------------------------------------------
     def export_agent(self, name: str, path: Path) -> dict:
         """Write one portable JSON file with the agent, its messages and its passages."""
-        record = AgentStore(self.db.con).get(name)
+        record = self.records.get(name)
         messages = self.recall_storage(name).all()
         passages = stored_passages(self.db.con, name)
         data = {"format": EXPORT_FORMAT, "version": 1,
@@ -261,8 +264,7 @@ class Engine:
         data = _read_export(path)
         agent = data["agent"]
         name = new_name or agent["name"]
-        records = AgentStore(self.db.con)
-        if records.exists(name):
+        if self.records.exists(name):
             raise MemgptLocalError(f"An agent named '{name}' already exists; pass --name.")
         recall = self.recall_storage(name)
         recall.bulk_import([_imported_message(m) for m in data["messages"]])
@@ -270,7 +272,7 @@ class Engine:
         record = AgentRecord(name, agent["model"], agent["settings"],
                              CoreMemory.from_dict(agent["core_memory"]), agent["summary"],
                              [id_of[s] for s in agent["in_context_seqs"]])
-        records.save(record)
+        self.records.save(record)
         if data["passages"]:
             self._import_passages(name, data["passages"])
         return record
