@@ -91,10 +91,6 @@ class RuntimePool:
             if held is runtime:
                 self._users[key] = max(0, self._users.get(key, 0) - 1)
 
-    def loaded(self) -> list[Runtime]:
-        """The loaded runtimes, least recently used first."""
-        return list(self._runtimes.values())
-
     def _make_room(self) -> None:
         idle = [key for key in self._runtimes if not self._users.get(key)]
         while idle and len(self._runtimes) >= self.limit:

@@ -76,7 +76,6 @@ class Agent:
         self.stores = stores
         self.clock = clock
         self.settings = AgentSettings.from_dict(record.settings)
-        self.state: dict = record.settings.setdefault("state", {})
         self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts)
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
@@ -90,6 +89,11 @@ class Agent:
 
     def _counts(self) -> dict:
         return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
+
+    @property
+    def state(self) -> dict:
+        """Run-time state stored with the agent (warned, flushes, heartbeats paused until)."""
+        return self.queue_manager.state
 
     @property
     def queue(self) -> list[Message]:
