@@ -6,8 +6,10 @@ call is executed and its result goes back to the queue; a requested heartbeat or
 function gives the model another step, up to a cap. Every step is saved in one transaction.
 """
 
+import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -182,13 +184,39 @@ class Agent:
 
     def handle(self, event: Message | None, listener: Listener | None = None) -> Turn:
         """Append an event (after the first-login event for a new agent) and run the steps."""
-        with self.stores.transaction():
+        with self.transaction():
             if self.recall.count() == 0:
                 self.queue_manager.append(Message("system", ctx.alert("first_login")))
             if event is not None:
                 self.queue_manager.append(event)
-            self.save()
         return self._chain(listener)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction over the stores that ends by saving the record; if it rolls back
+        (an error, Ctrl-C), the agent's memory in this process is put back as it was."""
+        saved = self._memory()
+        try:
+            with self.stores.transaction():
+                yield
+                self.save()
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _memory(self) -> tuple:
+        return (copy.deepcopy(self.record.core_memory), self.record.summary,
+                list(self.record.in_context), copy.deepcopy(self.state), list(self.queue),
+                len(self.outbox))
+
+    def _restore(self, saved: tuple) -> None:
+        core, self.record.summary, self.record.in_context, state, queue, sent = saved
+        self.record.core_memory = core
+        self.state.clear()
+        self.state.update(state)
+        self.queue_manager.queue = queue
+        del self.outbox[sent:]
+        self.context.refresh_counts()
 
     def _chain(self, listener: Listener | None) -> Turn:
         turn = Turn()
@@ -224,7 +252,8 @@ class Agent:
     def _step(self, listener: Listener | None, sampling: SamplingSettings) -> StepReport:
         summarizer = self.queue_manager.summarizer
         summary_tokens_before = summarizer.evaluated_tokens
-        prepared = self.queue_manager.prepare()
+        with self.transaction():
+            prepared = self.queue_manager.prepare()
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
         generation = self.runtime.generate(
             prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
@@ -245,7 +274,9 @@ class Agent:
     def _execute(self, text: str, stats: GenerationStats) -> tuple[dict | None, Outcome]:
         """Run the completed call and store it with its result, in one transaction."""
         call, error = _parse_call(text, stats.finish_reason, self.settings.response_tokens)
-        with self.stores.transaction():
+        if call and str(call.get("function")).startswith("archival_"):
+            self.stores.open_archival()  # before the transaction: opening commits on its own
+        with self.transaction():
             self.queue_manager.append(Message(
                 "function_call", text, function_name=(call or {}).get("function"),
                 function_args=(call or {}).get("arguments"), tokens=stats.generated_tokens))
@@ -253,7 +284,6 @@ class Agent:
                        else Outcome("(none)", error, True, True))
             self.queue_manager.append(Message("function_result", _with_heartbeat_note(outcome),
                                               function_name=outcome.function))
-            self.save()
         return call, outcome
 
     def save(self) -> None:

@@ -20,10 +20,11 @@ from ..llm.base import PromptTokens, Runtime, SamplingSettings
 from ..memory.agents import AgentRecord
 from ..memory.messages import Message
 from ..memory.stores import AgentStores
-from .context import Clock, ContextParts, MainContext, alert, render
+from .context import MIN_QUEUE_TOKENS, Clock, ContextParts, MainContext, alert, render
 from .settings import AgentSettings
 
 SUMMARY_MARGIN_TOKENS = 16
+CUT_NOTE = " [cut to fit; the whole text is in recall memory]"
 CONTEXT_HEAD = 3  # static instructions, core memory and the summary come before the queue
 
 
@@ -158,6 +159,7 @@ class QueueManager:
             parts = self.parts()
             prompt = self.runtime.chat_tokens(parts.messages())
             if len(prompt.tokens) > limit:
+                self._check_fixed_part(parts, limit)
                 if self._flush(parts):
                     flushed = True
                     continue
@@ -192,18 +194,35 @@ class QueueManager:
         return True
 
     def _shrink(self, parts: ContextParts, limit: int) -> PromptTokens:
-        """Last resort: cut the longest queue entry (or the summary) in the prompt only."""
+        """Last resort: cut the longest queue entries (or the summary) in the prompt only.
+        The fixed part (instructions, core memory) fits: prepare() checked it."""
         while True:
             prompt = self.runtime.chat_tokens(parts.messages())
             if len(prompt.tokens) <= limit:
                 return prompt
-            entries = parts.queue + [{"content": parts.summary}]
-            longest = max(entries, key=lambda e: len(e["content"]))
-            if len(longest["content"]) < 80:
-                raise ContextOverflowError(
-                    f"The fixed part of the prompt (instructions and core memory) does not fit "
-                    f"in {self.runtime.n_ctx} tokens; use a larger --n-ctx or smaller blocks.")
-            longest["content"] = longest["content"][: len(longest["content"]) * 3 // 4] + \
-                " [cut to fit; the whole text is in recall memory]"
-            if longest is entries[-1]:
-                parts.summary = longest["content"]
+            _cut_longest(parts)
+
+    def _check_fixed_part(self, parts: ContextParts, limit: int) -> None:
+        """Raise, saying what to change, if the prompt cannot fit with every entry empty."""
+        bare = ContextParts(parts.static, parts.core, "",
+                            [{**entry, "content": ""} for entry in parts.queue])
+        fixed = len(self.runtime.chat_tokens(bare.messages()).tokens)
+        if fixed > limit:
+            needed = fixed + self.settings.response_tokens + MIN_QUEUE_TOKENS
+            raise ContextOverflowError(
+                f"The instructions and core memory of '{self.record.name}' take {fixed} tokens: "
+                f"they do not fit in the {self.runtime.n_ctx}-token window with "
+                f"{self.settings.response_tokens} kept for the reply. Use --n-ctx {needed} or "
+                "more, or shorten the core memory blocks (memgpt-local agents show "
+                f"{self.record.name}).")
+
+
+def _cut_longest(parts: ContextParts) -> None:
+    """Shorten the longest queue entry or the summary, strictly (to nothing in the end)."""
+    entries = parts.queue + [{"content": parts.summary}]
+    longest = max(entries, key=lambda e: len(e["content"]))
+    text = longest["content"]
+    keep = len(text) * 3 // 4 - len(CUT_NOTE)
+    longest["content"] = text[:keep] + CUT_NOTE if keep > len(CUT_NOTE) else ""
+    if longest is entries[-1]:
+        parts.summary = longest["content"]

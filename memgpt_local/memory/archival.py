@@ -3,11 +3,13 @@
 Rows are committed to DuckDB first, with their embeddings and the name of the embedder that
 made them; the index is updated in memory, on a worker thread while the caller embeds its next
 batch (anything that reads the index waits for it), and saved on close() and at most once a
-minute while passages are added (saving a 100k-passage index takes a while). A sidecar file
-records which rows the saved index holds: on open, rows stored after that are added from their
-stored embeddings, and an index that is missing, corrupt or out of step with DuckDB (deleted
-rows) is rebuilt from DuckDB. Rows made by another embedder (a changed model or precision) are
-embedded again at open, in committed batches, so an interrupted run resumes where it stopped.
+minute while passages are added (saving a 100k-passage index takes a while). On open, the
+index is reconciled with DuckDB both ways: ids DuckDB does not hold (a rolled-back step, deleted
+rows) are dropped, rows the index lacks are added from their stored embeddings; a missing or
+corrupt index is rebuilt from DuckDB. Inside a transaction (stage()), index updates wait for
+commit() and are forgotten on rollback(), so the index never holds what DuckDB rolled back.
+Rows made by another embedder (a changed model or precision) are embedded again at open, in
+committed batches, so an interrupted run resumes where it stopped.
 """
 
 import hashlib
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +88,7 @@ class ArchivalStorage:
         self.dirty = False
         self.saved_at = time.monotonic()
         self._keywords: KeywordIndex | None = None  # built on the first keyword search
+        self._staged: list[Callable[[], None]] | None = None  # index updates held for commit
         if self._reembed_stale_rows():
             self._rebuild()
         else:
@@ -117,22 +121,36 @@ class ArchivalStorage:
                 "dim": self.embedder.dim}
 
     def _open_index(self) -> None:
-        """Load the saved index and add the rows stored after it was saved; else rebuild."""
+        """Load the saved index and reconcile it with DuckDB's rows; rebuild if unreadable."""
         import hnswlib
 
         try:
             saved = json.loads(self.meta_path.read_text())
-            if saved != self._fingerprint(up_to=saved["max_id"]):
-                raise ValueError("index out of step with the database")
+            if saved["dim"] != self.embedder.dim:
+                raise ValueError("index made by another embedder")
             index = hnswlib.Index(space="cosine", dim=self.embedder.dim)
             index.load_index(str(self.index_path), max_elements=max(1, saved["count"]))
-            if index.get_current_count() < saved["count"]:
-                raise ValueError("index holds fewer passages than its sidecar says")
             self._index = index
-        except (OSError, ValueError, KeyError, RuntimeError):
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             self._rebuild()
             return
-        self._add_stored_rows(after_id=saved["max_id"])
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Make the index hold exactly DuckDB's rows: drop ids DuckDB does not have (a step
+        rolled back, rows deleted) and add the rows the index lacks from their embeddings."""
+        stored = {row[0] for row in self.con.execute(
+            "SELECT id FROM passages WHERE agent = ?", [self.agent]).fetchall()}
+        labels = set(self._index.get_ids_list())
+        for ghost in labels - stored:
+            try:
+                self._index.mark_deleted(ghost)
+            except RuntimeError:  # deleted already
+                continue
+            self.dirty = True
+        missing = stored - labels
+        if missing:
+            self._add_stored_rows(after_id=min(missing) - 1, only=missing)
 
     def _new_index(self, capacity: int):
         import hnswlib
@@ -171,12 +189,16 @@ class ArchivalStorage:
                 self.con.unregister("new_embeddings")
         return len(rows)
 
-    def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index"):
-        """Add rows with larger ids from their stored embeddings (no embedding model run)."""
+    def _add_stored_rows(self, after_id: int, label: str = "Catching up archival index",
+                         only: set[int] | None = None) -> None:
+        """Add rows with larger ids (those in `only`, if given) from their stored embeddings
+        (no embedding model run)."""
         total = self.count() - self._fingerprint(up_to=after_id)["count"]
         for batch in self._stored_rows("embedding", after_id, total, label):
-            self._add_to_index([row[0] for row in batch],
-                               np.array([row[1] for row in batch], dtype=np.float32))
+            rows = [row for row in batch if only is None or row[0] in only]
+            if rows:
+                self._add_to_index([row[0] for row in rows],
+                                   np.array([row[1] for row in rows], dtype=np.float32))
 
     def _stored_rows(self, column: str, after_id: int, total: int, label: str):
         """Batches of (id, column) rows of the agent's passages past an id, with progress."""
@@ -222,16 +244,41 @@ class ArchivalStorage:
             return []
         vectors = self.embedder.embed(fresh)
         ids = self._insert_rows(fresh, vectors, source, metadata)
+        self._after_commit(lambda: self._index_rows(ids, vectors, fresh))
+        return ids
+
+    def _after_commit(self, update: Callable[[], None]) -> None:
+        """Run an index update now, or at commit() inside a transaction."""
+        if self._staged is None:
+            update()
+        else:
+            self._staged.append(update)
+
+    def stage(self) -> None:
+        """Hold back index updates until commit() (the rows are in an open transaction)."""
+        self._staged = []
+
+    def commit(self) -> None:
+        """The transaction committed: index the rows it inserted."""
+        staged, self._staged = self._staged or [], None
+        for update in staged:
+            update()
+
+    def rollback(self) -> None:
+        """The transaction rolled back: forget the rows it inserted."""
+        self._staged = None
+
+    def _index_rows(self, ids: list[int], vectors: np.ndarray, texts: list[str]) -> None:
+        """Add committed rows to the vector and word indexes (the vectors in the background)."""
         self._index_ready()  # one update at a time; this one runs while the next batch embeds
         if self._indexer is None:
             self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archival-index")
         self._indexing = self._indexer.submit(self._add_to_index, ids, vectors)
         self._live += len(ids)
         if self._keywords is not None:
-            self._keywords.add(zip(ids, fresh, strict=True))
+            self._keywords.add(zip(ids, texts, strict=True))
         if time.monotonic() - self.saved_at > SAVE_EVERY_S:
             self._save()  # DuckDB holds every row; the index is only saved now and then
-        return ids
 
     def _not_yet_stored(self, texts: list[str]) -> list[str]:
         unique = list(dict.fromkeys(t for t in texts if t.strip()))
@@ -271,13 +318,17 @@ class ArchivalStorage:
         deleted = self.con.execute(
             "DELETE FROM passages WHERE agent = ? AND id IN (SELECT unnest(?)) RETURNING id",
             [self.agent, ids]).fetchall()
-        for (passage_id,) in deleted:
-            self.index.mark_deleted(passage_id)
-        self._live -= len(deleted)
-        if self._keywords is not None:
-            self._keywords.remove(passage_id for (passage_id,) in deleted)
-        self._save()
+        self._after_commit(lambda: self._unindex_rows([row[0] for row in deleted]))
         return len(deleted)
+
+    def _unindex_rows(self, ids: list[int]) -> None:
+        """Drop deleted rows from the vector and word indexes, and save the index."""
+        for passage_id in ids:
+            self.index.mark_deleted(passage_id)
+        self._live -= len(ids)
+        if self._keywords is not None:
+            self._keywords.remove(ids)
+        self._save()
 
     def search(self, query: str, mode: str = "hybrid", page: int = 1,
                page_size: int = 5) -> Page:

@@ -115,17 +115,22 @@ class Database:
         self.con = duckdb.connect(str(self.home / DB_FILE))
         self.con.execute("SET TimeZone = 'UTC'")
         self.version = migrate(self.con)
+        self.in_transaction = False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Run a block in one transaction: all of it is stored, or none."""
         self.con.begin()
+        self.in_transaction = True
         try:
             yield
         except BaseException:
             self.con.rollback()
             raise
-        self.con.commit()
+        else:
+            self.con.commit()
+        finally:
+            self.in_transaction = False
 
     def close(self) -> None:
         """Close the database and release the lock."""

@@ -2,8 +2,8 @@
 recall storage and archival storage (opened on first use: loading the embedding model takes
 seconds), all in one home database whose transactions cover a whole step."""
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .agents import AgentRecord, AgentStore
 from .archival import ArchivalStorage, passage_count
@@ -25,8 +25,15 @@ class AgentStores:
 
     @property
     def archival(self) -> ArchivalStorage:
-        """Archival storage, opened on first use."""
+        """Archival storage, opened on first use (see open_archival)."""
+        return self.open_archival()
+
+    def open_archival(self) -> ArchivalStorage:
+        """Open archival storage if it is not open yet, never inside a transaction: opening
+        may embed rows again or rebuild the index, in batches that must commit on their own."""
         if self._archival is None:
+            if self.db.in_transaction:
+                raise RuntimeError("archival storage must be opened before the transaction")
             self._archival = self._open_archival()
         return self._archival
 
@@ -36,9 +43,22 @@ class AgentStores:
             return self._archival.count()
         return passage_count(self.db.con, self.name)
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """One transaction over every store: all of a block is stored, or none."""
-        return self.db.transaction()
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction over every store: all of a block is stored, or none; the archival
+        index follows (it learns of the block's passages only once they are committed)."""
+        archival = self._archival
+        if archival is not None:
+            archival.stage()
+        try:
+            with self.db.transaction():
+                yield
+        except BaseException:
+            if archival is not None:
+                archival.rollback()
+            raise
+        if archival is not None:
+            archival.commit()
 
     def save(self, record: AgentRecord) -> None:
         """Store the agent's record."""

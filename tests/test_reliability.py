@@ -1,0 +1,134 @@
+"""Defects found by testing (issue 10): each test failed before its fix."""
+
+import signal
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from fakes import FakeRuntime, HashingEmbedder, call
+from test_agent import fake_stores, make_agent
+
+from memgpt_local.agent.loop import Agent
+from memgpt_local.errors import ContextOverflowError
+from memgpt_local.memory.agents import AgentRecord, AgentStore
+from memgpt_local.memory.archival import ArchivalStorage
+from memgpt_local.memory.core import CoreMemory
+from memgpt_local.memory.database import Database
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail (instead of hanging the run) when the block takes longer than `seconds`."""
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fixed_part_that_does_not_fit_fails_at_once_with_what_to_change(tmp_path):
+    db = Database(tmp_path)
+    full = "Something remembered about the user. " * 54  # about 2,000 characters a block
+    AgentStore(db.con).save(AgentRecord("big", "fake", {"n_ctx": 1024},
+                                        CoreMemory.default(full[:2000], full[:2000])))
+    agent = Agent(AgentStore(db.con).get("big"),
+                  FakeRuntime(lambda m: call("send_message", message="hi"), 1024),
+                  fake_stores(db, "big"))
+    with deadline(20), pytest.raises(ContextOverflowError) as raised:
+        agent.send("hello " * 300)
+    message = str(raised.value)
+    assert "1024" in message and "--n-ctx" in message and "core memory" in message
+
+
+def _fail_when_storing_results(agent: Agent) -> None:
+    """Make the step's transaction roll back after its function ran (as Ctrl-C would)."""
+    append = agent.recall.append
+
+    def interrupted(message):
+        if message.role == "function_result":
+            raise KeyboardInterrupt
+        return append(message)
+
+    agent.recall.append = interrupted
+
+
+def _index_ids(agent: Agent) -> list[int]:
+    return sorted(agent.archival.index.get_ids_list())
+
+
+STEPS = {
+    "archival insert": call("archival_memory_insert", content="The ghost passage.",
+                            request_heartbeat=False),
+    "core append": call("core_memory_append", label="human", content="Likes ghosts.",
+                        request_heartbeat=False),
+}
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_rolled_back_step_changes_nothing_in_memory_or_in_the_index(tmp_path, step):
+    agent = make_agent(tmp_path, [call("send_message", message="Hi."), STEPS[step],
+                                  call("send_message", message="Still here.")])
+    agent.archival.insert(["A passage stored before."])
+    agent.send("hello")  # first login and this message are stored and committed
+    before = (agent.core.to_dict(), [m.id for m in agent.queue], agent.recall.count(),
+              dict(agent.state))
+    _fail_when_storing_results(agent)
+    with pytest.raises(KeyboardInterrupt):
+        agent.send("save this")
+    del agent.recall.append
+    user_message = agent.queue[-1]  # the event was committed before the step
+    assert user_message.content == "save this" and agent.record.in_context == [
+        m.id for m in agent.queue]
+    assert (agent.core.to_dict(), [m.id for m in agent.queue[:-1]], agent.recall.count() - 1,
+            dict(agent.state)) == before
+    page = agent.archival.search("ghost passage", page=1)
+    assert page.total == 1 and "ghost" not in page.items[0]["content"]
+    assert agent.archival.count() == 1 and len(_index_ids(agent)) == 1
+    agent.close()
+    reopened = ArchivalStorage(agent.stores.db.con, "sam", tmp_path / "archival",
+                               HashingEmbedder(), progress=False)
+    assert sorted(reopened.index.get_ids_list()) == [1]
+    assert agent.send("are you there?").replies == ["Still here."]
+
+
+def test_opening_an_archive_drops_ids_duckdb_lacks_and_adds_rows_the_index_lacks(tmp_path):
+    db = Database(tmp_path)
+    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", HashingEmbedder(), False)
+    (first,) = archival.insert(["first passage"])
+    archival.index.add_items(HashingEmbedder().embed(["ghost passage"]), np.array([99]))
+    archival.close()  # saved holding a ghost (99) that DuckDB never had
+    crashed = ArchivalStorage(db.con, "ann", tmp_path / "idx", HashingEmbedder(), False)
+    (second,) = crashed.insert(["second passage"])  # stored, but this index is never saved
+    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", HashingEmbedder(), False)
+    assert not reopened.rebuilt
+    assert sorted(reopened.index.get_ids_list()) == sorted([first, second, 99])  # 99 deleted
+    found = reopened.search("passage", mode="vector", page_size=10)
+    assert sorted(p["id"] for p in found.items) == [first, second] and found.total == 2
+
+
+def test_archival_storage_is_opened_outside_the_steps_transaction(tmp_path):
+    opened_in_transaction = []
+    db = Database(tmp_path)
+    AgentStore(db.con).save(AgentRecord("sam", "fake", {"n_ctx": 2048}, CoreMemory.default()))
+    stores = fake_stores(db, "sam")
+    open_archival = stores._open_archival
+
+    def spy():
+        try:
+            db.con.begin()  # DuckDB refuses a nested transaction
+            db.con.rollback()
+            opened_in_transaction.append(False)
+        except Exception:
+            opened_in_transaction.append(True)
+        return open_archival()
+
+    stores._open_archival = spy
+    agent = Agent(AgentStore(db.con).get("sam"), FakeRuntime([call(
+        "archival_memory_search", query="anything", page=1, request_heartbeat=False)]), stores)
+    agent.send("look it up")
+    assert opened_in_transaction == [False]
