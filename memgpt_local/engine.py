@@ -12,11 +12,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 from .agent import context as ctx
+from .agent import portable
 from .agent.loop import Agent
 from .agent.settings import AgentSettings
 from .errors import MemgptLocalError
@@ -25,18 +25,16 @@ from .llm.gguf import vocab_counter
 from .llm.kvcache import SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.runtime import ModelRuntime
-from .memory.agents import AgentRecord, AgentStore
+from .memory.agents import AgentRecord, AgentStore, check_agent_name
 from .memory.archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
 from .memory.core import DEFAULT_LIMIT, CoreMemory
 from .memory.database import Database
 from .memory.documents import LoadReport, load_documents
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
-from .memory.messages import Message
 from .memory.recall import RecallStorage
 from .memory.stores import AgentStores
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
-EXPORT_FORMAT = "memgpt-local-agent"
 RuntimeFactory = Callable[..., Runtime]
 
 
@@ -169,7 +167,7 @@ class Engine:
                      persona: str | None = None, human: str | None = None,
                      block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
         """Create and store a new agent; returns it with notes for the user."""
-        if self.records.exists(name):
+        if self.records.exists(check_agent_name(name)):
             raise MemgptLocalError(f"An agent named '{name}' already exists.")
         spec = self.registry.get(model)
         settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
@@ -178,6 +176,7 @@ class Engine:
             human if human is not None else ctx.default_text("human.txt"), block_limit)
         notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
         record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
+        self._clear_leftovers(name)
         self.records.save(record)
         return record, notes
 
@@ -249,42 +248,55 @@ class Engine:
         record = self.records.get(name)
         messages = self.recall_storage(name).all()
         passages = stored_passages(self.db.con, name)
-        data = {"format": EXPORT_FORMAT, "version": 1,
-                "agent": _exported_record(record, {m.id: m.seq for m in messages}),
-                "messages": [_exported_message(m) for m in messages], "passages": passages}
-        path.write_text(json.dumps(data, ensure_ascii=False))
+        document = portable.export_document(record, messages, passages)
+        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        temporary.write_text(json.dumps(document, ensure_ascii=False))
+        os.replace(temporary, path)
         return {"messages": len(messages), "passages": len(passages)}
 
     def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:
-        """Recreate an exported agent (passages are embedded again with the local model)."""
-        data = _read_export(path)
-        agent = data["agent"]
-        name = new_name or agent["name"]
-        if self.records.exists(name):
-            raise MemgptLocalError(f"An agent named '{name}' already exists; pass --name.")
-        recall = self.recall_storage(name)
-        recall.bulk_import([_imported_message(m) for m in data["messages"]])
-        id_of = recall.ids_by_seq()
-        record = AgentRecord(name, agent["model"], agent["settings"],
-                             CoreMemory.from_dict(agent["core_memory"]), agent["summary"],
-                             [id_of[s] for s in agent["in_context_seqs"]])
-        self.records.save(record)
-        if data["passages"]:
-            self._import_passages(name, data["passages"])
+        """Recreate an exported agent, all or nothing: the file is validated before anything
+        is written, and everything is written in one transaction (passages are embedded
+        again with the local model)."""
+        export = portable.read_export(path)
+        record = export.record
+        record.name = check_agent_name(new_name or record.name)
+        if self.records.exists(record.name):
+            raise MemgptLocalError(f"An agent named '{record.name}' already exists; "
+                                   "pass --name.")
+        self._clear_leftovers(record.name)
+        stores = self._stores(record.name)
+        if export.passages:
+            stores.open_archival()
+        try:
+            with stores.transaction():
+                self._write_import(stores, export)
+        finally:
+            stores.close()
         return record
 
-    def _import_passages(self, name: str, passages: list[dict]) -> None:
+    def _write_import(self, stores: AgentStores, export: portable.AgentExport) -> None:
+        first_seq = stores.recall.next_seq()
+        stores.recall.bulk_import(export.messages)
+        id_of = stores.recall.ids_by_seq()
+        position = {m.seq: i for i, m in enumerate(export.messages)}
+        export.record.in_context = [id_of[first_seq + position[s]]
+                                    for s in export.in_context_seqs]
+        stores.save(export.record)
         groups: dict[str, list[str]] = {}
-        for passage in passages:
+        for passage in export.passages:
             key = json.dumps([passage["source"], passage["metadata"]])
             groups.setdefault(key, []).append(passage["content"])
-        archival = self.archival_storage(name)
-        try:
-            for key, contents in groups.items():
-                source, metadata = json.loads(key)
-                archival.insert(contents, source=source, metadata=metadata)
-        finally:
-            archival.close()
+        for key, contents in groups.items():
+            source, metadata = json.loads(key)
+            stores.archival.insert(contents, source=source, metadata=metadata)
+
+    def _clear_leftovers(self, name: str) -> None:
+        """Remove rows and index files stored under a name that has no agent (left by a
+        failed import of an older version), so a new agent of that name starts empty."""
+        with self.db.transaction():
+            self.records.delete_rows(name)
+        delete_index_files(self.home / "archival", name)
 
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -301,30 +313,3 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _exported_record(record: AgentRecord, seq_of: dict[int, int]) -> dict:
-    return {"name": record.name, "model": record.model, "settings": record.settings,
-            "core_memory": record.core_memory.to_dict(), "summary": record.summary,
-            "in_context_seqs": [seq_of[i] for i in record.in_context if i in seq_of]}
-
-
-def _exported_message(message: Message) -> dict:
-    return {"seq": message.seq, "role": message.role, "content": message.content,
-            "function_name": message.function_name, "function_args": message.function_args,
-            "created_at": message.created_at.isoformat(), "tokens": message.tokens}
-
-
-def _imported_message(data: dict) -> Message:
-    return Message(data["role"], data["content"], data["function_name"], data["function_args"],
-                   datetime.fromisoformat(data["created_at"]), data["tokens"])
-
-
-def _read_export(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        if data.get("format") != EXPORT_FORMAT:
-            raise ValueError("not a memgpt-local agent export")
-    except (OSError, ValueError) as exc:
-        raise MemgptLocalError(f"Cannot import {path}: {exc}") from exc
-    return data

@@ -1,15 +1,19 @@
 """Defects found by testing (issue 10): each test failed before its fix."""
 
+import json
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
 from test_agent import fake_stores, make_agent
+from test_cli_agents import invoke
 
 from memgpt_local.agent.loop import Agent
-from memgpt_local.errors import ContextOverflowError
+from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.errors import ContextOverflowError, MemgptLocalError
 from memgpt_local.memory.agents import AgentRecord, AgentStore
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory
@@ -132,3 +136,98 @@ def test_archival_storage_is_opened_outside_the_steps_transaction(tmp_path):
         "archival_memory_search", query="anything", page=1, request_heartbeat=False)]), stores)
     agent.send("look it up")
     assert opened_in_transaction == [False]
+
+
+# --- agents import: validated first, then all or nothing ------------------------------------
+def _exported_agent(home: Path) -> tuple[dict, Path]:
+    """An agent with messages and a passage, exported to a file; returns the document too."""
+    with Engine(EngineConfig(home), runtime_factory=lambda *a, **k: FakeRuntime(
+            lambda m: call("send_message", message="Hello Ann."), k["n_ctx"])) as engine:
+        engine.create_agent("ann", "smollm2-135m", 2048)
+        engine.open_agent("ann").send("I am Ann and I like sailing.")
+        archival = engine.archival_storage("ann", progress=False)
+        archival.insert(["Ann sails a small boat called Petrel."])
+        archival.close()
+        path = home / "ann.json"
+        engine.export_agent("ann", path)
+    return json.loads(path.read_text()), path
+
+
+def _home_rows(home: Path) -> tuple:
+    with Database(home) as db:
+        return tuple(db.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                     for t in ("agents", "messages", "passages"))
+
+
+def _mangled(document: dict) -> dict[str, dict]:
+    cases = {}
+    for name, change in {
+        "unknown top key": lambda d: d.update(extra=1),
+        "newer version": lambda d: d.update(version=2),
+        "missing agent field": lambda d: d["agent"].pop("summary"),
+        "block over its limit": lambda d: d["agent"]["core_memory"]["human"].update(limit=3),
+        "window out of range": lambda d: d["agent"]["settings"].update(n_ctx=10),
+        "unknown setting": lambda d: d["agent"]["settings"].update(turbo=True),
+        "context names a missing message": lambda d: d["agent"]["in_context_seqs"].append(999),
+        "bad role": lambda d: d["messages"][-1].update(role="root"),
+        "bad date": lambda d: d["messages"][0].update(created_at="yesterday"),
+        "passage without content": lambda d: d["passages"][0].pop("content"),
+        "name with a slash": lambda d: d["agent"].update(name="../ann"),
+    }.items():
+        copy = json.loads(json.dumps(document))
+        change(copy)
+        cases[name] = copy
+    return cases
+
+
+def test_a_bad_agent_file_is_refused_whole_with_one_line(tmp_path):
+    document, path = _exported_agent(tmp_path / "source")
+    home = tmp_path / "target"
+    files = {name: json.dumps(doc) for name, doc in _mangled(document).items()}
+    files["truncated"] = path.read_text()[: len(path.read_text()) // 2]
+    files["not JSON"] = "\x00\xff binary"
+    before = _home_rows(home)
+    for case, text in files.items():
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with Engine(EngineConfig(home)) as engine, pytest.raises(MemgptLocalError) as raised:
+            engine.import_agent(bad)
+        assert "\n" not in str(raised.value) and str(bad) in str(raised.value), case
+        assert _home_rows(home) == before, case
+
+
+def test_an_interrupted_import_leaves_nothing_and_a_second_import_no_duplicates(
+        tmp_path, monkeypatch):
+    document, path = _exported_agent(tmp_path / "source")
+    home = tmp_path / "target"
+    original_insert = ArchivalStorage.insert
+
+    def interrupted(self, *args, **kwargs):
+        original_insert(self, *args, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C after messages, record and passages were written
+
+    monkeypatch.setattr(ArchivalStorage, "insert", interrupted)
+    with Engine(EngineConfig(home)) as engine, pytest.raises(KeyboardInterrupt):
+        engine.import_agent(path)
+    assert _home_rows(home) == (0, 0, 0)
+    monkeypatch.setattr(ArchivalStorage, "insert", original_insert)
+    with Engine(EngineConfig(home)) as engine:
+        record = engine.import_agent(path)
+        assert engine.show_agent("ann")["recall_messages"] == len(document["messages"])
+        archival = engine.archival_storage("ann", progress=False)
+        assert sorted(archival.index.get_ids_list()) == [
+            row[0] for row in engine.db.con.execute("SELECT id FROM passages").fetchall()]
+        archival.close()
+        assert len(record.in_context) == len(document["agent"]["in_context_seqs"])
+
+
+def test_load_creates_a_whole_agent_through_the_one_creation_path(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Ann keeps bees on the roof of her flat in Leeds.")
+    home = tmp_path / "home"
+    assert invoke(home, "load", str(notes), "--agent", "bees").exit_code == 0
+    listing = invoke(home, "agents", "list")
+    assert listing.exit_code == 0 and "bees" in listing.output
+    info = json.loads(invoke(home, "agents", "show", "bees", "--json").output)
+    assert info["n_ctx"] == 8192 and info["archival_passages"] == 1
+    assert info["core_memory"]["persona"]["value"]  # the default persona, like any new agent

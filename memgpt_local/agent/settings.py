@@ -9,6 +9,23 @@ from ..llm.base import SamplingSettings
 STORED_SAMPLING = ("temperature", "repeat_penalty", "seed")
 
 
+# The range of each setting, for settings that come from outside (an imported agent file).
+RANGES = {
+    "n_ctx": (256, 1_048_576), "warning_fraction": (0.05, 0.99), "evict_fraction": (0.05, 0.95),
+    "response_tokens": (16, 8192), "summary_tokens": (16, 8192), "max_chain": (1, 100),
+    "max_failures": (1, 100), "result_max_chars": (100, 1_000_000), "page_size": (1, 100),
+    "timed_heartbeat_minutes": (0, 10_080), "temperature": (0.0, 5.0),
+    "repeat_penalty": (0.5, 5.0), "seed": (0, 2**31 - 1)}
+INTEGER_SETTINGS = {"n_ctx", "response_tokens", "summary_tokens", "max_chain", "max_failures",
+                    "result_max_chars", "page_size", "timed_heartbeat_minutes", "seed"}
+
+
+def _within(key: str, value) -> bool:
+    kind = int if key in INTEGER_SETTINGS else int | float
+    low, high = RANGES[key]
+    return isinstance(value, kind) and not isinstance(value, bool) and low <= value <= high
+
+
 @dataclass
 class AgentSettings:
     """Per-agent settings; stored as one flat dict with the agent."""
@@ -24,6 +41,23 @@ class AgentSettings:
     page_size: int = 5
     timed_heartbeat_minutes: int = 0
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+
+    @classmethod
+    def checked(cls, data: dict) -> "AgentSettings":
+        """Settings from a dict that comes from outside (an imported file): unknown keys,
+        wrong types and values out of range raise ValueError saying which."""
+        unknown = set(data) - {f.name for f in fields(cls)} - set(STORED_SAMPLING) - {"state"}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}.")
+        for key, value in data.items():
+            if key in RANGES and not _within(key, value):
+                low, high = RANGES[key]
+                kind = "a whole number" if key in INTEGER_SETTINGS else "a number"
+                raise ValueError(f"setting {key} is {value!r}; it must be {kind} from {low} "
+                                 f"to {high}.")
+        if not isinstance(data.get("state", {}), dict):
+            raise ValueError("setting state must be an object.")
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentSettings":

@@ -9,9 +9,25 @@ import duckdb
 from ..errors import MemgptLocalError
 from .core import CoreMemory
 
+MAX_NAME_LENGTH = 64
+
 
 class AgentNotFoundError(MemgptLocalError):
     """An agent name that is not in the home database."""
+
+
+class InvalidAgentNameError(MemgptLocalError, ValueError):
+    """A name that cannot name an agent."""
+
+
+def check_agent_name(name: str) -> str:
+    """The name, if it can name an agent (and its files); else InvalidAgentNameError."""
+    if (not 1 <= len(name) <= MAX_NAME_LENGTH or name != name.strip() or name.startswith(".")
+            or not name.isprintable() or "/" in name or "\\" in name):
+        raise InvalidAgentNameError(
+            f"Invalid agent name {name!r}: use 1 to {MAX_NAME_LENGTH} printable characters, "
+            "without / or \\, control characters, or a leading dot or space.")
+    return name
 
 
 @dataclass
@@ -83,6 +99,11 @@ class AgentStore:
     def delete(self, name: str) -> None:
         """Delete an agent with its messages and passages."""
         self.get(name)
+        self.delete_rows(name)
+
+    def delete_rows(self, name: str) -> None:
+        """Delete every row stored under a name: the record, messages and passages (rows a
+        failed import of an older version may have left without a record, too)."""
         for table in ("messages", "passages"):
             self.con.execute(f"DELETE FROM {table} WHERE agent = ?", [name])
         self.con.execute("DELETE FROM agents WHERE name = ?", [name])

@@ -50,14 +50,15 @@ class RecallStorage:
         return self.con.execute("SELECT count(*) FROM messages WHERE agent = ?",
                                 [self.agent]).fetchone()[0]
 
-    def _next_seq(self) -> int:
+    def next_seq(self) -> int:
+        """The sequence number the next message of the agent gets."""
         return self.con.execute("SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE agent = ?",
                                 [self.agent]).fetchone()[0]
 
     def append(self, message: Message) -> Message:
         """Store one message (sequence number and time stamp assigned when missing)."""
         _check_roles({message.role})
-        message.seq = self._next_seq()
+        message.seq = self.next_seq()
         message.created_at = message.created_at or datetime.now(UTC)
         message.id = self.con.execute(
             "INSERT INTO messages VALUES (nextval('message_ids'), ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -72,7 +73,7 @@ class RecallStorage:
         import pyarrow as pa
 
         _check_roles({m.role for m in messages})
-        base = self._next_seq()
+        base = self.next_seq()
         table = pa.table({
             "seq": pa.array(range(base, base + len(messages)), pa.int64()),
             "role": [m.role for m in messages],
