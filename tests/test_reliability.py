@@ -18,6 +18,7 @@ from memgpt_local.memory.agents import AgentRecord, AgentStore
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory
 from memgpt_local.memory.database import Database
+from memgpt_local.memory.recall import Message, RecallStorage
 
 
 @contextmanager
@@ -231,3 +232,27 @@ def test_load_creates_a_whole_agent_through_the_one_creation_path(tmp_path):
     info = json.loads(invoke(home, "agents", "show", "bees", "--json").output)
     assert info["n_ctx"] == 8192 and info["archival_passages"] == 1
     assert info["core_memory"]["persona"]["value"]  # the default persona, like any new agent
+
+
+COMMON = ["hello", "first", "new", "thanks", "know", "want", "seven", "sorry", "help"]
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "newer than the index"])
+def test_recall_search_finds_common_words(tmp_path, indexed):
+    db = Database(tmp_path)
+    recall = RecallStorage(db.con, "ann")
+    filler = [Message("user", f"We talked about topic number {i} today.") for i in range(30)]
+    said = [Message("user", "Hello! Thanks for the help, sorry I am new here."),
+            Message("user", "I want a dog, you know, the first of seven I would like.")]
+    if indexed:
+        recall.bulk_import(filler[:15] + said + filler[15:])
+        recall.rebuild_text_index()
+    else:
+        recall.bulk_import(filler)
+        recall.rebuild_text_index()
+        recall.bulk_import(said)  # newer than the index
+    for word in COMMON:
+        found = recall.search_text(word, page_size=50).items
+        assert found and all(word in m.content.lower() for m in found), word
+    best = recall.search_text("when did I first say I want a dog?").items[0]
+    assert best.content.startswith("I want a dog")

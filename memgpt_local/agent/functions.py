@@ -170,6 +170,8 @@ def conversation_search(ctx: FunctionContext, query: str, page: int,
         page: result page, starting at 1
         request_heartbeat: true to act again right after the result
     """
+    if not query.strip():
+        raise FunctionError("query is empty: write the words to look for.")
     return format_page(ctx.recall_search(query, page), _message_line)
 
 

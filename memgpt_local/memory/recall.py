@@ -119,20 +119,20 @@ class RecallStorage:
         self.text_index.rebuild()
 
     def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
-        """BM25 over indexed messages plus substring matches among newer ones, best first."""
+        """BM25 over every message holding a word of the query (best first, then the newest),
+        then those that hold the query only as a substring (text the tokenizer drops)."""
         offset, limit = page_bounds(page, page_size)
-        indexed = self.text_index.refresh()
-        scores = self.text_index.scores_sql(self.text_index.query_terms(query))
+        scores = self.text_index.scores_sql(query, self.text_index.refresh())
         ids = self.con.execute(f"""
             WITH scores AS ({scores}),
             hits AS (
-                SELECT id, score, 0 AS newer FROM scores WHERE id <= ?
+                SELECT id, score FROM scores
                 UNION ALL
-                SELECT id, 0.0, 1 FROM messages
-                WHERE agent = ? AND id > ? AND content ILIKE '%' || ? || '%')
+                SELECT id, 0.0 FROM messages WHERE agent = ? AND contains(lower(content), ?)
+                  AND id NOT IN (SELECT id FROM scores))
             SELECT id FROM hits JOIN messages USING (id)
-            WHERE messages.agent = ? ORDER BY newer DESC, score DESC, seq DESC""",
-            [indexed, self.agent, indexed, query, self.agent]).fetchall()
+            WHERE messages.agent = ? ORDER BY score DESC, seq DESC""",
+            [self.agent, query.strip().lower(), self.agent]).fetchall()
         ranked = [row[0] for row in ids]  # ids only: the text is read for one page below
         by_id = {m.id: m for m in self.get(ranked[offset:offset + limit])}
         return Page([by_id[i] for i in ranked[offset:offset + limit]], page, page_size,

@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 
 REINDEX_MIN_NEW_ROWS = 5000
-INDEX_VERSION = 2  # bump when the index settings change: older indexes are then rebuilt
+INDEX_VERSION = 3  # bump when the index settings change: older indexes are then rebuilt
 IGNORE = r"(\\.|[^a-z0-9])+"  # digits are kept: numbers and IDs are words too
 
 
@@ -27,8 +27,9 @@ class TextIndex:
     """A BM25 index over a table's `content` column, keyed by its `id` column.
 
     The index is a snapshot: rows with ids above `refresh()`'s return value are not in it and
-    are left to the caller (a substring scan over them is cheap). It is rebuilt once enough
-    new rows have piled up: max(5,000, 10% of the indexed rows)."""
+    are scored on the fly (see scores_sql). It is rebuilt once enough new rows have piled up:
+    max(5,000, 10% of the indexed rows). It keeps every word: BM25 already weighs frequent
+    words down, and a stop list made "hello", "first" or "want" unsearchable."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, table: str):
         load_fts(con)
@@ -41,7 +42,7 @@ class TextIndex:
         """Index every row of the table now."""
         top = self.con.execute(f"SELECT coalesce(max(id), 0) FROM {self.table}").fetchone()[0]
         self.con.execute(f"PRAGMA create_fts_index('{self.table}', 'id', 'content', "
-                         f"stemmer='porter', stopwords='english', ignore='{IGNORE}', "
+                         f"stemmer='porter', stopwords='none', ignore='{IGNORE}', "
                          "overwrite=1)")
         # sorted by term: a query's literal terms and term ids then skip most row groups
         self.con.execute(f"CREATE OR REPLACE TABLE {self.schema}.terms AS "
@@ -67,33 +68,55 @@ class TextIndex:
             return self.indexed_up_to()
         return indexed
 
-    def query_terms(self, query: str) -> list[tuple[int, int]]:
-        """(term id, document frequency) of the query's words that the index knows, the words
-        tokenized, filtered and stemmed as the index's rows were."""
-        stems = [row[0] for row in self.con.execute(
+    def query_stems(self, query: str) -> list[str]:
+        """The query's words tokenized and stemmed as the index's rows were (every word
+        counts: no stop list, so "hello", "first" and "want" are searchable)."""
+        return [row[0] for row in self.con.execute(
             f"SELECT DISTINCT stem(t, 'porter') FROM (SELECT unnest({self.schema}.tokenize(?)) "
-            f"AS t) WHERE t <> '' AND t NOT IN (SELECT sw FROM {self.schema}.stopwords)",
-            [query]).fetchall()]
-        if not stems:
-            return []
+            "AS t) WHERE t <> ''", [query]).fetchall()]
+
+    def _document_frequencies(self, stems: list[str]) -> dict[str, tuple[int, int]]:
+        """(term id, document frequency) of the stems the index knows."""
         # literal terms (only a-z and 0-9 survive tokenize) let the sorted dict skip row groups
-        literals = ", ".join("'" + stem.replace("'", "''") + "'" for stem in stems)
-        return self.con.execute(f"SELECT termid, df FROM {self.schema}.dict "
+        literals = ", ".join(_literal(stem) for stem in stems)
+        rows = self.con.execute(f"SELECT term, termid, df FROM {self.schema}.dict "
                                 f"WHERE term IN ({literals})").fetchall()
+        return {term: (termid, df) for term, termid, df in rows}
 
-    def scores_sql(self, terms: list[tuple[int, int]]) -> str:
-        """A SELECT of (id, score) for the indexed rows holding any of the query's terms.
-
-        BM25 as match_bm25 computes it (k=1.2, b=0.75), but starting from the query's
-        postings instead of scoring every row; term ids are literals from the index."""
-        values = ", ".join(f"({int(t)}, {int(df)})" for t, df in terms) or "(-1, 1)"
-        ids = ", ".join(str(int(t)) for t, _ in terms) or "-1"
+    def scores_sql(self, query: str, indexed_up_to: int) -> str:
+        """A SELECT of (id, score) for every row holding any of the query's words, BM25 as
+        match_bm25 computes it (k=1.2, b=0.75). Indexed rows are scored from the query's
+        postings; rows newer than the index are tokenized on the fly and scored with the
+        index's statistics, so a search never misses what was just said."""
+        stems = self.query_stems(query)
+        if not stems:
+            return "SELECT NULL::BIGINT AS id, NULL::DOUBLE AS score WHERE false"
+        known = self._document_frequencies(stems)
+        values = ", ".join(f"({_literal(s)}, {int(known.get(s, (-1, 0))[0])}, "
+                           f"{int(known.get(s, (-1, 0))[1])})" for s in stems)
+        ids = ", ".join(str(int(termid)) for termid, _ in known.values()) or "-1"
         return f"""
-            WITH q(termid, df) AS (VALUES {values}),
-            tf AS (SELECT docid, termid, count(*) AS tf FROM {self.schema}.terms
-                   WHERE termid IN ({ids}) GROUP BY docid, termid),
-            st AS (SELECT num_docs, avgdl FROM {self.schema}.stats)
-            SELECT docs.name AS id, sum(log((st.num_docs - q.df + 0.5) / (q.df + 0.5) + 1)
-                * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * docs.len / st.avgdl))) AS score
-            FROM tf JOIN q USING (termid) JOIN {self.schema}.docs AS docs USING (docid), st
-            GROUP BY docs.name"""
+            WITH q(term, termid, df) AS (VALUES {values}),
+            st AS (SELECT num_docs, coalesce(avgdl, 1) AS avgdl FROM {self.schema}.stats),
+            indexed AS (
+                SELECT docs.name AS id, docs.len, q.df, count(*) AS tf
+                FROM {self.schema}.terms AS terms JOIN q USING (termid)
+                JOIN {self.schema}.docs AS docs USING (docid)
+                WHERE terms.termid IN ({ids}) GROUP BY docs.name, docs.len, q.term, q.df),
+            newer_words AS (
+                SELECT id, stem(t, 'porter') AS term FROM (
+                    SELECT id, unnest({self.schema}.tokenize(content)) AS t FROM {self.table}
+                    WHERE id > {int(indexed_up_to)}) WHERE t <> ''),
+            newer_len AS (SELECT id, count(*) AS len FROM newer_words GROUP BY id),
+            newer AS (
+                SELECT id, newer_len.len, q.df, count(*) AS tf
+                FROM newer_words JOIN q USING (term) JOIN newer_len USING (id)
+                GROUP BY id, newer_len.len, q.term, q.df),
+            tf AS (SELECT * FROM indexed UNION ALL SELECT * FROM newer)
+            SELECT id, sum(log((st.num_docs - tf.df + 0.5) / (tf.df + 0.5) + 1)
+                * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * tf.len / st.avgdl))) AS score
+            FROM tf, st GROUP BY id"""
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
