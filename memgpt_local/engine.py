@@ -20,6 +20,7 @@ from .agent import portable
 from .agent.loop import Agent
 from .agent.settings import AgentSettings
 from .errors import MemgptLocalError
+from .files import write_atomic
 from .llm.base import DEFAULT_SEED, Runtime
 from .llm.gguf import vocab_counter
 from .llm.kvcache import SnapshotStore
@@ -249,9 +250,7 @@ class Engine:
         messages = self.recall_storage(name).all()
         passages = stored_passages(self.db.con, name)
         document = portable.export_document(record, messages, passages)
-        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        temporary.write_text(json.dumps(document, ensure_ascii=False))
-        os.replace(temporary, path)
+        write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
         return {"messages": len(messages), "passages": len(passages)}
 
     def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:

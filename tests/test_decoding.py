@@ -61,8 +61,8 @@ def test_index_is_cached_in_memory_and_on_disk(smollm):
     assert smollm.constraint(schema).build.source == "memory"
     decoding.clear_memory_cache()
     assert smollm.constraint(schema).build.source == "disk"
-    for cached in smollm.grammar_dir.glob("*.index"):
-        cached.write_bytes(b"not a pickle")
+    for cached in smollm.grammar_dir.glob("*.idx"):
+        cached.write_bytes(b"not an index")
     decoding.clear_memory_cache()
     rebuilt = smollm.constraint(schema)
     assert rebuilt.build.source == "built"
@@ -84,3 +84,22 @@ def test_gemma_large_vocabulary_constrained_call(registry, tmp_path):
     processor = gemma.constraint(decoding.function_call_schema(FUNCTIONS)).processor()
     generation = gemma.generate(chat.tokens, max_tokens=300, processor=processor).finish()
     _check_call(generation.text)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['PLANTED_MARKER'], 'w').close()",))
+
+
+def test_a_planted_cache_file_cannot_run_code(smollm, tmp_path, monkeypatch):
+    import pickle
+
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("PLANTED_MARKER", str(marker))
+    schema = decoding.function_call_schema(FUNCTIONS[:1])
+    key = smollm.constraint(schema).key
+    for name in (f"{key[:32]}.index", f"{key[:32]}.idx"):  # the old and the new file name
+        (smollm.grammar_dir / name).write_bytes(pickle.dumps(_RunsCode()))
+    decoding.clear_memory_cache()
+    assert smollm.constraint(schema).build.source == "built"
+    assert not marker.exists()

@@ -1,7 +1,9 @@
 """Defects found by testing (issue 10): each test failed before its fix."""
 
 import json
+import os
 import signal
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from test_cli_agents import invoke
 from memgpt_local.agent.loop import Agent
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.errors import ContextOverflowError, MemgptLocalError
+from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.memory.agents import AgentRecord, AgentStore
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory
@@ -256,3 +259,33 @@ def test_recall_search_finds_common_words(tmp_path, indexed):
         assert found and all(word in m.content.lower() for m in found), word
     best = recall.search_text("when did I first say I want a dog?").items[0]
     assert best.content.startswith("I want a dog")
+
+
+def test_the_lock_file_is_never_followed_through_a_link(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "memgpt.lock").symlink_to(victim)
+    with pytest.raises(MemgptLocalError, match="link"):
+        Database(home)
+    assert victim.read_text() == "do not truncate me"
+
+
+def test_temporaries_left_by_a_crash_are_swept(tmp_path):
+    dead = _finished_pid()
+    kv, index_dir = tmp_path / "kv", tmp_path / "archival"
+    for directory in (kv, index_dir):
+        directory.mkdir()
+        (directory / f"abc.kv.tmp{dead}").write_bytes(b"half a snapshot")
+        (directory / f"abc.kv.tmp{os.getpid()}").write_bytes(b"being written now")
+    SnapshotStore(kv)
+    ArchivalStorage(Database(tmp_path / "home").con, "ann", index_dir, HashingEmbedder(), False)
+    for directory in (kv, index_dir):
+        assert sorted(p.name for p in directory.glob("*.tmp*")) == [f"abc.kv.tmp{os.getpid()}"]
+
+
+def _finished_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

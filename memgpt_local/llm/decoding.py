@@ -12,8 +12,6 @@ compiled again in every process): the mask is applied with plain numpy.
 import copy
 import hashlib
 import json
-import os
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConstraintUnavailableError
+from ..files import sweep_temporaries, write_atomic
 from ..resources import GRAMMARS_DIR
 
 ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
@@ -135,7 +134,8 @@ class FunctionCallConstraint:
         if self.key in _INDEX_MEMORY:
             return _INDEX_MEMORY[self.key], "memory"
         cache_dir.mkdir(parents=True, exist_ok=True)
-        path = cache_dir / f"{self.key[:32]}.index"
+        sweep_temporaries(cache_dir)
+        path = cache_dir / f"{self.key[:32]}.idx"
         index = _read_index(path)
         source = "disk"
         if index is None:
@@ -150,22 +150,33 @@ class FunctionCallConstraint:
         return FunctionCallProcessor(self.index, self.n_vocab)
 
 
+INDEX_MAGIC = b"MGLIDX1\n"  # then outlines-core's own binary form of the Index (no pickle)
+
+
 def _read_index(path: Path):
+    """The cached Index, or None. The file is plain data that outlines-core decodes: a file
+    planted in the cache cannot run code (the old pickle files are never read)."""
+    from outlines_core import Index
+
     try:
-        with path.open("rb") as handle:
-            return pickle.load(handle)
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        if not raw.startswith(INDEX_MAGIC):
+            raise ValueError("not an index cache file")
+        return Index.from_binary(raw[len(INDEX_MAGIC):])
     except Exception:  # a corrupt or incompatible cache file is rebuilt
         path.unlink(missing_ok=True)
         return None
 
 
 def _write_index(path: Path, index) -> None:
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    with temporary.open("wb") as handle:
-        pickle.dump(index, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(temporary, path)
+    """Store the Index in outlines-core's binary form (the bytes its pickling would carry)."""
+    constructor, (data,) = index.__reduce__()
+    if getattr(constructor, "__name__", "") != "from_binary" or not isinstance(data, bytes):
+        return  # an outlines-core without a binary form: build the Index each time instead
+    write_atomic(path, INDEX_MAGIC + data)
 
 
 def clear_memory_cache() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import sweep_temporaries, write_atomic
 from .models import ModelSpec
 
 MAGIC = b"MGLKV01\n"
@@ -49,6 +50,7 @@ class SnapshotStore:
         self.directory = directory
         self.keep = keep
         directory.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(directory)  # left by a process that crashed while writing
 
     def file_for(self, model_key: str, tokens: list[int]) -> Path:
         """The snapshot file for a token prefix of one model and its settings."""
@@ -99,12 +101,8 @@ class PrefixSnapshots:
         header = json.dumps({"model_key": self.model_key, "n_tokens": len(prefix),
                              "data_len": written, "crc32": zlib.crc32(data)}).encode()
         target = self.file_for(prefix)
-        temporary = target.with_suffix(f".tmp{os.getpid()}")
-        with temporary.open("wb") as handle:
-            handle.write(MAGIC + struct.pack("<I", len(header)) + header)
-            handle.write(_tokens_bytes(prefix))
-            handle.write(data)
-        os.replace(temporary, target)
+        write_atomic(target, b"".join([MAGIC, struct.pack("<I", len(header)), header,
+                                       _tokens_bytes(prefix), data]))
         self.store.prune()
         return target
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from ..files import sweep_temporaries, temporary_for, write_atomic
 from .keywords import KeywordIndex
 from .paging import Page, page_bounds
 
@@ -80,6 +81,7 @@ class ArchivalStorage:
         self.embedder = embedder
         self.progress = progress
         index_dir.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(index_dir)  # left by a process that crashed while saving
         self.index_path, self.meta_path = index_files(index_dir, agent)
         self._index = None
         self._indexer: ThreadPoolExecutor | None = None  # started by the first insert
@@ -218,12 +220,10 @@ class ArchivalStorage:
 
     def _save(self) -> None:
         self._index_ready()
-        temporary = self.index_path.with_suffix(f".tmp{os.getpid()}")
+        temporary = temporary_for(self.index_path)
         self._index.save_index(str(temporary))
         os.replace(temporary, self.index_path)
-        meta_tmp = self.meta_path.with_suffix(f".tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps(self._fingerprint()))
-        os.replace(meta_tmp, self.meta_path)
+        write_atomic(self.meta_path, json.dumps(self._fingerprint()).encode())
         self.dirty = False
         self.saved_at = time.monotonic()
 

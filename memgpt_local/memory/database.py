@@ -2,6 +2,7 @@
 
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,8 +86,22 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return len(MIGRATIONS)
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, never through a symbolic link and only if it is a plain file (it is
+    truncated: a link planted there must not make us write into another file)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise MemgptLocalError(f"Cannot use the lock file {path} ({exc.strerror}): it must be "
+                               "a plain file, not a link; remove it and try again.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MemgptLocalError(f"{path} is not a plain file; remove it and try again.")
+    return fd
+
+
 def _acquire_lock(path: Path, wait: bool, timeout_s: float) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
