@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -289,3 +290,50 @@ def _finished_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_a_database_from_a_newer_version_is_refused_unchanged(tmp_path):
+    with Database(tmp_path) as db:
+        db.con.execute("INSERT INTO migrations (version, name) VALUES (99, '_m099_future')")
+    before = (tmp_path / "memgpt.duckdb").read_bytes()
+    with pytest.raises(MemgptLocalError, match="schema version 99.*knows schema"):
+        Database(tmp_path)
+    assert (tmp_path / "memgpt.duckdb").read_bytes() == before
+    with pytest.raises(MemgptLocalError):  # and the lock was released: the error again
+        Database(tmp_path)
+
+
+def test_read_only_commands_say_who_holds_the_home_and_wait_for_it(tmp_path):
+    invoke(tmp_path, "agents", "create", "ann")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from memgpt_local.memory.database import Database; d = Database(Path(sys.argv[1])); "
+         "print('ready', flush=True); time.sleep(3)", str(tmp_path), "chat"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for command in (["agents", "list"], ["agents", "show", "ann"]):
+            refused = invoke(tmp_path, *command)
+            assert refused.exit_code == 1 and "Traceback" not in refused.output
+            assert f"pid {holder.pid}" in refused.output and "chat" in refused.output
+            assert "--wait" in refused.output
+        waited = invoke(tmp_path, "agents", "show", "ann", "--wait")
+        assert waited.exit_code == 0 and "ann" in waited.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_streamed_text_of_a_failed_call_is_withdrawn(tmp_path, capsys):
+    from memgpt_local.cli.chat import _listener
+
+    cut_off = call("send_message", message="Half a reply that never")[:-8]
+    agent = make_agent(tmp_path, [cut_off, call("send_message", message="The whole reply.")])
+    events = []
+    listen = _listener(quiet=True, name="sam")
+    turn = agent.send("hi", lambda kind, value: (events.append(kind), listen(kind, value)))
+    assert turn.replies == ["The whole reply."]
+    assert events.index("withdraw") < events.index("step") < len(events) - 1
+    assert [k for k in events if k != "reply"] == ["withdraw", "step", "step"]
+    shown = capsys.readouterr().out
+    assert shown.index("Half a reply") < shown.index("[withdrawn") < shown.index("The whole")

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
     from ..memory.archival import ArchivalStorage
     from ..memory.recall import RecallStorage
 
+# Events: ("reply", text streamed so far), ("withdraw", characters streamed by a call that
+# failed: not sent), ("step", StepReport).
 Listener = Callable[[str, Any], None]
 RETRY_TEMPERATURE = 0.7
 RETRY_REPEAT_PENALTY = 1.3
@@ -262,6 +264,8 @@ class Agent:
         for piece in generation:
             streamer.feed(piece)
         call, outcome = self._execute(generation.text, generation.stats)
+        if listener and streamer.emitted and (outcome.failed or outcome.function != "send_message"):
+            listener("withdraw", streamer.emitted)  # the user saw text that was not sent
         report = StepReport((call or {}).get("thoughts", ""), outcome.function,
                             (call or {}).get("arguments"), outcome.result, outcome.failed,
                             outcome.heartbeat, generation.stats, new_tokens, prepared.flushed,

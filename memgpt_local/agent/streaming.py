@@ -29,7 +29,7 @@ class ReplyStreamer:
     def __init__(self, on_text: Callable[[str], None] | None):
         self.on_text = on_text
         self.text = ""
-        self.emitted = 0
+        self.emitted = 0  # characters of reply text passed on so far
         self.done = False
 
     def feed(self, piece: str) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from . import agents, chat, models
-from .common import engine, user_errors
+from .common import engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
 Environment:
@@ -27,7 +27,7 @@ def cli() -> None:
 @click.option("--max-tokens", default=200, show_default=True,
               help="Passage size in embedding-model tokens.")
 @click.option("--overlap", default=30, show_default=True, help="Tokens shared by neighbours.")
-@click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
+@wait_option
 @user_errors
 def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int,
          wait: bool) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import engine, user_errors
+from .common import engine, user_errors, wait_option
 
 
 @click.group()
@@ -20,10 +20,11 @@ def agents() -> None:
 @click.option("--persona", type=click.File(), help="Text file for the persona block.")
 @click.option("--human", type=click.File(), help="Text file for the human block.")
 @click.option("--block-limit", default=2000, show_default=True, help="Characters per block.")
+@wait_option
 @user_errors
-def agents_create(name, model, n_ctx, persona, human, block_limit) -> None:
+def agents_create(name, model, n_ctx, persona, human, block_limit, wait) -> None:
     """Create an agent."""
-    with engine() as eng:
+    with engine(wait) as eng:
         record, notes = eng.create_agent(name, model, n_ctx, persona and persona.read().strip(),
                                          human and human.read().strip(), block_limit)
     for note in notes:
@@ -33,10 +34,11 @@ def agents_create(name, model, n_ctx, persona, human, block_limit) -> None:
 
 
 @agents.command("list")
+@wait_option
 @user_errors
-def agents_list() -> None:
+def agents_list(wait: bool) -> None:
     """List agents with their model and sizes."""
-    with engine() as eng:
+    with engine(wait) as eng:
         rows = eng.list_agents()
     if not rows:
         click.echo("No agents yet: memgpt-local agents create NAME (or just memgpt-local chat)")
@@ -61,10 +63,11 @@ def print_overview(info: dict) -> None:
 @agents.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@wait_option
 @user_errors
-def agents_show(name: str, as_json: bool) -> None:
+def agents_show(name: str, as_json: bool, wait: bool) -> None:
     """Show an agent: model, window, core memory, summary and counts."""
-    with engine() as eng:
+    with engine(wait) as eng:
         info = eng.show_agent(name)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -75,10 +78,11 @@ def agents_show(name: str, as_json: bool) -> None:
 @agents.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@wait_option
 @user_errors
-def agents_delete(name: str, yes: bool) -> None:
+def agents_delete(name: str, yes: bool, wait: bool) -> None:
     """Delete an agent with all its messages and passages."""
-    with engine() as eng:
+    with engine(wait) as eng:
         eng.show_agent(name)  # an unknown name is an error before anything is asked
         if not yes:
             click.confirm(f"Delete agent '{name}' and all its memory?", abort=True)
@@ -89,10 +93,11 @@ def agents_delete(name: str, yes: bool) -> None:
 @agents.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@wait_option
 @user_errors
-def agents_export(name: str, file: Path) -> None:
+def agents_export(name: str, file: Path, wait: bool) -> None:
     """Write an agent and all its memory to one portable JSON file."""
-    with engine() as eng:
+    with engine(wait) as eng:
         counts = eng.export_agent(name, file)
     click.echo(f"Exported '{name}' ({counts['messages']} messages, {counts['passages']} "
                f"passages) to {file}.")
@@ -101,9 +106,10 @@ def agents_export(name: str, file: Path) -> None:
 @agents.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--name", help="Import under another name.")
+@wait_option
 @user_errors
-def agents_import(file: Path, name: str | None) -> None:
+def agents_import(file: Path, name: str | None, wait: bool) -> None:
     """Recreate an agent from an exported file."""
-    with engine() as eng:
+    with engine(wait) as eng:
         record = eng.import_agent(file, name)
     click.echo(f"Imported agent '{record.name}'.")

@@ -9,7 +9,7 @@ import click
 from ..agent.loop import Agent, Listener, Turn
 from ..engine import Engine
 from .agents import print_overview
-from .common import engine, user_errors
+from .common import engine, user_errors, wait_option
 
 DEFAULT_AGENT = "sam"
 HELP = """Commands:
@@ -46,6 +46,10 @@ def _listener(quiet: bool, name: str) -> Listener:
         if state["open"]:
             click.echo()
             state["open"] = False
+        if kind == "withdraw":
+            click.echo(click.style("  [withdrawn: that reply failed and was not sent]",
+                                   fg="yellow"))
+            return
         if not quiet:
             if value.thoughts:
                 click.echo(click.style(f"  ({value.thoughts})", dim=True))
@@ -136,7 +140,7 @@ def _slash_command(eng: Engine, agent: Agent, line: str) -> bool:
 @click.command()
 @click.option("--agent", "-a", "name", required=True, help="Agent name.")
 @click.option("--json", "as_json", is_flag=True, help="Print every step as a JSON line.")
-@click.option("--wait", is_flag=True, help="Wait if another process is using the home.")
+@wait_option
 @click.argument("message")
 @user_errors
 def send(name: str, as_json: bool, wait: bool, message: str) -> None:

@@ -21,6 +21,10 @@ def user_errors(func):
     return wrapper
 
 
+wait_option = click.option("--wait", is_flag=True,
+                           help="Wait if another process (a chat) is using the home.")
+
+
 def engine(wait: bool = False) -> Engine:
     """The engine over the home the environment names (use it in a with block)."""
     return Engine(wait=wait)

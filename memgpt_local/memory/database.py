@@ -3,6 +3,7 @@
 import fcntl
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     con.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, "
                 "name VARCHAR, applied_at TIMESTAMPTZ DEFAULT current_timestamp)")
     done = {row[0] for row in con.execute("SELECT version FROM migrations").fetchall()}
+    if done and max(done) > len(MIGRATIONS):
+        raise MemgptLocalError(
+            f"This home's database has schema version {max(done)}, written by a newer "
+            f"memgpt-local; this version knows schema {len(MIGRATIONS)}. Upgrade memgpt-local "
+            "(nothing was changed).")
     for version, migration in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
@@ -100,6 +106,14 @@ def _open_lock_file(path: Path) -> int:
     return fd
 
 
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it: the pid and the command."""
+    lines = os.pread(fd, 512, 0).decode(errors="replace").splitlines()
+    pid = lines[0].strip() if lines else "unknown"
+    command = lines[1].strip() if len(lines) > 1 else ""
+    return f"`{command}` (pid {pid})" if command else f"another memgpt-local process (pid {pid})"
+
+
 def _acquire_lock(path: Path, wait: bool, timeout_s: float) -> int:
     fd = _open_lock_file(path)
     deadline = time.monotonic() + timeout_s
@@ -109,15 +123,28 @@ def _acquire_lock(path: Path, wait: bool, timeout_s: float) -> int:
             break
         except BlockingIOError:
             if not wait or time.monotonic() > deadline:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                holder = _holder(fd)
                 os.close(fd)
                 raise HomeLockedError(
-                    f"{path.parent} is in use by another memgpt-local process (pid {holder}). "
-                    "Stop it, or pass --wait to wait for it.") from None
+                    f"{path.parent} is held by {holder} until it ends (a chat holds it until "
+                    "you leave it with /exit); DuckDB lets no other process read it meanwhile. "
+                    "Try again then, or pass --wait to wait for it.") from None
             time.sleep(0.2)
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200].replace("\n", " ")
     os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.pwrite(fd, f"{os.getpid()}\n{command}\n".encode(), 0)
     return fd
+
+
+def _connect(path: Path) -> tuple[duckdb.DuckDBPyConnection, int]:
+    """The database, migrated; closed again if it cannot be used."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return con, migrate(con)
+    except BaseException:
+        con.close()
+        raise
 
 
 class Database:
@@ -127,10 +154,12 @@ class Database:
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _acquire_lock(self.home / LOCK_FILE, wait, timeout_s)
-        self.con = duckdb.connect(str(self.home / DB_FILE))
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.version = migrate(self.con)
         self.in_transaction = False
+        try:
+            self.con, self.version = _connect(self.home / DB_FILE)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
