@@ -1,4 +1,4 @@
-"""python -m memgpt_local: the same as the memgpt-local command."""
+"""`python -m memgpt_local` runs the command line, like the memgpt-local script."""
 
 from .cli import cli
 

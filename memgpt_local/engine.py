@@ -108,12 +108,13 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
                  runtime_factory: RuntimeFactory = ModelRuntime,
-                 clock: ctx.Clock = ctx.utc_now):
+                 clock: ctx.Clock = ctx.utc_now, embedder: Embedder | None = None):
         self.config = config or EngineConfig.from_environment()
         self.home = self.config.home
         self.wait = wait
         self._runtime_factory = runtime_factory
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
+        self._embedder = embedder  # None: the configured model, loaded on first use
         self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
         self._db: Database | None = None
         self._open: list[Agent] = []
@@ -143,6 +144,8 @@ class Engine:
 
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use (seconds) and shared."""
+        if self._embedder is not None:
+            return self._embedder
         return load_embedder(self.config.embedding_model, self.config.embedding_precision)
 
     def _load_runtime(self, spec: ModelSpec, n_ctx: int) -> Runtime:
@@ -250,7 +253,10 @@ class Engine:
         messages = self.recall_storage(name).all()
         passages = stored_passages(self.db.con, name)
         document = portable.export_document(record, messages, passages)
-        write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
+        try:
+            write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
+        except OSError as exc:
+            raise MemgptLocalError(f"Cannot write {path}: {exc.strerror}.") from None
         return {"messages": len(messages), "passages": len(passages)}
 
     def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:

@@ -13,6 +13,10 @@ class ModelFileMissingError(MemgptLocalError):
     """A registered model whose GGUF file is not on disk."""
 
 
+class ModelFileError(MemgptLocalError):
+    """A model file that exists but cannot be loaded (truncated, corrupt, not GGUF)."""
+
+
 class RegistryError(MemgptLocalError):
     """A models.toml that cannot be read or has an invalid entry."""
 

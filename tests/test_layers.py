@@ -17,9 +17,9 @@ def test_import_contracts_are_kept():
 
 def test_each_layer_has_its_folder():
     package = ROOT / "memgpt_local"
-    for layer in ("llm", "memory", "agent", "cli"):
+    for layer in ("llm", "memory", "agent", "bench", "cli"):
         assert (package / layer / "__init__.py").is_file(), layer
     assert (package / "engine.py").is_file()
     assert not [p.name for p in package.glob("*.py")
                 if p.name not in {"__init__.py", "__main__.py", "engine.py", "errors.py",
-                                  "resources.py"}]
+                                  "resources.py", "files.py"}]

@@ -238,7 +238,7 @@ def test_load_command_reports_and_is_idempotent(tmp_path, monkeypatch):
     result = runner.invoke(cli, ["load", str(notes), str(records), str(bad), "--agent", "ann"])
     assert result.exit_code == 0, result.output
     assert "Created agent 'ann'" in result.output
-    assert f"Could not load {bad}" in result.output
+    assert f"Warning: not loaded: {bad}" in result.output
     assert "Loaded 2 file(s)" in result.output and " 0 already stored" in result.output
     again = runner.invoke(cli, ["load", str(notes), str(records), "--agent", "ann"])
     assert "0 new passage(s)" in again.output

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MemgptLocalError
 from ..llm.base import GenerationStats, Runtime, SamplingSettings
 from ..llm.decoding import function_call_schema
 from ..memory.agents import AgentRecord
@@ -34,6 +35,10 @@ if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
 # Events: ("reply", text streamed so far), ("withdraw", characters streamed by a call that
 # failed: not sent), ("step", StepReport).
 Listener = Callable[[str, Any], None]
+
+
+class MessageError(MemgptLocalError):
+    """A user message that cannot be sent (empty, or too long for the window)."""
 RETRY_TEMPERATURE = 0.7
 RETRY_REPEAT_PENALTY = 1.3
 
@@ -165,8 +170,21 @@ class Agent:
 
     # --- events ----------------------------------------------------------------------------
     def send(self, text: str, listener: Listener | None = None) -> Turn:
-        """A user message."""
+        """A user message (refused, with nothing stored, if empty or too long)."""
+        self._check_message(text)
         return self.handle(Message("user", text), listener)
+
+    def _check_message(self, text: str) -> None:
+        if not text.strip():
+            raise MessageError("The message is empty: write something to send.")
+        limit = self.runtime.n_ctx // 2
+        size = len(text) if len(text) > 16 * limit else self.runtime.count_tokens(text)
+        if size > limit:
+            raise MessageError(
+                f"The message is too long for the {self.runtime.n_ctx}-token window ({size} "
+                f"{'characters' if len(text) > 16 * limit else 'tokens'}; at most {limit} "
+                "tokens). Split it, or put it in archival memory: memgpt-local load FILE "
+                f"--agent {self.record.name}.")
 
     def alert(self, text: str, listener: Listener | None = None) -> Turn:
         """A system alert."""

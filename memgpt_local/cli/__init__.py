@@ -24,9 +24,10 @@ def cli() -> None:
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--agent", "-a", "agent_name", required=True, help="Agent whose archive to fill.")
-@click.option("--max-tokens", default=200, show_default=True,
+@click.option("--max-tokens", default=200, show_default=True, type=click.IntRange(16, 4096),
               help="Passage size in embedding-model tokens.")
-@click.option("--overlap", default=30, show_default=True, help="Tokens shared by neighbours.")
+@click.option("--overlap", default=30, show_default=True, type=click.IntRange(0, 1024),
+              help="Tokens shared by neighbours.")
 @wait_option
 @user_errors
 def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int,
@@ -42,12 +43,13 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
         with tqdm(desc="Loading", unit="passage") as bar:
             report = eng.load_documents(agent_name, list(paths), max_tokens, overlap,
                                         bar.update)
-    for path, reason in report.failed.items():
-        click.echo(f"Could not load {path}: {reason}", err=True)
+    failed = [f"{path}: {reason}" for path, reason in report.failed.items()]
+    if failed and not report.files:
+        raise click.ClickException("Nothing was loaded. " + "; ".join(failed))
+    for line in failed:
+        click.echo(f"Warning: not loaded: {line}", err=True)
     click.echo(f"Loaded {report.files} file(s): {report.passages} new passage(s), "
                f"{report.skipped_duplicates} already stored, in {report.seconds:.1f} s.")
-    if report.failed and not report.files:
-        raise SystemExit(1)
 
 
 for command in (agents.agents, chat.chat, chat.send, models.models, models.run):

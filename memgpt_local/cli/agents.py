@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import engine, user_errors, wait_option
+from .common import engine, read_text, user_errors, wait_option
 
 
 @click.group()
@@ -16,17 +16,21 @@ def agents() -> None:
 @agents.command("create")
 @click.argument("name")
 @click.option("--model", "-m", help="Model alias (default: the registry's default).")
-@click.option("--n-ctx", type=int, help="Context window in tokens (default: the model's).")
-@click.option("--persona", type=click.File(), help="Text file for the persona block.")
-@click.option("--human", type=click.File(), help="Text file for the human block.")
-@click.option("--block-limit", default=2000, show_default=True, help="Characters per block.")
+@click.option("--n-ctx", type=click.IntRange(256, 1_048_576),
+              help="Context window in tokens (default: the model's).")
+@click.option("--persona", type=click.Path(dir_okay=False),
+              help="UTF-8 text file for the persona block.")
+@click.option("--human", type=click.Path(dir_okay=False),
+              help="UTF-8 text file for the human block.")
+@click.option("--block-limit", default=2000, show_default=True, type=click.IntRange(50, 100_000),
+              help="Characters per block.")
 @wait_option
 @user_errors
 def agents_create(name, model, n_ctx, persona, human, block_limit, wait) -> None:
     """Create an agent."""
     with engine(wait) as eng:
-        record, notes = eng.create_agent(name, model, n_ctx, persona and persona.read().strip(),
-                                         human and human.read().strip(), block_limit)
+        record, notes = eng.create_agent(name, model, n_ctx, read_text(persona, "persona"),
+                                         read_text(human, "human"), block_limit)
     for note in notes:
         click.echo(note, err=True)
     click.echo(f"Created agent '{record.name}' on {record.model} "

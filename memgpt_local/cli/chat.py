@@ -9,7 +9,7 @@ import click
 from ..agent.loop import Agent, Listener, Turn
 from ..engine import Engine
 from .agents import print_overview
-from .common import engine, user_errors, wait_option
+from .common import engine, read_message, user_errors, wait_option
 
 DEFAULT_AGENT = "sam"
 HELP = """Commands:
@@ -144,7 +144,8 @@ def _slash_command(eng: Engine, agent: Agent, line: str) -> bool:
 @click.argument("message")
 @user_errors
 def send(name: str, as_json: bool, wait: bool, message: str) -> None:
-    """Send one message to an agent and print its reply."""
+    """Send one message to an agent and print its reply (MESSAGE - reads it from stdin)."""
+    message = read_message(message)
     with engine(wait) as eng:
         turn = eng.open_agent(name).send(message)
     if as_json:

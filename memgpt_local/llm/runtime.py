@@ -14,6 +14,7 @@ from ..errors import ContextOverflowError, MemgptLocalError
 from .base import DEFAULT_SEED, Generation, GenerationStats, PromptTokens, SamplingSettings
 from .chat_template import ChatTemplate
 from .decoding import FunctionCallConstraint
+from .gguf import unreadable_model_errors
 from .kvcache import PrefixSnapshots, SnapshotStore, file_key
 from .models import ModelSpec
 
@@ -46,7 +47,8 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
             self.evaluated_total += len(tokens)
             super().eval(tokens)
 
-    with suppress_stdout_stderr(disable=False):  # llama.cpp logs to stderr even when quiet
+    # llama.cpp logs to stderr even when quiet
+    with suppress_stdout_stderr(disable=False), unreadable_model_errors(path):
         return CountingLlama(
             model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
             n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
@@ -91,6 +93,15 @@ class ModelRuntime:
         if token < 0:
             return ""
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def control_tokens(self) -> dict[int, str]:
+        """The vocabulary's control tokens (those only the chat template may put in a
+        prompt), by id, with their text."""
+        from llama_cpp import llama_vocab_is_control
+
+        vocab = self.llm._model.vocab
+        return {token: self.token_text(token) for token in range(self.llm.n_vocab())
+                if llama_vocab_is_control(vocab, token)}
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         """Tokenize text with the model's tokenizer; special=False keeps control tokens inert."""

@@ -78,8 +78,14 @@ def load_documents(paths: list[Path], archival, max_tokens: int = 200,
         try:
             passages = [p for text in read_texts(path)
                         for p in split_passages(text, count, max_tokens, overlap_tokens)]
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            report.failed[str(path)] = str(exc)
+        except UnicodeDecodeError:
+            report.failed[str(path)] = "not UTF-8 text (convert it, e.g. with iconv)"
+            continue
+        except (OSError, ValueError) as exc:
+            report.failed[str(path)] = getattr(exc, "strerror", None) or str(exc)
+            continue
+        if not passages:
+            report.failed[str(path)] = "it holds no text"
             continue
         report.files += 1
         for batch in _batches(passages, 256):

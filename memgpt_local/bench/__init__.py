@@ -1,0 +1,1 @@
+"""Benchmarks and test campaigns on top of the engine: scripted models, fault campaigns."""

@@ -1,0 +1,175 @@
+"""The kill campaign: a child process sends messages to an agent on the real model (and stores
+a passage after each), the parent SIGKILLs it at random moments; after every kill the home is
+opened and checked: every message reported stored is in recall exactly once, the archival
+index holds exactly DuckDB's rows, the agent opens and takes the next message, and no
+temporary file is left.
+
+Run a child by hand: python -m memgpt_local.bench.kills HOME AGENT FIRST_INDEX
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine import Engine, EngineConfig
+
+AGENT = "victim"
+MODEL = "smollm2-135m"
+N_CTX = 2048
+
+
+@dataclass
+class KillReport:
+    """What the campaign did and what it found."""
+
+    kills: int = 0
+    messages_stored: int = 0
+    messages_lost: int = 0
+    messages_duplicated: int = 0
+    agents_unopenable: int = 0
+    index_mismatches: int = 0
+    temporary_files_left: int = 0
+    child_errors: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def note(self, problem: str) -> None:
+        """Keep the first few problems for the report."""
+        if len(self.problems) < 10:
+            self.problems.append(problem)
+
+
+def message_text(index: int) -> str:
+    """The index-th message the child sends: unique, and about 30 words."""
+    return (f"Note {index}: my neighbour's cat is called Pepper number {index}; remember that "
+            "she likes sardines, sleeps on the boiler and hates the vacuum cleaner.")
+
+
+def passage_text(index: int) -> str:
+    """The passage stored after the index-th message."""
+    return f"Passage {index}: the cat Pepper number {index} weighs {index % 9 + 2} kilograms."
+
+
+def child(home: Path, first: int) -> None:
+    """Send messages without end, each followed by a passage, reporting each one stored."""
+    with Engine(EngineConfig(home)) as engine:
+        agent = engine.open_agent(AGENT)
+        agent.stores.open_archival()
+        print("ready", flush=True)
+        index = first
+        while True:
+            agent.send(message_text(index))
+            with agent.transaction():
+                agent.archival_insert(passage_text(index))
+            print(f"stored {index}", flush=True)
+            index += 1
+
+
+def _run_child(home: Path, first: int, kill_after_s: float) -> tuple[list[int], str]:
+    """Start a child, kill it kill_after_s seconds after it is ready; the indexes it
+    reported stored, and its error output if it failed before the kill."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memgpt_local.bench.kills", str(home), str(first)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        return [], process.stderr.read()[-2000:]
+    os.set_blocking(process.stdout.fileno(), False)
+    time.sleep(kill_after_s)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    os.set_blocking(process.stdout.fileno(), True)
+    output = process.stdout.read()
+    stored = [int(line.split()[1]) for line in output.splitlines() if line.startswith("stored")]
+    return stored, ""
+
+
+def _check_home(home: Path, reported: list[int], in_flight: set[int],
+                report: KillReport) -> None:
+    """Open the home after a kill and check everything the campaign promises."""
+    try:
+        with Engine(EngineConfig(home)) as engine:
+            agent = engine.open_agent(AGENT)
+            _check_messages(agent, reported, in_flight, report)
+            _check_index(agent, report)
+    except Exception as exc:  # any failure to open is what this campaign counts
+        report.agents_unopenable += 1
+        report.note(f"unopenable: {exc!r}")
+        return
+    left = [p for p in home.rglob("*.tmp*") if p.is_file()]
+    report.temporary_files_left += len(left)
+
+
+def _check_messages(agent, reported: list[int], in_flight: set[int],
+                    report: KillReport) -> None:
+    stored = Counter(m.content for m in agent.recall.all() if m.role == "user")
+    for index in reported:
+        count = stored[message_text(index)]
+        report.messages_lost += count == 0
+        report.messages_duplicated += max(0, count - 1)
+    for index in in_flight:
+        report.messages_duplicated += max(0, stored[message_text(index)] - 1)
+
+
+def _check_index(agent, report: KillReport) -> None:
+    archival = agent.archival
+    rows = {row[0] for row in archival.con.execute(
+        "SELECT id FROM passages WHERE agent = ?", [AGENT]).fetchall()}
+    labels = set(archival.index.get_ids_list())
+    live = {label for label in labels if _is_live(archival.index, label)}
+    if live != rows:
+        report.index_mismatches += 1
+        report.note(f"index holds {sorted(live ^ rows)[:5]} unlike DuckDB")
+
+
+def _is_live(index, label: int) -> bool:
+    try:
+        index.get_items([label])
+    except RuntimeError:  # marked deleted
+        return False
+    return True
+
+
+def prepare_home(home: Path) -> None:
+    """A home with the campaign's agent on the real model."""
+    with Engine(EngineConfig(home)) as engine:
+        if not engine.agent_exists(AGENT):
+            engine.create_agent(AGENT, MODEL, N_CTX)
+
+
+def run_kills(home: Path, kills: int, max_delay_s: float = 8.0, seed: int = 1337,
+              progress=None) -> KillReport:
+    """Kill the child `kills` times at random moments, checking the home after each."""
+    rng = random.Random(seed)
+    prepare_home(home)
+    report = KillReport()
+    reported: list[int] = []
+    in_flight: set[int] = set()
+    first = 0
+    while report.kills < kills:
+        stored, error = _run_child(home, first, rng.uniform(0.0, max_delay_s))
+        if error:
+            report.child_errors += 1
+            report.note(f"child failed: {error.strip().splitlines()[-1:]}")
+            if report.child_errors > 3:
+                break
+            continue
+        report.kills += 1
+        reported += stored
+        first = (stored[-1] + 1 if stored else first)
+        in_flight.add(first)  # it may have been stored without being reported
+        first += 1
+        _check_home(home, reported, in_flight, report)
+        if progress:
+            progress(report)
+    report.messages_stored = len(reported)
+    return report
+
+
+if __name__ == "__main__":
+    child(Path(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,128 @@
+"""A scripted model and a hashing embedder: the runtime and embedder interfaces without a real
+model, for control-flow tests and campaigns that need thousands of steps in seconds."""
+
+import json
+import re
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+
+from ..llm.base import Generation, GenerationStats, PromptTokens
+
+Script = list[str] | Callable[[list[dict]], str]
+
+
+def call(function: str, thoughts: str = "", **arguments) -> str:
+    """The JSON text of one function call, as the constrained model would write it."""
+    return json.dumps({"thoughts": thoughts, "function": function, "arguments": arguments})
+
+
+class WindowExceeded(AssertionError):
+    """A prompt plus its reserved response that does not fit the window: a bug in our code."""
+
+
+class ScriptedRuntime:
+    """A word-level tokenizer and scripted completions, with the runtime's interface. The
+    script is a list of completions or a function of the prompt's messages; summaries come
+    from `summarize` (a function of the prompt's messages too). Outputs are cut at
+    max_tokens, as a real model's would be."""
+
+    def __init__(self, script: Script, n_ctx: int = 2048,
+                 summarize: Callable[[list[dict]], str] | None = None):
+        self.script = script
+        self.n_ctx = n_ctx
+        self.summarize = summarize
+        self.last_messages: list[dict] = []
+        self.prompt_lengths: list[int] = []
+        self.summary_calls = 0
+        self.steps = 0
+        self.samplings: list = []
+        self.closed = False
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """One token per word or punctuation mark."""
+        return [zlib.crc32(w.encode()) % 30000 + 10 for w in re.findall(r"\w+|[^\w\s]", text)]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in a plain text."""
+        return len(self.tokenize(text))
+
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True):
+        """A token per word, with a start and end marker around each message."""
+        self.last_messages = messages
+        tokens: list[int] = []
+        ends = []
+        for message in messages:
+            tokens += [1] + self.tokenize(message["role"]) + self.tokenize(message["content"])
+            ends.append(len(tokens))
+            tokens.append(2)
+        return PromptTokens(tokens + [1, 3], ends)
+
+    def close(self) -> None:
+        """Nothing to free."""
+        self.closed = True
+
+    def constraint(self, schema: dict):
+        """Itself: processor() hands out a marker object."""
+        self.schema = schema
+        return self
+
+    def processor(self):
+        """A marker that tells agent steps (with a processor) from summaries (without)."""
+        return object()
+
+    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0):
+        """The next scripted completion (or a summary), cut at max_tokens."""
+        self.prompt_lengths.append(len(tokens) + max_tokens)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise WindowExceeded(f"{len(tokens)} + {max_tokens} > {self.n_ctx}")
+        text = self._summary() if processor is None else self._completion(sampling)
+        finish = "length" if self.count_tokens(text) > max_tokens else "stop"
+        if finish == "length":
+            text = _first_tokens(text, max_tokens)
+        stats = GenerationStats(prompt_tokens=len(tokens), evaluated_tokens=len(tokens),
+                                generated_tokens=self.count_tokens(text), finish_reason=finish)
+        return Generation(iter([text[:10], text[10:]]), stats)
+
+    def _summary(self) -> str:
+        self.summary_calls += 1
+        if self.summarize is not None:
+            return self.summarize(self.last_messages)
+        return f"Summary number {self.summary_calls} of the talk so far."
+
+    def _completion(self, sampling) -> str:
+        self.steps += 1
+        self.samplings.append(sampling)
+        return self.script(self.last_messages) if callable(self.script) else self.script.pop(0)
+
+
+def _first_tokens(text: str, count: int) -> str:
+    """The text up to and including its count-th token (word or punctuation mark)."""
+    matches = list(re.finditer(r"\w+|[^\w\s]", text))
+    return text[: matches[count - 1].end()] if count > 0 and matches else ""
+
+
+class HashingEmbedder:
+    """Bag-of-words hashed into 64 dimensions: deterministic, instant, meaning-free."""
+
+    dim = 64
+    max_tokens = 256
+    name = "hashing-64"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One unit vector per text."""
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                vectors[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-9)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The query's vector."""
+        return self.embed([text])
+
+    def count_tokens(self, text: str) -> int:
+        """Words in a text."""
+        return len(text.split())
