@@ -1,5 +1,6 @@
 """GGUF files: reading their metadata cheaply, and the explicit download of Hugging Face files."""
 
+import atexit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -62,6 +63,9 @@ def _vocabulary_only(path: str):
 
     with suppress_stdout_stderr(disable=False), unreadable_model_errors(Path(path)):
         return Llama(model_path=path, vocab_only=True, verbose=False)
+
+
+atexit.register(_vocabulary_only.cache_clear)  # free them while llama_cpp is still loaded
 
 
 @contextmanager
