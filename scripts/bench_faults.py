@@ -34,7 +34,7 @@ def fuzz(steps: int) -> dict:
             "fuzz_rejected_messages": report.rejected_messages,
             "prompt_over_window": report.prompt_over_window,
             "invariant_violations": report.invariant_violations,
-            "fuzz_failures": report.failures, "fuzz_s": round(time.perf_counter() - start, 1)}
+            "fuzz_failures": report.problems, "fuzz_s": round(time.perf_counter() - start, 1)}
 
 
 def kills(count: int, folder: Path) -> dict:

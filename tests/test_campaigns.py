@@ -12,7 +12,7 @@ from memgpt_local.bench.kills import run_kills
 def test_fuzzed_agents_keep_every_invariant_for_a_thousand_steps():
     report = fuzz.run_fuzz(1000)
     assert report.steps >= 1000 and report.turns > 100
-    assert (report.prompt_over_window, report.invariant_violations) == (0, 0), report.failures
+    assert (report.prompt_over_window, report.invariant_violations) == (0, 0), report.problems
 
 
 def test_the_fuzz_finds_a_queue_manager_that_cuts_a_call_from_its_result(monkeypatch):

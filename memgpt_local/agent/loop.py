@@ -35,12 +35,12 @@ if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
 # Events: ("reply", text streamed so far), ("withdraw", characters streamed by a call that
 # failed: not sent), ("step", StepReport).
 Listener = Callable[[str, Any], None]
+RETRY_TEMPERATURE = 0.7
+RETRY_REPEAT_PENALTY = 1.3
 
 
 class MessageError(MemgptLocalError):
     """A user message that cannot be sent (empty, or too long for the window)."""
-RETRY_TEMPERATURE = 0.7
-RETRY_REPEAT_PENALTY = 1.3
 
 
 @dataclass
@@ -175,16 +175,21 @@ class Agent:
         return self.handle(Message("user", text), listener)
 
     def _check_message(self, text: str) -> None:
+        """Refuse an empty message, or one longer than half the window."""
         if not text.strip():
             raise MessageError("The message is empty: write something to send.")
         limit = self.runtime.n_ctx // 2
-        size = len(text) if len(text) > 16 * limit else self.runtime.count_tokens(text)
-        if size > limit:
-            raise MessageError(
-                f"The message is too long for the {self.runtime.n_ctx}-token window ({size} "
-                f"{'characters' if len(text) > 16 * limit else 'tokens'}; at most {limit} "
-                "tokens). Split it, or put it in archival memory: memgpt-local load FILE "
-                f"--agent {self.record.name}.")
+        if len(text) > 16 * limit:  # far too long: not worth counting
+            size = f"{len(text)} characters"
+        else:
+            tokens = self.runtime.count_tokens(text)
+            if tokens <= limit:
+                return
+            size = f"{tokens} tokens"
+        raise MessageError(
+            f"The message is too long for the {self.runtime.n_ctx}-token window ({size}; at "
+            f"most {limit} tokens). Split it, or put it in archival memory: memgpt-local load "
+            f"FILE --agent {self.record.name}.")
 
     def alert(self, text: str, listener: Listener | None = None) -> Turn:
         """A system alert."""

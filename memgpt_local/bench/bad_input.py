@@ -10,14 +10,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from ..agent.functions import execute
 from ..engine import Engine, EngineConfig
-from .scripted import ScriptedRuntime, call
+from .scripted import Findings, ScriptedRuntime, call
 
 TABLES = ("agents", "messages", "passages", "migrations")
 AGENT = "ann"
@@ -34,7 +34,7 @@ class Case:
 
 
 @dataclass
-class BadInputReport:
+class BadInputReport(Findings):
     """Cases run and how they failed to fail well."""
 
     bad_inputs: int = 0
@@ -42,12 +42,6 @@ class BadInputReport:
     unclear_errors: int = 0
     zero_exits: int = 0
     home_changed: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def note(self, case: str, problem: str) -> None:
-        """Keep the first few problems for the report."""
-        if len(self.problems) < 20:
-            self.problems.append(f"{case}: {problem}")
 
 
 def home_digest(home: Path) -> str:
@@ -169,13 +163,13 @@ def _judge(case: Case, result: subprocess.CompletedProcess, report: BadInputRepo
     errors = [line for line in output.splitlines() if line.startswith("Error")]
     if "Traceback" in output:
         report.tracebacks += 1
-        report.note(case.name, "traceback: " + output.strip().splitlines()[-1][:200])
+        report.note(f"{case.name}: traceback: " + output.strip().splitlines()[-1][:200])
     elif result.returncode == 0:
         report.zero_exits += 1
-        report.note(case.name, "exit code 0: " + output.strip()[-200:])
+        report.note(f"{case.name}: exit code 0: " + output.strip()[-200:])
     elif len(errors) != 1:
         report.unclear_errors += 1
-        report.note(case.name, "no single error line: " + output.strip()[-200:])
+        report.note(f"{case.name}: no single error line: " + output.strip()[-200:])
 
 
 def prepare_home(home: Path, folder: Path) -> Path:
@@ -218,11 +212,11 @@ def run_function_cases(home: Path, report: BadInputReport) -> None:
                 outcome = execute(json.loads(text), agent, 2000)
             except Exception as exc:  # what this campaign counts
                 report.tracebacks += 1
-                report.note(name, f"raised {exc!r}")
+                report.note(f"{name}: raised {exc!r}")
                 continue
             if not (outcome.failed and outcome.result.startswith("Error:")):
                 report.unclear_errors += 1
-                report.note(name, f"not an error: {outcome.result[:100]}")
+                report.note(f"{name}: not an error: {outcome.result[:100]}")
 
 
 def run_bad_inputs(folder: Path, progress: Callable[[str], None] | None = None
@@ -237,12 +231,12 @@ def run_bad_inputs(folder: Path, progress: Callable[[str], None] | None = None
         _judge(case, _run(case, home), report)
         if home_digest(home) != before:
             report.home_changed += 1
-            report.note(case.name, "the home changed")
+            report.note(f"{case.name}: the home changed")
             before = home_digest(home)
         if progress:
             progress(case.name)
     run_function_cases(home, report)
     if home_digest(home) != before:
         report.home_changed += 1
-        report.note("functions", "the home changed")
+        report.note("functions: the home changed")
     return report

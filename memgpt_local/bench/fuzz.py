@@ -4,7 +4,7 @@ windows from 2,048 to 8,192 tokens and messages up to the whole window; the queu
 the functions and the stores must keep their invariants after every step."""
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ..agent.loop import Agent, MessageError
 from ..engine import Engine, EngineConfig
-from .scripted import HashingEmbedder, ScriptedRuntime, WindowExceeded, call
+from .scripted import Findings, HashingEmbedder, ScriptedRuntime, WindowExceeded, call
 
 WORDS = ["ann", "sails", "the", "boat", "petrel", "hello", "seven", "dog", "first", "42",
          "2024-05-01", "<|im_start|>", "\u00e9t\u00e9", "{", '"', "\\", "\n", "page"]
@@ -22,7 +22,7 @@ FUNCTIONS = ["send_message", "core_memory_append", "core_memory_replace", "conve
 
 
 @dataclass
-class FuzzReport:
+class FuzzReport(Findings):
     """What the campaign ran and what it found."""
 
     steps: int = 0
@@ -30,13 +30,11 @@ class FuzzReport:
     rejected_messages: int = 0
     prompt_over_window: int = 0
     invariant_violations: int = 0
-    failures: list[str] = field(default_factory=list)
 
     def found(self, problem: str) -> None:
         """Count an invariant violation (keeping the first few for the report)."""
         self.invariant_violations += 1
-        if len(self.failures) < 10:
-            self.failures.append(problem)
+        self.note(problem)
 
 
 def _text(max_words: int) -> st.SearchStrategy[str]:
@@ -186,7 +184,7 @@ def _one_event(data, agent: Agent, checks: Invariants, report: FuzzReport) -> bo
 def run_fuzz(min_steps: int, report: FuzzReport | None = None) -> FuzzReport:
     """Fuzz until at least min_steps steps ran; violations are counted, not raised."""
     report = report or FuzzReport()
-    examples = max(10, min_steps // 8)
+    examples = max(10, min_steps // 16)  # about 16 steps an example
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))

@@ -14,10 +14,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Engine, EngineConfig
+from .scripted import Findings
 
 AGENT = "victim"
 MODEL = "smollm2-135m"
@@ -25,7 +26,7 @@ N_CTX = 2048
 
 
 @dataclass
-class KillReport:
+class KillReport(Findings):
     """What the campaign did and what it found."""
 
     kills: int = 0
@@ -36,12 +37,6 @@ class KillReport:
     index_mismatches: int = 0
     temporary_files_left: int = 0
     child_errors: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def note(self, problem: str) -> None:
-        """Keep the first few problems for the report."""
-        if len(self.problems) < 10:
-            self.problems.append(problem)
 
 
 def message_text(index: int) -> str:
@@ -78,6 +73,7 @@ def _run_child(home: Path, first: int, kill_after_s: float) -> tuple[list[int], 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if process.stdout.readline().strip() != "ready":
         process.kill()
+        process.wait()
         return [], process.stderr.read()[-2000:]
     os.set_blocking(process.stdout.fileno(), False)
     time.sleep(kill_after_s)
@@ -142,7 +138,7 @@ def prepare_home(home: Path) -> None:
             engine.create_agent(AGENT, MODEL, N_CTX)
 
 
-def run_kills(home: Path, kills: int, max_delay_s: float = 8.0, seed: int = 1337,
+def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 1337,
               progress=None) -> KillReport:
     """Kill the child `kills` times at random moments, checking the home after each."""
     rng = random.Random(seed)

@@ -5,6 +5,7 @@ import json
 import re
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +17,18 @@ Script = list[str] | Callable[[list[dict]], str]
 def call(function: str, thoughts: str = "", **arguments) -> str:
     """The JSON text of one function call, as the constrained model would write it."""
     return json.dumps({"thoughts": thoughts, "function": function, "arguments": arguments})
+
+
+@dataclass
+class Findings:
+    """The first few problems a campaign found, kept for its report."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def note(self, problem: str) -> None:
+        """Keep a problem (the first 20)."""
+        if len(self.problems) < 20:
+            self.problems.append(problem)
 
 
 class WindowExceeded(AssertionError):
