@@ -7,7 +7,6 @@ temporary file is left.
 Run a child by hand: python -m memgpt_local.bench.kills HOME AGENT FIRST_INDEX
 """
 
-import os
 import random
 import signal
 import subprocess
@@ -65,24 +64,26 @@ def child(home: Path, first: int) -> None:
             index += 1
 
 
-def _run_child(home: Path, first: int, kill_after_s: float) -> tuple[list[int], str]:
-    """Start a child, kill it kill_after_s seconds after it is ready; the indexes it
-    reported stored, and its error output if it failed before the kill."""
+def _run_child(home: Path, first: int, wait_for: int, kill_after_s: float
+               ) -> tuple[list[int], str]:
+    """Start a child; once it is ready and has reported `wait_for` messages stored, kill it
+    kill_after_s seconds later. Returns the indexes it reported stored, and its error output
+    if it failed before the kill."""
     process = subprocess.Popen(
         [sys.executable, "-m", "memgpt_local.bench.kills", str(home), str(first)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if process.stdout.readline().strip() != "ready":
+    lines = [process.stdout.readline().strip()]
+    while lines[-1] and len(lines) <= wait_for:
+        lines.append(process.stdout.readline().strip())
+    if lines[0] != "ready" or not lines[-1]:
         process.kill()
         process.wait()
         return [], process.stderr.read()[-2000:]
-    os.set_blocking(process.stdout.fileno(), False)
     time.sleep(kill_after_s)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    os.set_blocking(process.stdout.fileno(), True)
-    output = process.stdout.read()
-    stored = [int(line.split()[1]) for line in output.splitlines() if line.startswith("stored")]
-    return stored, ""
+    lines += process.stdout.read().splitlines()
+    return [int(line.split()[1]) for line in lines if line.startswith("stored")], ""
 
 
 def _check_home(home: Path, reported: list[int], in_flight: set[int],
@@ -140,7 +141,10 @@ def prepare_home(home: Path) -> None:
 
 def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 1337,
               progress=None) -> KillReport:
-    """Kill the child `kills` times at random moments, checking the home after each."""
+    """Kill the child `kills` times at random moments, checking the home after each: every
+    other kill lands in the first max_delay_s seconds after the child is ready (start-up,
+    restoring the prefix, evaluating the queue: a first send can take longer than that), the
+    others up to 3 s after it reported 1 to 3 messages stored (within later sends)."""
     rng = random.Random(seed)
     prepare_home(home)
     report = KillReport()
@@ -148,7 +152,10 @@ def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 133
     in_flight: set[int] = set()
     first = 0
     while report.kills < kills:
-        stored, error = _run_child(home, first, rng.uniform(0.0, max_delay_s))
+        if report.kills % 2 == 0:
+            stored, error = _run_child(home, first, 0, rng.uniform(0.0, max_delay_s))
+        else:
+            stored, error = _run_child(home, first, rng.randint(1, 3), rng.uniform(0.0, 3.0))
         if error:
             report.child_errors += 1
             report.note(f"child failed: {error.strip().splitlines()[-1:]}")
