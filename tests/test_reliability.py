@@ -347,3 +347,13 @@ def test_empty_or_too_long_messages_are_refused_with_nothing_stored(tmp_path, te
     with pytest.raises(MessageError, match="empty|too long for the 2048-token window"):
         agent.send(text)
     assert agent.recall.count() == 0 and agent.queue == []
+
+
+def test_words_in_most_messages_only_count_when_nothing_rarer_is_asked(tmp_path):
+    recall = RecallStorage(Database(tmp_path).con, "ann")
+    recall.bulk_import([Message("user", f"the weather on day {i}") for i in range(30)]
+                       + [Message("user", "the dog barked")])
+    recall.rebuild_text_index()
+    assert [m.content for m in recall.search_text("the dog").items] == ["the dog barked"]
+    assert recall.search_text("the").total == 31
+    assert recall.search_text("?!").total == 0  # no word at all: a substring search

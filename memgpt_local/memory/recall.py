@@ -119,20 +119,23 @@ class RecallStorage:
         self.text_index.rebuild()
 
     def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
-        """BM25 over every message holding a word of the query (best first, then the newest),
-        then those that hold the query only as a substring (text the tokenizer drops)."""
+        """BM25 over every message holding a word of the query, best first, then the newest;
+        a query without words the index knows (punctuation, other scripts) is matched as a
+        substring instead."""
         offset, limit = page_bounds(page, page_size)
-        scores = self.text_index.scores_sql(query, self.text_index.refresh())
+        indexed = self.text_index.refresh()
+        stems = self.text_index.query_stems(query)
+        if stems:
+            hits = self.text_index.scores_sql(stems, indexed)
+            params = [self.agent]
+        else:
+            hits = ("SELECT id, 0.0 AS score FROM messages WHERE agent = ? "
+                    "AND contains(lower(content), ?)")
+            params = [self.agent, query.strip().lower(), self.agent]
         ids = self.con.execute(f"""
-            WITH scores AS ({scores}),
-            hits AS (
-                SELECT id, score FROM scores
-                UNION ALL
-                SELECT id, 0.0 FROM messages WHERE agent = ? AND contains(lower(content), ?)
-                  AND id NOT IN (SELECT id FROM scores))
+            WITH hits AS ({hits})
             SELECT id FROM hits JOIN messages USING (id)
-            WHERE messages.agent = ? ORDER BY score DESC, seq DESC""",
-            [self.agent, query.strip().lower(), self.agent]).fetchall()
+            WHERE messages.agent = ? ORDER BY score DESC, seq DESC""", params).fetchall()
         ranked = [row[0] for row in ids]  # ids only: the text is read for one page below
         by_id = {m.id: m for m in self.get(ranked[offset:offset + limit])}
         return Page([by_id[i] for i in ranked[offset:offset + limit]], page, page_size,

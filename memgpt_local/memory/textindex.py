@@ -5,6 +5,7 @@ from pathlib import Path
 import duckdb
 
 REINDEX_MIN_NEW_ROWS = 5000
+COMMON_FRACTION = 0.1  # query words in more rows than this are left out (see _selective)
 INDEX_VERSION = 3  # bump when the index settings change: older indexes are then rebuilt
 IGNORE = r"(\\.|[^a-z0-9])+"  # digits are kept: numbers and IDs are words too
 
@@ -83,15 +84,23 @@ class TextIndex:
                                 f"WHERE term IN ({literals})").fetchall()
         return {term: (termid, df) for term, termid, df in rows}
 
-    def scores_sql(self, query: str, indexed_up_to: int) -> str:
-        """A SELECT of (id, score) for every row holding any of the query's words, BM25 as
-        match_bm25 computes it (k=1.2, b=0.75). Indexed rows are scored from the query's
-        postings; rows newer than the index are tokenized on the fly and scored with the
-        index's statistics, so a search never misses what was just said."""
-        stems = self.query_stems(query)
-        if not stems:
-            return "SELECT NULL::BIGINT AS id, NULL::DOUBLE AS score WHERE false"
+    def _selective(self, stems: list[str]) -> tuple[list[str], dict[str, tuple[int, int]]]:
+        """The stems worth scoring with their (term id, df): words in more than a tenth of
+        the rows ("i", "the") add little to BM25 but cost their whole postings list, so they
+        are left out while a rarer word of the query remains."""
         known = self._document_frequencies(stems)
+        rows = self.con.execute(f"SELECT num_docs FROM {self.schema}.stats").fetchone()[0]
+        rare = [s for s in stems if known.get(s, (-1, 0))[1] <= COMMON_FRACTION * rows]
+        if not rare:
+            rare = [min(stems, key=lambda s: known.get(s, (-1, 0))[1])]
+        return rare, {s: known[s] for s in rare if s in known}
+
+    def scores_sql(self, stems: list[str], indexed_up_to: int) -> str:
+        """A SELECT of (id, score) for every row holding any of the query's (selective)
+        stems, BM25 as match_bm25 computes it (k=1.2, b=0.75). Indexed rows are scored from
+        the stems' postings; rows newer than the index are tokenized on the fly and scored
+        with the index's statistics, so a search never misses what was just said."""
+        stems, known = self._selective(stems)
         values = ", ".join(f"({_literal(s)}, {int(known.get(s, (-1, 0))[0])}, "
                            f"{int(known.get(s, (-1, 0))[1])})" for s in stems)
         ids = ", ".join(str(int(termid)) for termid, _ in known.values()) or "-1"
