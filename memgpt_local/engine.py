@@ -20,10 +20,10 @@ from .agent import portable
 from .agent.loop import Agent
 from .agent.settings import AgentSettings
 from .errors import MemgptLocalError
-from .files import write_atomic
+from .files import parse_size, write_atomic
 from .llm.base import DEFAULT_SEED, Runtime
 from .llm.gguf import vocab_counter
-from .llm.kvcache import SnapshotStore
+from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.runtime import ModelRuntime
 from .memory.agents import AgentRecord, AgentStore, check_agent_name
@@ -36,6 +36,7 @@ from .memory.recall import RecallStorage
 from .memory.stores import AgentStores
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
+KV_BUDGET_ENV = "MEMGPT_LOCAL_KV_BUDGET"
 RuntimeFactory = Callable[..., Runtime]
 
 
@@ -47,17 +48,26 @@ class EngineConfig:
     embedding_model: str | None = None  # a local sentence-transformers folder; None: packaged
     embedding_precision: str = "int8"
     max_loaded_models: int = 2
+    kv_budget_bytes: int = DEFAULT_BUDGET_BYTES  # every KV snapshot file together
 
     @classmethod
     def from_environment(cls) -> "EngineConfig":
         """The defaults, read from the environment once: $MEMGPT_LOCAL_HOME (else
-        $XDG_DATA_HOME/memgpt-local, else ~/.local/share/memgpt-local) and the embedding
-        settings."""
+        $XDG_DATA_HOME/memgpt-local, else ~/.local/share/memgpt-local), the embedding
+        settings and $MEMGPT_LOCAL_KV_BUDGET (a size such as 4GiB)."""
         home = os.environ.get(HOME_ENV)
         if not home:
             home = str(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "memgpt-local")
         return cls(Path(home).expanduser(), os.environ.get(MODEL_ENV) or None,
-                   os.environ.get(PRECISION_ENV) or "int8")
+                   os.environ.get(PRECISION_ENV) or "int8", kv_budget_bytes=_kv_budget())
+
+
+def _kv_budget() -> int:
+    budget = os.environ.get(KV_BUDGET_ENV)
+    try:
+        return parse_size(budget) if budget else DEFAULT_BUDGET_BYTES
+    except ValueError as exc:
+        raise MemgptLocalError(f"${KV_BUDGET_ENV}: {exc}") from None
 
 
 class RuntimePool:
@@ -139,8 +149,8 @@ class Engine:
 
     @cached_property
     def snapshots(self) -> SnapshotStore:
-        """The KV snapshot files shared by every loaded model."""
-        return SnapshotStore(self.home / "cache" / "kv")
+        """The KV snapshot files (static prefixes, agents' contexts) of every loaded model."""
+        return SnapshotStore(self.home / "cache" / "kv", self.config.kv_budget_bytes)
 
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use (seconds) and shared."""
@@ -231,9 +241,11 @@ class Engine:
                 "flushes": record.settings.get("state", {}).get("flushes", 0)}
 
     def delete_agent(self, name: str) -> None:
-        """Delete an agent with its messages, passages and archival index files."""
+        """Delete an agent with its messages, passages, archival index files and context
+        snapshots."""
         self.records.delete(name)
         delete_index_files(self.home / "archival", name)
+        self.snapshots.delete_contexts(name)
 
     def load_documents(self, name: str, paths: list[Path], max_tokens: int = 200,
                        overlap: int = 30, on_passages: Callable[[int], None] | None = None
@@ -302,6 +314,7 @@ class Engine:
         with self.db.transaction():
             self.records.delete_rows(name)
         delete_index_files(self.home / "archival", name)
+        self.snapshots.delete_contexts(name)
 
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

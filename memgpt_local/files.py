@@ -6,6 +6,7 @@ import re
 import time
 from pathlib import Path
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", re.IGNORECASE)
 STALE_AFTER_S = 24 * 3600  # a temporary this old is stale even if its pid is alive (reused)
 _TEMPORARY = re.compile(r"\.tmp(\d+)$")
 
@@ -15,11 +16,14 @@ def temporary_for(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a part."""
+def write_atomic(path: Path, *parts: bytes | memoryview) -> None:
+    """Write a file (the parts one after another) so that readers see the old content or the
+    new, never a part."""
     temporary = temporary_for(path)
     try:
-        temporary.write_bytes(data)
+        with temporary.open("wb") as file:
+            for part in parts:
+                file.write(part)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -48,3 +52,13 @@ def sweep_temporaries(directory: Path) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as 4GiB, 500MB, 2g or 1048576 (ValueError if it is none)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"'{text}' is not a size (examples: 4GiB, 500MB, 0).")
+    number, unit, binary = match.groups()
+    base = 1024 if binary or not unit else 1000
+    return int(float(number) * base ** " kmgt".index(unit.lower() or " "))

@@ -1,5 +1,7 @@
 """The agent loop with a scripted model: functions, errors, heartbeats, warning, flush, resume."""
 
+from datetime import UTC, datetime
+
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
 
@@ -15,6 +17,8 @@ from memgpt_local.memory.database import Database
 from memgpt_local.memory.recall import Message, RecallStorage
 from memgpt_local.memory.stores import AgentStores
 
+FIXED = datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
+
 
 def fake_stores(db: Database, name: str) -> AgentStores:
     """The stores the engine would build, with the hashing embedder for archival."""
@@ -23,13 +27,14 @@ def fake_stores(db: Database, name: str) -> AgentStores:
                                                HashingEmbedder()))
 
 
-def make_agent(tmp_path, script, n_ctx=2048, **settings) -> Agent:
+def make_agent(tmp_path, script, n_ctx=2048, clock=None, **settings) -> Agent:
     db = Database(tmp_path)
     store = AgentStore(db.con)
     if not store.exists("sam"):
         store.save(AgentRecord("sam", "fake", {"n_ctx": n_ctx, **settings},
                                CoreMemory.default("I am Sam.", "Nothing yet.")))
-    return Agent(store.get("sam"), FakeRuntime(script, n_ctx), fake_stores(db, "sam"))
+    return Agent(store.get("sam"), FakeRuntime(script, n_ctx), fake_stores(db, "sam"),
+                 *([clock] if clock else []))
 
 
 def roles(agent: Agent) -> list[str]:
@@ -192,6 +197,36 @@ def test_agent_resumes_where_it_stopped(tmp_path):
     assert [m.id for m in again.queue] == queue_ids
     assert again.core.block("human").value.endswith("Ann")
     assert again.send("Who am I?").replies == ["Hi Ann"]
+
+
+def test_a_resumed_agent_builds_the_prompt_the_old_process_would_have(tmp_path):
+    def script(messages):
+        return call("send_message", message=f"Reply to {messages[-1]['content'][-12:]}")
+
+    def agent_at(home):
+        return make_agent(home, script, clock=lambda: FIXED)
+
+    first, twin = agent_at(tmp_path / "a"), agent_at(tmp_path / "b")
+    for text in ["one", "two"]:
+        first.send(text)
+        twin.send(text)
+    first.stores.db.close()
+    resumed = agent_at(tmp_path / "a")  # a new process: everything read from the database
+    turns = [agent.send("three") for agent in (resumed, twin)]
+    assert resumed.runtime.last_messages == twin.runtime.last_messages
+    new, twin_new = (turn.steps[0].new_tokens for turn in turns)
+    assert new == twin_new < turns[0].steps[0].stats.prompt_tokens / 4
+
+
+def test_every_step_names_the_agents_context_and_every_turn_saves_it(tmp_path):
+    agent = make_agent(tmp_path, [call("archival_memory_search", query="x"),
+                                  call("send_message", message="Done."),
+                                  call("send_message", message="Again.")])
+    first, second = agent.send("hello"), agent.send("more")
+    runtime = agent.runtime
+    assert len(first.steps) == 2 and len(second.steps) == 1
+    assert runtime.contexts == ["sam"] * 3
+    assert runtime.saved_contexts == ["sam", "sam"]  # once per turn, after its last step
 
 
 def test_the_agent_stamps_messages_and_counts_with_its_clock(tmp_path):

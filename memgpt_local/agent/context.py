@@ -3,10 +3,11 @@
 Order, most stable first: static instructions and function specs (byte-identical every call),
 core memory with its sizes and the recall/archival counts, the running summary, then the FIFO
 queue. The counts are refreshed only when the core memory block is rendered anew anyway (a
-core edit, a flush, a new process), so a plain step never invalidates the cache before the
-queue.
+core edit, a flush), and kept with the agent, so a plain step never invalidates the cache
+before the queue, not even in the next process.
 """
 
+import hashlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,43 +116,49 @@ class ContextParts:
 
 
 class MainContext:
-    """Assembles the main context in prompt order. The core block's text, with the counts
-    rendered in it, is kept until the block changes anyway (or a flush asks for fresh counts),
-    so a plain step never invalidates the KV cache before the queue."""
+    """Assembles the main context in prompt order. The core block's text is rendered with
+    counts kept in the agent's stored state until the block changes anyway (or a flush asks
+    for fresh counts), so a plain step never invalidates the KV cache before the queue, in
+    this process or in the next one that resumes the agent."""
 
-    def __init__(self, static: str, counts: Callable[[], dict]):
+    def __init__(self, static: str, counts: Callable[[], dict], state: dict):
         self.static = static
         self._counts_of = counts
-        self._counts = counts()
-        self._core_text = ""
-        self._last_prompt: dict[object, str] = {}
+        self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
     def refresh_counts(self) -> None:
         """Render the core block anew, with fresh counts, at the next assembly."""
-        self._core_text = ""
+        self._state.pop("core_digest", None)
 
     def parts(self, core: CoreMemory, summary: str, queue: list[Message]) -> ContextParts:
         """The main context's texts as they stand."""
-        text = core_memory_text(core, self._counts)
-        if text != self._core_text:  # the block changes anyway: refresh the counts with it
-            self._counts = self._counts_of()
-            text = self._core_text = core_memory_text(core, self._counts)
+        counts = self._state.get("core_counts")
+        text = core_memory_text(core, counts) if counts else ""
+        if not text or _digest(text) != self._state.get("core_digest"):
+            counts = self._state["core_counts"] = self._counts_of()
+            text = core_memory_text(core, counts)
+            self._state["core_digest"] = _digest(text)
         return ContextParts(self.static, text, summary_text(summary),
                             [queue_entry(m) for m in queue])
 
     def new_tokens(self, parts: ContextParts, prompt: PromptTokens, queue: list[Message]) -> int:
         """Tokens of the prompt that the previous prompt did not have (messages that are new
         or changed); what any layout must evaluate at least."""
-        keys = ["static", "core", "summary"] + [m.id for m in queue]
-        texts = [m["content"] for m in parts.messages()]
+        keys = ["static", "core", "summary"] + [str(m.id) for m in queue]
+        digests = [_digest(m["content"]) for m in parts.messages()]
         spans = [end - start for start, end in
                  zip([0] + prompt.message_ends[:-1], prompt.message_ends, strict=True)]
         new = len(prompt.tokens) - prompt.message_ends[-1]
-        for key, text, span in zip(keys, texts, spans, strict=True):
-            if self._last_prompt.get(key) != text:
+        last = self._state.get("last_prompt", {})
+        for key, digest, span in zip(keys, digests, spans, strict=True):
+            if last.get(key) != digest:
                 new += span
-        self._last_prompt = dict(zip(keys, texts, strict=True))
+        self._state["last_prompt"] = dict(zip(keys, digests, strict=True))
         return new
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MemgptLocalError
-from ..llm.base import GenerationStats, Runtime, SamplingSettings
+from ..llm.base import GenerationStats, Runtime, SamplingSettings, SavedContext
 from ..llm.decoding import function_call_schema
 from ..memory.agents import AgentRecord
 from ..memory.core import CoreMemory
@@ -73,6 +73,7 @@ class Turn:
     steps: list[StepReport] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     stopped: str | None = None
+    saved_context: SavedContext | None = None  # the KV snapshot written at its end
 
 
 class Agent:
@@ -85,7 +86,8 @@ class Agent:
         self.stores = stores
         self.clock = clock
         self.settings = AgentSettings.from_dict(record.settings)
-        self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts)
+        self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts,
+                                       record.settings.setdefault("state", {}))
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
         self.processor = runtime.constraint(self._schema()).processor()
@@ -208,13 +210,16 @@ class Agent:
         return self.handle(None, listener)
 
     def handle(self, event: Message | None, listener: Listener | None = None) -> Turn:
-        """Append an event (after the first-login event for a new agent) and run the steps."""
+        """Append an event (after the first-login event for a new agent) and run the steps;
+        then snapshot the whole context, so the next process resumes without re-reading it."""
         with self.transaction():
             if self.recall.count() == 0:
                 self.queue_manager.append(Message("system", ctx.alert("first_login")))
             if event is not None:
                 self.queue_manager.append(event)
-        return self._chain(listener)
+        turn = self._chain(listener)
+        turn.saved_context = self.runtime.save_context(self.record.name)
+        return turn
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -241,7 +246,6 @@ class Agent:
         self.state.update(state)
         self.queue_manager.queue = queue
         del self.outbox[sent:]
-        self.context.refresh_counts()
 
     def _chain(self, listener: Listener | None) -> Turn:
         turn = Turn()
@@ -282,7 +286,8 @@ class Agent:
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
         generation = self.runtime.generate(
             prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
-            processor=self.processor, prefix_len=prepared.prompt.message_ends[0])
+            processor=self.processor, prefix_len=prepared.prompt.message_ends[0],
+            context=self.record.name)
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         for piece in generation:
             streamer.feed(piece)

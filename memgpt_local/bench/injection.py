@@ -81,7 +81,11 @@ class ProbeRuntime:
     def close(self) -> None:
         """The real runtime is closed by the campaign."""
 
-    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0):
+    def save_context(self, name: str) -> None:
+        """No KV state is kept for probes."""
+
+    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
+                 context=None):
         """Check the prompt, then answer with the next scripted call."""
         self._check(tokens)
         text = self.script.pop(0) if processor is not None and self.script else call(

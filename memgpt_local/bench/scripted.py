@@ -51,6 +51,8 @@ class ScriptedRuntime:
         self.summary_calls = 0
         self.steps = 0
         self.samplings: list = []
+        self.contexts: list[str | None] = []  # the context named by each generate call
+        self.saved_contexts: list[str] = []
         self.closed = False
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -85,8 +87,14 @@ class ScriptedRuntime:
         """A marker that tells agent steps (with a processor) from summaries (without)."""
         return object()
 
-    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0):
+    def save_context(self, name: str) -> None:
+        """Note the name; a scripted model has no KV state to keep."""
+        self.saved_contexts.append(name)
+
+    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
+                 context=None):
         """The next scripted completion (or a summary), cut at max_tokens."""
+        self.contexts.append(context)
         self.prompt_lengths.append(len(tokens) + max_tokens)
         if len(tokens) + max_tokens > self.n_ctx:
             raise WindowExceeded(f"{len(tokens)} + {max_tokens} > {self.n_ctx}")

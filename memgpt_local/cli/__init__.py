@@ -5,19 +5,26 @@ from pathlib import Path
 import click
 
 from . import agents, chat, models
-from .common import engine, user_errors, wait_option
+from .common import ByteSize, engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
 Environment:
   MEMGPT_LOCAL_HOME                  agents, memory and caches (~/.local/share/memgpt-local)
   MEMGPT_LOCAL_EMBEDDING_MODEL       another local sentence-transformers model folder
-  MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32"""
+  MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32
+  MEMGPT_LOCAL_KV_BUDGET             the default of --kv-budget"""
 
 
 @click.group(epilog=ENVIRONMENT)
 @click.version_option(package_name="memgpt-local")
-def cli() -> None:
+@click.option("--kv-budget", type=ByteSize(), default="4GiB", show_default=True,
+              envvar="MEMGPT_LOCAL_KV_BUDGET",
+              help="Disk space for KV snapshots (each model's static prefix, each agent's "
+                   "context): the least recently used go first; 0 keeps none.")
+@click.pass_context
+def cli(ctx: click.Context, kv_budget: int) -> None:
     """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
+    ctx.obj = {"kv_budget_bytes": kv_budget}
 
 
 @cli.command()

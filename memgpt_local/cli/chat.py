@@ -3,6 +3,7 @@
 import json
 import select
 import sys
+from dataclasses import asdict
 
 import click
 
@@ -151,7 +152,9 @@ def send(name: str, as_json: bool, wait: bool, message: str) -> None:
     if as_json:
         for step in turn.steps:
             click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
-        click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped}))
+        saved = turn.saved_context and asdict(turn.saved_context)
+        click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped,
+                               "saved_context": saved}))
         return
     for reply in turn.replies:
         click.echo(reply)

@@ -1,12 +1,14 @@
 """Helpers shared by the CLI modules: library errors as one-line messages, and the engine."""
 
+from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 
 import click
 
-from ..engine import Engine
+from ..engine import Engine, EngineConfig
 from ..errors import MemgptLocalError
+from ..files import parse_size
 
 
 def user_errors(func):
@@ -26,9 +28,26 @@ wait_option = click.option("--wait", is_flag=True,
                            help="Wait if another process (a chat) is using the home.")
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes written as 4GiB, 500MB or 1048576."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx) -> int:  # noqa: D102 - click's contract
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def engine(wait: bool = False) -> Engine:
-    """The engine over the home the environment names (use it in a with block)."""
-    return Engine(wait=wait)
+    """The engine over the home the environment names, with the settings given to the
+    memgpt-local command itself (use it in a with block)."""
+    context = click.get_current_context(silent=True)
+    settings = (context.find_object(dict) if context else None) or {}
+    return Engine(replace(EngineConfig.from_environment(), **settings), wait=wait)
 
 
 def read_text(path: str | None, what: str) -> str | None:

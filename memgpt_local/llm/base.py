@@ -51,6 +51,15 @@ class GenerationStats:
 
 
 @dataclass
+class SavedContext:
+    """A whole-context snapshot written at the end of a turn: its tokens, size and cost."""
+
+    tokens: int
+    bytes: int
+    seconds: float
+
+
+@dataclass
 class SamplingSettings:
     """Sampling parameters; temperature 0 is greedy decoding."""
 
@@ -110,8 +119,12 @@ class Runtime(Protocol):
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None, processor: Callable | None = None,
-                 prefix_len: int = 0) -> Generation:
-        """Start a streamed completion of prompt tokens (prefix_len: the static prefix)."""
+                 prefix_len: int = 0, context: str | None = None) -> Generation:
+        """Start a streamed completion of prompt tokens (prefix_len: the static prefix;
+        context: the name of a whole-context snapshot worth restoring, an agent's)."""
+
+    def save_context(self, name: str) -> SavedContext | None:
+        """Snapshot the whole KV state under a name (None if it was not kept)."""
 
     def close(self) -> None:
         """Free the model (the runtime is unusable afterwards)."""

@@ -1,8 +1,9 @@
-"""Snapshots of the static prefix's KV state on disk, restored by a new process.
+"""KV snapshots on disk: the static prefix of a model's prompts, and each agent's whole context.
 
-Only the KV state of sequence 0 is saved (never the logits array). A snapshot is keyed by the
-model file, the runtime settings and the prefix tokens, and carries a checksum: a stale or
-corrupt file is ignored, deleted and rebuilt, never trusted.
+A snapshot holds the KV state of sequence 0 (never the logits array) for a token sequence,
+beside those tokens, keyed by the model file, the runtime settings and the engine version, with
+a checksum: a stale or corrupt file is ignored and deleted, never trusted. Every snapshot lives
+in one store with a budget in bytes; the least recently used files are deleted first.
 """
 
 import ctypes
@@ -10,27 +11,41 @@ import hashlib
 import json
 import os
 import struct
+import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..files import sweep_temporaries, write_atomic
+from .base import SavedContext
 from .models import ModelSpec
 
 MAGIC = b"MGLKV01\n"
-KEEP_SNAPSHOTS = 8
+DEFAULT_BUDGET_BYTES = 4 * 1024**3
+MIN_GAIN_TOKENS = 32  # restore an agent's context only if it saves evaluating at least this
 
 
-def _tokens_bytes(tokens: list[int]) -> bytes:
+def _tokens_bytes(tokens) -> bytes:
     return np.asarray(tokens, dtype="<i4").tobytes()
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def shared_prefix(a, b) -> int:
+    """How many leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if len(differ) else n
 
 
 def file_key(path: Path) -> str:
     """A digest that changes whenever the model file does (its path, size and mtime)."""
     stat = path.stat()
-    facts = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+    return _digest(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns]).encode())
 
 
 def model_key(path: Path, spec: ModelSpec, n_ctx: int) -> str:
@@ -39,113 +54,230 @@ def model_key(path: Path, spec: ModelSpec, n_ctx: int) -> str:
 
     facts = {"file": file_key(path), "n_ctx": n_ctx, "n_gpu_layers": spec.n_gpu_layers,
              "swa_full": True, "llama_cpp": llama_cpp.__version__}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+    return _digest(json.dumps(facts, sort_keys=True).encode())
+
+
+@dataclass
+class Snapshot:
+    """A snapshot file's header: the tokens it holds and where its KV data lies."""
+
+    path: Path
+    tokens: np.ndarray
+    data_offset: int
+    data_len: int
+    crc32: int
 
 
 class SnapshotStore:
-    """The folder of KV snapshot files, shared by every loaded model; the least recently used
-    files beyond `keep` are deleted."""
+    """The folder of KV snapshot files shared by every loaded model, kept under a budget in
+    bytes: the least recently written or restored files are deleted first."""
 
-    def __init__(self, directory: Path, keep: int = KEEP_SNAPSHOTS):
+    def __init__(self, directory: Path, budget_bytes: int = DEFAULT_BUDGET_BYTES):
         self.directory = directory
-        self.keep = keep
+        self.budget_bytes = budget_bytes
+        self._last_use_ns = 0
         directory.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(directory)  # left by a process that crashed while writing
+        self.prune()  # the budget may have shrunk since
 
-    def file_for(self, model_key: str, tokens: list[int]) -> Path:
-        """The snapshot file for a token prefix of one model and its settings."""
-        digest = hashlib.sha256(model_key.encode() + _tokens_bytes(tokens)).hexdigest()
-        return self.directory / f"{digest[:32]}.kv"
+    def prefix_file(self, model_key: str, tokens) -> Path:
+        """The snapshot file of a static token prefix of one model and its settings."""
+        return self.directory / f"{_digest(model_key.encode() + _tokens_bytes(tokens))[:32]}.kv"
+
+    def context_file(self, model_key: str, name: str) -> Path:
+        """The snapshot file of an agent's whole context on one model and its settings."""
+        return self.directory / f"agent-{_digest(name.encode())[:16]}-{model_key[:16]}.kv"
+
+    def delete_contexts(self, name: str) -> None:
+        """Delete an agent's context snapshots, for every model."""
+        for path in self.directory.glob(f"agent-{_digest(name.encode())[:16]}-*.kv"):
+            path.unlink(missing_ok=True)
+
+    def fits(self, size: int) -> bool:
+        """Whether a snapshot of this many bytes may be kept at all."""
+        return size <= self.budget_bytes
+
+    def write(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
+        """Write a snapshot atomically, then prune to the budget; return its size in bytes
+        (0, and an older file of that name deleted, if it alone exceeds the budget)."""
+        header = json.dumps({"model_key": model_key, "n_tokens": len(tokens),
+                             "data_len": len(data), "crc32": zlib.crc32(data)}).encode()
+        parts = [MAGIC, struct.pack("<I", len(header)), header, _tokens_bytes(tokens), data]
+        size = sum(len(part) for part in parts)
+        if size > self.budget_bytes:
+            path.unlink(missing_ok=True)
+            return 0
+        write_atomic(path, *parts)
+        self._mark_used(path)
+        self.prune()
+        return size
+
+    def header(self, path: Path, model_key: str) -> Snapshot | None:
+        """The header of a snapshot of this model; None if absent, and None (the file
+        deleted) if it is unreadable, truncated or of another model."""
+        try:
+            with path.open("rb") as file:
+                snapshot = _read_header(file, path)
+                size = os.fstat(file.fileno()).st_size
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
+            snapshot = size = None
+        if snapshot is None or snapshot[1] != model_key or \
+                size != snapshot[0].data_offset + snapshot[0].data_len:
+            path.unlink(missing_ok=True)
+            return None
+        return snapshot[0]
+
+    def data(self, snapshot: Snapshot):
+        """The snapshot's KV data as a ctypes buffer; None (the file deleted) if its checksum
+        fails. Reading counts as a use."""
+        buffer = (ctypes.c_uint8 * snapshot.data_len)()
+        try:
+            with snapshot.path.open("rb") as file:
+                file.seek(snapshot.data_offset)
+                complete = file.readinto(buffer) == snapshot.data_len
+        except OSError:
+            complete = False
+        if not complete or zlib.crc32(buffer) != snapshot.crc32:
+            snapshot.path.unlink(missing_ok=True)
+            return None
+        self._mark_used(snapshot.path)
+        return buffer
+
+    def _mark_used(self, path: Path) -> None:
+        """Stamp a file's time of last use (its mtime, at the clock's finest resolution:
+        the file system's own stamps can tie within a few milliseconds)."""
+        self._last_use_ns = max(time.time_ns(), self._last_use_ns + 1)
+        os.utime(path, ns=(self._last_use_ns, self._last_use_ns))
 
     def prune(self) -> None:
-        """Delete the least recently used files beyond the limit."""
-        files = sorted(self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime,
-                       reverse=True)
-        for old in files[self.keep:]:
-            old.unlink(missing_ok=True)
+        """Delete the least recently used files until the rest fit the budget."""
+        sized = []
+        for path in self.directory.glob("*.kv"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # deleted by another process meanwhile
+                continue
+            sized.append((stat.st_mtime_ns, stat.st_size, path))
+        total = 0
+        for _, size, path in sorted(sized, reverse=True):
+            total += size
+            if total > self.budget_bytes:
+                path.unlink(missing_ok=True)
+
+    def total_bytes(self) -> int:
+        """The bytes the snapshot files take now."""
+        return sum(path.stat().st_size for path in self.directory.glob("*.kv"))
 
 
-class PrefixSnapshots:
-    """Save and restore the KV state of a static token prefix for one loaded model."""
+def _read_header(file, path: Path) -> tuple[Snapshot, str] | None:
+    if file.read(len(MAGIC)) != MAGIC:
+        return None
+    (header_len,) = struct.unpack("<I", file.read(4))
+    header = json.loads(file.read(header_len))
+    n_tokens = int(header["n_tokens"])
+    tokens = np.frombuffer(file.read(4 * n_tokens), dtype="<i4")
+    if len(tokens) != n_tokens:
+        return None
+    offset = len(MAGIC) + 4 + header_len + 4 * n_tokens
+    return Snapshot(path, tokens, offset, int(header["data_len"]), int(header["crc32"])), \
+        header["model_key"]
+
+
+class KvCache:
+    """Where a prompt's KV state comes from on one loaded model: what the context holds
+    already, an agent's whole-context snapshot, the static prefix's snapshot, or evaluation."""
 
     def __init__(self, llm, store: SnapshotStore, path: Path, spec: ModelSpec, n_ctx: int):
         self.llm = llm
         self.store = store
         self.model_key = model_key(path, spec, n_ctx)
 
-    def file_for(self, prefix: list[int]) -> Path:
-        """The snapshot file for a prefix of this model."""
-        return self.store.file_for(self.model_key, prefix)
+    def held(self, tokens) -> int:
+        """How many leading tokens of `tokens` the KV cache holds now."""
+        return shared_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
 
-    def ensure(self, prefix: list[int]) -> str:
-        """Make the KV cache hold the prefix; return 'warm', 'restored' or 'cold'."""
-        held = self.llm.input_ids[: self.llm.n_tokens]
-        if len(prefix) <= self.llm.n_tokens and np.array_equal(held[: len(prefix)], prefix):
-            return "warm"
-        if self.restore(prefix):
-            return "restored"
-        self.llm.reset()
-        self.llm.eval(prefix)
-        self.save(prefix)
-        return "cold"
+    def prepare(self, tokens: list[int], prefix_len: int, context: str | None) -> str:
+        """Make the KV cache hold as much of the prompt as it cheaply can; return the source:
+        'context' (the agent's snapshot), 'warm', 'restored' or 'cold' (the static prefix held,
+        restored or evaluated and saved), or 'none'."""
+        if context is not None and self._restore_context(tokens, prefix_len, context):
+            return "context"
+        if prefix_len:
+            return self.ensure_prefix(tokens[:prefix_len])
+        return "none"
 
-    def save(self, prefix: list[int]) -> Path:
-        """Write the KV state (which must hold exactly the prefix) to disk, atomically."""
-        from llama_cpp import llama_state_seq_get_data, llama_state_seq_get_size
-
-        ctx = self.llm._ctx.ctx
-        size = llama_state_seq_get_size(ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_state_seq_get_data(ctx, buffer, size, 0)
-        data = memoryview(buffer)[:written]
-        header = json.dumps({"model_key": self.model_key, "n_tokens": len(prefix),
-                             "data_len": written, "crc32": zlib.crc32(data)}).encode()
-        target = self.file_for(prefix)
-        write_atomic(target, b"".join([MAGIC, struct.pack("<I", len(header)), header,
-                                       _tokens_bytes(prefix), data]))
-        self.store.prune()
-        return target
-
-    def restore(self, prefix: list[int]) -> bool:
-        """Load the prefix's snapshot into the KV cache; False (file removed) if unusable."""
-        path = self.file_for(prefix)
-        if not path.is_file():
+    def _restore_context(self, tokens: list[int], prefix_len: int, name: str) -> bool:
+        path = self.store.context_file(self.model_key, name)
+        snapshot = self.store.header(path, self.model_key)
+        if snapshot is None:
             return False
-        data = self._read_valid(path, prefix)
-        if data is None or not self._load_state(data, prefix):
+        shared = shared_prefix(snapshot.tokens, tokens)
+        if shared < max(self.held(tokens), prefix_len) + MIN_GAIN_TOKENS:
+            return False
+        data = self.store.data(snapshot)
+        if data is None:
+            return False
+        if not self._load_state(data, snapshot.tokens):
             path.unlink(missing_ok=True)
             return False
-        os.utime(path)
         return True
 
-    def _read_valid(self, path: Path, prefix: list[int]) -> bytes | None:
-        try:
-            raw = path.read_bytes()
-            if not raw.startswith(MAGIC):
-                return None
-            offset = len(MAGIC) + 4
-            (header_len,) = struct.unpack("<I", raw[len(MAGIC):offset])
-            header = json.loads(raw[offset:offset + header_len])
-            offset += header_len
-            tokens_end = offset + 4 * header["n_tokens"]
-            data = raw[tokens_end:]
-        except (OSError, ValueError, KeyError, struct.error):
-            return None
-        valid = (header["model_key"] == self.model_key
-                 and raw[offset:tokens_end] == _tokens_bytes(prefix)
-                 and len(data) == header["data_len"] and zlib.crc32(data) == header["crc32"])
-        return data if valid else None
+    def ensure_prefix(self, prefix: list[int]) -> str:
+        """Make the KV cache hold the static prefix; return 'warm', 'restored' or 'cold'."""
+        if self.held(prefix) == len(prefix):
+            return "warm"
+        path = self.store.prefix_file(self.model_key, prefix)
+        snapshot = self.store.header(path, self.model_key)
+        if snapshot is not None and np.array_equal(snapshot.tokens, prefix):
+            data = self.store.data(snapshot)
+            if data is not None and self._load_state(data, snapshot.tokens):
+                return "restored"
+            path.unlink(missing_ok=True)
+        self.llm.reset()
+        self.llm.eval(prefix)
+        if self.store.fits(self._state_size()):
+            self.store.write(path, self.model_key, prefix, self._state())
+        return "cold"
 
-    def _load_state(self, data: bytes, prefix: list[int]) -> bool:
+    def save_context(self, name: str) -> SavedContext | None:
+        """Save the whole KV state under an agent's name (None if nothing is held, or it
+        exceeds the budget, or the disk refused it: a snapshot is only a cache)."""
+        n_tokens = self.llm.n_tokens
+        if n_tokens == 0 or not self.store.fits(self._state_size()):
+            return None
+        start = time.perf_counter()
+        path = self.store.context_file(self.model_key, name)
+        try:
+            size = self.store.write(path, self.model_key, self.llm.input_ids[:n_tokens],
+                                    self._state())
+        except OSError:
+            return None
+        return SavedContext(n_tokens, size, time.perf_counter() - start)
+
+    def _state_size(self) -> int:
+        from llama_cpp import llama_state_seq_get_size
+
+        return llama_state_seq_get_size(self.llm._ctx.ctx, 0)
+
+    def _state(self) -> memoryview:
+        from llama_cpp import llama_state_seq_get_data
+
+        size = self._state_size()
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_state_seq_get_data(self.llm._ctx.ctx, buffer, size, 0)
+        return memoryview(buffer).cast("B")[:written]
+
+    def _load_state(self, data, tokens) -> bool:
         from llama_cpp import llama_state_seq_set_data
 
         self.llm.reset()
         self.llm._ctx.kv_cache_clear()
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if llama_state_seq_set_data(self.llm._ctx.ctx, buffer, len(data), 0) == 0:
+        if llama_state_seq_set_data(self.llm._ctx.ctx, data, len(data), 0) == 0:
             self.llm._ctx.kv_cache_clear()
             return False
-        self.llm.input_ids[: len(prefix)] = prefix
-        self.llm.n_tokens = len(prefix)
-        self.llm._requires_eval = True
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        self.llm._requires_eval = True  # no logits were restored: sample only after a decode
         return True

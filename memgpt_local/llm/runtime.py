@@ -1,8 +1,9 @@
 """The llama.cpp model runtime: one loaded GGUF model, chat prompts in, streamed text out.
 
 The KV cache is never reset between calls: llama.cpp keeps the longest common token prefix
-with the previous call and evaluates only the new tail. A static prefix can also be restored
-from a snapshot on disk (see kvcache.py) instead of being evaluated.
+with the previous call and evaluates only the new tail. An agent's whole context, or else the
+static prefix, can also be restored from a snapshot on disk (see kvcache.py) instead of being
+evaluated.
 """
 
 import codecs
@@ -11,11 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ContextOverflowError, MemgptLocalError
-from .base import DEFAULT_SEED, Generation, GenerationStats, PromptTokens, SamplingSettings
+from .base import (
+    DEFAULT_SEED,
+    Generation,
+    GenerationStats,
+    PromptTokens,
+    SamplingSettings,
+    SavedContext,
+)
 from .chat_template import ChatTemplate
 from .decoding import FunctionCallConstraint
 from .gguf import unreadable_model_errors
-from .kvcache import PrefixSnapshots, SnapshotStore, file_key
+from .kvcache import KvCache, SnapshotStore, file_key
 from .models import ModelSpec
 
 LOOP_MIN_SPAN = 8  # a loop repeats a span of at least this many tokens
@@ -56,7 +64,7 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
 
 
 class ModelRuntime:
-    """A loaded GGUF model: tokenizer, chat template, prefix snapshots and generation (the
+    """A loaded GGUF model: tokenizer, chat template, KV snapshots and generation (the
     llama.cpp implementation of base.Runtime)."""
 
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
@@ -68,7 +76,7 @@ class ModelRuntime:
         self.llm = _load_llama(self.path, spec, self.n_ctx, seed)
         self.metadata: dict[str, str] = dict(self.llm.metadata)
         self.template = self._load_template()
-        self.snapshots = PrefixSnapshots(self.llm, snapshots, self.path, spec, self.n_ctx)
+        self.kv = KvCache(self.llm, snapshots, self.path, spec, self.n_ctx)
 
     def close(self) -> None:
         """Free the model and its context (the runtime is unusable afterwards)."""
@@ -137,10 +145,13 @@ class ModelRuntime:
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None,
-                 processor: Callable | None = None, prefix_len: int = 0) -> Generation:
+                 processor: Callable | None = None, prefix_len: int = 0,
+                 context: str | None = None) -> Generation:
         """Start a streamed completion of prompt tokens, reusing the KV cache where it matches.
 
         prefix_len: the length of the static prefix, restored from or saved to a snapshot.
+        context: the name of a whole-context snapshot (an agent's), restored where it shares
+        more of the prompt than the KV cache holds.
         processor: a logits processor (e.g. a function-call constraint), reset before use.
         """
         if len(tokens) >= self.n_ctx:
@@ -150,17 +161,20 @@ class ModelRuntime:
         max_tokens = min(max_tokens, self.n_ctx - len(tokens))
         generation = Generation(iter(()), stats)
         generation.stream = self._stream(tokens, max_tokens, sampling or SamplingSettings(),
-                                         processor, prefix_len, generation)
+                                         processor, (prefix_len, context), generation)
         return generation
 
-    def _stream(self, tokens, max_tokens, sampling, processor, prefix_len, generation):
+    def save_context(self, name: str) -> SavedContext | None:
+        """Snapshot the whole KV state (the last prompt and output) under a name."""
+        return self.kv.save_context(name)
+
+    def _stream(self, tokens, max_tokens, sampling, processor, cache_hint, generation):
         from llama_cpp import LogitsProcessorList
 
         stats = generation.stats
         start = time.perf_counter()
         evaluated_before = self.llm.evaluated_total
-        if prefix_len:
-            stats.prefix_source = self.snapshots.ensure(tokens[:prefix_len])
+        stats.prefix_source = self.kv.prepare(tokens, *cache_hint)
         if processor is not None:
             processor.reset()
         self.llm.set_seed(sampling.seed)
