@@ -45,9 +45,10 @@ def test_greedy_generation_is_exact_and_streams(smollm):
                                  sampling=SamplingSettings(temperature=0.0, seed=1337))
     pieces = list(generation)
     assert len(pieces) > 1
-    assert "".join(pieces) == generation.text == "L'Étoile, la Cité, la Nation"
+    assert "".join(pieces) == generation.text and len(generation.text) > 5
     assert generation.stats.generated_tokens == len(generation.tokens) <= 12
-    # llama-cpp-python's own chat completion, greedy, gives the same text
+    # llama-cpp-python's own chat completion, greedy, gives the same text (no literal: the
+    # greedy text differs between llama.cpp builds, whose kernels depend on the CPU)
     reference = smollm.llm.create_chat_completion(
         [{"role": "user", "content": "What is the capital of France?"}],
         temperature=0, max_tokens=12)
@@ -82,6 +83,7 @@ def test_a_repetition_loop_is_stopped(smollm):
     looping = smollm.generate(chat.tokens, max_tokens=200).finish()
     assert looping.stats.finish_reason == "loop" and looping.stats.generated_tokens < 200
     assert repeating_span(looping.tokens, 3) >= LOOP_MIN_SPAN
+    smollm.llm.reset()  # the same evaluation split as the first call: the same greedy text
     unguarded = smollm.generate(chat.tokens, max_tokens=200,
                                 sampling=SamplingSettings(stop_repeats=0)).finish()
     assert unguarded.stats.finish_reason == "length"
