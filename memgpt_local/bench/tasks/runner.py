@@ -1,0 +1,126 @@
+"""Running one case on an agent from the engine: its memory filled, the question sent, the
+reply scored and everything the case cost recorded."""
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC
+
+import numpy as np
+
+from ...agent.loop import Turn
+from ...engine import Engine
+from ...memory.messages import Message
+from .data import Case
+from .data import Turn as DialogTurn
+
+CASE_AGENT = "bench-case"
+
+
+class CachingEmbedder:
+    """An embedder that embeds each distinct text once per run (the 140 pairs, the NQ
+    passages) and hands the stored vectors out again."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.dim, self.max_tokens, self.name = embedder.dim, embedder.max_tokens, embedder.name
+        self._vectors: dict[str, np.ndarray] = {}
+        self.embedded = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of the texts, embedding only those not seen before."""
+        fresh = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if fresh:
+            self._vectors.update(zip(fresh, self.embedder.embed(fresh), strict=True))
+            self.embedded += len(fresh)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A query's vector (queries are not cached: each is asked once)."""
+        return self.embedder.embed_query(text)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the embedding model."""
+        return self.embedder.count_tokens(text)
+
+
+@dataclass
+class CaseResult:
+    """One case's record, a line of the results file."""
+
+    model: str
+    task: str
+    variant: str
+    group: int
+    case_id: str
+    question: str
+    expected: object
+    given: str
+    score: float
+    wall_s: float
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    calls: list = field(default_factory=list)
+    stopped: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """A JSON-ready form."""
+        return asdict(self)
+
+
+def fresh_agent(engine: Engine, model: str, n_ctx: int | None, max_chain: int) -> str:
+    """A new empty case agent (any earlier one deleted), with room for long chains."""
+    if engine.agent_exists(CASE_AGENT):
+        engine.delete_agent(CASE_AGENT)
+    record, _ = engine.create_agent(CASE_AGENT, model, n_ctx)
+    record.settings["max_chain"] = max_chain
+    engine.records.save(record)
+    return CASE_AGENT
+
+
+def fill_archival(engine: Engine, name: str, passages: list[str]) -> None:
+    """Put the case's passages into the agent's archival memory."""
+    archival = engine.archival_storage(name, progress=False)
+    try:
+        archival.insert(passages, source="bench")
+    finally:
+        archival.close()
+
+
+def fill_recall(engine: Engine, name: str, turns: list[DialogTurn], speaker: str) -> list[int]:
+    """Import a dated conversation as past messages (`speaker`'s turns as the user's, the
+    other's as the assistant's); return the message ids in turn order."""
+    recall = engine.recall_storage(name)
+    messages = [Message("user" if t.speaker == speaker else "assistant",
+                        f"{t.speaker}: {t.text}", created_at=t.when.replace(tzinfo=UTC))
+                for t in turns]
+    first_seq = recall.next_seq()
+    recall.bulk_import(messages)
+    id_of = recall.ids_by_seq()
+    return [id_of[first_seq + i] for i in range(len(messages))]
+
+
+def ask(engine: Engine, name: str, question: str) -> Turn:
+    """Send the question to the case agent and close it."""
+    agent = engine.open_agent(name)
+    try:
+        return agent.send(question)
+    finally:
+        engine.close_agent(agent)
+
+
+def turn_result(turn: Turn, case: Case, start: float, **fields) -> CaseResult:
+    """A case result from the turn that answered it (score filled in by the caller)."""
+    steps = turn.steps
+    return CaseResult(
+        **fields, group=case.group, case_id=case.case_id, question=case.question,
+        expected=case.expected, given=" ".join(turn.replies), score=0.0,
+        wall_s=time.perf_counter() - start,
+        prompt_tokens=max((s.stats.prompt_tokens for s in steps), default=0),
+        evaluated_tokens=sum(s.stats.evaluated_tokens + s.summary_eval_tokens for s in steps),
+        generated_tokens=sum(s.stats.generated_tokens for s in steps),
+        calls=[{"function": s.function, "arguments": s.arguments} for s in steps],
+        stopped=turn.stopped)

@@ -1,0 +1,189 @@
+"""The memory-task benchmarks: loaders and scorers on small files in the real formats, and the
+scripted ceiling through the real archival storage, embedding model and recall storage."""
+
+import gzip
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from memgpt_local.bench.tasks.data import (
+    DEFAULT_DATA,
+    BenchDataError,
+    load_doc_qa,
+    load_locomo,
+    load_nested_kv,
+)
+from memgpt_local.bench.tasks.scoring import (
+    contains_answer,
+    locomo_score,
+    token_f1,
+    uuid_score,
+)
+
+needs_shared_data = pytest.mark.skipif(not DEFAULT_DATA.is_dir(),
+                                       reason="../shared/data is absent")
+
+
+def write_jsonl_gz(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as file:
+        file.writelines(json.dumps(row) + "\n" for row in rows)
+    return path
+
+
+# --- scorers --------------------------------------------------------------------------------
+def test_uuid_score_finds_the_uuid_inside_other_text():
+    value = str(uuid.UUID(int=7))
+    assert uuid_score(f"The final value is {value.upper()}.", value) == 1.0
+    assert uuid_score(f"Not it: {uuid.UUID(int=8)}", value) == 0.0
+    assert uuid_score("", value) == 0.0
+    assert uuid_score(value[:-1], value) == 0.0  # a prefix is not the UUID
+
+
+def test_contains_answer_normalises_like_squad():
+    assert contains_answer("It was THE Beatles!", ["Beatles"]) == 1.0
+    assert contains_answer("Wilhelm Conrad Röntgen, in 1901.", ["wilhelm conrad röntgen"]) == 1.0
+    assert contains_answer("an apple a day", ["the apple"]) == 1.0  # articles dropped
+    assert contains_answer("Paris", ["London", "Rome"]) == 0.0
+    assert contains_answer("", ["Paris"]) == 0.0
+    assert contains_answer("anything", ["", "!!"]) == 0.0  # an answer that normalises to nothing
+
+
+def test_locomo_scores_follow_its_evaluation():
+    assert locomo_score("7 May 2023", "7 May 2023", 2) == 1.0
+    assert locomo_score("She went on 7 May 2023", "7 May 2023", 2) == pytest.approx(2 / 3)
+    # stems: run race | she run race ('a' dropped): precision 1, recall 2/3
+    assert token_f1("running races", "She runs a race") == pytest.approx(0.8)
+    # multi-hop: each gold part against its best reply part, averaged
+    assert locomo_score("psychology", "Psychology, counseling certification", 1) == 0.5
+    # open-domain: only the part before ';' counts
+    assert locomo_score("likely yes", "Likely yes; she wants to", 3) == 1.0
+    assert locomo_score("2022", 2022, 2) == 1.0  # answers may be numbers
+    assert locomo_score("", "7 May 2023", 4) == 0.0
+
+
+def test_adversarial_questions_count_when_the_reply_says_it_is_not_there():
+    assert locomo_score("Sorry, there is no information available on that.", "x", 5) == 1.0
+    assert locomo_score("That was not mentioned in our chats.", "x", 5) == 1.0
+    assert locomo_score("She realised self-care is important.", "x", 5) == 0.0
+    assert locomo_score("", "x", 5) == 0.0
+
+
+# --- loaders --------------------------------------------------------------------------------
+def nested_kv_folder(tmp_path: Path) -> tuple[Path, list]:
+    pairs = [[str(uuid.UUID(int=2 * i + 1)), str(uuid.UUID(int=2 * i + 2))] for i in range(6)]
+    write_jsonl_gz(tmp_path / "nested_kv/kv-retrieval-140_keys.jsonl.gz",
+                   [{"ordered_kv_records": pairs, "key": pairs[0][0], "value": pairs[0][1]}])
+    for level, ordering in [(1, [4]), (3, [2, 5, 0])]:
+        path = tmp_path / f"nested_kv/random_orderings_100_samples_140_indices_{level}_levels.jsonl"
+        path.write_text(json.dumps(ordering) + "\n")
+    return tmp_path, pairs
+
+
+def test_nested_kv_chains_keys_through_the_ordering(tmp_path):
+    folder, pairs = nested_kv_folder(tmp_path)
+    one, three = load_nested_kv(folder, [1, 3])
+    assert (one.group, one.expected) == (1, pairs[4][1]) and pairs[4][0] in one.question
+    assert three.expected == pairs[0][1] and pairs[2][0] in three.question
+    passages = "\n".join(three.passages)
+    assert f"key {pairs[2][0]} has value {pairs[5][0]}" in passages  # 2 -> 5
+    assert f"key {pairs[5][0]} has value {pairs[0][0]}" in passages  # 5 -> 0
+    assert f"key {pairs[0][0]} has value {pairs[0][1]}" in passages  # 0 keeps its value
+    assert len(three.passages) == len(pairs)
+
+
+def test_doc_qa_adds_other_questions_gold_passages_as_distractors(tmp_path):
+    rows = [{"question": f"q{i}?", "answers": [f"a{i}"],
+             "ctxs": [{"title": f"T{i}", "text": f"text {i}", "isgold": True}]}
+            for i in range(4)]
+    path = write_jsonl_gz(tmp_path / "nq.jsonl.gz", rows)
+    cases = load_doc_qa(path, 2)
+    assert [c.expected for c in cases] == [["a0"], ["a1"], ["a2"], ["a3"]]
+    assert cases[3].passages == ["T3: text 3", "T0: text 0", "T1: text 1"]  # cyclic
+
+
+def test_locomo_turns_carry_their_session_dates(tmp_path):
+    record = {"sample_id": "conv-x", "conversation": {
+        "speaker_a": "Ann", "speaker_b": "Bo",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": [{"speaker": "Ann", "dia_id": "D1:1", "text": "Hi"}],
+        "session_2_date_time": "10:00 am on 27 June, 2023",
+        "session_2": [{"speaker": "Bo", "dia_id": "D2:1", "text": "Yo"}]},
+        "qa": [{"question": "When?", "answer": "8 May 2023", "evidence": ["D1:1"],
+                "category": 2},
+               {"question": "Why?", "adversarial_answer": "no", "evidence": [],
+                "category": 5}]}
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps([record]))
+    turns, cases = load_locomo(path)
+    assert [(t.dia_id, t.when.month, t.when.hour) for t in turns] == [("D1:1", 5, 13),
+                                                                      ("D2:1", 6, 10)]
+    assert [(c.group, c.evidence) for c in cases] == [(2, ["D1:1"]), (5, [])]
+
+
+def test_missing_or_malformed_data_is_a_clear_error(tmp_path):
+    with pytest.raises(BenchDataError, match="not found.*--data"):
+        load_doc_qa(tmp_path / "nope.jsonl.gz", 10)
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(BenchDataError, match="not JSON lines"):
+        load_doc_qa(bad, 10)
+    (tmp_path / "l.json").write_text("{}")
+    with pytest.raises(BenchDataError, match="not a LoCoMo record"):
+        load_locomo(tmp_path / "l.json")
+
+
+# --- the ceiling, on the real memory tiers ---------------------------------------------------
+@pytest.fixture(scope="module")
+def ceiling(tmp_path_factory):
+    from memgpt_local.bench.tasks.runner import CachingEmbedder
+    from memgpt_local.bench.tasks.variants import ceiling_engine
+    from memgpt_local.engine import Engine, EngineConfig
+    from memgpt_local.memory.embeddings import load_embedder
+
+    embedder = CachingEmbedder(load_embedder(None, "int8"))
+    home = tmp_path_factory.mktemp("ceiling")
+    engine, runtime = ceiling_engine(lambda factory: Engine(
+        EngineConfig(home), runtime_factory=factory, embedder=embedder))
+    yield engine, runtime, embedder
+    engine.close()
+
+
+@needs_shared_data
+def test_the_ceiling_solves_nested_kv_levels_1_to_4(ceiling):
+    from memgpt_local.bench.tasks.variants import run_ceiling_case
+
+    engine, runtime, embedder = ceiling
+    results = [run_ceiling_case(engine, runtime, "nested-kv", case)
+               for level in (1, 2, 3, 4) for case in load_nested_kv(None, [level])[:10]]
+    assert sum(r.score for r in results) / len(results) >= 0.95
+    deepest = [r for r in results if r.group == 4 and r.score == 1.0]
+    assert deepest and len(deepest[0].calls) >= 5  # four lookups, one miss, the answer
+    # the 140 pairs are embedded once per run; each case adds only its rewired pairs
+    assert embedder.embedded <= 140 + sum(level - 1 for level in (1, 2, 3, 4)) * 10
+
+
+@needs_shared_data
+def test_the_ceiling_solves_doc_qa_with_50_distractors(ceiling):
+    from memgpt_local.bench.tasks.variants import run_ceiling_case
+
+    engine, runtime, _ = ceiling
+    results = [run_ceiling_case(engine, runtime, "doc-qa", case)
+               for case in load_doc_qa(None, 50)[:20]]
+    assert sum(r.score for r in results) / len(results) >= 0.95
+    assert all(r.calls[0]["function"] == "archival_memory_search" for r in results)
+
+
+@needs_shared_data
+def test_the_ceiling_reports_locomo_evidence_recall_per_category(ceiling):
+    from memgpt_local.bench.tasks.variants import locomo_evidence_recall
+
+    engine, _, _ = ceiling
+    turns, cases = load_locomo(None)
+    shares = locomo_evidence_recall(engine, turns, cases)
+    assert len(shares) == len(cases) and all(0.0 <= s <= 1.0 for s in shares)
+    # word search finds the evidence of most temporal questions (they name the event)
+    temporal = [s for s, c in zip(shares, cases, strict=True) if c.group == 2]
+    assert sum(temporal) / len(temporal) >= 0.6
