@@ -187,3 +187,42 @@ def test_the_ceiling_reports_locomo_evidence_recall_per_category(ceiling):
     # word search finds the evidence of most temporal questions (they name the event)
     temporal = [s for s, c in zip(shares, cases, strict=True) if c.group == 2]
     assert sum(temporal) / len(temporal) >= 0.6
+
+
+# --- end to end, on the real model -----------------------------------------------------------
+@needs_shared_data
+def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
+    from click.testing import CliRunner
+
+    from memgpt_local.cli import cli
+
+    out = tmp_path / "run"
+    args = ["bench", "all", "--model", "smollm2-135m", "--limit", "2", "--n-ctx", "2048",
+            "--levels", "1,2", "--k", "10", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    counts = {}
+    for row in rows:
+        counts[(row["task"], row["variant"])] = counts.get((row["task"], row["variant"]), 0) + 1
+    expected_cases = {"nested-kv": 4, "doc-qa": 2, "locomo": 10}  # 2 a level, K, category
+    assert counts == {(task, variant): n for task, n in expected_cases.items()
+                      for variant in ("memgpt", "baseline", "ceiling")}
+    for row in rows:
+        assert 0.0 <= row["score"] <= 1.0 and row["wall_s"] >= 0
+        if row["variant"] == "memgpt":
+            assert row["calls"] and row["model"] == "smollm2-135m"
+            assert row["prompt_tokens"] <= 2048 and row["evaluated_tokens"] > 0
+        if row["variant"] == "baseline":
+            assert 0 < row["extra"]["material_items"] <= row["extra"]["material_total"]
+    assert all(r["score"] == 1.0 for r in rows
+               if r["variant"] == "ceiling" and r["task"] != "locomo")
+    summary = (out / "summary.md").read_text()
+    assert "| smollm2-135m | nested-kv | memgpt | 4 |" in summary
+    assert (out / "nested_kv.png").stat().st_size > 0 and (out / "doc_qa.png").is_file()
+    again = CliRunner().invoke(cli, args)  # resumes: every case is done already
+    assert again.exit_code == 0 and len((out / "results.jsonl").read_text().splitlines()) \
+        == len(rows)
+    merged = CliRunner().invoke(cli, ["bench", "report", str(out), "--out",
+                                      str(tmp_path / "report")])
+    assert merged.exit_code == 0 and "| ceiling | doc-qa | ceiling | 2 |" in merged.output

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from . import agents, chat, models
+from . import agents, bench, chat, models
 from .common import ByteSize, engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
@@ -59,5 +59,5 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
                f"{report.skipped_duplicates} already stored, in {report.seconds:.1f} s.")
 
 
-for command in (agents.agents, chat.chat, chat.send, models.models, models.run):
+for command in (agents.agents, bench.bench, chat.chat, chat.send, models.models, models.run):
     cli.add_command(command)

@@ -1,7 +1,9 @@
-"""The variants that answer a case: the ceiling (a scripted perfect agent over the real memory
-tiers) so far; the model-driven agent and the fixed-context baseline build on the same runner."""
+"""The variants that answer a case: `memgpt` (the real agent, its memory tiers filled), `ceiling`
+(a scripted perfect agent over the same tiers) and `baseline` (the same model, the material
+placed straight in the prompt, as much as fits)."""
 
 import time
+from dataclasses import dataclass
 
 from ...engine import Engine
 from ..scripted import ScriptedRuntime
@@ -36,12 +38,34 @@ def ceiling_policy(task: str, case: Case):
 def run_ceiling_case(engine: Engine, runtime: ScriptedRuntime, task: str, case: Case
                      ) -> CaseResult:
     """One archival case played by the scripted policy through the agent's real loop."""
-    start = time.perf_counter()
-    name = fresh_agent(engine, None, CEILING_N_CTX, CEILING_MAX_CHAIN)
-    fill_archival(engine, name, case.passages)
     runtime.script = ceiling_policy(task, case)
+    return run_agent_case(engine, task, case, AgentRun("ceiling", None, CEILING_N_CTX,
+                                                       CEILING_MAX_CHAIN), "ceiling")
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """Who answers through the agent: a model alias (None: the registry's default), its
+    window and the agent's step cap per question."""
+
+    label: str
+    alias: str | None
+    n_ctx: int | None
+    max_chain: int
+
+
+def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
+                   variant: str = "memgpt", turns: list | None = None) -> CaseResult:
+    """One case through the agent: its archival (or recall, with `turns`) filled, the
+    question sent as a user message, the reply scored."""
+    start = time.perf_counter()
+    name = fresh_agent(engine, run.alias, run.n_ctx, run.max_chain)
+    if turns is not None:
+        fill_recall(engine, name, turns, turns[0].speaker)
+    else:
+        fill_archival(engine, name, case.passages)
     turn = ask(engine, name, case.question)
-    result = turn_result(turn, case, start, model="ceiling", task=task, variant="ceiling")
+    result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
     return result
 

@@ -1,0 +1,105 @@
+"""Summaries of benchmark results: a Markdown table (model x task x variant) and PNG plots of
+accuracy against nesting level and against the number of distractors."""
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from .suite import RESULTS
+
+PLOTS = {"nested-kv": ("nesting level", "nested_kv.png"),
+         "doc-qa": ("distractor passages (K)", "doc_qa.png")}
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop",
+              5: "adversarial"}
+
+
+def load_results(folders: list[Path]) -> list[dict]:
+    """Every case recorded in the folders (a case recorded twice counts once: the last)."""
+    rows: dict[tuple, dict] = {}
+    for folder in folders:
+        path = folder / RESULTS
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows[(row["model"], row["task"], row["variant"], row["case_id"])] = row
+    return list(rows.values())
+
+
+def _grouped(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[k] for k in keys)].append(row)
+    return dict(sorted(groups.items(), key=lambda item: [str(v) for v in item[0]]))
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The Markdown table: cases, mean score, steps stopped by the cap, wall time."""
+    lines = ["| model | task | variant | cases | score | stopped | wall time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for (model, task, variant), group in _grouped(rows, "model", "task", "variant").items():
+        score = mean(r["score"] for r in group)
+        stopped = sum(bool(r.get("stopped")) for r in group)
+        wall = sum(r["wall_s"] for r in group)
+        lines.append(f"| {model} | {task} | {variant} | {len(group)} | {score:.3f} | "
+                     f"{stopped} | {wall:.0f} |")
+    return "\n".join(lines)
+
+
+def group_table(rows: list[dict], task: str) -> str:
+    """Mean score per level, K or category of one task."""
+    chosen = [r for r in rows if r["task"] == task]
+    if not chosen:
+        return ""
+    groups = sorted({r["group"] for r in chosen})
+    names = [CATEGORIES.get(g, str(g)) if task == "locomo" else str(g) for g in groups]
+    lines = [f"| model | variant | {' | '.join(names)} |", "|---|---|" + "---|" * len(groups)]
+    for (model, variant), group in _grouped(chosen, "model", "variant").items():
+        cells = []
+        for g in groups:
+            scores = [r["score"] for r in group if r["group"] == g]
+            cells.append(f"{mean(scores):.2f} ({len(scores)})" if scores else "")
+        lines.append(f"| {model} | {variant} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], task: str, out: Path) -> Path | None:
+    """Accuracy against the task's group, one line per model and variant (None: no rows)."""
+    chosen = [r for r in rows if r["task"] == task]
+    if not chosen:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label, name = PLOTS[task]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for (model, variant), group in _grouped(chosen, "model", "variant").items():
+        xs = sorted({r["group"] for r in group})
+        axes.plot(xs, [mean(r["score"] for r in group if r["group"] == x) for x in xs],
+                  marker="o", label=f"{model} {variant}")
+    axes.set(xlabel=label, ylabel="accuracy", ylim=(-0.05, 1.05), title=task)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / name, dpi=100)
+    plt.close(figure)
+    return out / name
+
+
+def write_report(folders: list[Path], out: Path) -> str:
+    """The summary of one or more runs as Markdown (saved as summary.md) and plots."""
+    rows = load_results(folders)
+    parts = ["## Summary", summary_table(rows)]
+    for task in ("nested-kv", "doc-qa", "locomo"):
+        table = group_table(rows, task)
+        if table:
+            parts += [f"## {task} by {'category' if task == 'locomo' else 'group'}", table]
+    plots = [p for p in (plot(rows, task, out) for task in PLOTS) if p]
+    parts += [f"![{p.stem}]({p.name})" for p in plots]
+    text = "\n\n".join(parts) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(text, encoding="utf-8")
+    return text
