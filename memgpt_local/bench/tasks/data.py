@@ -170,6 +170,8 @@ def load_locomo(data: Path | None) -> tuple[list[Turn], list[Case]]:
                       qa.get("answer", qa.get("adversarial_answer", "")), int(qa["category"]),
                       evidence=list(qa.get("evidence", [])))
                  for i, qa in enumerate(record["qa"])]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except KeyError as exc:
+        raise BenchDataError(f"{path} is not a LoCoMo record: it lacks {exc}.") from None
+    except (OSError, ValueError, TypeError) as exc:
         raise BenchDataError(f"{path} is not a LoCoMo record: {exc}") from None
     return turns, cases
