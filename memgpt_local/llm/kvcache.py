@@ -62,6 +62,7 @@ class Snapshot:
     """A snapshot file's header: the tokens it holds and where its KV data lies."""
 
     path: Path
+    model_key: str
     tokens: np.ndarray
     data_offset: int
     data_len: int
@@ -86,11 +87,11 @@ class SnapshotStore:
 
     def context_file(self, model_key: str, name: str) -> Path:
         """The snapshot file of an agent's whole context on one model and its settings."""
-        return self.directory / f"agent-{_digest(name.encode())[:16]}-{model_key[:16]}.kv"
+        return self.directory / f"{_context_stem(name)}-{model_key[:16]}.kv"
 
     def delete_contexts(self, name: str) -> None:
         """Delete an agent's context snapshots, for every model."""
-        for path in self.directory.glob(f"agent-{_digest(name.encode())[:16]}-*.kv"):
+        for path in self.directory.glob(f"{_context_stem(name)}-*.kv"):
             path.unlink(missing_ok=True)
 
     def fits(self, size: int) -> bool:
@@ -123,11 +124,11 @@ class SnapshotStore:
             return None
         except (OSError, ValueError, KeyError, TypeError, struct.error):
             snapshot = size = None
-        if snapshot is None or snapshot[1] != model_key or \
-                size != snapshot[0].data_offset + snapshot[0].data_len:
+        if snapshot is None or snapshot.model_key != model_key or \
+                size != snapshot.data_offset + snapshot.data_len:
             path.unlink(missing_ok=True)
             return None
-        return snapshot[0]
+        return snapshot
 
     def data(self, snapshot: Snapshot):
         """The snapshot's KV data as a ctypes buffer; None (the file deleted) if its checksum
@@ -171,7 +172,11 @@ class SnapshotStore:
         return sum(path.stat().st_size for path in self.directory.glob("*.kv"))
 
 
-def _read_header(file, path: Path) -> tuple[Snapshot, str] | None:
+def _context_stem(name: str) -> str:
+    return f"agent-{_digest(name.encode())[:16]}"
+
+
+def _read_header(file, path: Path) -> Snapshot | None:
     if file.read(len(MAGIC)) != MAGIC:
         return None
     (header_len,) = struct.unpack("<I", file.read(4))
@@ -181,8 +186,8 @@ def _read_header(file, path: Path) -> tuple[Snapshot, str] | None:
     if len(tokens) != n_tokens:
         return None
     offset = len(MAGIC) + 4 + header_len + 4 * n_tokens
-    return Snapshot(path, tokens, offset, int(header["data_len"]), int(header["crc32"])), \
-        header["model_key"]
+    return Snapshot(path, header["model_key"], tokens, offset, int(header["data_len"]),
+                    int(header["crc32"]))
 
 
 class KvCache:
@@ -216,13 +221,7 @@ class KvCache:
         shared = shared_prefix(snapshot.tokens, tokens)
         if shared < max(self.held(tokens), prefix_len) + MIN_GAIN_TOKENS:
             return False
-        data = self.store.data(snapshot)
-        if data is None:
-            return False
-        if not self._load_state(data, snapshot.tokens):
-            path.unlink(missing_ok=True)
-            return False
-        return True
+        return self._restore(snapshot)
 
     def ensure_prefix(self, prefix: list[int]) -> str:
         """Make the KV cache hold the static prefix; return 'warm', 'restored' or 'cold'."""
@@ -230,11 +229,9 @@ class KvCache:
             return "warm"
         path = self.store.prefix_file(self.model_key, prefix)
         snapshot = self.store.header(path, self.model_key)
-        if snapshot is not None and np.array_equal(snapshot.tokens, prefix):
-            data = self.store.data(snapshot)
-            if data is not None and self._load_state(data, snapshot.tokens):
-                return "restored"
-            path.unlink(missing_ok=True)
+        if snapshot is not None and np.array_equal(snapshot.tokens, prefix) and \
+                self._restore(snapshot):
+            return "restored"
         self.llm.reset()
         self.llm.eval(prefix)
         if self.store.fits(self._state_size()):
@@ -255,6 +252,14 @@ class KvCache:
         except OSError:
             return None
         return SavedContext(n_tokens, size, time.perf_counter() - start)
+
+    def _restore(self, snapshot: Snapshot) -> bool:
+        """Load a snapshot into the KV cache; False (the file deleted) if it is unusable."""
+        data = self.store.data(snapshot)
+        if data is not None and self._load_state(data, snapshot.tokens):
+            return True
+        snapshot.path.unlink(missing_ok=True)
+        return False
 
     def _state_size(self) -> int:
         from llama_cpp import llama_state_seq_get_size

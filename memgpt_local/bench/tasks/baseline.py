@@ -8,6 +8,7 @@ from ...engine import Engine
 from ...llm.base import Runtime
 from .data import Case
 from .runner import CaseResult, fill_archival, fresh_agent
+from .variants import score
 
 INSTRUCTIONS = ("Answer the question at the end using the material below. Reply with the "
                 "answer only, in a few words.\n\nMaterial:\n")
@@ -62,7 +63,7 @@ def retrieved_order(engine: Engine, case: Case) -> list[str]:
 
 
 def run_baseline_case(runtime: Runtime, task: str, case: Case, material: list[str],
-                      label: str, score, keep_newest: bool = False) -> CaseResult:
+                      label: str, keep_newest: bool = False) -> CaseResult:
     """One case answered from the prompt alone."""
     start = time.perf_counter()
     generation, count = answer_from_prompt(runtime, material, case.question, keep_newest)

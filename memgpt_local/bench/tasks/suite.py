@@ -19,7 +19,6 @@ from .variants import (
     locomo_evidence_recall,
     run_agent_case,
     run_ceiling_case,
-    score,
 )
 
 TASKS = ("nested-kv", "doc-qa", "locomo")
@@ -191,7 +190,7 @@ class BenchRun:
         try:
             for case, save in self.cases(model, task, "baseline", cases):
                 material = baseline_material(engine, task, case, turns)
-                save(run_baseline_case(runtime, task, case, material, model, score,
+                save(run_baseline_case(runtime, task, case, material, model,
                                        keep_newest=turns is not None))
         finally:
             engine.runtimes.release(runtime)
