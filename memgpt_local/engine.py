@@ -118,11 +118,13 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
                  runtime_factory: RuntimeFactory = ModelRuntime,
-                 clock: ctx.Clock = ctx.utc_now, embedder: Embedder | None = None):
+                 clock: ctx.Clock = ctx.utc_now, embedder: Embedder | None = None,
+                 runtime_wrapper: Callable[[Runtime], Runtime] | None = None):
         self.config = config or EngineConfig.from_environment()
         self.home = self.config.home
         self.wait = wait
         self._runtime_factory = runtime_factory
+        self._runtime_wrapper = runtime_wrapper  # instruments every runtime (benchmarks)
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self._embedder = embedder  # None: the configured model, loaded on first use
         self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
@@ -159,8 +161,9 @@ class Engine:
         return load_embedder(self.config.embedding_model, self.config.embedding_precision)
 
     def _load_runtime(self, spec: ModelSpec, n_ctx: int) -> Runtime:
-        return self._runtime_factory(spec, self.snapshots, self.home / "cache" / "grammar",
-                                     n_ctx=n_ctx, seed=DEFAULT_SEED)
+        runtime = self._runtime_factory(spec, self.snapshots, self.home / "cache" / "grammar",
+                                        n_ctx=n_ctx, seed=DEFAULT_SEED)
+        return self._runtime_wrapper(runtime) if self._runtime_wrapper else runtime
 
     def runtime(self, alias: str | None = None, n_ctx: int | None = None) -> Runtime:
         """A loaded model (the registry's default when no alias), shared through the pool."""
@@ -181,8 +184,7 @@ class Engine:
                      persona: str | None = None, human: str | None = None,
                      block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
         """Create and store a new agent; returns it with notes for the user."""
-        if self.records.exists(check_agent_name(name)):
-            raise MemgptLocalError(f"An agent named '{name}' already exists.")
+        name = self._new_name(name)
         spec = self.registry.get(model)
         settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
         core = CoreMemory.default(
@@ -190,7 +192,6 @@ class Engine:
             human if human is not None else ctx.default_text("human.txt"), block_limit)
         notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
         record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
-        self._clear_leftovers(name)
         self.records.save(record)
         return record, notes
 
@@ -277,11 +278,7 @@ class Engine:
         again with the local model)."""
         export = portable.read_export(path)
         record = export.record
-        record.name = check_agent_name(new_name or record.name)
-        if self.records.exists(record.name):
-            raise MemgptLocalError(f"An agent named '{record.name}' already exists; "
-                                   "pass --name.")
-        self._clear_leftovers(record.name)
+        record.name = self._new_name(new_name or record.name, "; pass --name")
         stores = self._stores(record.name)
         if export.passages:
             stores.open_archival()
@@ -307,6 +304,26 @@ class Engine:
         for key, contents in groups.items():
             source, metadata = json.loads(key)
             stores.archival.insert(contents, source=source, metadata=metadata)
+
+    def copy_agent(self, source: str, target: str) -> AgentRecord:
+        """A new agent that starts as a copy of another: core memory, settings, summary, every
+        message and passage, all or nothing. The stored embeddings are copied (nothing is
+        embedded again); the copy's archival index is built from them when first opened."""
+        record = self.records.get(source)
+        record.name = self._new_name(target)
+        with self.db.transaction():
+            new_id = self.records.copy_rows(source, target)
+            record.in_context = [new_id[i] for i in record.in_context if i in new_id]
+            self.records.save(record)
+        return record
+
+    def _new_name(self, name: str, hint: str = "") -> str:
+        """A valid name no agent has, with any rows or files a failed import left under it
+        removed."""
+        if self.records.exists(check_agent_name(name)):
+            raise MemgptLocalError(f"An agent named '{name}' already exists{hint}.")
+        self._clear_leftovers(name)
+        return name
 
     def _clear_leftovers(self, name: str) -> None:
         """Remove rows and index files stored under a name that has no agent (left by a

@@ -4,6 +4,7 @@ scripted ceiling through the real archival storage, embedding model and recall s
 import gzip
 import json
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,81 @@ def test_the_ceiling_reports_locomo_evidence_recall_per_category(ceiling):
     # word search finds the evidence of most temporal questions (they name the event)
     temporal = [s for s, c in zip(shares, cases, strict=True) if c.group == 2]
     assert sum(temporal) / len(temporal) >= 0.6
+
+
+# --- call validity and template copies (fast, on fakes) ------------------------------------------
+def _fake_engine(tmp_path, runtime, **kwargs):
+    from fakes import HashingEmbedder
+
+    from memgpt_local.engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(tmp_path), runtime_factory=lambda *args, **kw: runtime,
+                  embedder=HashingEmbedder(), **kwargs)
+
+
+def test_call_error_checks_the_function_and_its_arguments_against_the_schema():
+    from fakes import call
+
+    from memgpt_local.agent.loop import call_schema
+    from memgpt_local.bench.tasks.validity import call_error
+
+    schema = call_schema(["persona", "human"])
+    assert call_error(call("send_message", thoughts="hi", message="Hello"), schema) is None
+    assert call_error(call("core_memory_append", label="human", content="likes tea",
+                           request_heartbeat=False), schema) is None
+    assert "not JSON" in call_error('{"function": "send_message", "argum', schema)
+    assert "not JSON" in call_error("", schema)  # an empty completion
+    for bad in (call("fly_away", message="x"),  # no such function
+                call("send_message", text="Hello"),  # a wrong argument name
+                call("archival_memory_search", query="x", page="1", request_heartbeat=True),
+                call("core_memory_append", label="diary", content="x", request_heartbeat=False),
+                '{"function": "send_message", "arguments": {"message": "x"}, "mood": 1}'):
+        assert call_error(bad, schema).startswith("not a valid call"), bad
+
+
+def test_call_validity_decodes_every_agent_step_with_and_without_the_constraint(tmp_path):
+    from fakes import FakeRuntime, call
+
+    from memgpt_local.bench.tasks.data import Case
+    from memgpt_local.bench.tasks.validity import ProbingRuntime, run_validity_case
+
+    runtime = FakeRuntime([call("archival_memory_search", query="alpha", page=1,
+                                request_heartbeat=True), call("send_message", message="beta")])
+    case = Case("q1", "What follows alpha?", ["beta"], 10, passages=["alpha beta", "gamma"])
+    with _fake_engine(tmp_path, runtime, runtime_wrapper=ProbingRuntime) as engine:
+        results = run_validity_case(engine, "doc-qa", case, "smollm2-135m", 2048, None)
+    # the fake answers an unconstrained prompt with a summary: plain text, not a call
+    assert [(r.case_id, r.variant, r.score) for r in results] == [
+        ("doc-qa/q1/0", "constrained", 1.0), ("doc-qa/q1/0", "free", 0.0),
+        ("doc-qa/q1/1", "constrained", 1.0), ("doc-qa/q1/1", "free", 0.0)]
+    assert "not JSON" in results[1].extra["error"] and results[0].extra["error"] is None
+    assert runtime.steps == 2 and runtime.summary_calls == 2  # each prompt decoded twice
+    assert all(r.group == 2 and r.task == "call-validity" for r in results)
+
+
+def test_cases_with_the_same_material_copy_one_template(tmp_path):
+    from fakes import FakeRuntime, call
+
+    from memgpt_local.bench.tasks.data import Turn
+    from memgpt_local.bench.tasks.runner import CASE_AGENT, Material, ask, case_agent
+
+    turns = tuple(Turn(f"D1:{i}", "Ann" if i % 2 else "Bob", f"line {i}",
+                       datetime(2023, 5, 8, 13, i)) for i in range(6))
+    runtime = FakeRuntime(lambda messages: call("send_message", message="ok"))
+    with _fake_engine(tmp_path, runtime) as engine:
+        for question in ("first?", "second?"):
+            name = case_agent(engine, "smollm2-135m", 2048, 4, Material(turns=turns))
+            ask(engine, name, question)
+            templates = [n for n in engine.records.names() if n.startswith("bench-template-")]
+            assert len(templates) == 1
+            assert engine.recall_storage(templates[0]).count() == len(turns)  # untouched
+            users = [m.content for m in engine.recall_storage(CASE_AGENT).all()
+                     if m.role == "user"]
+            assert users[-1] == question and len(users) == 4  # Bob's turns, then the question
+        first = templates[0]
+        case_agent(engine, "smollm2-135m", 2048, 4, Material(("a passage",)))
+        assert not engine.agent_exists(first)  # new material replaces the template
+        assert engine.show_agent(CASE_AGENT)["archival_passages"] == 1
 
 
 # --- end to end, on the real model -----------------------------------------------------------

@@ -119,3 +119,67 @@ def test_real_model_loaded_once_serves_three_agents_in_turn(tmp_path):
             assert PEOPLE[agent.record.name] in held
             assert not [h for n, h in PEOPLE.items() if n != agent.record.name and h in held]
             assert agent.recall.all()[-1].role == "function_result"
+
+
+class CountingEmbedder:
+    """The real embedding model, counting the texts it embeds."""
+
+    def __init__(self):
+        from memgpt_local.memory.embeddings import load_embedder
+
+        self.inner = load_embedder(None, "int8")
+        inner = self.inner
+        self.dim, self.max_tokens, self.name = inner.dim, inner.max_tokens, inner.name
+        self.embedded = 0
+
+    def embed(self, texts):
+        self.embedded += len(texts)
+        return self.inner.embed(texts)
+
+    def embed_query(self, text):
+        return self.inner.embed_query(text)
+
+    def count_tokens(self, text):
+        return self.inner.count_tokens(text)
+
+
+def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(tmp_path):
+    embedder = CountingEmbedder()
+    with Engine(EngineConfig(tmp_path), runtime_factory=CountingFactory(),
+                embedder=embedder) as engine:
+        _create_people(engine)
+        agent = engine.open_agent("ann")
+        agent.send("Who am I?")
+        engine.close_agent(agent)
+        archival = engine.archival_storage("ann", progress=False)
+        archival.insert(["Ann's cat is called Whiskers.", "Ann sails on Sundays."])
+        archival.close()
+        embedded = embedder.embedded
+        copy = engine.copy_agent("ann", "ann-2")
+        original = engine.records.get("ann")
+        assert embedder.embedded == embedded  # the stored vectors were copied
+        assert copy.core_memory.to_dict() == original.core_memory.to_dict()
+        old, new = engine.recall_storage("ann"), engine.recall_storage("ann-2")
+        assert [(m.seq, m.role, m.content, m.created_at) for m in new.all()] == \
+            [(m.seq, m.role, m.content, m.created_at) for m in old.all()]
+        assert not set(copy.in_context) & set(original.in_context)
+        assert [m.content for m in new.get(copy.in_context)] == \
+            [m.content for m in old.get(original.in_context)]
+        archival = engine.archival_storage("ann-2", progress=False)
+        hits = archival.search("What is the cat's name?", mode="vector").items
+        archival.close()
+        assert hits[0]["content"] == "Ann's cat is called Whiskers."
+        before = old.count()
+        agent = engine.open_agent("ann-2")
+        assert agent.send("Who am I?").replies == ["Hi Ann"]
+        engine.close_agent(agent)
+        after = new.count()
+        assert old.count() == before < after  # the copy's new turn is its own
+        engine.delete_agent("ann")
+        shown = engine.show_agent("ann-2")
+        assert shown["archival_passages"] == 2 and shown["recall_messages"] == after
+        with pytest.raises(MemgptLocalError, match="'bob' already exists"):
+            engine.copy_agent("ann-2", "bob")
+        with pytest.raises(MemgptLocalError, match="No agent named 'ann'"):
+            engine.copy_agent("ann", "ann-3")
+        assert not engine.agent_exists("ann-3")

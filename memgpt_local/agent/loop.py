@@ -90,13 +90,12 @@ class Agent:
                                        record.settings.setdefault("state", {}))
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
-        self.processor = runtime.constraint(self._schema()).processor()
+        self.processor = runtime.constraint(self.call_schema()).processor()
         self.outbox: list[str] = []
 
-    def _schema(self) -> dict:
-        labels = list(self.core.blocks)
-        return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
-                                     for f in FUNCTIONS.values()])
+    def call_schema(self) -> dict:
+        """The JSON schema of one valid call of this agent's functions."""
+        return call_schema(list(self.core.blocks))
 
     def _counts(self) -> dict:
         return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
@@ -322,6 +321,13 @@ class Agent:
         """Persist the record: core memory, summary, the queue's message ids, state."""
         self.record.in_context = [m.id for m in self.queue]
         self.stores.save(self.record)
+
+
+def call_schema(labels: list[str]) -> dict:
+    """The JSON schema of one valid call of the agent functions, for an agent whose core
+    memory has these block labels (what the constraint enforces)."""
+    return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
+                                 for f in FUNCTIONS.values()])
 
 
 def _parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, str]:

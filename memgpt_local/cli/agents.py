@@ -94,6 +94,21 @@ def agents_delete(name: str, yes: bool, wait: bool) -> None:
     click.echo(f"Deleted agent '{name}'.")
 
 
+@agents.command("copy")
+@click.argument("source")
+@click.argument("new_name")
+@wait_option
+@user_errors
+def agents_copy(source: str, new_name: str, wait: bool) -> None:
+    """Start a new agent as a copy of another, with all its memory (to try something on the
+    copy and keep the original)."""
+    with engine(wait) as eng:
+        eng.copy_agent(source, new_name)
+        info = eng.show_agent(new_name)
+    click.echo(f"Copied '{source}' to '{new_name}' ({info['recall_messages']} messages, "
+               f"{info['archival_passages']} passages).")
+
+
 @agents.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))

@@ -101,6 +101,24 @@ class AgentStore:
         self.get(name)
         self.delete_rows(name)
 
+    def copy_rows(self, source: str, target: str) -> dict[int, int]:
+        """Copy an agent's messages and passages (stored embeddings included) under another
+        name, with new ids and the same order; return each copied message's new id by its
+        old one. The caller holds the transaction and saves the target's record."""
+        self.con.execute(
+            "INSERT INTO messages (id, agent, seq, role, content, function_name, function_args,"
+            " created_at, tokens) SELECT nextval('message_ids'), ?, seq, role, content, "
+            "function_name, function_args, created_at, tokens FROM messages WHERE agent = ? "
+            "ORDER BY seq", [target, source])
+        self.con.execute(
+            "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
+            "embedding, created_at, embedded_with) SELECT nextval('passage_ids'), ?, content, "
+            "content_hash, source, metadata, embedding, created_at, embedded_with "
+            "FROM passages WHERE agent = ? ORDER BY id", [target, source])
+        return dict(self.con.execute(
+            "SELECT old.id, new.id FROM messages old JOIN messages new USING (seq) "
+            "WHERE old.agent = ? AND new.agent = ?", [source, target]).fetchall())
+
     def delete_rows(self, name: str) -> None:
         """Delete every row stored under a name: the record, messages and passages (rows a
         failed import of an older version may have left without a record, too)."""

@@ -64,6 +64,22 @@ def group_table(rows: list[dict], task: str) -> str:
     return "\n".join(lines)
 
 
+def validity_table(rows: list[dict]) -> str:
+    """Call validity per model and mode: valid share, decoding speed, completions cut."""
+    chosen = [r for r in rows if r["task"] == "call-validity"]
+    if not chosen:
+        return ""
+    lines = ["| model | decoding | prompts | valid calls | tokens/s | generated tokens (mean) "
+             "| cut (length or loop) |", "|---|---|---|---|---|---|---|"]
+    for (model, mode), group in _grouped(chosen, "model", "variant").items():
+        speed = mean(r["extra"]["tokens_per_s"] for r in group)
+        tokens = mean(r["generated_tokens"] for r in group)
+        cut = sum(bool(r.get("stopped")) for r in group)
+        lines.append(f"| {model} | {mode} | {len(group)} | {mean(r['score'] for r in group):.3f}"
+                     f" | {speed:.1f} | {tokens:.0f} | {cut} |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], task: str, out: Path) -> Path | None:
     """Accuracy against the task's group, one line per model and variant (None: no rows)."""
     chosen = [r for r in rows if r["task"] == task]
@@ -97,6 +113,8 @@ def write_report(folders: list[Path], out: Path) -> str:
         table = group_table(rows, task)
         if table:
             parts += [f"## {task} by {'category' if task == 'locomo' else 'group'}", table]
+    if validity_table(rows):
+        parts += ["## call-validity", validity_table(rows)]
     plots = [p for p in (plot(rows, task, out) for task in PLOTS) if p]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     text = "\n\n".join(parts) + "\n"

@@ -1,6 +1,8 @@
 """Running one case on an agent from the engine: its memory filled, the question sent, the
 reply scored and everything the case cost recorded."""
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
@@ -14,6 +16,7 @@ from .data import Case
 from .data import Turn as DialogTurn
 
 CASE_AGENT = "bench-case"
+TEMPLATE_PREFIX = "bench-template-"
 
 
 class CachingEmbedder:
@@ -71,13 +74,54 @@ class CaseResult:
         return asdict(self)
 
 
-def fresh_agent(engine: Engine, model: str, n_ctx: int | None, max_chain: int) -> str:
-    """A new empty case agent (any earlier one deleted), with room for long chains."""
-    if engine.agent_exists(CASE_AGENT):
-        engine.delete_agent(CASE_AGENT)
-    record, _ = engine.create_agent(CASE_AGENT, model, n_ctx)
+def fresh_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: int,
+                name: str = CASE_AGENT) -> str:
+    """A new empty agent (any earlier one of that name deleted), with room for long
+    chains."""
+    if engine.agent_exists(name):
+        engine.delete_agent(name)
+    record, _ = engine.create_agent(name, model, n_ctx)
     record.settings["max_chain"] = max_chain
     engine.records.save(record)
+    return name
+
+
+@dataclass(frozen=True)
+class Material:
+    """What a case puts in memory: passages for archival storage or a dated conversation
+    for recall storage."""
+
+    passages: tuple[str, ...] = ()
+    turns: tuple[DialogTurn, ...] = ()
+
+    def key(self) -> str:
+        """A digest that names the material."""
+        text = json.dumps([self.passages, [(t.speaker, t.text, t.when.isoformat())
+                                           for t in self.turns]])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def fill(self, engine: Engine, name: str) -> None:
+        """Put the material into an agent's memory."""
+        if self.turns:
+            fill_recall(engine, name, list(self.turns), self.turns[0].speaker)
+        if self.passages:
+            fill_archival(engine, name, list(self.passages))
+
+
+def case_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: int,
+               material: Material) -> str:
+    """The case agent: a copy of a template agent that holds the material (the template is
+    filled once per distinct material, replacing the previous one)."""
+    digest = hashlib.sha256(f"{model}/{n_ctx}/{max_chain}/{material.key()}".encode())
+    template = TEMPLATE_PREFIX + digest.hexdigest()[:16]
+    if not engine.agent_exists(template):
+        for name in engine.records.names():
+            if name.startswith(TEMPLATE_PREFIX):
+                engine.delete_agent(name)
+        material.fill(engine, fresh_agent(engine, model, n_ctx, max_chain, template))
+    if engine.agent_exists(CASE_AGENT):
+        engine.delete_agent(CASE_AGENT)
+    engine.copy_agent(template, CASE_AGENT)
     return CASE_AGENT
 
 

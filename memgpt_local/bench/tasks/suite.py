@@ -5,7 +5,7 @@ import json
 import random
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...engine import Engine, EngineConfig
@@ -13,6 +13,7 @@ from ...memory.embeddings import Embedder, load_embedder
 from . import data
 from .baseline import retrieved_order, run_baseline_case
 from .runner import CachingEmbedder, CaseResult
+from .validity import SOURCES, ProbingRuntime, run_validity_case
 from .variants import (
     AgentRun,
     ceiling_engine,
@@ -21,10 +22,11 @@ from .variants import (
     run_ceiling_case,
 )
 
-TASKS = ("nested-kv", "doc-qa", "locomo")
+TASKS = ("nested-kv", "doc-qa", "locomo", "call-validity")
 VARIANTS = ("memgpt", "baseline", "ceiling")
 RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 12  # steps the agent may take for one question
+VALIDITY_LIMIT = 1  # call-validity: source cases per level, K or category unless --limit
 
 
 @dataclass
@@ -135,6 +137,10 @@ class BenchRun:
     def run(self) -> None:
         """Every task, model and variant; each finished case recorded at once."""
         for task in self.config.tasks:
+            if task == "call-validity":
+                for model in self.config.models:
+                    self._validity(model)
+                continue
             cases, turns = task_cases(task, self.config)
             if "ceiling" in self.config.variants:
                 self._ceiling(task, cases, turns)
@@ -184,6 +190,28 @@ class BenchRun:
                     save(run_agent_case(engine, task, case, run, turns=turns))
             if "baseline" in self.config.variants:
                 self._baseline(engine, task, model, cases, turns)
+
+    def _validity(self, model: str) -> None:
+        """Call validity: the agent's prompts on cases of the other tasks, decoded with and
+        without the constraint (it needs the agent's steps, so it runs with `memgpt`)."""
+        if "memgpt" not in self.config.variants:
+            return
+        config = replace(self.config, limit=self.config.limit or VALIDITY_LIMIT)
+        done = {key[3].rsplit("/", 1)[0] for key in self.done
+                if key[:2] == (model, "call-validity")}
+        with self.engine(f"validity-{model}", runtime_wrapper=ProbingRuntime) as engine:
+            for source in SOURCES:
+                cases, turns = task_cases(source, config)
+                todo = [c for c in cases if f"{source}/{c.case_id}" not in done]
+                bar = ScoreBar(f"call-validity {model} ({source} prompts, free)", todo,
+                               self.show_progress)
+                for case in bar:
+                    for result in run_validity_case(engine, source, case, model,
+                                                    self.config.n_ctx, turns):
+                        self._save(result)
+                        if result.variant == "free":
+                            bar.add(result)
+                bar.close()
 
     def _baseline(self, engine, task, model, cases, turns) -> None:
         runtime = engine.runtime(model, self.config.n_ctx)

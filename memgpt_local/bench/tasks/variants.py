@@ -9,7 +9,15 @@ from ...engine import Engine
 from ..scripted import ScriptedRuntime
 from .ceiling import AnswerInResultsPolicy, NestedKvPolicy
 from .data import Case
-from .runner import CaseResult, ask, fill_archival, fill_recall, fresh_agent, turn_result
+from .runner import (
+    CaseResult,
+    Material,
+    ask,
+    case_agent,
+    fill_recall,
+    fresh_agent,
+    turn_result,
+)
 from .scoring import contains_answer, locomo_score, uuid_score
 
 CEILING_N_CTX = 16384  # the scripted policy reads every result; the window never limits it
@@ -56,14 +64,11 @@ class AgentRun:
 
 def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
                    variant: str = "memgpt", turns: list | None = None) -> CaseResult:
-    """One case through the agent: its archival (or recall, with `turns`) filled, the
-    question sent as a user message, the reply scored."""
+    """One case through the agent: a copy of a template whose archival (or recall, with
+    `turns`) holds the material, the question sent as a user message, the reply scored."""
     start = time.perf_counter()
-    name = fresh_agent(engine, run.alias, run.n_ctx, run.max_chain)
-    if turns is not None:
-        fill_recall(engine, name, turns, turns[0].speaker)
-    else:
-        fill_archival(engine, name, case.passages)
+    material = Material(turns=tuple(turns)) if turns else Material(tuple(case.passages))
+    name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, material)
     turn = ask(engine, name, case.question)
     result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
