@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 from click_default_group import DefaultGroup
 
-from ..bench.tasks.suite import TASKS, VARIANTS, BenchConfig, BenchRun
+from ..bench.tasks.suite import DEFAULT_LIMIT, TASKS, VARIANTS, BenchConfig, BenchRun
 from .common import engine, user_errors
 
 
@@ -40,7 +40,8 @@ def bench() -> None:
               help="Model alias (repeatable; default: the registry's default model).")
 @click.option("--variant", default=",".join(VARIANTS), show_default=True,
               help="Comma-separated: memgpt, baseline, ceiling.")
-@click.option("--limit", type=click.IntRange(1), help="Cases per level, K or category.")
+@click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIMIT, show_default=True,
+              help="Cases per level, K or category (0: all).")
 @click.option("--seed", default=1337, show_default=True, help="Chooses and orders the cases.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path),
               help="A data file or folder in the shared formats (default: ../shared/data).")
@@ -51,16 +52,19 @@ def bench() -> None:
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Nested-KV levels (1-6).")
 @click.option("--k", "distractors", default="10,50", show_default=True,
               help="Doc-QA distractor counts.")
+@click.option("--validity-cases", type=click.IntRange(1), default=1, show_default=True,
+              help="call-validity: cases per level, K or category of the other tasks whose "
+              "agent steps give its prompts.")
 @user_errors
 def run(task: str, models: tuple[str, ...], variant: str, limit: int | None, seed: int,
-        data: Path | None, out: Path, n_ctx: int | None, levels: str, distractors: str
-        ) -> None:
+        data: Path | None, out: Path, n_ctx: int | None, levels: str, distractors: str,
+        validity_cases: int) -> None:
     """Run a task (or all) for each model and variant; results go to --out."""
     with engine() as eng:  # the aliases are checked before anything runs
         aliases = [eng.registry.get(m or None).alias for m in models or [None]]
     config = BenchConfig(list(TASKS) if task == "all" else [task], aliases, _variants(variant),
-                         limit, seed, data, out, n_ctx, _int_list(levels, "--levels", 1, 6),
-                         _int_list(distractors, "--k", 0, 199))
+                         limit or None, seed, data, out, n_ctx, _int_list(levels, "--levels", 1, 6),
+                         _int_list(distractors, "--k", 0, 199), validity_cases)
     runner = BenchRun(config)
     try:
         runner.run()

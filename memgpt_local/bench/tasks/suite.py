@@ -6,6 +6,7 @@ import random
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ...engine import Engine, EngineConfig
@@ -25,8 +26,10 @@ from .variants import (
 TASKS = ("nested-kv", "doc-qa", "locomo", "call-validity")
 VARIANTS = ("memgpt", "baseline", "ceiling")
 RESULTS = "results.jsonl"
-MEMGPT_MAX_CHAIN = 12  # steps the agent may take for one question
-VALIDITY_LIMIT = 1  # call-validity: source cases per level, K or category unless --limit
+MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
+DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size
+BENCH_NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)  # the agents' clock: after LoCoMo's dates,
+# and fixed, so that greedy runs repeat exactly (the prompt shows the time)
 
 
 @dataclass
@@ -36,13 +39,14 @@ class BenchConfig:
     tasks: list[str]
     models: list[str]
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    limit: int | None = None  # cases per level, K or category
+    limit: int | None = DEFAULT_LIMIT  # cases per level, K or category; None: all
     seed: int = 1337
     data: Path | None = None
     out: Path = Path("bench-results")
     n_ctx: int | None = None
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     distractors: list[int] = field(default_factory=lambda: [10, 50])
+    validity_cases: int = 1  # call-validity: source cases per level, K or category
 
 
 def task_cases(task: str, config: BenchConfig) -> tuple[list[data.Case], list | None]:
@@ -123,7 +127,7 @@ class BenchRun:
         """An engine over a scratch home of this run."""
         home = Path(self._scratch.name) / name
         return Engine(EngineConfig(home, kv_budget_bytes=2 * 1024**3), embedder=self.embedder,
-                      **kwargs)
+                      clock=lambda: BENCH_NOW, **kwargs)
 
     def close(self) -> None:
         """Remove the scratch homes."""
@@ -196,7 +200,7 @@ class BenchRun:
         without the constraint (it needs the agent's steps, so it runs with `memgpt`)."""
         if "memgpt" not in self.config.variants:
             return
-        config = replace(self.config, limit=self.config.limit or VALIDITY_LIMIT)
+        config = replace(self.config, limit=self.config.validity_cases)
         done = {key[3].rsplit("/", 1)[0] for key in self.done
                 if key[:2] == (model, "call-validity")}
         with self.engine(f"validity-{model}", runtime_wrapper=ProbingRuntime) as engine:
