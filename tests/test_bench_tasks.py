@@ -282,8 +282,14 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
     for row in rows:
         counts[(row["task"], row["variant"])] = counts.get((row["task"], row["variant"]), 0) + 1
     expected_cases = {"nested-kv": 4, "doc-qa": 2, "locomo": 10}  # 2 a level, K, category
+    probes = counts.pop(("call-validity", "constrained"))
+    assert counts.pop(("call-validity", "free")) == probes
+    assert 8 <= probes <= 8 * 3  # 1 case a level, K, category; up to 3 steps each
     assert counts == {(task, variant): n for task, n in expected_cases.items()
                       for variant in ("memgpt", "baseline", "ceiling")}
+    # the constraint makes every completion that was not cut short a valid call
+    assert all(r["score"] == 1.0 for r in rows
+               if r["variant"] == "constrained" and not r["stopped"])
     for row in rows:
         assert 0.0 <= row["score"] <= 1.0 and row["wall_s"] >= 0
         if row["variant"] == "memgpt":
@@ -295,6 +301,7 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
                if r["variant"] == "ceiling" and r["task"] != "locomo")
     summary = (out / "summary.md").read_text()
     assert "| smollm2-135m | nested-kv | memgpt | 4 |" in summary
+    assert f"| smollm2-135m | free | {probes} |" in summary  # the call-validity table
     assert (out / "nested_kv.png").stat().st_size > 0 and (out / "doc_qa.png").is_file()
     again = CliRunner().invoke(cli, args)  # resumes: every case is done already
     assert again.exit_code == 0 and len((out / "results.jsonl").read_text().splitlines()) \

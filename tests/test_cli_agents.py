@@ -40,10 +40,18 @@ def test_create_list_show_export_import_delete(tmp_path):
     assert copy["core_memory"] == info["core_memory"]
     assert (copy["recall_messages"], copy["in_context_messages"]) == (1, 1)
 
+    copied = invoke(home, "agents", "copy", "kit", "kit3")
+    assert copied.exit_code == 0 and "(1 messages, 0 passages)" in copied.output
+    fork = json.loads(invoke(home, "agents", "show", "kit3", "--json").output)
+    assert fork["core_memory"] == info["core_memory"] and fork["in_context_messages"] == 1
+    taken = invoke(home, "agents", "copy", "kit", "kit2")
+    assert taken.exit_code == 1 and "'kit2' already exists" in taken.output
+    assert "Traceback" not in taken.output
+
     assert invoke(home, "agents", "delete", "kit", input="n\n").exit_code == 1  # declined
     assert invoke(home, "agents", "delete", "kit", "--yes").exit_code == 0
     missing = invoke(home, "agents", "show", "kit")
-    assert missing.exit_code == 1 and "Agents: kit2" in missing.output
+    assert missing.exit_code == 1 and "Agents: kit2, kit3" in missing.output
 
 
 def test_small_window_lowers_block_limits(tmp_path):

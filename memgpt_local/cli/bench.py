@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 from click_default_group import DefaultGroup
 
-from ..bench.tasks.suite import DEFAULT_LIMIT, TASKS, VARIANTS, BenchConfig, BenchRun
+from ..bench.tasks.suite import DEFAULT_LIMIT, DEFAULT_N_CTX, TASKS, VARIANTS, BenchConfig, BenchRun
 from .common import engine, user_errors
 
 
@@ -48,7 +48,9 @@ def bench() -> None:
 @click.option("--out", default="bench-results", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Results folder; a run there resumes, skipping finished cases.")
-@click.option("--n-ctx", type=click.IntRange(512, 1_048_576), help="Window for every model.")
+@click.option("--n-ctx", type=click.IntRange(512, 1_048_576), default=DEFAULT_N_CTX,
+              show_default=True, help="The window of every model (one size, so that models "
+              "compare fairly).")
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Nested-KV levels (1-6).")
 @click.option("--k", "distractors", default="10,50", show_default=True,
               help="Doc-QA distractor counts.")

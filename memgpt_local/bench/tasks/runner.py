@@ -94,6 +94,11 @@ class Material:
     passages: tuple[str, ...] = ()
     turns: tuple[DialogTurn, ...] = ()
 
+    @classmethod
+    def of(cls, case: Case, turns: list[DialogTurn] | None) -> "Material":
+        """A case's material: the conversation when there is one, else its passages."""
+        return cls(turns=tuple(turns)) if turns else cls(tuple(case.passages))
+
     def key(self) -> str:
         """A digest that names the material."""
         text = json.dumps([self.passages, [(t.speaker, t.text, t.when.isoformat())

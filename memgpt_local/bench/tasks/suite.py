@@ -28,6 +28,7 @@ VARIANTS = ("memgpt", "baseline", "ceiling")
 RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
 DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size
+DEFAULT_N_CTX = 8192  # one window for every model
 BENCH_NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)  # the agents' clock: after LoCoMo's dates,
 # and fixed, so that greedy runs repeat exactly (the prompt shows the time)
 
@@ -43,7 +44,7 @@ class BenchConfig:
     seed: int = 1337
     data: Path | None = None
     out: Path = Path("bench-results")
-    n_ctx: int | None = None
+    n_ctx: int | None = DEFAULT_N_CTX  # None: each model's own
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     distractors: list[int] = field(default_factory=lambda: [10, 50])
     validity_cases: int = 1  # call-validity: source cases per level, K or category

@@ -68,8 +68,7 @@ def run_validity_case(engine: Engine, source_task: str, case: Case, model: str,
                       n_ctx: int | None, turns: list | None) -> list[CaseResult]:
     """Up to VALIDITY_STEPS agent steps on a case of another task, each step's prompt
     decoded both ways: one result per prompt and mode (score 1 for a valid call)."""
-    material = Material(turns=tuple(turns)) if turns else Material(tuple(case.passages))
-    name = case_agent(engine, model, n_ctx, VALIDITY_STEPS, material)
+    name = case_agent(engine, model, n_ctx, VALIDITY_STEPS, Material.of(case, turns))
     schema = call_schema(list(engine.records.get(name).core_memory.blocks))
     runtime = engine.runtime(model, n_ctx)
     try:

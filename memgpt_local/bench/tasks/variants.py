@@ -67,8 +67,7 @@ def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
     """One case through the agent: a copy of a template whose archival (or recall, with
     `turns`) holds the material, the question sent as a user message, the reply scored."""
     start = time.perf_counter()
-    material = Material(turns=tuple(turns)) if turns else Material(tuple(case.passages))
-    name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, material)
+    name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, Material.of(case, turns))
     turn = ask(engine, name, case.question)
     result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
