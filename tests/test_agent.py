@@ -96,6 +96,23 @@ def test_searches_are_paginated(tmp_path):
     assert turn.steps[2].failed and "start_date must be an ISO date" in turn.steps[2].result
 
 
+def test_conversation_search_shows_the_message_after_each_hit(tmp_path):
+    script = [call("conversation_search", query="cat", page=1, request_heartbeat=True),
+              call("send_message", message="Whiskers")]
+    agent = make_agent(tmp_path, script)
+    agent.recall.bulk_import([Message("user", "What should I call my new cat?"),
+                              Message("assistant", "How about Whiskers?"),
+                              Message("user", "My cat likes fish."),
+                              Message("assistant", "My cat does too.")])
+    result = agent.send("hello").steps[0].result
+    lines = result.splitlines()
+    asked = lines.index(next(line for line in lines if "call my new cat?" in line))
+    assert lines[asked + 1].startswith("  then [") and "How about Whiskers?" in lines[asked + 1]
+    # a reply that is itself found is listed once, as a hit
+    assert sum("My cat does too." in line for line in lines) == 1
+    assert not any(line.startswith("  then") and "My cat does too." in line for line in lines)
+
+
 def test_archival_functions(tmp_path):
     script = [call("archival_memory_insert", content="Ann's cat is called Whiskers.",
                    request_heartbeat=True),

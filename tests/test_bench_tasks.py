@@ -185,9 +185,15 @@ def test_the_ceiling_reports_locomo_evidence_recall_per_category(ceiling):
     turns, cases = load_locomo(None)
     shares = locomo_evidence_recall(engine, turns, cases)
     assert len(shares) == len(cases) and all(0.0 <= s <= 1.0 for s in shares)
-    # word search finds the evidence of most temporal questions (they name the event)
-    temporal = [s for s, c in zip(shares, cases, strict=True) if c.group == 2]
-    assert sum(temporal) / len(temporal) >= 0.6
+    by_category: dict[int, list[float]] = {}
+    for share, case in zip(shares, cases, strict=True):
+        by_category.setdefault(case.group, []).append(share)
+    recall = {group: sum(s) / len(s) for group, s in by_category.items()}
+    # word search finds the evidence of most temporal questions (they name the event); the
+    # answer to a single-hop or adversarial question is often the turn after the one that
+    # matches its words, which conversation_search shows with each hit (0.55 without it)
+    assert recall[2] >= 0.75 and recall[4] >= 0.8 and recall[5] >= 0.8
+    assert sum(shares) / len(shares) >= 0.7
 
 
 # --- call validity and template copies (fast, on fakes) ------------------------------------------

@@ -97,6 +97,11 @@ def test_recall_search_by_text_date_and_pages(db):
     recall.append(Message("user", "My cat is called Whiskers"))  # after the index build
     page = recall.search_text("Whiskers")
     assert [m.content for m in page.items] == ["My cat is called Whiskers"]
+    found = recall.search_text("day 4 roses", page_size=30).items
+    replies = recall.next_messages(found)
+    assert all(replies[m.id].seq == m.seq + 1 for m in found if m.seq < 30)
+    assert replies[found[0].id].content.startswith("day 5 ")  # "day 4" ranks first
+    assert recall.next_messages(page.items) == {}  # the newest message has none yet
     first = recall.search_text("roses", page=1, page_size=7)
     assert first.header() == "page 1 of 5, total 30"
     last = recall.search_text("roses", page=5, page_size=7)

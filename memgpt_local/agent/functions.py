@@ -26,6 +26,7 @@ class FunctionContext(Protocol):
 
     def recall_search(self, query: str, page: int) -> Page: ...
     def recall_search_date(self, start: str, end: str, page: int) -> Page: ...
+    def recall_next(self, messages: list) -> dict: ...
     def archival_insert(self, content: str) -> int: ...
     def archival_search(self, query: str, page: int) -> Page: ...
     def send_to_user(self, message: str) -> None: ...
@@ -115,9 +116,23 @@ def format_page(page: Page, render: Callable[[Any], str]) -> str:
     return "\n".join([page.header().capitalize() + ":"] + [render(i) for i in page.items])
 
 
-def _message_line(message) -> str:
+def _message_line(message, mark: str = "-") -> str:
     when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else "?"
-    return f"- [{when}] {message.role}: {message.content}"
+    return f"{mark} [{when}] {message.role}: {message.content}"
+
+
+def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
+    """Renders a found message with the one that followed it (the answer to a question is
+    often there, sharing no word with the query), unless that one is found too."""
+    found = {m.id for m in page.items}
+
+    def render(message) -> str:
+        reply = replies.get(message.id)
+        if reply is None or reply.id in found:
+            return _message_line(message)
+        return f"{_message_line(message)}\n{_message_line(reply, '  then')}"
+
+    return render
 
 
 @agent_function
@@ -163,7 +178,7 @@ def core_memory_replace(ctx: FunctionContext, label: str, old_content: str, new_
 @agent_function
 def conversation_search(ctx: FunctionContext, query: str, page: int,
                         request_heartbeat: bool) -> str:
-    """Search all past messages by text.
+    """Search all past messages by text; each is shown with the message that followed it.
 
     Args:
         query: words to look for
@@ -172,7 +187,8 @@ def conversation_search(ctx: FunctionContext, query: str, page: int,
     """
     if not query.strip():
         raise FunctionError("query is empty: write the words to look for.")
-    return format_page(ctx.recall_search(query, page), _message_line)
+    found = ctx.recall_search(query, page)
+    return format_page(found, _with_replies(found, ctx.recall_next(found.items)))
 
 
 @agent_function

@@ -143,6 +143,10 @@ class Agent:
         """Text search over all of the agent's messages."""
         return self.recall.search_text(query, page, self.page_size)
 
+    def recall_next(self, messages: list[Message]) -> dict[int, Message]:
+        """The message stored after each given one, by the given one's id."""
+        return self.recall.next_messages(messages)
+
     def recall_search_date(self, start: str, end: str, page: int) -> Page:
         """Date search over all of the agent's messages."""
         return self.recall.search_date(start, end, page, self.page_size)

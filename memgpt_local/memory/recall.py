@@ -141,6 +141,17 @@ class RecallStorage:
         return Page([by_id[i] for i in ranked[offset:offset + limit]], page, page_size,
                     len(ranked))
 
+    def next_messages(self, messages: list[Message]) -> dict[int, Message]:
+        """The message stored right after each given one (its reply, in a conversation), by
+        the given message's id; the newest message has none."""
+        after = {m.seq + 1: m.id for m in messages if m.seq is not None}
+        if not after:
+            return {}
+        seq_list = ", ".join(str(int(seq)) for seq in after)
+        rows = self.con.execute(f"SELECT {_COLUMNS} FROM messages WHERE agent = ? AND seq IN "
+                                f"({seq_list})", [self.agent]).fetchall()
+        return {after[row[1]]: _row_to_message(row) for row in rows}
+
     def search_date(self, start: str, end: str, page: int = 1, page_size: int = 5) -> Page:
         """Messages between two ISO dates, both inclusive (UTC), oldest first."""
         first, last = parse_date(start, "start_date"), parse_date(end, "end_date")

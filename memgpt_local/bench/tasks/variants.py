@@ -83,15 +83,17 @@ def ceiling_engine(engine_factory) -> tuple[Engine, ScriptedRuntime]:
 def locomo_evidence_recall(engine: Engine, turns: list, cases: list[Case], pages: int = 2
                            ) -> list[float]:
     """For each question, the share of its evidence turns among the first `pages` pages of a
-    recall text search with the question's words (what conversation_search returns)."""
+    recall text search with the question's words: the turns found and the turn after each
+    (what conversation_search shows)."""
     name = fresh_agent(engine, None, CEILING_N_CTX, CEILING_MAX_CHAIN)
     ids = fill_recall(engine, name, turns, turns[0].speaker)
     id_of = {turn.dia_id: message_id for turn, message_id in zip(turns, ids, strict=True)}
     recall, page_size = engine.recall_storage(name), CEILING_PAGE_SIZE
     shares = []
     for case in cases:
-        found = {m.id for page in range(1, pages + 1)
-                 for m in recall.search_text(case.question, page, page_size).items}
+        found = [m for page in range(1, pages + 1)
+                 for m in recall.search_text(case.question, page, page_size).items]
+        shown = {m.id for m in found} | {m.id for m in recall.next_messages(found).values()}
         wanted = [id_of.get(e.strip()) for e in case.evidence]
-        shares.append(sum(w in found for w in wanted) / len(wanted) if wanted else 1.0)
+        shares.append(sum(w in shown for w in wanted) / len(wanted) if wanted else 1.0)
     return shares
