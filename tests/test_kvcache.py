@@ -1,5 +1,6 @@
 """Prefix KV snapshots on disk: restored by a new process, ignored when stale or corrupt."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -77,3 +78,17 @@ def test_snapshot_of_other_settings_is_not_used(registry, tmp_path):
     other = load_runtime(registry.get("smollm2-135m"), tmp_path, n_ctx=1024)
     assert _ask(other)[1] == "cold"
     assert len(list(tmp_path.glob("*.kv"))) == 2
+
+
+def test_a_full_disk_costs_the_snapshot_not_the_answer(registry, tmp_path, monkeypatch):
+    from memgpt_local.llm.kvcache import SnapshotStore
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SnapshotStore, "write", full_disk)
+    runtime = _fresh(registry, tmp_path)
+    first = _ask(runtime)
+    second = _ask(runtime)
+    assert (first[1], second[1]) == ("cold", "warm") and second[0] == first[0]
+    assert not list(tmp_path.glob("*.kv"))

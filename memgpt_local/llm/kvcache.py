@@ -235,7 +235,10 @@ class KvCache:
         self.llm.reset()
         self.llm.eval(prefix)
         if self.store.fits(self._state_size()):
-            self.store.write(path, self.model_key, prefix, self._state())
+            try:
+                self.store.write(path, self.model_key, prefix, self._state())
+            except OSError:  # a full or read-only disk costs the snapshot, not the answer
+                pass
         return "cold"
 
     def save_context(self, name: str) -> SavedContext | None:
