@@ -5,7 +5,15 @@ from pathlib import Path
 import click
 from click_default_group import DefaultGroup
 
-from ..bench.tasks.suite import DEFAULT_LIMIT, DEFAULT_N_CTX, TASKS, VARIANTS, BenchConfig, BenchRun
+from ..bench.tasks.suite import (
+    DEFAULT_LIMIT,
+    DEFAULT_N_CTX,
+    DEFAULT_VALIDITY_CASES,
+    TASKS,
+    VARIANTS,
+    BenchConfig,
+    BenchRun,
+)
 from .common import engine, user_errors
 
 
@@ -54,11 +62,12 @@ def bench() -> None:
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Nested-KV levels (1-6).")
 @click.option("--k", "distractors", default="10,50", show_default=True,
               help="Doc-QA distractor counts.")
-@click.option("--validity-cases", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--validity-cases", type=click.IntRange(1), default=DEFAULT_VALIDITY_CASES,
+              show_default=True,
               help="call-validity: cases per level, K or category of the other tasks whose "
               "agent steps give its prompts.")
 @user_errors
-def run(task: str, models: tuple[str, ...], variant: str, limit: int | None, seed: int,
+def run(task: str, models: tuple[str, ...], variant: str, limit: int, seed: int,
         data: Path | None, out: Path, n_ctx: int | None, levels: str, distractors: str,
         validity_cases: int) -> None:
     """Run a task (or all) for each model and variant; results go to --out."""

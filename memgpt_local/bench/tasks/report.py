@@ -113,8 +113,9 @@ def write_report(folders: list[Path], out: Path) -> str:
         table = group_table(rows, task)
         if table:
             parts += [f"## {task} by {'category' if task == 'locomo' else 'group'}", table]
-    if validity_table(rows):
-        parts += ["## call-validity", validity_table(rows)]
+    validity = validity_table(rows)
+    if validity:
+        parts += ["## call-validity", validity]
     plots = [p for p in (plot(rows, task, out) for task in PLOTS) if p]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     text = "\n\n".join(parts) + "\n"

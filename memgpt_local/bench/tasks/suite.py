@@ -29,6 +29,7 @@ RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
 DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size
 DEFAULT_N_CTX = 8192  # one window for every model
+DEFAULT_VALIDITY_CASES = 1  # call-validity: source cases per level, K or category
 BENCH_NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)  # the agents' clock: after LoCoMo's dates,
 # and fixed, so that greedy runs repeat exactly (the prompt shows the time)
 
@@ -47,7 +48,7 @@ class BenchConfig:
     n_ctx: int | None = DEFAULT_N_CTX  # None: each model's own
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     distractors: list[int] = field(default_factory=lambda: [10, 50])
-    validity_cases: int = 1  # call-validity: source cases per level, K or category
+    validity_cases: int = DEFAULT_VALIDITY_CASES
 
 
 def task_cases(task: str, config: BenchConfig) -> tuple[list[data.Case], list | None]:
