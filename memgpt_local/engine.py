@@ -26,7 +26,8 @@ from .llm.gguf import vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.runtime import ModelRuntime
-from .memory.agents import AgentRecord, AgentStore, check_agent_name
+from .llm.system import hardware_report
+from .memory.agents import AgentExistsError, AgentRecord, AgentStore, check_agent_name
 from .memory.archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
 from .memory.core import DEFAULT_LIMIT, CoreMemory
 from .memory.database import Database
@@ -49,6 +50,8 @@ class EngineConfig:
     embedding_precision: str = "int8"
     max_loaded_models: int = 2
     kv_budget_bytes: int = DEFAULT_BUDGET_BYTES  # every KV snapshot file together
+    kv_memory_bytes: int = 0  # agents' context snapshots kept in memory (a server's switches)
+    n_gpu_layers: int | None = None  # None: each model's own setting in models.toml
 
     @classmethod
     def from_environment(cls) -> "EngineConfig":
@@ -152,7 +155,8 @@ class Engine:
     @cached_property
     def snapshots(self) -> SnapshotStore:
         """The KV snapshot files (static prefixes, agents' contexts) of every loaded model."""
-        return SnapshotStore(self.home / "cache" / "kv", self.config.kv_budget_bytes)
+        return SnapshotStore(self.home / "cache" / "kv", self.config.kv_budget_bytes,
+                             self.config.kv_memory_bytes)
 
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use (seconds) and shared."""
@@ -165,9 +169,16 @@ class Engine:
                                         n_ctx=n_ctx, seed=DEFAULT_SEED)
         return self._runtime_wrapper(runtime) if self._runtime_wrapper else runtime
 
+    def model_spec(self, alias: str | None = None) -> ModelSpec:
+        """A registered model (the default when no alias), with the engine's GPU setting."""
+        spec = self.registry.get(alias)
+        if self.config.n_gpu_layers is None:
+            return spec
+        return replace(spec, n_gpu_layers=self.config.n_gpu_layers)
+
     def runtime(self, alias: str | None = None, n_ctx: int | None = None) -> Runtime:
         """A loaded model (the registry's default when no alias), shared through the pool."""
-        spec = self.registry.get(alias)
+        spec = self.model_spec(alias)
         return self.runtimes.acquire(spec, n_ctx or spec.n_ctx)
 
     def recall_storage(self, name: str) -> RecallStorage:
@@ -185,7 +196,7 @@ class Engine:
                      block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
         """Create and store a new agent; returns it with notes for the user."""
         name = self._new_name(name)
-        spec = self.registry.get(model)
+        spec = self.model_spec(model)
         settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
@@ -199,7 +210,7 @@ class Engine:
         """An agent with its runtime (another model alias may be given) and its stores."""
         record = self.records.get(name)
         settings = AgentSettings.from_dict(record.settings)
-        runtime = self.runtimes.acquire(self.registry.get(model or record.model), settings.n_ctx)
+        runtime = self.runtimes.acquire(self.model_spec(model or record.model), settings.n_ctx)
         try:
             agent = Agent(record, runtime, self._stores(name), self.clock)
         except BaseException:
@@ -218,6 +229,11 @@ class Engine:
         self.runtimes.release(agent.runtime)
         if agent in self._open:
             self._open.remove(agent)
+
+    def recall_messages(self, name: str) -> list:
+        """Every message an agent has stored, oldest first."""
+        self.records.get(name)
+        return self.recall_storage(name).all()
 
     def last_agent_name(self) -> str | None:
         """The agent used most recently."""
@@ -260,23 +276,36 @@ class Engine:
             archival.close()
 
     # --- moving agents between homes ------------------------------------------------------
+    def export_document(self, name: str) -> dict:
+        """The portable JSON document of an agent, its messages and its passages."""
+        record = self.records.get(name)
+        return portable.export_document(record, self.recall_storage(name).all(),
+                                        stored_passages(self.db.con, name))
+
     def export_agent(self, name: str, path: Path) -> dict:
         """Write one portable JSON file with the agent, its messages and its passages."""
-        record = self.records.get(name)
-        messages = self.recall_storage(name).all()
-        passages = stored_passages(self.db.con, name)
-        document = portable.export_document(record, messages, passages)
+        document = self.export_document(name)
         try:
             write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
         except OSError as exc:
             raise MemgptLocalError(f"Cannot write {path}: {exc.strerror}.") from None
-        return {"messages": len(messages), "passages": len(passages)}
+        return {"messages": len(document["messages"]), "passages": len(document["passages"])}
 
     def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:
-        """Recreate an exported agent, all or nothing: the file is validated before anything
-        is written, and everything is written in one transaction (passages are embedded
-        again with the local model)."""
-        export = portable.read_export(path)
+        """Recreate an exported agent from its file (see import_document)."""
+        return self._import(portable.read_export(path), new_name)
+
+    def import_document(self, document: dict, new_name: str | None = None) -> AgentRecord:
+        """Recreate an exported agent, all or nothing: the document is validated before
+        anything is written, and everything is written in one transaction (passages are
+        embedded again with the local model)."""
+        try:
+            export = portable.parse_export(document)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise portable.ExportFileError(f"Cannot import the agent: {exc}") from None
+        return self._import(export, new_name)
+
+    def _import(self, export: portable.AgentExport, new_name: str | None) -> AgentRecord:
         record = export.record
         record.name = self._new_name(new_name or record.name, "; pass --name")
         stores = self._stores(record.name)
@@ -321,7 +350,7 @@ class Engine:
         """A valid name no agent has, with any rows or files a failed import left under it
         removed."""
         if self.records.exists(check_agent_name(name)):
-            raise MemgptLocalError(f"An agent named '{name}' already exists{hint}.")
+            raise AgentExistsError(f"An agent named '{name}' already exists{hint}.")
         self._clear_leftovers(name)
         return name
 
@@ -333,11 +362,27 @@ class Engine:
         delete_index_files(self.home / "archival", name)
         self.snapshots.delete_contexts(name)
 
+    def doctor(self) -> dict:
+        """The machine as llama.cpp sees it, and each registered model: present or how to get
+        it, its GPU offload and threads."""
+        models = []
+        for alias in sorted(self.registry.specs):
+            spec = self.model_spec(alias)
+            path = spec.expected_path()
+            present = bool(path and path.is_file())
+            models.append({"alias": alias, "present": present,
+                           "path": str(path) if present else None,
+                           "how_to_get": None if present else spec.how_to_get(),
+                           "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads()})
+        return {**hardware_report(), "home": str(self.home), "models": models}
+
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close every open agent, unload every runtime and close the database."""
         for agent in list(self._open):
             self.close_agent(agent)
+        if "snapshots" in self.__dict__:
+            self.snapshots.flush()  # the contexts kept in memory, for the next process
         self.runtimes.close()
         if self._db is not None:
             self._db.close()

@@ -203,3 +203,58 @@ def test_the_store_keeps_the_most_recently_used_files_that_fit(tmp_path_factory,
         assert {p.name for p in store.directory.glob("*.kv")} == {
             store.context_file("model", n).name for n in order}
         assert store.total_bytes() <= budget
+
+
+# --- one model, many agents -----------------------------------------------------------------
+def test_every_agent_of_a_model_shares_one_static_prefix(tmp_path):
+    with engine(tmp_path) as eng:
+        for name in ("ada", "bob"):
+            eng.create_agent(name, "smollm2-135m", N_CTX)
+        first = eng.open_agent("ada").send(MESSAGES[0])
+        second = eng.open_agent("bob").send(MESSAGES[0])
+    assert first.steps[0].stats.prefix_source == "cold"
+    assert second.steps[0].stats.prefix_source == "warm"  # ada's prefix serves bob
+    prefixes = [p for p in (tmp_path / "cache" / "kv").glob("*.kv")
+                if not p.name.startswith("agent-")]
+    assert len(prefixes) == 1
+
+
+def test_switching_agents_restores_contexts_kept_in_memory(tmp_path):
+    with engine(tmp_path, kv_memory_bytes=2 * 1024**3) as eng:
+        agents = {}
+        for name in ("ada", "bob"):
+            eng.create_agent(name, "smollm2-135m", N_CTX)
+            agents[name] = eng.open_agent(name)
+        turns = [agents[name].send(text) for text in MESSAGES[:2] for name in ("ada", "bob")]
+        assert context_files(tmp_path) == []  # both contexts fit in memory
+        assert eng.snapshots.memory_bytes() == sum(t.saved_context.bytes for t in turns[2:])
+    assert len(context_files(tmp_path)) == 2  # written to disk when the engine closed
+    for switch in turns[2:]:  # ada after bob, bob after ada
+        step = switch.steps[0]
+        assert step.stats.prefix_source == "context"
+        assert step.stats.evaluated_tokens <= 1.2 * step.new_tokens
+
+
+MEMORY_OPERATIONS = st.lists(st.tuples(st.integers(0, 4), st.integers(1, 100)), max_size=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(memory=st.integers(0, 300), operations=MEMORY_OPERATIONS)
+def test_contexts_beyond_the_memory_budget_spill_to_disk(tmp_path_factory, memory, operations):
+    store = SnapshotStore(tmp_path_factory.mktemp("kv"), 10**9, memory)
+    latest: dict[str, bytes] = {}
+    for number, size in operations:
+        name, data = f"agent{number}", bytes([number]) * size
+        store.keep(store.context_file("model", name), "model", [number] * 3,
+                   memoryview(bytearray(data)))
+        latest[name] = data
+        assert store.memory_bytes() <= memory
+    for phase in ("before", "after flush"):
+        for name, data in latest.items():  # the latest snapshot of each, in memory or on disk
+            header = store.header(store.context_file("model", name), "model")
+            assert header is not None, (phase, name)
+            assert bytes(store.data(header)) == data
+            assert header.tokens.tolist() == [int(name[-1])] * 3
+        store.flush()
+    assert store.memory_bytes() == 0
+    assert len(list(store.directory.glob("agent-*.kv"))) == len(latest)

@@ -63,15 +63,17 @@ def default_text(name: str) -> str:
     return (MEMGPT_TEMPLATES / name).read_text().strip()
 
 
-def static_instructions(agent_name: str) -> str:
-    """System instructions and function specs: identical on every call for this agent."""
-    return render("system.jinja", agent_name=agent_name,
-                  functions=[f.prompt_line() for f in FUNCTIONS.values()])
+@lru_cache(maxsize=1)
+def static_instructions() -> str:
+    """System instructions and function specs: identical on every call of every agent, so
+    one prefix snapshot of a model serves them all (the agent's name is in core memory)."""
+    return render("system.jinja", functions=[f.prompt_line() for f in FUNCTIONS.values()])
 
 
-def core_memory_text(core: CoreMemory, counts: dict) -> str:
-    """Core memory blocks with their sizes, and the counts of the other tiers."""
-    return render("core_memory.jinja", blocks=list(core.blocks.values()), **counts)
+def core_memory_text(name: str, core: CoreMemory, counts: dict) -> str:
+    """The agent's name, core memory blocks with their sizes, and the other tiers' counts."""
+    return render("core_memory.jinja", agent_name=name, blocks=list(core.blocks.values()),
+                  **counts)
 
 
 def memory_counts(recall_count: int, archival_count: int, as_of: datetime) -> dict:
@@ -121,8 +123,9 @@ class MainContext:
     for fresh counts), so a plain step never invalidates the KV cache before the queue, in
     this process or in the next one that resumes the agent."""
 
-    def __init__(self, static: str, counts: Callable[[], dict], state: dict):
-        self.static = static
+    def __init__(self, name: str, counts: Callable[[], dict], state: dict):
+        self.name = name
+        self.static = static_instructions()
         self._counts_of = counts
         self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
@@ -133,10 +136,10 @@ class MainContext:
     def parts(self, core: CoreMemory, summary: str, queue: list[Message]) -> ContextParts:
         """The main context's texts as they stand."""
         counts = self._state.get("core_counts")
-        text = core_memory_text(core, counts) if counts else ""
+        text = core_memory_text(self.name, core, counts) if counts else ""
         if not text or _digest(text) != self._state.get("core_digest"):
             counts = self._state["core_counts"] = self._counts_of()
-            text = core_memory_text(core, counts)
+            text = core_memory_text(self.name, core, counts)
             self._state["core_digest"] = _digest(text)
         return ContextParts(self.static, text, summary_text(summary),
                             [queue_entry(m) for m in queue])
@@ -169,7 +172,7 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
         full.add_block(block.label, filler[: block.limit], block.limit)
     counts = memory_counts(10**6, 10**6, utc_now())
-    texts = [static_instructions(name), core_memory_text(full, counts), summary_text("")]
+    texts = [static_instructions(), core_memory_text(name, full, counts), summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
 

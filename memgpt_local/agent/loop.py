@@ -86,7 +86,7 @@ class Agent:
         self.stores = stores
         self.clock = clock
         self.settings = AgentSettings.from_dict(record.settings)
-        self.context = ctx.MainContext(ctx.static_instructions(record.name), self._counts,
+        self.context = ctx.MainContext(record.name, self._counts,
                                        record.settings.setdefault("state", {}))
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
@@ -158,6 +158,18 @@ class Agent:
     def archival_search(self, query: str, page: int) -> Page:
         """Hybrid search over archival storage."""
         return self.archival.search(query, page=page, page_size=self.page_size)
+
+    def edit_core_memory(self, label: str, value: str) -> None:
+        """Replace a core-memory block's whole text (the user's edit), saved at once."""
+        with self.transaction():
+            self.core.set(label, value)
+
+    def insert_passage(self, content: str) -> int:
+        """Store one passage in archival memory (the user's insert); return how many were
+        new."""
+        self.stores.open_archival()  # before the transaction: opening commits on its own
+        with self.transaction():
+            return self.archival_insert(content)
 
     def send_to_user(self, message: str) -> None:
         """Queue a message for the user."""

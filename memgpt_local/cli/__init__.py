@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from . import agents, bench, chat, models
+from . import agents, bench, chat, models, serve
 from .common import ByteSize, engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
@@ -21,10 +21,13 @@ Environment:
               envvar="MEMGPT_LOCAL_KV_BUDGET",
               help="Disk space for KV snapshots (each model's static prefix, each agent's "
                    "context): the least recently used go first; 0 keeps none.")
+@click.option("--n-gpu-layers", type=click.IntRange(-1), default=None, metavar="N",
+              help="Layers to offload to the GPU for every model (-1: all, 0: none); "
+                   "default: each model's n_gpu_layers in models.toml.")
 @click.pass_context
-def cli(ctx: click.Context, kv_budget: int) -> None:
+def cli(ctx: click.Context, kv_budget: int, n_gpu_layers: int | None) -> None:
     """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
-    ctx.obj = {"kv_budget_bytes": kv_budget}
+    ctx.obj = {"kv_budget_bytes": kv_budget, "n_gpu_layers": n_gpu_layers}
 
 
 @cli.command()
@@ -59,5 +62,6 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
                f"{report.skipped_duplicates} already stored, in {report.seconds:.1f} s.")
 
 
-for command in (agents.agents, bench.bench, chat.chat, chat.send, models.models, models.run):
+for command in (agents.agents, bench.bench, chat.chat, chat.send, models.models, models.run,
+                serve.serve, serve.doctor):
     cli.add_command(command)

@@ -3,7 +3,9 @@
 import json
 import select
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -11,6 +13,7 @@ from ..agent.loop import Agent, Listener, Turn
 from ..engine import Engine
 from .agents import print_overview
 from .common import engine, read_message, user_errors, wait_option
+from .remote import RemoteAgent
 
 DEFAULT_AGENT = "sam"
 HELP = """Commands:
@@ -62,13 +65,25 @@ def _listener(quiet: bool, name: str) -> Listener:
     return listen
 
 
+server_option = click.option("--server", metavar="URL",
+                             help="Talk to an agent on a memgpt-local server instead.")
+key_option = click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+                          help="With --server: a file holding the server's API key.")
+
+
 @click.command()
 @click.option("--agent", "-a", "name", help="Agent name (default: the last one used).")
 @click.option("--model", "-m", help="Model alias for a new agent, or to run this one with.")
 @click.option("--quiet", "-q", is_flag=True, help="Hide inner thoughts and function calls.")
+@server_option
+@key_option
 @user_errors
-def chat(name: str | None, model: str | None, quiet: bool) -> None:
-    """Chat with an agent, offline. Type /help for commands."""
+def chat(name: str | None, model: str | None, quiet: bool, server: str | None,
+         api_key_file: Path | None) -> None:
+    """Chat with an agent, offline (or on a server). Type /help for commands."""
+    if server:
+        _remote_chat(server, api_key_file, name, model, quiet)
+        return
     with engine() as eng:
         agent = eng.open_agent(_resolve_agent(eng, name, model), model)
         click.echo(f"Chatting with '{agent.record.name}' ({model or agent.record.model}, "
@@ -76,7 +91,22 @@ def chat(name: str | None, model: str | None, quiet: bool) -> None:
         listen = _listener(quiet, agent.record.name)
         if agent.recall.count() == 0:
             _report(agent.first_login(listen))
-        _chat_loop(eng, agent, listen)
+        _chat_loop(agent, lambda: eng.show_agent(agent.record.name), listen,
+                   agent.settings.timed_heartbeat_minutes)
+
+
+def _remote_chat(server: str, api_key_file: Path | None, name: str | None,
+                 model: str | None, quiet: bool) -> None:
+    agent = RemoteAgent(server, name or DEFAULT_AGENT, api_key_file)
+    if name is None:
+        agents = agent.request("GET", "/agents")  # last used first
+        agent.name = agents[0]["name"] if agents else DEFAULT_AGENT
+    for note in agent.ensure(model):
+        click.echo(note, err=True)
+    info = agent.show()
+    click.echo(f"Chatting with '{agent.name}' on {server} ({info['model']}, {info['n_ctx']}-"
+               "token window). /help for commands, /exit to leave.")
+    _chat_loop(agent, agent.show, _listener(quiet, agent.name), 0)
 
 
 def _read_line(timeout_minutes: int) -> str | None:
@@ -94,17 +124,18 @@ def _read_line(timeout_minutes: int) -> str | None:
     return line.rstrip("\n")
 
 
-def _chat_loop(eng: Engine, agent: Agent, listen: Listener) -> None:
+def _chat_loop(agent: "Agent | RemoteAgent", show: Callable[[], dict], listen: Listener,
+               heartbeat_minutes: int) -> None:
     while True:
         try:
-            line = _read_line(agent.settings.timed_heartbeat_minutes)
+            line = _read_line(heartbeat_minutes)
         except (EOFError, KeyboardInterrupt):
             click.echo()
             return
         if line is None:
             _report(agent.timed_heartbeat(listen))
         elif line.startswith("/"):
-            if not _slash_command(eng, agent, line):
+            if not _slash_command(agent, show, line):
                 return
         elif line.strip():
             _report(agent.send(line, listen))
@@ -115,13 +146,13 @@ def _report(turn: Turn | None) -> None:
         click.echo(click.style(turn.stopped, fg="yellow"), err=True)
 
 
-def _slash_command(eng: Engine, agent: Agent, line: str) -> bool:
+def _slash_command(agent: "Agent | RemoteAgent", show: Callable[[], dict], line: str) -> bool:
     """Run a slash command; False means leave the chat."""
     command, _, text = line.partition(" ")
     if command == "/exit":
         return False
     if command == "/memory":
-        print_overview(eng.show_agent(agent.record.name))
+        print_overview(show())
     elif command == "/search" and text:
         page = agent.recall_search(text, 1)
         click.echo(page.header())
@@ -142,11 +173,17 @@ def _slash_command(eng: Engine, agent: Agent, line: str) -> bool:
 @click.option("--agent", "-a", "name", required=True, help="Agent name.")
 @click.option("--json", "as_json", is_flag=True, help="Print every step as a JSON line.")
 @wait_option
+@server_option
+@key_option
 @click.argument("message")
 @user_errors
-def send(name: str, as_json: bool, wait: bool, message: str) -> None:
+def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file: Path | None,
+         message: str) -> None:
     """Send one message to an agent and print its reply (MESSAGE - reads it from stdin)."""
     message = read_message(message)
+    if server:
+        _remote_send(RemoteAgent(server, name, api_key_file), message, as_json)
+        return
     with engine(wait) as eng:
         turn = eng.open_agent(name).send(message)
     if as_json:
@@ -159,3 +196,16 @@ def send(name: str, as_json: bool, wait: bool, message: str) -> None:
     for reply in turn.replies:
         click.echo(reply)
     _report(turn)
+
+
+def _remote_send(agent: RemoteAgent, message: str, as_json: bool) -> None:
+    turn = agent.request("POST", f"/agents/{agent.name}/messages", json={"text": message})
+    if as_json:
+        for step in turn["steps"]:
+            click.echo(json.dumps(step, ensure_ascii=False))
+        click.echo(json.dumps({"replies": turn["replies"], "stopped": turn["stopped"]}))
+        return
+    for reply in turn["replies"]:
+        click.echo(reply)
+    if turn["stopped"]:
+        click.echo(click.style(turn["stopped"], fg="yellow"), err=True)

@@ -42,12 +42,12 @@ class ByteSize(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def engine(wait: bool = False) -> Engine:
+def engine(wait: bool = False, **config) -> Engine:
     """The engine over the home the environment names, with the settings given to the
-    memgpt-local command itself (use it in a with block)."""
+    memgpt-local command itself and any other config fields (use it in a with block)."""
     context = click.get_current_context(silent=True)
     settings = (context.find_object(dict) if context else None) or {}
-    return Engine(replace(EngineConfig.from_environment(), **settings), wait=wait)
+    return Engine(replace(EngineConfig.from_environment(), **settings, **config), wait=wait)
 
 
 def read_text(path: str | None, what: str) -> str | None:

@@ -4,6 +4,10 @@ A snapshot holds the KV state of sequence 0 (never the logits array) for a token
 beside those tokens, keyed by the model file, the runtime settings and the engine version, with
 a checksum: a stale or corrupt file is ignored and deleted, never trusted. Every snapshot lives
 in one store with a budget in bytes; the least recently used files are deleted first.
+
+A long-running process (the server) also keeps agents' context snapshots in memory, up to a
+budget of its own: switching agents then restores a context without touching the disk. What
+no longer fits in memory, and everything when the store is flushed, goes to disk.
 """
 
 import ctypes
@@ -13,6 +17,7 @@ import os
 import struct
 import time
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +72,29 @@ class Snapshot:
     data_offset: int
     data_len: int
     crc32: int
+    held: memoryview | None = None  # the KV data itself, for a snapshot kept in memory
+
+
+@dataclass
+class _Kept:
+    """A context snapshot kept in memory."""
+
+    model_key: str
+    tokens: np.ndarray
+    data: memoryview
 
 
 class SnapshotStore:
     """The folder of KV snapshot files shared by every loaded model, kept under a budget in
-    bytes: the least recently written or restored files are deleted first."""
+    bytes: the least recently written or restored files are deleted first. With a memory
+    budget, context snapshots are kept in memory first and spill to disk beyond it."""
 
-    def __init__(self, directory: Path, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, directory: Path, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 memory_budget_bytes: int = 0):
         self.directory = directory
         self.budget_bytes = budget_bytes
+        self.memory_budget_bytes = memory_budget_bytes
+        self._kept: OrderedDict[Path, _Kept] = OrderedDict()  # least recently used first
         self._last_use_ns = 0
         directory.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(directory)  # left by a process that crashed while writing
@@ -90,13 +109,48 @@ class SnapshotStore:
         return self.directory / f"{_context_stem(name)}-{model_key[:16]}.kv"
 
     def delete_contexts(self, name: str) -> None:
-        """Delete an agent's context snapshots, for every model."""
+        """Delete an agent's context snapshots, for every model, in memory and on disk."""
+        for path in [p for p in self._kept if p.name.startswith(_context_stem(name))]:
+            del self._kept[path]
         for path in self.directory.glob(f"{_context_stem(name)}-*.kv"):
             path.unlink(missing_ok=True)
 
+    def keep(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
+        """Keep a context snapshot in memory if the memory budget allows (its older file is
+        deleted: superseded), else write it to disk; return its size in bytes (0: kept
+        nowhere). The least recently used ones spill to disk to make room."""
+        self._kept.pop(path, None)
+        if len(data) > self.memory_budget_bytes:
+            return self.write(path, model_key, tokens, data)
+        self._kept[path] = _Kept(model_key, np.array(tokens, dtype="<i4"), data)
+        path.unlink(missing_ok=True)
+        while self.memory_bytes() > self.memory_budget_bytes:
+            self._spill(*self._kept.popitem(last=False))
+        return len(data)
+
+    def memory_bytes(self) -> int:
+        """The bytes of the context snapshots kept in memory."""
+        return sum(len(kept.data) for kept in self._kept.values())
+
+    def flush(self) -> None:
+        """Write every snapshot kept in memory to disk (before the process ends)."""
+        while self._kept:
+            self._spill(*self._kept.popitem(last=False))
+
+    def _spill(self, path: Path, kept: _Kept) -> None:
+        try:
+            self.write(path, kept.model_key, kept.tokens, kept.data)
+        except OSError:  # a full disk costs the snapshot, nothing else
+            pass
+
     def fits(self, size: int) -> bool:
         """Whether a snapshot of this many bytes may be kept at all."""
-        return size <= self.budget_bytes
+        return size <= max(self.budget_bytes, self.memory_budget_bytes)
+
+    def discard(self, path: Path) -> None:
+        """Forget a snapshot, in memory and on disk."""
+        self._kept.pop(path, None)
+        path.unlink(missing_ok=True)
 
     def write(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
         """Write a snapshot atomically, then prune to the budget; return its size in bytes
@@ -116,6 +170,10 @@ class SnapshotStore:
     def header(self, path: Path, model_key: str) -> Snapshot | None:
         """The header of a snapshot of this model; None if absent, and None (the file
         deleted) if it is unreadable, truncated or of another model."""
+        kept = self._kept.get(path)
+        if kept is not None:
+            return Snapshot(path, kept.model_key, kept.tokens, 0, len(kept.data), 0, kept.data) \
+                if kept.model_key == model_key else None
         try:
             with path.open("rb") as file:
                 snapshot = _read_header(file, path)
@@ -133,6 +191,9 @@ class SnapshotStore:
     def data(self, snapshot: Snapshot):
         """The snapshot's KV data as a ctypes buffer; None (the file deleted) if its checksum
         fails. Reading counts as a use."""
+        if snapshot.held is not None:
+            self._kept.move_to_end(snapshot.path)
+            return (ctypes.c_uint8 * snapshot.data_len).from_buffer(snapshot.held)
         buffer = (ctypes.c_uint8 * snapshot.data_len)()
         try:
             with snapshot.path.open("rb") as file:
@@ -250,8 +311,8 @@ class KvCache:
         start = time.perf_counter()
         path = self.store.context_file(self.model_key, name)
         try:
-            size = self.store.write(path, self.model_key, self.llm.input_ids[:n_tokens],
-                                    self._state())
+            size = self.store.keep(path, self.model_key, self.llm.input_ids[:n_tokens],
+                                   self._state())
         except OSError:
             return None
         return SavedContext(n_tokens, size, time.perf_counter() - start)
@@ -261,7 +322,7 @@ class KvCache:
         data = self.store.data(snapshot)
         if data is not None and self._load_state(data, snapshot.tokens):
             return True
-        snapshot.path.unlink(missing_ok=True)
+        self.store.discard(snapshot.path)
         return False
 
     def _state_size(self) -> int:

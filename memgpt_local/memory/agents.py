@@ -16,6 +16,10 @@ class AgentNotFoundError(MemgptLocalError):
     """An agent name that is not in the home database."""
 
 
+class AgentExistsError(MemgptLocalError):
+    """A new agent's name that another agent has already."""
+
+
 class InvalidAgentNameError(MemgptLocalError, ValueError):
     """A name that cannot name an agent."""
 

@@ -75,6 +75,12 @@ class CoreMemory:
         block.value = new_value
         return f"Replaced in '{label}' ({len(new_value)}/{block.limit} characters)."
 
+    def set(self, label: str, value: str) -> None:
+        """Replace a block's whole text (a user's edit), within its limit."""
+        block = self.block(label)
+        self._check_fits(block, value)
+        block.value = value
+
     @staticmethod
     def _check_fits(block: Block, new_value: str) -> None:
         if len(new_value) > block.limit:

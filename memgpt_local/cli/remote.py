@@ -1,0 +1,117 @@
+"""The thin client: an agent on a memgpt-local server, with the local agent's interface (send
+with a listener, searches), for `chat --server` and `send --server`."""
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import httpx
+
+from ..memory.paging import Page
+from .serve import read_api_key
+
+TIMEOUT = httpx.Timeout(10.0, read=900.0)  # a turn can take minutes on a busy server
+
+
+class RemoteError(click.ClickException):
+    """A server that cannot be reached, or that refused a request (its message shown)."""
+
+
+class RemoteAgent:
+    """One agent on a server, addressed by name."""
+
+    def __init__(self, url: str, name: str, api_key_file: Path | None = None):
+        key = read_api_key(api_key_file)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.name = name
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+
+    def request(self, method: str, path: str, **kwargs) -> dict | list:
+        """One request; its JSON, or a RemoteError with the server's message."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"Cannot reach the server at {self.url}: {exc}") from None
+        return _checked(response).json()
+
+    def ensure(self, model: str | None) -> list[str]:
+        """Create the agent if the server has none of that name; notes for the user."""
+        if any(a["name"] == self.name for a in self.request("GET", "/agents")):
+            return []
+        created = self.request("POST", "/agents", json={"name": self.name, "model": model})
+        return created["notes"] + [f"Created agent '{self.name}' on {created['model']}."]
+
+    def show(self) -> dict:
+        """The agent's overview (as Engine.show_agent)."""
+        return self.request("GET", f"/agents/{self.name}")
+
+    def send(self, text: str, listener=None) -> SimpleNamespace:
+        """Send a message; events go to the listener as they stream; the finished turn."""
+        path = f"/agents/{self.name}/messages"
+        try:
+            with self.http.stream("POST", path, json={"text": text, "stream": True}) as reply:
+                _checked(reply)
+                for kind, data in _server_sent(reply.iter_lines()):
+                    if kind == "done":
+                        return SimpleNamespace(**data)
+                    _deliver(kind, data, listener)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"Lost the server at {self.url}: {exc}") from None
+        raise RemoteError("The server ended the reply before the turn was done.")
+
+    def recall_search(self, query: str, page: int) -> Page:
+        """Text search over the agent's past messages."""
+        found = self.request("GET", f"/agents/{self.name}/recall",
+                             params={"query": query, "page": page})
+        items = [SimpleNamespace(**{**m, "created_at": datetime.fromisoformat(m["created_at"])})
+                 for m in found["items"]]
+        return Page(items, found["page"], found["page_size"], found["total"])
+
+    def archival_search(self, query: str, page: int) -> Page:
+        """Search over the agent's archival memory."""
+        found = self.request("GET", f"/agents/{self.name}/archival",
+                             params={"query": query, "page": page})
+        return Page(found["items"], found["page"], found["page_size"], found["total"])
+
+    def timed_heartbeat(self, listener=None) -> None:
+        """Timed heartbeats are the server's business: nothing here."""
+        return None
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.is_success:
+        return response
+    response.read()
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason_phrase
+    raise RemoteError(f"The server answered {response.status_code}: {message}")
+
+
+def _server_sent(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
+    """(event, data) pairs of a server-sent event stream."""
+    kind = "message"
+    for line in lines:
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            yield kind, json.loads(line[5:])
+            kind = "message"
+
+
+def _deliver(kind: str, data: dict, listener) -> None:
+    if kind == "error":
+        raise RemoteError(f"The server failed the turn: {data['error']['message']}")
+    if listener is None:
+        return
+    if kind == "reply":
+        listener("reply", data["text"])
+    elif kind == "withdraw":
+        listener("withdraw", data["characters"])
+    elif kind == "step":
+        listener("step", SimpleNamespace(**data))

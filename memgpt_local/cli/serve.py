@@ -1,0 +1,112 @@
+"""CLI commands for a workstation: the HTTP server, and a report of what the machine offers."""
+
+import ipaddress
+import json
+from pathlib import Path
+
+import click
+
+from .common import ByteSize, engine, read_text, user_errors
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_api_key(path: Path | None) -> str | None:
+    """The API key in a file (its first line), or None for no file."""
+    text = read_text(str(path) if path else None, "API key")
+    if text is None:
+        return None
+    key = text.splitlines()[0].strip() if text else ""
+    if len(key) < 16:
+        raise click.ClickException(f"The API key in {path} is shorter than 16 characters; "
+                                   "make one with: openssl rand -hex 32 > FILE")
+    return key
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --api-key-file.")
+@click.option("--port", default=8283, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--model", "-m", "models", multiple=True,
+              help="Load this model (alias) at start; repeat for more. Others load on first use.")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File whose first line is the key clients send as 'Authorization: Bearer'.")
+@click.option("--kv-memory", type=ByteSize(), default="2GiB", show_default=True,
+              help="Memory for agents' context snapshots, so switching agents re-reads "
+                   "nothing; beyond it they go to disk (--kv-budget).")
+@click.option("--queue-size", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Requests that may wait for the model; more get 503 with Retry-After.")
+@click.option("--queue-timeout", default=300.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds a request may wait for the model before a 503.")
+@click.option("--max-upload", type=ByteSize(), default="32MiB", show_default=True,
+              help="Largest document upload or agent import.")
+@user_errors
+def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | None,
+          kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int) -> None:
+    """Serve agents over HTTP: an API with OpenAPI docs at /docs, and an OpenAI-compatible
+    /v1/chat/completions where `model` names an agent."""
+    import uvicorn
+
+    from ..server.app import create_app
+    from ..server.host import ServerSettings
+
+    key = read_api_key(api_key_file)
+    if key is None and not is_loopback(host):
+        raise click.ClickException(f"Refusing to serve on {host} without an API key: pass "
+                                   "--api-key-file FILE (or bind to 127.0.0.1).")
+    eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)))
+    settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
+                              queue_timeout_s=queue_timeout)
+    app = create_app(eng, settings)
+    _warm_up(app.state.host, models)
+    access = "with an API key" if key else "loopback only, no API key"
+    click.echo(f"memgpt-local serving {eng.home} on http://{host}:{port} ({access}); "
+               f"API docs at /docs. Ctrl-C stops it.", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _warm_up(host, models: tuple[str, ...]) -> None:
+    """Open the home (its lock) and load the named models before the first request."""
+    def warm() -> None:
+        host.engine.db  # noqa: B018 - takes the home's lock now, not on the first request
+        for alias in models:
+            host.engine.runtimes.release(host.engine.runtime(alias))
+            click.echo(f"Loaded {alias}.", err=True)
+
+    try:
+        host.run(warm)
+    except BaseException:
+        host.close()
+        raise
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def doctor(as_json: bool) -> None:
+    """What llama.cpp sees here: GPU support, devices, cores, memory, and which models are
+    present."""
+    report = engine().doctor()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    gpu = "yes" if report["gpu_offload"] else "no (a CPU build; see the README to build with CUDA)"
+    click.echo(f"llama-cpp-python {report['llama_cpp_python']}, GPU offload: {gpu}")
+    for device in report["devices"]:
+        total = device["memory_total_bytes"] / 1024**3
+        click.echo(f"  device {device['name']}: {device['description']} ({total:.1f} GiB)")
+    click.echo(f"CPU cores: {report['cpu_cores']}; memory: {report['memory_bytes'] / 1024**3:.1f}"
+               f" GiB; CPU features: {report['system_info']}")
+    click.echo(f"Home: {report['home']}")
+    for model in report["models"]:
+        where = model["path"] or f"missing. {model['how_to_get']}"
+        click.echo(f"  {model['alias']:<16} n_gpu_layers={model['n_gpu_layers']:<3} "
+                   f"threads={model['threads']:<3} {where}")

@@ -1,0 +1,93 @@
+"""The FastAPI application: routers, the key check, body limits and JSON errors."""
+
+import hmac
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..engine import Engine
+from ..errors import MemgptLocalError, ModelFileMissingError, UnknownModelError
+from ..memory.agents import AgentExistsError, AgentNotFoundError
+from .host import AgentHost, ServerSettings
+from .limits import BodyLimit
+from .routes import agents, health, memory, messages, openai
+from .worker import ServerBusyError
+
+STATUS_OF = {AgentNotFoundError: 404, AgentExistsError: 409, ServerBusyError: 503,
+             UnknownModelError: 400, ModelFileMissingError: 503}
+TYPE_OF = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+           409: "conflict_error", 413: "request_too_large", 422: "invalid_request_error",
+           503: "server_busy"}
+
+
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
+    """The server over one engine: every route runs its engine work on the host's worker."""
+    host = AgentHost(engine, settings or ServerSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        host.close()
+
+    app = FastAPI(title="memgpt-local", version=version("memgpt-local"), lifespan=lifespan,
+                  description="MemGPT agents on a local model: memory tiers, messages, and an "
+                              "OpenAI-compatible chat endpoint where `model` names an agent.")
+    app.state.host = host
+    app.add_middleware(BodyLimit, body_bytes=host.settings.max_body_bytes,
+                       upload_bytes=host.settings.max_upload_bytes)
+    _add_error_handlers(app)
+    app.include_router(health.router)
+    for module in (agents, memory, messages, openai):
+        app.include_router(module.router, dependencies=[Depends(require_key)])
+    return app
+
+
+def require_key(request: Request, authorization: str | None = Header(None)) -> None:
+    """Every route but health needs `Authorization: Bearer KEY` when the server has a key
+    (compared in constant time)."""
+    key = request.app.state.host.settings.api_key
+    if key is None:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             key.encode()):
+        raise HTTPException(401, "Missing or wrong API key: send 'Authorization: Bearer KEY'.",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    """The JSON error every failure answers with (the shape OpenAI's clients read)."""
+    body = {"error": {"message": message, "type": TYPE_OF.get(status, "error")}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, validation_message(exc))
+
+    @app.exception_handler(MemgptLocalError)
+    async def library_error(request: Request, exc: MemgptLocalError) -> JSONResponse:
+        status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+        headers = ({"Retry-After": str(exc.retry_after_s)}
+                   if isinstance(exc, ServerBusyError) else None)
+        return error_response(status, str(exc), headers)
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """Pydantic's errors as one line: where, and what is wrong."""
+    parts = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return "Invalid request: the body is not valid JSON."
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "Invalid request: " + "; ".join(parts)

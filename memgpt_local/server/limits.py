@@ -1,0 +1,49 @@
+"""Request body limits: a JSON body, or an upload (documents, an agent's export)."""
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UPLOAD_SUFFIXES = ("/documents", "/agents/import")
+
+
+class BodyLimit:
+    """Refuse a body over its limit with 413: at once when Content-Length says so, else as
+    soon as the bytes read pass it."""
+
+    def __init__(self, app: ASGIApp, body_bytes: int, upload_bytes: int):
+        self.app = app
+        self.body_bytes = body_bytes
+        self.upload_bytes = upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = (self.upload_bytes if scope["path"].endswith(UPLOAD_SUFFIXES)
+                 else self.body_bytes)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            body = {"error": {"message": _too_large(limit), "type": "request_too_large"}}
+            await JSONResponse(body, status_code=413)(scope, receive, send)
+            return
+        await self.app(scope, _counted(receive, limit), send)
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:  # a body sent without Content-Length (chunked)
+            raise HTTPException(413, _too_large(limit))
+        return message
+
+    return counted
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than this server's limit of {limit} bytes."

@@ -1,0 +1,60 @@
+"""Agents: create, list, show, delete, export and import."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+
+from ..schemas import AgentCreate, AgentDetail, AgentSummary
+from . import Host
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+
+@router.get("", response_model=list[AgentSummary])
+def list_agents(host: Host) -> list[dict]:
+    """Every agent, last used first."""
+    return host.run(host.engine.list_agents)
+
+
+@router.post("", response_model=AgentDetail, status_code=201)
+def create_agent(body: AgentCreate, host: Host) -> dict:
+    """Create an agent (its core memory limits lowered to fit the window, with a note)."""
+    def create() -> dict:
+        record, notes = host.engine.create_agent(body.name, body.model, body.n_ctx,
+                                                 body.persona, body.human)
+        return {**host.engine.show_agent(record.name), "notes": notes}
+
+    return host.run(create)
+
+
+@router.post("/import", response_model=AgentDetail, status_code=201)
+def import_agent(document: Annotated[dict[str, Any], Body(description="An exported agent")],
+                 host: Host,
+                 name: Annotated[str | None, Query(description="A new name for it")] = None
+                 ) -> dict:
+    """Recreate an exported agent, all or nothing."""
+    return host.run(lambda: host.engine.show_agent(
+        host.engine.import_document(document, name).name))
+
+
+@router.get("/{name}", response_model=AgentDetail)
+def show_agent(name: str, host: Host) -> dict:
+    """An agent's model, window, core memory, summary and counts."""
+    return host.run(lambda: host.engine.show_agent(name))
+
+
+@router.delete("/{name}", status_code=204)
+def delete_agent(name: str, host: Host) -> Response:
+    """Delete an agent with all its memory."""
+    def delete() -> None:
+        host.release(name)
+        host.engine.delete_agent(name)
+
+    host.run(delete)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/export")
+def export_agent(name: str, host: Host) -> dict:
+    """The agent, its messages and passages as one portable JSON document."""
+    return host.run(lambda: host.engine.export_document(name))

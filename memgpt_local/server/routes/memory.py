@@ -1,0 +1,99 @@
+"""Memory: core memory (read, edit), archival (insert, search, documents), recall search."""
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+
+from ..schemas import MAX_TEXT, BlockEdit, Inserted, LoadResult, PassageIn, SearchPage
+from . import Host, Page
+
+router = APIRouter(prefix="/agents/{name}", tags=["memory"])
+Text = Annotated[str, Query(min_length=1, max_length=MAX_TEXT)]
+OptionalText = Annotated[str | None, Query(max_length=MAX_TEXT)]
+Date = Annotated[str | None, Query(description="An ISO date (start and end: both inclusive)")]
+
+
+@router.get("/core-memory")
+def read_core_memory(name: str, host: Host) -> dict:
+    """Every core-memory block with its text and limit."""
+    return host.run(lambda: host.engine.show_agent(name)["core_memory"])
+
+
+@router.put("/core-memory/{label}")
+def edit_core_memory(name: str, label: str, body: BlockEdit,
+                     host: Host) -> dict:
+    """Replace a block's text (within its limit)."""
+    def edit() -> dict:
+        agent = host.agent(name)
+        agent.edit_core_memory(label, body.value)
+        return agent.core.to_dict()
+
+    return host.run(edit)
+
+
+@router.post("/archival", response_model=Inserted, status_code=201)
+def insert_passage(name: str, body: PassageIn, host: Host) -> dict:
+    """Store a passage in archival memory."""
+    return {"inserted": host.run(lambda: host.agent(name).insert_passage(body.text))}
+
+
+@router.get("/archival", response_model=SearchPage)
+def search_archival(name: str, query: Text, host: Host, page: Page = 1) -> dict:
+    """Search archival memory by meaning and by words."""
+    found = host.run(lambda: host.agent(name).archival_search(query, page))
+    return page_dict(found, found.items)
+
+
+@router.get("/recall", response_model=SearchPage)
+def search_recall(name: str, host: Host, query: OptionalText = None, start: Date = None,
+                  end: Date = None, page: Page = 1) -> dict:
+    """Search every past message, by text or by a date range."""
+    if not query and not (start and end):
+        raise HTTPException(400, "Give query, or start and end dates.")
+
+    def search():
+        agent = host.agent(name)
+        if query:
+            return agent.recall_search(query, page)
+        return agent.recall_search_date(start, end, page)
+
+    found = host.run(search)
+    return page_dict(found, [message_dict(m) for m in found.items])
+
+
+def page_dict(found, items: list) -> dict:
+    """A page of results as JSON."""
+    return {"page": found.page, "pages": found.pages, "page_size": found.page_size,
+            "total": found.total, "items": items}
+
+
+def message_dict(message) -> dict:
+    """A recall message as JSON."""
+    return {"seq": message.seq, "role": message.role, "content": message.content,
+            "function_name": message.function_name, "function_args": message.function_args,
+            "created_at": message.created_at.isoformat() if message.created_at else None}
+
+
+@router.post("/documents", response_model=LoadResult, status_code=201)
+def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
+                     host: Host) -> dict:
+    """Load text, Markdown or JSONL files into archival memory."""
+    with tempfile.TemporaryDirectory(prefix="memgpt-upload-") as folder:
+        paths = []
+        for number, upload in enumerate(files):
+            path = Path(folder) / f"{number}-{Path(upload.filename or 'upload.txt').name}"
+            path.write_bytes(upload.file.read())
+            paths.append(path)
+
+        def load():
+            host.release(name)  # the engine loads into the archive with its own index
+            return host.engine.load_documents(name, paths)
+
+        report = host.run(load)
+    failed = {key.split("/")[-1].split("-", 1)[-1]: why for key, why in report.failed.items()}
+    if failed and not report.files:
+        raise HTTPException(400, "Nothing was loaded: " + "; ".join(
+            f"{file}: {why}" for file, why in failed.items()))
+    return {**report.__dict__, "failed": failed}

@@ -1,0 +1,149 @@
+"""The request and response bodies of the HTTP API (pydantic models, shown in its OpenAPI)."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, in one sentence."""
+
+    message: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers with (the OpenAI shape)."""
+
+    error: ErrorBody
+
+
+class AgentCreate(BaseModel):
+    """A new agent."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    name: str = Field(min_length=1, max_length=64)
+    model: str | None = Field(None, description="A models.toml alias; default: the default model")
+    n_ctx: int | None = Field(None, ge=512, le=1_048_576, description="Context window")
+    persona: str | None = Field(None, max_length=MAX_TEXT)
+    human: str | None = Field(None, max_length=MAX_TEXT)
+
+
+class AgentSummary(BaseModel):
+    """One agent in the list."""
+
+    model_config = ConfigDict(protected_namespaces=())
+    name: str
+    model: str
+    n_ctx: int | None
+    messages: int
+    passages: int
+    updated_at: datetime | None
+
+
+class AgentDetail(BaseModel):
+    """An agent's model, window, core memory, summary and counts."""
+
+    model_config = ConfigDict(protected_namespaces=())
+    name: str
+    model: str
+    n_ctx: int | None
+    core_memory: dict[str, dict[str, Any]]
+    summary: str
+    in_context_messages: int
+    recall_messages: int
+    archival_passages: int
+    flushes: int
+    notes: list[str] = []
+
+
+class BlockEdit(BaseModel):
+    """A core-memory block's new text."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(max_length=MAX_TEXT)
+
+
+class PassageIn(BaseModel):
+    """A passage for archival memory."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class Inserted(BaseModel):
+    """How many passages were new (a passage stored already is not stored twice)."""
+
+    inserted: int
+
+
+class LoadResult(BaseModel):
+    """What a document upload stored."""
+
+    files: int
+    passages: int
+    skipped_duplicates: int
+    failed: dict[str, str]
+    seconds: float
+
+
+class SearchPage(BaseModel):
+    """One page of search results."""
+
+    page: int
+    pages: int
+    page_size: int
+    total: int
+    items: list[dict[str, Any]]
+
+
+class MessageIn(BaseModel):
+    """A user message for an agent."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    stream: bool = Field(False, description="Server-sent events: reply, withdraw, step, done")
+
+
+class TurnOut(BaseModel):
+    """Every step an event caused (thoughts, calls, results), and the replies."""
+
+    steps: list[dict[str, Any]]
+    replies: list[str]
+    stopped: str | None
+
+
+class ChatMessage(BaseModel):
+    """One message of an OpenAI chat request (only the last user message is used)."""
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """An OpenAI chat completion request; `model` names an agent. Sampling fields are
+    accepted and ignored: each agent keeps its own settings."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model: str = Field(min_length=1, max_length=64)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class ModelCard(BaseModel):
+    """An agent, as an OpenAI model."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "memgpt-local"
+
+
+class ModelList(BaseModel):
+    """Every agent, as OpenAI models."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,120 @@
+"""The server's one queue to the engine, without a model: order, a full queue, a timeout;
+and as HTTP: 503 with Retry-After, never a request that waits forever."""
+
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.server.app import create_app
+from memgpt_local.server.host import ServerSettings
+from memgpt_local.server.worker import EngineWorker, ServerBusyError
+
+
+def blocker(worker: EngineWorker) -> threading.Event:
+    """Occupy the worker until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+    worker.submit(lambda: (started.set(), release.wait(10)))
+    assert started.wait(5)
+    return release
+
+
+def test_jobs_run_one_at_a_time_in_order():
+    worker = EngineWorker(max_waiting=50)
+    ran, running = [], []
+
+    def job(number: int):
+        running.append(number)
+        assert len(running) == 1  # never two at once
+        time.sleep(0.001)
+        ran.append(number)
+        running.remove(number)
+        return number
+
+    release = blocker(worker)
+    tickets = [worker.submit(lambda n=n: job(n)) for n in range(30)]
+    release.set()
+    assert [t.future.result(5) for t in tickets] == list(range(30)) == ran
+    worker.stop()
+
+
+def test_a_full_queue_is_refused_at_once():
+    worker = EngineWorker(max_waiting=2)
+    release = blocker(worker)
+    waiting = [worker.submit(lambda: "ok") for _ in range(2)]
+    with pytest.raises(ServerBusyError) as refused:
+        worker.submit(lambda: "too many")
+    assert refused.value.retry_after_s > 0
+    release.set()
+    assert [t.future.result(5) for t in waiting] == ["ok", "ok"]
+    worker.stop()
+
+
+def test_a_job_that_waits_too_long_is_cancelled_and_never_runs():
+    worker = EngineWorker(max_waiting=4, start_timeout_s=0.2)
+    release = blocker(worker)
+    ran = []
+    started = time.monotonic()
+    with pytest.raises(ServerBusyError, match="waited 0.2 s"):
+        worker.run(lambda: ran.append("late"))
+    assert time.monotonic() - started < 2
+    release.set()
+    assert worker.run(lambda: "next") == "next" and ran == []
+    worker.stop()
+
+
+def test_job_errors_reach_the_caller_and_the_worker_goes_on():
+    worker = EngineWorker()
+    with pytest.raises(ZeroDivisionError):
+        worker.run(lambda: 1 / 0)
+    assert worker.run(lambda: 2) == 2
+    worker.stop()
+
+
+@pytest.fixture
+def app_client(tmp_path):
+    app = create_app(Engine(EngineConfig(tmp_path)),
+                     ServerSettings(max_waiting=1, queue_timeout_s=0.3))
+    with TestClient(app) as client:
+        yield client, app.state.host.worker
+
+
+def test_http_answers_503_with_retry_after_when_busy(app_client):
+    client, worker = app_client
+    release = blocker(worker)
+    timed_out = client.get("/agents")  # waits 0.3 s in the queue, then gives up
+    assert timed_out.status_code == 503 and int(timed_out.headers["retry-after"]) > 0
+    assert timed_out.json()["error"]["type"] == "server_busy"
+    worker.submit(lambda: None)  # the queue (1 place) is full now
+    full = client.get("/agents")
+    assert full.status_code == 503 and "busy" in full.json()["error"]["message"]
+    assert client.get("/health").json()["waiting"] == 1  # health never waits
+    release.set()
+    assert client.get("/agents").status_code == 200
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+AGENT_BODIES = st.fixed_dictionaries({}, optional={
+    "name": st.text(max_size=70) | JSON, "model": st.sampled_from(["smollm2-135m", "nope"]) | JSON,
+    "n_ctx": st.integers(-10, 10**7) | JSON, "persona": st.text(max_size=50) | JSON})
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=AGENT_BODIES | JSON)
+def test_no_body_makes_a_500_or_a_half_written_agent(tmp_path_factory, body):
+    app = create_app(Engine(EngineConfig(tmp_path_factory.mktemp("home"))))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/agents", json=body)
+        assert response.status_code in (201, 400, 409, 422), response.text
+        listed = client.get("/agents").json()
+        if response.status_code == 201:
+            assert [a["name"] for a in listed] == [response.json()["name"]]
+            assert client.get(f"/agents/{listed[0]['name']}").status_code == 200
+        else:
+            assert listed == [] and response.json()["error"]["message"]
