@@ -4,6 +4,10 @@ concurrent clients, and the cost of switching agents on one loaded model, with e
 context kept by the server (in memory) and without it (a fresh `memgpt-local send` process per
 switch, the agent's context snapshot deleted first: only the static prefix is reused).
 
+With 8 clients every request waits for those ahead of it (one model, one queue), so p50_s grows
+with the clients while throughput_rps stays that of one; mean_steps is the agent's steps per
+request (a turn of several chained steps takes several times as long).
+
 agent_switch_s is the first step's time to first token after a switch (prompt restore and
 evaluation); agent_switch_eval_tokens the prompt tokens that step evaluated; mean_new_tokens
 the tokens new in its prompt since the agent's previous one (what any layout must evaluate).
@@ -49,6 +53,7 @@ def percentile(values: list[float], q: float) -> float:
 def load(url: str, clients: int, per_client: int) -> dict:
     """clients threads, each sending per_client messages to one of the agents in turn."""
     latencies: list[float] = []
+    steps: list[int] = []
 
     def client(number: int) -> None:
         agent = AGENTS[number % len(AGENTS)]
@@ -59,6 +64,7 @@ def load(url: str, clients: int, per_client: int) -> dict:
                                      json={"text": message(agent, 100 + number * 10 + i)})
                 response.raise_for_status()
                 latencies.append(time.perf_counter() - start)
+                steps.append(len(response.json()["steps"]))
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -71,7 +77,8 @@ def load(url: str, clients: int, per_client: int) -> dict:
     return {"requests": len(latencies), "clients": clients,
             "p50_s": round(percentile(latencies, 0.5), 3),
             "p95_s": round(percentile(latencies, 0.95), 3),
-            "throughput_rps": round(len(latencies) / wall, 4)}
+            "throughput_rps": round(len(latencies) / wall, 4),
+            "mean_steps": round(statistics.mean(steps), 2)}
 
 
 def first_step(turn: dict) -> dict:

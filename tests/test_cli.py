@@ -53,3 +53,16 @@ def test_kv_budget_is_a_size_with_its_default_in_the_help():
     assert "Traceback" not in bad.output
     env_bad = CliRunner().invoke(cli, ["agents", "list"], env={"MEMGPT_LOCAL_KV_BUDGET": "-1"})
     assert env_bad.exit_code == 2 and "'-1' is not a size" in env_bad.output
+
+
+def test_doctor_reports_the_build_devices_and_models(tmp_path):
+    env = {"MEMGPT_LOCAL_HOME": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["--n-gpu-layers", "-1", "doctor", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert isinstance(report["gpu_offload"], bool) and report["cpu_cores"] >= 1
+    assert "CPU" in [device["name"] for device in report["devices"]]
+    models = {model["alias"]: model for model in report["models"]}
+    assert models["smollm2-135m"]["present"] and models["smollm2-135m"]["n_gpu_layers"] == -1
+    text = CliRunner().invoke(cli, ["doctor"], env=env)
+    assert text.exit_code == 0 and "GPU offload:" in text.output
