@@ -1,6 +1,7 @@
 """Memory: core memory (read, edit), archival (insert, search, documents), recall search."""
 
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from . import Host, Page
 router = APIRouter(prefix="/agents/{name}", tags=["memory"])
 Text = Annotated[str, Query(min_length=1, max_length=MAX_TEXT)]
 OptionalText = Annotated[str | None, Query(max_length=MAX_TEXT)]
-Date = Annotated[str | None, Query(description="An ISO date (start and end: both inclusive)")]
+Date = Annotated[date | None, Query(description="An ISO date (start and end: both inclusive)")]
 
 
 @router.get("/core-memory")
@@ -52,12 +53,14 @@ def search_recall(name: str, host: Host, query: OptionalText = None, start: Date
     """Search every past message, by text or by a date range."""
     if not query and not (start and end):
         raise HTTPException(400, "Give query, or start and end dates.")
+    if not query and end < start:
+        raise HTTPException(400, f"end {end} is before start {start}.")
 
     def search():
         agent = host.agent(name)
         if query:
             return agent.recall_search(query, page)
-        return agent.recall_search_date(start, end, page)
+        return agent.recall_search_date(start.isoformat(), end.isoformat(), page)
 
     found = host.run(search)
     return page_dict(found, [message_dict(m) for m in found.items])
@@ -81,19 +84,28 @@ def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
                      host: Host) -> dict:
     """Load text, Markdown or JSONL files into archival memory."""
     with tempfile.TemporaryDirectory(prefix="memgpt-upload-") as folder:
-        paths = []
-        for number, upload in enumerate(files):
-            path = Path(folder) / f"{number}-{Path(upload.filename or 'upload.txt').name}"
-            path.write_bytes(upload.file.read())
-            paths.append(path)
+        uploaded = _save_uploads(files, Path(folder))
 
         def load():
             host.release(name)  # the engine loads into the archive with its own index
-            return host.engine.load_documents(name, paths)
+            return host.engine.load_documents(name, list(uploaded))
 
         report = host.run(load)
-    failed = {key.split("/")[-1].split("-", 1)[-1]: why for key, why in report.failed.items()}
+    failed = {uploaded[Path(path)]: why for path, why in report.failed.items()}
     if failed and not report.files:
         raise HTTPException(400, "Nothing was loaded: " + "; ".join(
             f"{file}: {why}" for file, why in failed.items()))
     return {**report.__dict__, "failed": failed}
+
+
+def _save_uploads(files: list[UploadFile], folder: Path) -> dict[Path, str]:
+    """Each upload saved under its own folder with its base name (the suffix says how to read
+    it); the client's file name of each saved file."""
+    saved = {}
+    for number, upload in enumerate(files):
+        original = Path(upload.filename or "upload.txt").name or "upload.txt"
+        path = folder / str(number) / original
+        path.parent.mkdir()
+        path.write_bytes(upload.file.read())
+        saved[path] = original
+    return saved

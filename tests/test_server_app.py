@@ -1,5 +1,6 @@
-"""The server's one queue to the engine, without a model: order, a full queue, a timeout;
-and as HTTP: 503 with Retry-After, never a request that waits forever."""
+"""The server in process: its one queue to the engine (order, a full queue, a timeout; as HTTP
+a 503 with Retry-After, never a request that waits forever), and generated bad input, which
+must get a 4xx and never a 500."""
 
 import threading
 import time
@@ -118,3 +119,32 @@ def test_no_body_makes_a_500_or_a_half_written_agent(tmp_path_factory, body):
             assert client.get(f"/agents/{listed[0]['name']}").status_code == 200
         else:
             assert listed == [] and response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def agent_client(tmp_path_factory):
+    """An app on the real model with one agent, for many requests."""
+    app = create_app(Engine(EngineConfig(tmp_path_factory.mktemp("home"))))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/agents", json={"name": "ann", "n_ctx": 2048}).status_code == 201
+        yield client
+
+
+QUERY_TEXT = st.text(max_size=40) | st.sampled_from(["*", '"', "'", "%", "NOT", "a OR", "\\x00"])
+DATES = st.none() | st.dates().map(str) | st.text(max_size=12)
+
+
+@pytest.mark.real
+@settings(max_examples=60, deadline=None)
+@given(query=st.none() | QUERY_TEXT, start=DATES, end=DATES,
+       page=st.none() | st.integers(-3, 10**6) | st.text(max_size=5))
+def test_no_search_makes_a_500(agent_client, query, start, end, page):
+    params = {key: value for key, value in
+              {"query": query, "start": start, "end": end, "page": page}.items()
+              if value is not None}
+    response = agent_client.get("/agents/ann/recall", params=params)
+    assert response.status_code in (200, 400, 422), response.text
+    if response.status_code == 200:
+        assert set(response.json()) == {"page", "pages", "page_size", "total", "items"}
+    else:
+        assert response.json()["error"]["message"]
