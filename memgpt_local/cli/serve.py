@@ -40,8 +40,8 @@ def read_api_key(path: Path | None) -> str | None:
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
               help="File whose first line is the key clients send as 'Authorization: Bearer'.")
 @click.option("--kv-memory", type=ByteSize(), default="2GiB", show_default=True,
-              help="Memory for agents' context snapshots, so switching agents re-reads "
-                   "nothing; beyond it they go to disk (--kv-budget).")
+              help="Memory for agents' context snapshots, so a switch of agents evaluates "
+                   "only what is new; beyond it they go to disk (--kv-budget).")
 @click.option("--queue-size", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Requests that may wait for the model; more get 503 with Retry-After.")
 @click.option("--queue-timeout", default=300.0, show_default=True, type=click.FloatRange(1),
