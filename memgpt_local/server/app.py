@@ -21,7 +21,7 @@ STATUS_OF = {AgentNotFoundError: 404, AgentExistsError: 409, ServerBusyError: 50
              UnknownModelError: 400, ModelFileMissingError: 503}
 TYPE_OF = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
            409: "conflict_error", 413: "request_too_large", 422: "invalid_request_error",
-           503: "server_busy"}
+           503: "unavailable_error"}
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
@@ -59,9 +59,10 @@ def require_key(request: Request, authorization: str | None = Header(None)) -> N
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+def error_response(status: int, message: str, headers: dict | None = None,
+                   kind: str | None = None) -> JSONResponse:
     """The JSON error every failure answers with (the shape OpenAI's clients read)."""
-    body = {"error": {"message": message, "type": TYPE_OF.get(status, "error")}}
+    body = {"error": {"message": message, "type": kind or TYPE_OF.get(status, "error")}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -77,9 +78,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MemgptLocalError)
     async def library_error(request: Request, exc: MemgptLocalError) -> JSONResponse:
         status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
-        headers = ({"Retry-After": str(exc.retry_after_s)}
-                   if isinstance(exc, ServerBusyError) else None)
-        return error_response(status, str(exc), headers)
+        if isinstance(exc, ServerBusyError):
+            return error_response(status, str(exc), {"Retry-After": str(exc.retry_after_s)},
+                                  "server_busy")
+        return error_response(status, str(exc))
 
 
 def validation_message(exc: RequestValidationError) -> str:
