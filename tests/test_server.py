@@ -307,16 +307,16 @@ def test_serving_beyond_loopback_needs_a_key(tmp_path):
 def test_the_thin_client_chats_and_sends(server, http):
     env = {"MEMGPT_LOCAL_HOME": "/nonexistent"}  # the client needs no home of its own
     result = CliRunner().invoke(
-        cli, ["chat", "--server", server.url, "--agent", "tia"],
+        cli, ["chat", "--server", server.url, "--agent", "tia? #1"],
         input="Hello, I am Tom.\n/memory\n/search Tom\n/archival anything\n/exit\n", env=env)
     assert result.exit_code == 0, result.output
-    assert "Created agent 'tia'" in result.output
-    assert "tia: smollm2-135m" in result.output  # /memory
+    assert "Created agent 'tia? #1'" in result.output
+    assert "tia? #1: smollm2-135m" in result.output  # /memory
     assert "page 1 of" in result.output  # /search and /archival
-    users = [m["content"] for m in recall(http, "tia") if m["role"] == "user"]
+    users = [m["content"] for m in recall(http, "tia%3F%20%231") if m["role"] == "user"]
     assert users == ["Hello, I am Tom."]
-    sent = CliRunner().invoke(cli, ["send", "--server", server.url, "--agent", "tia", "--json",
-                                    "Bye!"], env=env)
+    sent = CliRunner().invoke(cli, ["send", "--server", server.url, "--agent", "tia? #1",
+                                    "--json", "Bye!"], env=env)
     assert sent.exit_code == 0, sent.output
     lines = [json.loads(line) for line in sent.output.splitlines()]
     assert "replies" in lines[-1] and all("function" in step for step in lines[:-1])

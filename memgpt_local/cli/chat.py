@@ -199,7 +199,7 @@ def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file:
 
 
 def _remote_send(agent: RemoteAgent, message: str, as_json: bool) -> None:
-    turn = agent.request("POST", f"/agents/{agent.name}/messages", json={"text": message})
+    turn = agent.request("POST", agent.path("/messages"), json={"text": message})
     if as_json:
         for step in turn["steps"]:
             click.echo(json.dumps(step, ensure_ascii=False))

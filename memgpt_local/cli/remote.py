@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import click
 import httpx
@@ -30,6 +31,10 @@ class RemoteAgent:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
 
+    def path(self, tail: str = "") -> str:
+        """The agent's URL path (its name may hold characters such as ? or #)."""
+        return f"/agents/{quote(self.name, safe='')}{tail}"
+
     def request(self, method: str, path: str, **kwargs) -> dict | list:
         """One request; its JSON, or a RemoteError with the server's message."""
         try:
@@ -47,11 +52,11 @@ class RemoteAgent:
 
     def show(self) -> dict:
         """The agent's overview (as Engine.show_agent)."""
-        return self.request("GET", f"/agents/{self.name}")
+        return self.request("GET", self.path())
 
     def send(self, text: str, listener=None) -> SimpleNamespace:
         """Send a message; events go to the listener as they stream; the finished turn."""
-        path = f"/agents/{self.name}/messages"
+        path = self.path("/messages")
         try:
             with self.http.stream("POST", path, json={"text": text, "stream": True}) as reply:
                 _checked(reply)
@@ -65,7 +70,7 @@ class RemoteAgent:
 
     def recall_search(self, query: str, page: int) -> Page:
         """Text search over the agent's past messages."""
-        found = self.request("GET", f"/agents/{self.name}/recall",
+        found = self.request("GET", self.path("/recall"),
                              params={"query": query, "page": page})
         items = [SimpleNamespace(**{**m, "created_at": datetime.fromisoformat(m["created_at"])})
                  for m in found["items"]]
@@ -73,7 +78,7 @@ class RemoteAgent:
 
     def archival_search(self, query: str, page: int) -> Page:
         """Search over the agent's archival memory."""
-        found = self.request("GET", f"/agents/{self.name}/archival",
+        found = self.request("GET", self.path("/archival"),
                              params={"query": query, "page": page})
         return Page(found["items"], found["page"], found["page_size"], found["total"])
 
