@@ -327,3 +327,5 @@ def test_the_thin_client_says_when_the_server_is_away(tmp_path):
                                       "--agent", "x", "hi"])
     assert result.exit_code == 1 and "Cannot reach the server" in result.output
     assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["chat", "--server", "127.0.0.1:8283"])
+    assert result.exit_code == 1 and "must be a URL" in result.output

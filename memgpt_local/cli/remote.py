@@ -25,6 +25,8 @@ class RemoteAgent:
     """One agent on a server, addressed by name."""
 
     def __init__(self, url: str, name: str, api_key_file: Path | None = None):
+        if not url.startswith(("http://", "https://")):
+            raise RemoteError(f"--server must be a URL such as http://127.0.0.1:8283, not {url!r}.")
         key = read_api_key(api_key_file)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.name = name
