@@ -81,12 +81,12 @@ def test_snapshot_of_other_settings_is_not_used(registry, tmp_path):
 
 
 def test_a_full_disk_costs_the_snapshot_not_the_answer(registry, tmp_path, monkeypatch):
-    from memgpt_local.llm.kvcache import SnapshotStore
+    from memgpt_local.llm import kvcache
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(SnapshotStore, "write", full_disk)
+    monkeypatch.setattr(kvcache, "write_atomic", full_disk)
     runtime = _fresh(registry, tmp_path)
     first = _ask(runtime)
     second = _ask(runtime)

@@ -138,10 +138,7 @@ class SnapshotStore:
             self._spill(*self._kept.popitem(last=False))
 
     def _spill(self, path: Path, kept: _Kept) -> None:
-        try:
-            self.write(path, kept.model_key, kept.tokens, kept.data)
-        except OSError:  # a full disk costs the snapshot, nothing else
-            pass
+        self.write(path, kept.model_key, kept.tokens, kept.data)
 
     def fits(self, size: int) -> bool:
         """Whether a snapshot of this many bytes may be kept at all."""
@@ -154,7 +151,8 @@ class SnapshotStore:
 
     def write(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
         """Write a snapshot atomically, then prune to the budget; return its size in bytes
-        (0, and an older file of that name deleted, if it alone exceeds the budget)."""
+        (0, and an older file of that name deleted, if it alone exceeds the budget; 0 if the
+        disk refused it)."""
         header = json.dumps({"model_key": model_key, "n_tokens": len(tokens),
                              "data_len": len(data), "crc32": zlib.crc32(data)}).encode()
         parts = [MAGIC, struct.pack("<I", len(header)), header, _tokens_bytes(tokens), data]
@@ -162,7 +160,10 @@ class SnapshotStore:
         if size > self.budget_bytes:
             path.unlink(missing_ok=True)
             return 0
-        write_atomic(path, *parts)
+        try:
+            write_atomic(path, *parts)
+        except OSError:  # a full or read-only disk costs the snapshot, never the caller's work
+            return 0
         self._mark_used(path)
         self.prune()
         return size
@@ -296,10 +297,7 @@ class KvCache:
         self.llm.reset()
         self.llm.eval(prefix)
         if self.store.fits(self._state_size()):
-            try:
-                self.store.write(path, self.model_key, prefix, self._state())
-            except OSError:  # a full or read-only disk costs the snapshot, not the answer
-                pass
+            self.store.write(path, self.model_key, prefix, self._state())
         return "cold"
 
     def save_context(self, name: str) -> SavedContext | None:
@@ -310,12 +308,9 @@ class KvCache:
             return None
         start = time.perf_counter()
         path = self.store.context_file(self.model_key, name)
-        try:
-            size = self.store.keep(path, self.model_key, self.llm.input_ids[:n_tokens],
-                                   self._state())
-        except OSError:
-            return None
-        return SavedContext(n_tokens, size, time.perf_counter() - start)
+        size = self.store.keep(path, self.model_key, self.llm.input_ids[:n_tokens],
+                               self._state())
+        return SavedContext(n_tokens, size, time.perf_counter() - start) if size else None
 
     def _restore(self, snapshot: Snapshot) -> bool:
         """Load a snapshot into the KV cache; False (the file deleted) if it is unusable."""
