@@ -299,11 +299,7 @@ class Engine:
         """Recreate an exported agent, all or nothing: the document is validated before
         anything is written, and everything is written in one transaction (passages are
         embedded again with the local model)."""
-        try:
-            export = portable.parse_export(document)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise portable.ExportFileError(f"Cannot import the agent: {exc}") from None
-        return self._import(export, new_name)
+        return self._import(portable.checked_export(document), new_name)
 
     def _import(self, export: portable.AgentExport, new_name: str | None) -> AgentRecord:
         record = export.record

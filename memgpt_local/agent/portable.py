@@ -63,10 +63,16 @@ def read_export(path: Path) -> AgentExport:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ExportFileError(f"Cannot import {path}: not a readable JSON file ({exc}).") \
             from None
+    return checked_export(data, str(path))
+
+
+def checked_export(data: Any, source: str = "the agent") -> AgentExport:
+    """Validate an exported agent's document; any problem is one ExportFileError naming its
+    source."""
     try:
         return parse_export(data)
     except (TypeError, ValueError, KeyError) as exc:
-        raise ExportFileError(f"Cannot import {path}: {exc}") from None
+        raise ExportFileError(f"Cannot import {source}: {exc}") from None
 
 
 def parse_export(data: Any) -> AgentExport:
