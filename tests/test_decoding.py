@@ -3,7 +3,10 @@
 import json
 import sys
 
+import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from memgpt_local.errors import ConstraintUnavailableError
 from memgpt_local.llm import decoding
@@ -103,3 +106,79 @@ def test_a_planted_cache_file_cannot_run_code(smollm, tmp_path, monkeypatch):
     decoding.clear_memory_cache()
     assert smollm.constraint(schema).build.source == "built"
     assert not marker.exists()
+
+
+# --- a call is closed, never cut -------------------------------------------------------------
+
+AGENT_LABELS = ["persona", "human", "a_much_longer_block_label"]
+PROMPTS = ["Count: one two three one two three one two three one two three",
+           "Repeat after me forever: I am happy I am happy I am happy I am happy I am happy",
+           "What is the value of key 1234-5678-aaaa-bbbb? Search for it.",
+           "Remember that my cat is called Miso and I live in Lyon."]
+
+
+@given(value=st.text(), cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+def test_json_strings_knows_where_the_string_is_at_any_split(value, cuts):
+    prefix = b'{"key":'
+    literal = json.dumps(value).encode()
+    text = prefix + literal + b"}"
+    opening, closing = len(prefix), len(prefix) + len(literal) - 1
+    state, done = decoding.JsonStrings(), 0
+    for end in sorted({min(c, len(text)) for c in cuts} | {len(text)}):
+        state.feed(text[done:end])
+        done = end
+        assert state.inside == (1 < end <= 5 or opening < end <= closing)  # the key, the value
+        backslashes = len(text[:end]) - len(text[:end].rstrip(b"\\"))
+        assert state.escaped == (state.inside and backslashes % 2 == 1)
+
+
+def _fullest_call(variant: dict) -> str:
+    """A call with every optional property, empty strings and the widest other values."""
+    def fill(schema):
+        if "const" in schema or "enum" in schema:
+            return max(schema.get("enum", [schema.get("const")]), key=lambda v: len(json.dumps(v)))
+        if schema.get("type") == "object":
+            return {k: fill(v) for k, v in schema.get("properties", {}).items()}
+        return {"string": "", "integer": -999, "boolean": False}[schema["type"]]
+    return json.dumps(fill(variant), separators=(",", ":"))
+
+
+def test_structural_chars_bound_every_call_of_the_agent_schema():
+    from memgpt_local.agent.loop import call_schema
+
+    schema = call_schema(AGENT_LABELS)
+    bound = decoding.structural_chars(schema)
+    lengths = [len(_fullest_call(variant)) for variant in schema["oneOf"]]
+    assert max(lengths) <= bound < max(lengths) + 8
+
+
+def test_a_loop_inside_a_string_is_closed_and_the_call_goes_on(smollm):
+    from memgpt_local.agent.loop import call_schema
+
+    chat = smollm.chat_tokens([{"role": "system", "content": "Answer with one JSON function "
+                                "call."}, {"role": "user", "content": PROMPTS[1]}])
+    processor = smollm.constraint(call_schema(AGENT_LABELS)).processor()
+    smollm.llm.reset()  # greedy text depends on the evaluation split: always the same one
+    generation = smollm.generate(chat.tokens, max_tokens=320, processor=processor).finish()
+    assert "I am happy I am happy I am happy" in generation.text  # it looped in the message
+    assert generation.stats.loops_closed >= 1 and generation.stats.finish_reason == "stop"
+    jsonschema.validate(json.loads(generation.text), call_schema(AGENT_LABELS))
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=st.sampled_from(PROMPTS), seed=st.integers(0, 2**16),
+       temperature=st.floats(0.0, 1.5), extra=st.integers(0, 80),
+       repeat_penalty=st.floats(0.8, 1.3))
+def test_a_constrained_call_is_always_valid_within_its_budget(smollm, prompt, seed, temperature,
+                                                              extra, repeat_penalty):
+    from memgpt_local.agent.loop import call_schema
+
+    schema = call_schema(AGENT_LABELS)
+    processor = smollm.constraint(schema).processor()
+    chat = smollm.chat_tokens([{"role": "user", "content": prompt}])
+    sampling = SamplingSettings(temperature=temperature, seed=seed, repeat_penalty=repeat_penalty)
+    generation = smollm.generate(chat.tokens, max_tokens=processor.finish_tokens + extra,
+                                 sampling=sampling, processor=processor).finish()
+    assert generation.stats.finish_reason == "stop", generation.text
+    jsonschema.validate(json.loads(generation.text), schema)

@@ -25,6 +25,7 @@ from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute
 from .queue import QueueManager
+from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
 from .streaming import ReplyStreamer
 
@@ -58,6 +59,7 @@ class StepReport:
     flushed: bool = False
     warned: bool = False
     summary_eval_tokens: int = 0
+    allowed: list[str] | None = None  # the functions the tool rules allowed; None: all
 
     def as_dict(self) -> dict:
         """A JSON-ready form."""
@@ -90,12 +92,22 @@ class Agent:
                                        record.settings.setdefault("state", {}))
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
-        self.processor = runtime.constraint(self.call_schema()).processor()
+        self.rules = RuleSolver(self.settings.rules(), list(FUNCTIONS))
+        self._processors: dict[tuple[str, ...], Callable] = {}
+        self.processor = self.processor_for(tuple(FUNCTIONS))
         self.outbox: list[str] = []
 
-    def call_schema(self) -> dict:
-        """The JSON schema of one valid call of this agent's functions."""
-        return call_schema(list(self.core.blocks))
+    def call_schema(self, functions: tuple[str, ...] | None = None) -> dict:
+        """The JSON schema of one valid call of this agent's functions (or of some of them)."""
+        return call_schema(list(self.core.blocks), functions)
+
+    def processor_for(self, functions: tuple[str, ...]) -> Callable:
+        """The constraint's processor for calls of these functions only; one per distinct
+        set, its index built once (and cached by the runtime, in memory and on disk)."""
+        if functions not in self._processors:
+            schema = self.call_schema(functions)
+            self._processors[functions] = self.runtime.constraint(schema).processor()
+        return self._processors[functions]
 
     def _counts(self) -> dict:
         return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
@@ -266,15 +278,23 @@ class Agent:
         turn = Turn()
         self.outbox = turn.replies
         failures = 0
-        for _ in range(self.settings.max_chain):
-            step = self._step(listener, self._sampling(failures))
+        history: list[Call] = []
+        for index in range(self.settings.max_chain):
+            allowed = self.rules.allowed(history, index, self.settings.max_chain)
+            if not allowed.functions:
+                turn.stopped = _no_function_allowed(allowed, history)
+                return turn
+            step = self._step(listener, self._sampling(failures), allowed)
             turn.steps.append(step)
+            if step.function in FUNCTIONS:
+                history.append(Call(step.function, step.result))
             failures = failures + 1 if step.failed else 0
             if failures >= self.settings.max_failures:
                 turn.stopped = (f"The agent stopped after {failures} failed function calls in "
                                 f"a row; the last error was: {step.result}")
                 return turn
-            if not (step.failed or step.heartbeat):
+            if not self.rules.continues(Call(step.function, step.result), step.heartbeat,
+                                        step.failed, history):
                 return turn
         turn.stopped = (f"The agent stopped after {self.settings.max_chain} chained steps "
                         "(max_chain).")
@@ -293,7 +313,8 @@ class Agent:
                        temperature=max(sampling.temperature, RETRY_TEMPERATURE),
                        repeat_penalty=max(sampling.repeat_penalty, RETRY_REPEAT_PENALTY))
 
-    def _step(self, listener: Listener | None, sampling: SamplingSettings) -> StepReport:
+    def _step(self, listener: Listener | None, sampling: SamplingSettings,
+              allowed: Allowed) -> StepReport:
         summarizer = self.queue_manager.summarizer
         summary_tokens_before = summarizer.evaluated_tokens
         with self.transaction():
@@ -301,7 +322,8 @@ class Agent:
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
         generation = self.runtime.generate(
             prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
-            processor=self.processor, prefix_len=prepared.prompt.message_ends[0],
+            processor=self.processor_for(tuple(allowed.functions)),
+            prefix_len=prepared.prompt.message_ends[0],
             context=self.record.name)
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         for piece in generation:
@@ -313,7 +335,8 @@ class Agent:
                             (call or {}).get("arguments"), outcome.result, outcome.failed,
                             outcome.heartbeat, generation.stats, new_tokens, prepared.flushed,
                             prepared.warned,
-                            summarizer.evaluated_tokens - summary_tokens_before)
+                            summarizer.evaluated_tokens - summary_tokens_before,
+                            allowed.functions if allowed.narrowed_by else None)
         if listener:
             listener("step", report)
         return report
@@ -339,11 +362,18 @@ class Agent:
         self.stores.save(self.record)
 
 
-def call_schema(labels: list[str]) -> dict:
-    """The JSON schema of one valid call of the agent functions, for an agent whose core
-    memory has these block labels (what the constraint enforces)."""
+def call_schema(labels: list[str], functions: tuple[str, ...] | None = None) -> dict:
+    """The JSON schema of one valid call of the agent functions (all, or the named ones), for
+    an agent whose core memory has these block labels (what the constraint enforces)."""
     return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
-                                 for f in FUNCTIONS.values()])
+                                 for f in FUNCTIONS.values()
+                                 if functions is None or f.name in functions])
+
+
+def _no_function_allowed(allowed: Allowed, history: list[Call]) -> str:
+    after = history[-1].function if history else "the start of the turn"
+    rules = ", ".join(str(r) for r in allowed.narrowed_by)
+    return f"The agent stopped: its tool rules allow no function after {after} ({rules})."
 
 
 def _parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, str]:

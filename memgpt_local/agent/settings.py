@@ -1,8 +1,11 @@
-"""An agent's settings, stored with it: window, queue-manager thresholds, caps and sampling."""
+"""An agent's settings, stored with it: window, queue-manager thresholds, caps, sampling, tool
+rules and the memory brought to each turn."""
 
 from dataclasses import dataclass, field, fields
 
 from ..llm.base import SamplingSettings
+from .functions import FUNCTIONS
+from .rules import ToolRule, parse_rules
 
 # The sampling fields stored per agent (the others keep SamplingSettings' defaults). A default
 # repeat_penalty of 1.1 made SmolLM2's steps 3x slower: it penalises the JSON punctuation.
@@ -15,9 +18,10 @@ RANGES = {
     "response_tokens": (16, 8192), "summary_tokens": (16, 8192), "max_chain": (1, 100),
     "max_failures": (1, 100), "result_max_chars": (100, 1_000_000), "page_size": (1, 100),
     "timed_heartbeat_minutes": (0, 10_080), "temperature": (0.0, 5.0),
-    "repeat_penalty": (0.5, 5.0), "seed": (0, 2**31 - 1)}
+    "repeat_penalty": (0.5, 5.0), "seed": (0, 2**31 - 1), "memory_hits": (0, 20)}
 INTEGER_SETTINGS = {"n_ctx", "response_tokens", "summary_tokens", "max_chain", "max_failures",
-                    "result_max_chars", "page_size", "timed_heartbeat_minutes", "seed"}
+                    "result_max_chars", "page_size", "timed_heartbeat_minutes", "seed",
+                    "memory_hits"}
 
 
 def _within(key: str, value) -> bool:
@@ -40,6 +44,8 @@ class AgentSettings:
     result_max_chars: int = 2000
     page_size: int = 5
     timed_heartbeat_minutes: int = 0
+    tool_rules: list[dict] = field(default_factory=list)  # Letta's JSON form (rules.py)
+    memory_hits: int = 0  # archival and recall hits brought to each user message; 0: off
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     @classmethod
@@ -57,7 +63,14 @@ class AgentSettings:
                                  f"to {high}.")
         if not isinstance(data.get("state", {}), dict):
             raise ValueError("setting state must be an object.")
-        return cls.from_dict(data)
+        settings = cls.from_dict(data)
+        settings.rules()
+        return settings
+
+    def rules(self) -> list[ToolRule]:
+        """The tool rules, checked against the functions and the step cap (ToolRuleError, a
+        ValueError, names the rule that is wrong)."""
+        return parse_rules(self.tool_rules, FUNCTIONS, self.max_chain)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentSettings":

@@ -42,8 +42,10 @@ class ScriptedRuntime:
     max_tokens, as a real model's would be."""
 
     def __init__(self, script: Script, n_ctx: int = 2048,
-                 summarize: Callable[[list[dict]], str] | None = None):
+                 summarize: Callable[[list[dict]], str] | None = None,
+                 enforce_schema: bool = False):
         self.script = script
+        self.enforce_schema = enforce_schema  # act as a constrained decoder would (below)
         self.n_ctx = n_ctx
         self.summarize = summarize
         self.last_messages: list[dict] = []
@@ -78,14 +80,10 @@ class ScriptedRuntime:
         """Nothing to free."""
         self.closed = True
 
-    def constraint(self, schema: dict):
-        """Itself: processor() hands out a marker object."""
+    def constraint(self, schema: dict) -> "ScriptedConstraint":
+        """A marker constraint that carries its schema (kept as .schema too)."""
         self.schema = schema
-        return self
-
-    def processor(self):
-        """A marker that tells agent steps (with a processor) from summaries (without)."""
-        return object()
+        return ScriptedConstraint(schema)
 
     def save_context(self, name: str) -> None:
         """Note the name; a scripted model has no KV state to keep."""
@@ -99,6 +97,8 @@ class ScriptedRuntime:
         if len(tokens) + max_tokens > self.n_ctx:
             raise WindowExceeded(f"{len(tokens)} + {max_tokens} > {self.n_ctx}")
         text = self._summary() if processor is None else self._completion(sampling)
+        if processor is not None and self.enforce_schema:
+            text = constrained(text, processor.schema)
         finish = "length" if self.count_tokens(text) > max_tokens else "stop"
         if finish == "length":
             text = _first_tokens(text, max_tokens)
@@ -116,6 +116,55 @@ class ScriptedRuntime:
         self.steps += 1
         self.samplings.append(sampling)
         return self.script(self.last_messages) if callable(self.script) else self.script.pop(0)
+
+
+@dataclass
+class ScriptedConstraint:
+    """A scripted runtime's constraint: its processor is itself, a marker that tells agent
+    steps (with a processor) from summaries (without) and carries the schema."""
+
+    schema: dict
+
+    def processor(self) -> "ScriptedConstraint":
+        """The marker."""
+        return self
+
+
+def constrained(text: str, schema: dict) -> str:
+    """What a constrained decoder could have written for a scripted text: the text itself if
+    the schema allows it, else a call the schema allows (the function asked for if allowed,
+    else the first; the arguments asked for where they fit, else the smallest)."""
+    import jsonschema
+
+    try:
+        wanted = json.loads(text)
+        jsonschema.validate(wanted, schema)
+        return text
+    except (ValueError, jsonschema.ValidationError):
+        wanted = wanted if isinstance(wanted, dict) else {}
+    variants = schema.get("oneOf", [schema])
+    by_name = {v["properties"]["function"]["const"]: v for v in variants}
+    variant = by_name.get(wanted.get("function"), variants[0])
+    asked = wanted.get("arguments") if isinstance(wanted.get("arguments"), dict) else {}
+    arguments = {name: _fitting(asked.get(name), spec)
+                 for name, spec in variant["properties"]["arguments"]["properties"].items()}
+    return json.dumps({"thoughts": str(wanted.get("thoughts", "")),
+                       "function": variant["properties"]["function"]["const"],
+                       "arguments": arguments})
+
+
+def _fitting(value, spec: dict):
+    """The value if it fits its schema, else the smallest value that does."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, spec)
+        return value
+    except jsonschema.ValidationError:
+        pass
+    if "const" in spec or "enum" in spec:
+        return spec.get("const", (spec.get("enum") or [None])[0])
+    return {"string": "x", "integer": 1, "boolean": False}[spec["type"]]
 
 
 def _first_tokens(text: str, count: int) -> str:

@@ -32,6 +32,8 @@ class GenerationStats:
     total_s: float = 0.0
     constrained: bool = False
     finish_reason: str = "stop"  # "stop", "length" (max_tokens) or "loop" (see stop_repeats)
+    loops_closed: int = 0  # strings a constraint closed because the output looped in them
+    finish_forced: bool = False  # the constraint closed strings to end the call in budget
 
     @property
     def reused_tokens(self) -> int:
@@ -69,7 +71,8 @@ class SamplingSettings:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     seed: int = DEFAULT_SEED
-    stop_repeats: int = 3  # stop when a span of 8+ tokens comes this many times in a row; 0: off
+    stop_repeats: int = 3  # a span of 8+ tokens this many times in a row stops the output, or
+    # under a call constraint closes the string it loops in; 0: off
 
 
 @dataclass

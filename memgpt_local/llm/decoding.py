@@ -7,12 +7,18 @@ The processor is handed straight to llama.cpp by the runtime, never through Outl
 llama.cpp wrapper (which resets the KV cache after every call). It drives an outlines-core
 Guide itself rather than importing `outlines` (1.4 s of imports, and numba kernels that are
 compiled again in every process): the mask is applied with plain numpy.
+
+A call is never cut: when the runtime sees the output loop, the processor closes the string
+being written (the thoughts, an argument) and the model goes on with the call under the same
+constraint; near the token budget it finishes the call, closing every string it enters. The
+budget it keeps for that (`finish_tokens`) bounds what the rest of any call can need.
 """
 
 import copy
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +30,10 @@ from ..resources import GRAMMARS_DIR
 
 ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
+FINISH_MARGIN_TOKENS = 8  # an escape under way (\uXXXX) and the end of generation
+INT_WIDTH = 4  # characters of the widest integer the call schemas allow (3 digits and a sign)
 _INDEX_MEMORY: dict[str, object] = {}
+_PIECES_MEMORY: dict[str, "TokenPieces"] = {}
 
 
 def _require_outlines_core():
@@ -39,17 +48,82 @@ def _require_outlines_core():
     return outlines_core
 
 
-class FunctionCallProcessor:
-    """A llama.cpp logits processor that masks every token the schema's regex does not allow."""
+class JsonStrings:
+    """Where a JSON text being written stands with respect to strings: inside one or not, and
+    right after a backslash (the next character is escaped)."""
 
-    def __init__(self, index, n_vocab: int):
+    def __init__(self):
+        self.inside = False
+        self.escaped = False
+
+    def feed(self, piece: bytes) -> None:
+        """Follow the bytes of one more token."""
+        for byte in piece:
+            if self.escaped:
+                self.escaped = False
+            elif self.inside and byte == 0x5C:  # backslash
+                self.escaped = True
+            elif byte == 0x22:  # double quote
+                self.inside = not self.inside
+
+    @property
+    def closable(self) -> bool:
+        """Whether a double quote now would end the string being written."""
+        return self.inside and not self.escaped
+
+
+class TokenPieces:
+    """The bytes of each token of one model, and (built on first use) the mask of tokens
+    whose text starts with a double quote: the tokens that can close a string."""
+
+    def __init__(self, piece: Callable[[int], bytes], n_vocab: int):
+        self.piece = piece
+        self.n_vocab = n_vocab
+        self._quote_mask: np.ndarray | None = None
+
+    def quote_mask(self) -> np.ndarray:
+        """True for every token whose text starts with a double quote."""
+        if self._quote_mask is None:
+            self._quote_mask = np.array([self.piece(t).startswith(b'"')
+                                         for t in range(self.n_vocab)], dtype=bool)
+        return self._quote_mask
+
+
+class FunctionCallProcessor:
+    """A llama.cpp logits processor that masks every token the schema's regex does not allow;
+    asked to, it closes the string being written (close_string) or every string from now on
+    (finish), so that a call ends valid instead of being cut."""
+
+    def __init__(self, index, n_vocab: int, pieces: TokenPieces | None = None,
+                 finish_tokens: int = 0):
         self.index = index
+        self.pieces = pieces
+        self.finish_tokens = finish_tokens  # tokens the rest of any call may need, at most
         self.guide = None
         self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
+        self.strings = JsonStrings()
+        self.closing = self.finishing = False
+        self.closed = 0  # strings closed early in this generation
 
     def reset(self) -> None:
         """Start again at the beginning of the schema (call before each generation)."""
         self.guide = None
+        self.strings = JsonStrings()
+        self.closing = self.finishing = False
+        self.closed = 0
+
+    def close_string(self) -> bool:
+        """Close the string being written at the next token; False where none can be closed
+        (not inside a string, or no tokens to tell)."""
+        if self.pieces is None or not self.strings.inside:
+            return False
+        self.closing = True
+        return True
+
+    def finish(self) -> None:
+        """From now on, close every string as soon as the schema allows: the call ends within
+        finish_tokens tokens."""
+        self.finishing = self.pieces is not None
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Advance on the last sampled token, then set disallowed logits to -inf."""
@@ -59,10 +133,27 @@ class FunctionCallProcessor:
             self.guide = Guide(self.index)
         elif not self.guide.is_finished() or self.guide.accepts_tokens([int(input_ids[-1])]):
             self.guide.advance(token_id=int(input_ids[-1]), return_tokens=False)
+            self._follow(int(input_ids[-1]))
         self.guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
-        allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[: len(logits)]
-        logits[allowed == 0] = -np.inf
+        allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[: len(logits)] == 1
+        logits[~self._narrowed(allowed)] = -np.inf
         return logits
+
+    def _follow(self, token: int) -> None:
+        if self.pieces is not None:
+            self.strings.feed(self.pieces.piece(token))
+            if not self.strings.inside and self.closing:
+                self.closing = False
+                self.closed += 1
+
+    def _narrowed(self, allowed: np.ndarray) -> np.ndarray:
+        """The allowed tokens, only those that close the string where one is to be closed
+        and the schema lets it end here (a name or a label cannot end early)."""
+        if not ((self.closing or self.finishing) and self.strings.closable):
+            return allowed
+        quote = self.pieces.quote_mask()[: len(allowed)]
+        closing = allowed & quote
+        return closing if closing.any() else allowed
 
     @property
     def finished(self) -> bool:
@@ -83,6 +174,22 @@ def function_call_schema(functions: list[dict], envelope_file: Path = ENVELOPE_F
         variant["properties"]["arguments"] = function["parameters"]
         variants.append(variant)
     return variants[0] if len(variants) == 1 else {"oneOf": variants}
+
+
+def structural_chars(schema: dict) -> int:
+    """The most characters a call of the schema needs besides the text inside its strings
+    (every optional property written, strings empty, the longest name or label): what is
+    left to write, at most, once every string is closed as soon as it opens."""
+    if "oneOf" in schema:
+        return max(structural_chars(variant) for variant in schema["oneOf"])
+    if "const" in schema or "enum" in schema:
+        return max(len(json.dumps(value)) for value in schema.get("enum", [schema.get("const")]))
+    kind = schema.get("type")
+    if kind == "object":
+        members = [len(json.dumps(key)) + 1 + structural_chars(value)
+                   for key, value in schema.get("properties", {}).items()]
+        return 2 + sum(members) + max(len(members) - 1, 0)
+    return {"string": 2, "integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
 
 
 def _vocabulary(llm):
@@ -129,6 +236,8 @@ class FunctionCallConstraint:
         start = time.perf_counter()
         self.index, source = self._load_or_build(llm, cache_dir)
         self.build = IndexBuild(source, time.perf_counter() - start)
+        self.pieces = _token_pieces(llm, file_key)
+        self.finish_tokens = structural_chars(schema) + FINISH_MARGIN_TOKENS
 
     def _load_or_build(self, llm, cache_dir: Path):
         if self.key in _INDEX_MEMORY:
@@ -147,7 +256,16 @@ class FunctionCallConstraint:
 
     def processor(self) -> FunctionCallProcessor:
         """A fresh logits processor over the cached Index (cheap; reset before each call)."""
-        return FunctionCallProcessor(self.index, self.n_vocab)
+        return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.finish_tokens)
+
+
+def _token_pieces(llm, file_key: str) -> TokenPieces:
+    """The model's token texts, one table per model file in this process."""
+    if file_key not in _PIECES_MEMORY:
+        model = llm._model
+        _PIECES_MEMORY[file_key] = TokenPieces(
+            lambda token: model.token_to_piece(token).rstrip(b"\0"), llm.n_vocab())
+    return _PIECES_MEMORY[file_key]
 
 
 INDEX_MAGIC = b"MGLIDX1\n"  # then outlines-core's own binary form of the Index (no pickle)

@@ -42,6 +42,25 @@ def repeating_span(tokens: list[int], repeats: int) -> int:
     return 0
 
 
+def _close_string(processor, stats: GenerationStats) -> bool:
+    """Have a constraint close the string that loops (the thoughts, an argument), so the call
+    goes on instead of being cut; False where it cannot (no constraint, no string)."""
+    close = getattr(processor, "close_string", None)
+    if close is None or not close():
+        return False
+    stats.loops_closed += 1
+    return True
+
+
+def _finish_near_budget(processor, stats: GenerationStats, max_tokens: int) -> None:
+    """Once only the tokens the rest of a call may need are left, have the constraint close
+    every string as soon as it opens: the call ends complete within the budget."""
+    reserve = getattr(processor, "finish_tokens", 0)
+    if reserve and not stats.finish_forced and stats.generated_tokens >= max_tokens - reserve:
+        processor.finish()
+        stats.finish_forced = True
+
+
 def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
@@ -177,6 +196,7 @@ class ModelRuntime:
         stats.prefix_source = self.kv.prepare(tokens, *cache_hint)
         if processor is not None:
             processor.reset()
+            _finish_near_budget(processor, stats, max_tokens)
         self.llm.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         steps = self.llm.generate(
@@ -198,8 +218,10 @@ class ModelRuntime:
                 stats.finish_reason = "length"
                 break
             if sampling.stop_repeats and repeating_span(generation.tokens, sampling.stop_repeats):
-                stats.finish_reason = "loop"
-                break
+                if not _close_string(processor, stats):
+                    stats.finish_reason = "loop"
+                    break
+            _finish_near_budget(processor, stats, max_tokens)
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
