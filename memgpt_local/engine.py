@@ -9,7 +9,6 @@ that reads the environment.
 
 import json
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -19,12 +18,13 @@ from .agent import context as ctx
 from .agent import portable
 from .agent.loop import Agent
 from .agent.settings import AgentSettings
-from .errors import MemgptLocalError
+from .errors import MemgptLocalError, SettingsError
 from .files import parse_size, write_atomic
 from .llm.base import DEFAULT_SEED, Runtime
 from .llm.gguf import vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
+from .llm.pool import RuntimePool
 from .llm.runtime import ModelRuntime
 from .llm.system import hardware_report
 from .memory.agents import AgentExistsError, AgentRecord, AgentStore, check_agent_name
@@ -71,48 +71,6 @@ def _kv_budget() -> int:
         return parse_size(budget) if budget else DEFAULT_BUDGET_BYTES
     except ValueError as exc:
         raise MemgptLocalError(f"${KV_BUDGET_ENV}: {exc}") from None
-
-
-class RuntimePool:
-    """Loaded runtimes, one per model file and settings, shared by every agent that uses them.
-    At most `limit` stay loaded: the least recently used one that no open agent holds is
-    unloaded first (one in use is never unloaded, so the pool may briefly hold more)."""
-
-    def __init__(self, load: Callable[[ModelSpec, int], Runtime], limit: int):
-        self._load = load
-        self.limit = max(1, limit)
-        self._runtimes: OrderedDict[tuple, Runtime] = OrderedDict()
-        self._users: dict[tuple, int] = {}
-        self.loads = 0
-
-    def acquire(self, spec: ModelSpec, n_ctx: int) -> Runtime:
-        """The runtime for a model and window, loaded if needed; release() it when done."""
-        key = (replace(spec, alias="", description=""), n_ctx)  # the file and its settings
-        if key in self._runtimes:
-            self._runtimes.move_to_end(key)
-        else:
-            self._make_room()
-            self._runtimes[key] = self._load(spec, n_ctx)
-            self.loads += 1
-        self._users[key] = self._users.get(key, 0) + 1
-        return self._runtimes[key]
-
-    def release(self, runtime: Runtime) -> None:
-        """One user fewer for a runtime from acquire()."""
-        for key, held in self._runtimes.items():
-            if held is runtime:
-                self._users[key] = max(0, self._users.get(key, 0) - 1)
-
-    def _make_room(self) -> None:
-        idle = [key for key in self._runtimes if not self._users.get(key)]
-        while idle and len(self._runtimes) >= self.limit:
-            self._runtimes.pop(idle.pop(0)).close()
-
-    def close(self) -> None:
-        """Unload every runtime."""
-        while self._runtimes:
-            self._runtimes.popitem()[1].close()
-        self._users.clear()
 
 
 class Engine:
@@ -193,11 +151,14 @@ class Engine:
     # --- agents -----------------------------------------------------------------------------
     def create_agent(self, name: str, model: str | None = None, n_ctx: int | None = None,
                      persona: str | None = None, human: str | None = None,
-                     block_limit: int = DEFAULT_LIMIT) -> tuple[AgentRecord, list[str]]:
-        """Create and store a new agent; returns it with notes for the user."""
+                     block_limit: int = DEFAULT_LIMIT, settings: dict | None = None
+                     ) -> tuple[AgentRecord, list[str]]:
+        """Create and store a new agent (settings: any to change from the defaults, such as
+        tool_rules and memory_hits, checked first); returns it with notes for the user."""
         name = self._new_name(name)
         spec = self.model_spec(model)
-        settings = AgentSettings(n_ctx=n_ctx or spec.n_ctx)
+        settings = self._checked_settings(AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict(),
+                                          settings or {})
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)
@@ -205,6 +166,22 @@ class Engine:
         record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
         self.records.save(record)
         return record, notes
+
+    def configure_agent(self, name: str, changes: dict) -> dict:
+        """Change some of an agent's settings (tool_rules, memory_hits, ...); all are checked
+        before anything is written. Returns the agent's overview."""
+        record = self.records.get(name)
+        record.settings = self._checked_settings(record.settings, changes).to_dict() | {
+            "state": record.settings.get("state", {})}
+        self.records.save(record)
+        return self.show_agent(name)
+
+    @staticmethod
+    def _checked_settings(stored: dict, changes: dict) -> AgentSettings:
+        try:
+            return AgentSettings.from_dict(AgentSettings.updated(stored, changes))
+        except ValueError as exc:
+            raise SettingsError(f"Cannot change the settings: {exc}") from None
 
     def open_agent(self, name: str, model: str | None = None) -> Agent:
         """An agent with its runtime (another model alias may be given) and its stores."""
@@ -255,7 +232,9 @@ class Engine:
                 "in_context_messages": len(record.in_context),
                 "recall_messages": self.recall_storage(name).count(),
                 "archival_passages": passage_count(self.db.con, name),
-                "flushes": record.settings.get("state", {}).get("flushes", 0)}
+                "flushes": record.settings.get("state", {}).get("flushes", 0),
+                "tool_rules": record.settings.get("tool_rules", []),
+                "memory_hits": record.settings.get("memory_hits", 0)}
 
     def delete_agent(self, name: str) -> None:
         """Delete an agent with its messages, passages, archival index files and context

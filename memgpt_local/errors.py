@@ -27,3 +27,7 @@ class ConstraintUnavailableError(MemgptLocalError):
 
 class ContextOverflowError(MemgptLocalError):
     """A prompt that does not fit in the model's context window."""
+
+
+class SettingsError(MemgptLocalError):
+    """Agent settings (tool rules included) that cannot be used; nothing was changed."""

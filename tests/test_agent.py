@@ -301,3 +301,45 @@ def test_summary_falls_back_to_standalone_chunks_that_fit():
     assert runtime.summary_calls == 2 and summary == "Summary number 2 of the talk so far."
     assert runtime.last_messages[0]["content"].startswith("You maintain the running summary")
     assert max(runtime.prompt_lengths) <= 300
+
+
+# --- memory brought to the model ----------------------------------------------------------------
+
+def test_memory_is_brought_to_each_user_turn_once_and_stored(tmp_path):
+    script = [call("send_message", message="Noted.")] * 3
+    agent = make_agent(tmp_path, script, memory_hits=1, clock=lambda: FIXED)
+    first = agent.send("My sister Maria plays the cello.")
+    assert first.memory is None  # only the message itself would match, and it is in context
+    agent.insert_passage("Pepper the cat sleeps on the red sofa.")
+    agent.insert_passage("The boat is moored in Brest.")
+    events = []
+    turn = agent.send("Where does Pepper the cat sleep, and who plays the cello?",
+                      lambda kind, value: events.append((kind, value)))
+    assert events[0] == ("memory", turn.memory)
+    assert "- Pepper the cat sleeps on the red sofa." in turn.memory
+    assert "Brest" not in turn.memory  # one hit a tier
+    assert "conversation memory" not in turn.memory  # Maria's message is still in context
+    entry = [m for m in agent.queue if m.function_name == "memory"][-1]
+    assert entry.role == "function_result" and entry.content == turn.memory
+    prompt = "\n".join(m["content"] for m in agent.runtime.last_messages)
+    assert f"[memory] {turn.memory}" in prompt
+    again = agent.send("Where does Pepper the cat sleep?")
+    assert again.memory is None or "red sofa" not in again.memory  # already in context
+
+
+def test_memory_finds_what_left_the_context(tmp_path):
+    script = [call("send_message", message="Noted.")] * 4
+    agent = make_agent(tmp_path, script, memory_hits=3, clock=lambda: FIXED)
+    agent.send("My dog is called Biscuit and he loves the beach.")
+    agent.queue_manager.queue = agent.queue[-2:]  # as if a flush evicted the first messages
+    turn = agent.send("What is my dog called?")
+    assert "user: My dog is called Biscuit and he loves the beach." in turn.memory
+    assert turn.memory.startswith("Memory related to the user's message")
+    assert "  then" not in turn.memory  # the next message is a call, not conversation
+
+
+def test_no_memory_is_brought_when_the_setting_is_off(tmp_path):
+    agent = make_agent(tmp_path, [call("send_message", message="Hi")] * 2)
+    agent.insert_passage("Pepper the cat sleeps on the red sofa.")
+    turn = agent.send("Where does Pepper sleep?")
+    assert turn.memory is None and not [m for m in agent.queue if m.function_name == "memory"]

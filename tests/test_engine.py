@@ -5,8 +5,9 @@ import re
 import pytest
 from fakes import FakeRuntime, call
 
-from memgpt_local.engine import Engine, EngineConfig, RuntimePool
+from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.errors import MemgptLocalError
+from memgpt_local.llm.pool import RuntimePool
 from memgpt_local.memory.archival import index_files
 
 PEOPLE = {"ann": "Ann, a nurse who sails", "bob": "Bob, a baker in Lyon",

@@ -85,6 +85,16 @@ def test_core_memory_limits_and_errors_read_well():
     assert CoreMemory.from_dict(memory.to_dict()) == memory
 
 
+def test_a_question_finds_its_answer_in_a_small_recall(db):
+    recall = RecallStorage(db.con, "ann")
+    for text in ["Hello there", "My dog is called Biscuit", "Noted.", "How are you?"]:
+        recall.append(Message("user", text))
+    recall.rebuild_text_index()
+    # every word the index holds is in more than a tenth of its 4 rows, "what" in none
+    found = recall.search_text("What is my dog called?").items
+    assert found and found[0].content == "My dog is called Biscuit"
+
+
 def test_recall_search_by_text_date_and_pages(db):
     recall = RecallStorage(db.con, "ann")
     start = datetime(2023, 5, 1, 9, tzinfo=UTC)

@@ -161,3 +161,42 @@ def test_no_model_output_breaks_the_rules(rules, outputs, max_chain):
                 assert step.function in allowed
         agent.close()
         agent.stores.db.close()
+
+
+# --- through the engine and the real model -----------------------------------------------------
+
+def test_rules_travel_with_an_exported_agent(tmp_path):
+    from memgpt_local.engine import Engine, EngineConfig
+    from memgpt_local.errors import SettingsError
+
+    rules = [{"type": "run_first", "tool_name": SEARCH},
+             {"type": "max_count_per_step", "tool_name": SEARCH, "max_count_limit": 2}]
+    with Engine(EngineConfig(tmp_path)) as engine:
+        engine.create_agent("ann", settings={"tool_rules": rules, "memory_hits": 3})
+        with pytest.raises(SettingsError, match="unknown function 'web'"):
+            engine.configure_agent("ann", {"tool_rules": [{"type": "exit_loop",
+                                                           "tool_name": "web"}]})
+        document = engine.export_document("ann")
+        engine.import_document(document, "bob")
+        shown = engine.show_agent("bob")
+    assert shown["tool_rules"] == rules and shown["memory_hits"] == 3
+
+
+@pytest.mark.real
+def test_run_first_holds_in_every_turn_on_the_real_model(tmp_path):
+    from datetime import UTC, datetime
+
+    from memgpt_local.engine import Engine, EngineConfig
+
+    clock = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with Engine(EngineConfig(tmp_path), clock=lambda: clock) as engine:
+        engine.create_agent("ann", "smollm2-135m", 2048, settings={"tool_rules": [
+            {"type": "run_first", "tool_name": SEARCH}]})
+        agent = engine.open_agent("ann")
+        agent.insert_passage("Ann's cat is called Miso.")
+        turns = [agent.send(text) for text in ("Hi, I am Ann.", "What is my cat called?",
+                                               "I moved to Lyon last year.")]
+        engine.close_agent(agent)
+    for turn in turns:
+        assert turn.steps[0].function == SEARCH and turn.steps[0].allowed == [SEARCH]
+        assert all(not s.stats.finish_reason == "loop" for s in turn.steps)

@@ -103,7 +103,9 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
                     | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
 AGENT_BODIES = st.fixed_dictionaries({}, optional={
     "name": st.text(max_size=70) | JSON, "model": st.sampled_from(["smollm2-135m", "nope"]) | JSON,
-    "n_ctx": st.integers(-10, 10**7) | JSON, "persona": st.text(max_size=50) | JSON})
+    "n_ctx": st.integers(-10, 10**7) | JSON, "persona": st.text(max_size=50) | JSON,
+    "tool_rules": JSON | st.just([{"type": "run_first", "tool_name": "send_message"}]),
+    "memory_hits": st.integers(-2, 30) | JSON})
 
 
 @settings(max_examples=60, deadline=None)
@@ -148,3 +150,27 @@ def test_no_search_makes_a_500(agent_client, query, start, end, page):
         assert set(response.json()) == {"page", "pages", "page_size", "total", "items"}
     else:
         assert response.json()["error"]["message"]
+
+
+RULE = {"type": "run_first", "tool_name": "archival_memory_search"}
+
+
+def test_tool_rules_and_memory_hits_are_set_checked_and_carried(agent_client):
+    bad = agent_client.patch("/agents/ann", json={"tool_rules": [
+        {"type": "run_first", "tool_name": "web_search"}], "memory_hits": 2})
+    assert bad.status_code == 400 and "unknown function 'web_search'" in bad.json()["error"][
+        "message"]
+    unchanged = agent_client.get("/agents/ann").json()
+    assert unchanged["tool_rules"] == [] and unchanged["memory_hits"] == 0
+    changed = agent_client.patch("/agents/ann", json={"tool_rules": [RULE], "memory_hits": 2})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["tool_rules"] == [RULE] and changed.json()["memory_hits"] == 2
+    document = agent_client.get("/agents/ann/export").json()
+    assert document["agent"]["settings"]["tool_rules"] == [RULE]
+    copy = agent_client.post("/agents/import", params={"name": "ann-copy"}, json=document)
+    assert copy.status_code == 201 and copy.json()["tool_rules"] == [RULE]
+    assert agent_client.patch("/agents/ann", json={"state": {}}).status_code == 422
+    refused = agent_client.post("/agents", json={"name": "bob", "tool_rules": [
+        {"type": "max_count_per_step", "tool_name": "send_message", "max_count_limit": 0}]})
+    assert refused.status_code == 400 and "max_count_limit" in refused.text
+    assert agent_client.get("/agents/bob").status_code == 404

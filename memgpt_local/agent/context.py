@@ -22,6 +22,7 @@ from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..resources import PROMPT_TEMPLATES_DIR
 from .functions import FUNCTIONS
+from .recollection import ENTRY_FUNCTION
 from .settings import AgentSettings
 
 MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
@@ -91,6 +92,8 @@ def queue_entry(message: Message) -> dict:
     """A recall message as a chat message in the prompt."""
     if message.role == "function_call":
         return {"role": "assistant", "content": message.content}
+    if message.role == "function_result" and message.function_name == ENTRY_FUNCTION:
+        return {"role": "user", "content": f"[memory] {message.content}"}
     if message.role == "function_result":
         return {"role": "user", "content": f"[function result: {message.function_name}] "
                                            f"{message.content}"}

@@ -116,7 +116,8 @@ def format_page(page: Page, render: Callable[[Any], str]) -> str:
     return "\n".join([page.header().capitalize() + ":"] + [render(i) for i in page.items])
 
 
-def _message_line(message, mark: str = "-") -> str:
+def message_line(message, mark: str = "-") -> str:
+    """A stored message as one line of a result: its mark, time, role and text."""
     when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else "?"
     return f"{mark} [{when}] {message.role}: {message.content}"
 
@@ -129,8 +130,8 @@ def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
     def render(message) -> str:
         reply = replies.get(message.id)
         if reply is None or reply.id in found:
-            return _message_line(message)
-        return f"{_message_line(message)}\n{_message_line(reply, '  then')}"
+            return message_line(message)
+        return f"{message_line(message)}\n{message_line(reply, '  then')}"
 
     return render
 
@@ -202,7 +203,7 @@ def conversation_search_date(ctx: FunctionContext, start_date: str, end_date: st
         page: result page, starting at 1
         request_heartbeat: true to act again right after the result
     """
-    return format_page(ctx.recall_search_date(start_date, end_date, page), _message_line)
+    return format_page(ctx.recall_search_date(start_date, end_date, page), message_line)
 
 
 @agent_function

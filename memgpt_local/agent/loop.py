@@ -25,6 +25,7 @@ from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute
 from .queue import QueueManager
+from .recollection import ENTRY_FUNCTION, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
 from .streaming import ReplyStreamer
@@ -33,8 +34,8 @@ if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
     from ..memory.archival import ArchivalStorage
     from ..memory.recall import RecallStorage
 
-# Events: ("reply", text streamed so far), ("withdraw", characters streamed by a call that
-# failed: not sent), ("step", StepReport).
+# Events: ("memory", the memory brought to the model), ("reply", text streamed so far),
+# ("withdraw", characters streamed by a call that failed: not sent), ("step", StepReport).
 Listener = Callable[[str, Any], None]
 RETRY_TEMPERATURE = 0.7
 RETRY_REPEAT_PENALTY = 1.3
@@ -76,6 +77,7 @@ class Turn:
     replies: list[str] = field(default_factory=list)
     stopped: str | None = None
     saved_context: SavedContext | None = None  # the KV snapshot written at its end
+    memory: str | None = None  # the memory brought to the model before its first step
 
 
 class Agent:
@@ -239,14 +241,32 @@ class Agent:
     def handle(self, event: Message | None, listener: Listener | None = None) -> Turn:
         """Append an event (after the first-login event for a new agent) and run the steps;
         then snapshot the whole context, so the next process resumes without re-reading it."""
+        bring = self.settings.memory_hits > 0 and event is not None and event.role == "user"
+        if bring and self.archival_count():
+            self.stores.open_archival()  # before the transaction: opening commits on its own
         with self.transaction():
             if self.recall.count() == 0:
                 self.queue_manager.append(Message("system", ctx.alert("first_login")))
             if event is not None:
                 self.queue_manager.append(event)
+            memory = self._bring_memory(event.content) if bring else None
+        if memory and listener:
+            listener("memory", memory)
         turn = self._chain(listener)
+        turn.memory = memory
         turn.saved_context = self.runtime.save_context(self.record.name)
         return turn
+
+    def _bring_memory(self, text: str) -> str | None:
+        """Search archival and recall with the user's message and put what is found, and not
+        already in context, into the queue as one labelled entry (see recollection.py)."""
+        archival = self.archival if self.archival_count() else None
+        entry = recollect(self.recall, archival, text, self.settings.memory_hits, self.queue,
+                          self.settings.result_max_chars)
+        if entry:
+            self.queue_manager.append(Message("function_result", entry,
+                                              function_name=ENTRY_FUNCTION))
+        return entry
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -67,6 +67,15 @@ class AgentSettings:
         settings.rules()
         return settings
 
+    @classmethod
+    def updated(cls, stored: dict, changes: dict) -> dict:
+        """An agent's stored settings with some changed, checked as an import is (unknown
+        keys, types, ranges, tool rules: ValueError naming what is wrong); state is kept."""
+        if "state" in changes:
+            raise ValueError("setting state cannot be changed.")
+        data = {k: v for k, v in stored.items() if k != "state"} | changes
+        return {**cls.checked(data).to_dict(), "state": stored.get("state", {})}
+
     def rules(self) -> list[ToolRule]:
         """The tool rules, checked against the functions and the step cap (ToolRuleError, a
         ValueError, names the rule that is wrong)."""

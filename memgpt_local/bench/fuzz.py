@@ -1,7 +1,8 @@
 """The fuzz campaign: a scripted model, driven by hypothesis, makes random calls (every
 function, arguments from empty to beyond their limits, heartbeats, invalid output), against
-windows from 2,048 to 8,192 tokens and messages up to the whole window; the queue manager,
-the functions and the stores must keep their invariants after every step."""
+windows from 2,048 to 8,192 tokens and messages up to the whole window, with and without
+memory brought to each turn; the queue manager, the functions and the stores must keep their
+invariants after every step."""
 
 import tempfile
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..agent.loop import Agent, MessageError
+from ..agent.recollection import ENTRY_FUNCTION
 from ..engine import Engine, EngineConfig
 from .scripted import Findings, HashingEmbedder, ScriptedRuntime, WindowExceeded, call
 
@@ -110,7 +112,8 @@ class Invariants:
         for i, role in enumerate(roles):
             if role == "function_call" and roles[i + 1:i + 2] != ["function_result"]:
                 self.report.found(f"call without its result at {i} of {roles}")
-            if role == "function_result" and (i == 0 or roles[i - 1] != "function_call"):
+            caller = "user" if queue[i].function_name == ENTRY_FUNCTION else "function_call"
+            if role == "function_result" and (i == 0 or roles[i - 1] != caller):
                 self.report.found(f"result without its call at {i} of {roles}")
         if self.agent.record.in_context != [m.id for m in queue]:
             self.report.found("the record's context ids differ from the queue")
@@ -146,7 +149,9 @@ def run_case(data, report: FuzzReport) -> None:
             EngineConfig(Path(home)), embedder=HashingEmbedder(),
             runtime_factory=lambda *a, n_ctx, seed: ScriptedRuntime(
                 policy.completion, n_ctx, policy.summary)) as engine:
-        engine.create_agent("fuzz", "smollm2-135m", n_ctx)
+        record, _ = engine.create_agent("fuzz", "smollm2-135m", n_ctx)
+        record.settings["memory_hits"] = data.draw(st.integers(0, 5), label="memory_hits")
+        engine.records.save(record)
         agent = policy.agent = engine.open_agent("fuzz")
         checks = Invariants(engine, agent, report)
         for _ in range(data.draw(st.integers(1, 6), label="events")):

@@ -1,4 +1,4 @@
-"""CLI commands for agents: create, list, show, delete, export, import."""
+"""CLI commands for agents: create, set, list, show, delete, copy, export, import."""
 
 import json
 from pathlib import Path
@@ -6,6 +6,67 @@ from pathlib import Path
 import click
 
 from .common import engine, read_text, user_errors, wait_option
+
+RULE_HELP = ("A tool rule TYPE:FUNCTION[:ARG], repeatable: run_first, exit_loop, continue_loop, "
+             "required_before_exit; constrain_child_tools:F:CHILD,CHILD; "
+             "max_count_per_step:F:N (conditional rules: --rules-file).")
+
+
+def parse_rule_option(spec: str) -> dict:
+    """A --rule TYPE:FUNCTION[:ARG] as a rule in Letta's JSON form."""
+    kind, _, rest = spec.partition(":")
+    tool, _, arg = rest.partition(":")
+    rule: dict = {"type": kind, "tool_name": tool}
+    if kind == "constrain_child_tools":
+        rule["children"] = [c for c in arg.split(",") if c]
+    elif kind == "max_count_per_step":
+        if not arg.isdigit():
+            raise click.BadParameter(f"{spec!r}: write max_count_per_step:FUNCTION:N.",
+                                     param_hint="--rule")
+        rule["max_count_limit"] = int(arg)
+    elif arg:
+        raise click.BadParameter(f"{spec!r}: {kind} takes no argument.", param_hint="--rule")
+    return rule
+
+
+def read_rules_file(path: str) -> list:
+    """The tool rules of a JSON file: a list of rules in Letta's form (or {"tool_rules": [...]}
+    as an agent file's agent has them)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: not a readable JSON file ({exc}).",
+                                 param_hint="--rules-file") from None
+    return data.get("tool_rules") if isinstance(data, dict) else data
+
+
+def settings_changes(rules: tuple[str, ...], rules_file: str | None, no_rules: bool,
+                     memory_hits: int | None) -> dict:
+    """The settings the options change."""
+    changes: dict = {}
+    if rules or rules_file or no_rules:
+        listed = read_rules_file(rules_file) if rules_file else []
+        if not isinstance(listed, list):
+            raise click.BadParameter(f"{rules_file}: expected a list of tool rules.",
+                                     param_hint="--rules-file")
+        changes["tool_rules"] = listed + [parse_rule_option(r) for r in rules]
+    if memory_hits is not None:
+        changes["memory_hits"] = memory_hits
+    return changes
+
+
+def settings_options(func):
+    """The options that set an agent's tool rules and memory hits."""
+    for option in reversed([
+            click.option("--rule", "rules", multiple=True, metavar="TYPE:FUNCTION[:ARG]",
+                         help=RULE_HELP),
+            click.option("--rules-file", type=click.Path(dir_okay=False, exists=True),
+                         help="A JSON list of tool rules in Letta's form."),
+            click.option("--memory-hits", type=click.IntRange(0, 20),
+                         help="Archival and recall hits brought to each user message "
+                              "(0: off).")]):
+        func = option(func)
+    return func
 
 
 @click.group()
@@ -24,17 +85,56 @@ def agents() -> None:
               help="UTF-8 text file for the human block.")
 @click.option("--block-limit", default=2000, show_default=True, type=click.IntRange(50, 100_000),
               help="Characters per block.")
+@settings_options
 @wait_option
 @user_errors
-def agents_create(name, model, n_ctx, persona, human, block_limit, wait) -> None:
+def agents_create(name, model, n_ctx, persona, human, block_limit, rules, rules_file,
+                  memory_hits, wait) -> None:
     """Create an agent."""
+    changes = settings_changes(rules, rules_file, False, memory_hits)
     with engine(wait) as eng:
         record, notes = eng.create_agent(name, model, n_ctx, read_text(persona, "persona"),
-                                         read_text(human, "human"), block_limit)
+                                         read_text(human, "human"), block_limit, changes)
     for note in notes:
         click.echo(note, err=True)
     click.echo(f"Created agent '{record.name}' on {record.model} "
                f"({record.settings['n_ctx']}-token window).")
+
+
+@agents.command("set")
+@click.argument("name")
+@settings_options
+@click.option("--no-rules", is_flag=True, help="Remove every tool rule.")
+@wait_option
+@user_errors
+def agents_set(name, rules, rules_file, memory_hits, no_rules, wait) -> None:
+    """Change an agent's tool rules (they replace the old ones) or memory hits.
+
+    \b
+    memgpt-local agents set sam --rule run_first:archival_memory_search
+    memgpt-local agents set sam --rule max_count_per_step:archival_memory_search:2 \\
+        --rule constrain_child_tools:archival_memory_search:send_message,conversation_search
+    memgpt-local agents set sam --memory-hits 3
+    """
+    changes = settings_changes(rules, rules_file, no_rules, memory_hits)
+    if not changes:
+        raise click.UsageError("Nothing to change: give --rule, --rules-file, --no-rules or "
+                               "--memory-hits.")
+    with engine(wait) as eng:
+        info = eng.configure_agent(name, changes)
+    print_settings(info)
+
+
+def print_settings(info: dict) -> None:
+    """An agent's tool rules and memory hits as text."""
+    hits = info["memory_hits"]
+    click.echo(f"memory brought to each message: {hits} hits a tier" if hits
+               else "memory brought to each message: off")
+    click.echo("tool rules:" + ("" if info["tool_rules"] else " none"))
+    for rule in info["tool_rules"]:
+        extra = {k: v for k, v in rule.items() if k not in ("type", "tool_name")}
+        click.echo(f"  {rule['type']} {rule['tool_name']}"
+                   + (f" {json.dumps(extra)}" if extra else ""))
 
 
 @agents.command("list")
@@ -62,6 +162,7 @@ def print_overview(info: dict) -> None:
     for label, block in info["core_memory"].items():
         click.echo(f"[{label} {len(block['value'])}/{block['limit']}]\n{block['value']}")
     click.echo(f"[summary]\n{info['summary'] or '(none yet)'}")
+    print_settings(info)
 
 
 @agents.command("show")

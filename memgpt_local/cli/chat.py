@@ -54,6 +54,10 @@ def _listener(quiet: bool, name: str) -> Listener:
             click.echo(click.style("  [withdrawn: that reply failed and was not sent]",
                                    fg="yellow"))
             return
+        if kind == "memory":
+            if not quiet:
+                click.echo(click.style(f"  [memory] {value[:300]}", dim=True))
+            return
         if not quiet:
             if value.thoughts:
                 click.echo(click.style(f"  ({value.thoughts})", dim=True))
@@ -191,7 +195,7 @@ def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file:
             click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
         saved = turn.saved_context and asdict(turn.saved_context)
         click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped,
-                               "saved_context": saved}))
+                               "memory": turn.memory, "saved_context": saved}))
         return
     for reply in turn.replies:
         click.echo(reply)
@@ -203,7 +207,8 @@ def _remote_send(agent: RemoteAgent, message: str, as_json: bool) -> None:
     if as_json:
         for step in turn["steps"]:
             click.echo(json.dumps(step, ensure_ascii=False))
-        click.echo(json.dumps({"replies": turn["replies"], "stopped": turn["stopped"]}))
+        click.echo(json.dumps({"replies": turn["replies"], "stopped": turn["stopped"],
+                               "memory": turn.get("memory")}))
         return
     for reply in turn["replies"]:
         click.echo(reply)

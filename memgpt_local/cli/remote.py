@@ -116,8 +116,8 @@ def _deliver(kind: str, data: dict, listener) -> None:
         raise RemoteError(f"The server failed the turn: {data['error']['message']}")
     if listener is None:
         return
-    if kind == "reply":
-        listener("reply", data["text"])
+    if kind in ("reply", "memory"):
+        listener(kind, data["text"])
     elif kind == "withdraw":
         listener("withdraw", data["characters"])
     elif kind == "step":

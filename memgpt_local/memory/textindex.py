@@ -6,6 +6,7 @@ import duckdb
 
 REINDEX_MIN_NEW_ROWS = 5000
 COMMON_FRACTION = 0.1  # query words in more rows than this are left out (see _selective)
+SHORT_POSTINGS = 5000  # a word in at most this many rows is cheap to score
 INDEX_VERSION = 3  # bump when the index settings change: older indexes are then rebuilt
 IGNORE = r"(\\.|[^a-z0-9])+"  # digits are kept: numbers and IDs are words too
 
@@ -87,13 +88,18 @@ class TextIndex:
     def _selective(self, stems: list[str]) -> tuple[list[str], dict[str, tuple[int, int]]]:
         """The stems worth scoring with their (term id, df): words in more than a tenth of
         the rows ("i", "the") add little to BM25 but cost their whole postings list, so they
-        are left out while a rarer word of the query remains."""
+        are left out while a rarer indexed word of the query remains. Words the index does
+        not hold are always kept (they can only match newer rows, which are scanned anyway);
+        when no indexed word is rare, the rarest are kept too where their postings are short
+        or every word is indexed (in a small recall every word is in a tenth of the rows)."""
         known = self._document_frequencies(stems)
         rows = self.con.execute(f"SELECT num_docs FROM {self.schema}.stats").fetchone()[0]
-        rare = [s for s in stems if known.get(s, (-1, 0))[1] <= COMMON_FRACTION * rows]
-        if not rare:
-            rare = [min(stems, key=lambda s: known.get(s, (-1, 0))[1])]
-        return rare, {s: known[s] for s in rare if s in known}
+        rare = [s for s in known if known[s][1] <= COMMON_FRACTION * rows]
+        rarest = min((df for _, df in known.values()), default=0)
+        if known and not rare and (rarest <= SHORT_POSTINGS or len(known) == len(stems)):
+            rare = [s for s in known if known[s][1] == rarest]
+        kept = [s for s in stems if s in rare or s not in known]
+        return kept, {s: known[s] for s in kept if s in known}
 
     def scores_sql(self, stems: list[str], indexed_up_to: int) -> str:
         """A SELECT of (id, score) for every row holding any of the query's (selective)

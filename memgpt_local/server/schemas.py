@@ -30,6 +30,27 @@ class AgentCreate(BaseModel):
     n_ctx: int | None = Field(None, ge=512, le=1_048_576, description="Context window")
     persona: str | None = Field(None, max_length=MAX_TEXT)
     human: str | None = Field(None, max_length=MAX_TEXT)
+    tool_rules: list[dict[str, Any]] | None = Field(
+        None, max_length=100, description="Tool rules in Letta's form (type, tool_name, ...)")
+    memory_hits: int | None = Field(
+        None, ge=0, le=20, description="Archival and recall hits brought to each message")
+
+    def settings(self) -> dict:
+        """The settings the request changes from the defaults."""
+        return {k: v for k, v in {"tool_rules": self.tool_rules,
+                                  "memory_hits": self.memory_hits}.items() if v is not None}
+
+
+class AgentSettingsIn(BaseModel):
+    """Settings to change: the tool rules (they replace the old ones) and the memory hits."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool_rules: list[dict[str, Any]] | None = Field(None, max_length=100)
+    memory_hits: int | None = Field(None, ge=0, le=20)
+
+    def changes(self) -> dict:
+        """The settings given."""
+        return self.model_dump(exclude_none=True)
 
 
 class AgentSummary(BaseModel):
@@ -57,6 +78,8 @@ class AgentDetail(BaseModel):
     recall_messages: int
     archival_passages: int
     flushes: int
+    tool_rules: list[dict[str, Any]] = []
+    memory_hits: int = 0
     notes: list[str] = []
 
 
@@ -114,6 +137,7 @@ class TurnOut(BaseModel):
     steps: list[dict[str, Any]]
     replies: list[str]
     stopped: str | None
+    memory: str | None = None  # the memory brought to the model before its first step
 
 
 class ChatMessage(BaseModel):

@@ -7,7 +7,8 @@ from typing import Any
 from ..agent.loop import Turn
 from .host import AgentHost
 
-Event = tuple[str, Any]  # ("reply", text), ("withdraw", n), ("step", StepReport), ("done", Turn)
+Event = tuple[str, Any]  # ("memory", text), ("reply", text), ("withdraw", n), ("step",
+# StepReport), ("done", Turn)
 
 
 def send(host: AgentHost, name: str, text: str) -> Turn:

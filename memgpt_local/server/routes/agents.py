@@ -1,10 +1,10 @@
-"""Agents: create, list, show, delete, export and import."""
+"""Agents: create, list, show, change settings, delete, export and import."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from ..schemas import AgentCreate, AgentDetail, AgentSummary
+from ..schemas import AgentCreate, AgentDetail, AgentSettingsIn, AgentSummary
 from . import Host
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -21,7 +21,8 @@ def create_agent(body: AgentCreate, host: Host) -> dict:
     """Create an agent (its core memory limits lowered to fit the window, with a note)."""
     def create() -> dict:
         record, notes = host.engine.create_agent(body.name, body.model, body.n_ctx,
-                                                 body.persona, body.human)
+                                                 body.persona, body.human,
+                                                 settings=body.settings())
         return {**host.engine.show_agent(record.name), "notes": notes}
 
     return host.run(create)
@@ -41,6 +42,17 @@ def import_agent(document: Annotated[dict[str, Any], Body(description="An export
 def show_agent(name: str, host: Host) -> dict:
     """An agent's model, window, core memory, summary and counts."""
     return host.run(lambda: host.engine.show_agent(name))
+
+
+@router.patch("/{name}", response_model=AgentDetail)
+def configure_agent(name: str, body: AgentSettingsIn, host: Host) -> dict:
+    """Change an agent's tool rules or memory hits (checked first: a bad rule is a 400
+    naming it, and nothing changes)."""
+    def configure() -> dict:
+        host.release(name)  # reopened with the new settings at its next turn
+        return host.engine.configure_agent(name, body.changes())
+
+    return host.run(configure)
 
 
 @router.delete("/{name}", status_code=204)

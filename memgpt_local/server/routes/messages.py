@@ -17,8 +17,8 @@ router = APIRouter(prefix="/agents/{name}/messages", tags=["messages"])
 
 @router.post("", response_model=TurnOut,
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "A TurnOut, or with stream: events reply, "
-                                             "withdraw, step, done (or error)"}})
+                              "description": "A TurnOut, or with stream: events memory, "
+                                             "reply, withdraw, step, done (or error)"}})
 def send_message(name: str, body: MessageIn, host: Host):
     """Send a user message; every step the agent took (thoughts, calls, results, replies)."""
     if body.stream:
@@ -38,12 +38,12 @@ def list_messages(name: str, host: Host, offset: Annotated[int, Query(ge=0)] = 0
 def turn_dict(turn) -> dict:
     """A finished turn as JSON."""
     return {"steps": [step.as_dict() for step in turn.steps], "replies": turn.replies,
-            "stopped": turn.stopped}
+            "stopped": turn.stopped, "memory": turn.memory}
 
 
 def _server_sent(events: Iterator[turns.Event]) -> Iterator[str]:
     for kind, value in events:
-        if kind == "reply":
+        if kind in ("reply", "memory"):
             data = {"text": value}
         elif kind == "withdraw":
             data = {"characters": value}

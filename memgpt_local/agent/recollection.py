@@ -1,0 +1,84 @@
+"""Memory brought to the model: before the first step of a user turn, archival and recall are
+searched with the user's message (the same searches the functions run) and the best few hits
+go into the turn as one labelled entry, stored in recall like a function result.
+
+A small model rarely searches, or searches with the wrong words; this hands it what a search
+with the user's own words would find. It never duplicates what the context already holds
+(messages in the queue, passages whose text is already there), each hit is cut to a few
+hundred characters and the entry to the agent's result limit; the model decides what to use.
+"""
+
+from typing import Protocol
+
+from ..memory.messages import Message
+from ..memory.paging import Page
+from .functions import message_line, truncate
+
+ENTRY_FUNCTION = "memory"  # the function_name of the stored entry (no function of that name)
+HIT_CHARS = 400
+CANDIDATES_PER_HIT = 4  # results read for each hit kept: some are already in context
+CONVERSATION_ROLES = ("user", "assistant")
+HEADER = ("Memory related to the user's message, found automatically (it may not all be "
+          "relevant; search for more if it is not enough):")
+
+
+class Recall(Protocol):
+    """Recall storage as a recollection reads it."""
+
+    def search_text(self, query: str, page: int, page_size: int) -> Page: ...
+    def next_messages(self, messages: list[Message]) -> dict: ...
+
+
+class Archival(Protocol):
+    """Archival storage as a recollection reads it."""
+
+    def search(self, query: str, page: int, page_size: int) -> Page: ...
+
+
+def recollect(recall: Recall, archival: Archival | None, text: str, hits: int,
+              context: list[Message], max_chars: int) -> str | None:
+    """The entry for a user message: up to `hits` passages (archival None: none stored) and
+    `hits` past messages not in context, or None where nothing new was found."""
+    in_context = "\n".join(m.content for m in context)
+    passages = _passages(archival, text, hits, in_context) if archival else []
+    talk = _conversation(recall, text, hits, {m.id for m in context})
+    if not passages and not talk:
+        return None
+    lines = [HEADER]
+    if passages:
+        lines += ["archival memory:"] + [f"- {_cut(p)}" for p in passages]
+    if talk:
+        lines += ["conversation memory:"] + talk
+    return truncate("\n".join(lines), max_chars)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= HIT_CHARS else text[:HIT_CHARS] + " [...]"
+
+
+def _passages(archival: Archival, text: str, hits: int, in_context: str) -> list[str]:
+    found = archival.search(text, page=1, page_size=hits * CANDIDATES_PER_HIT).items
+    fresh = [p["content"] for p in found if p["content"] not in in_context]
+    return list(dict.fromkeys(fresh))[:hits]
+
+
+def _conversation(recall: Recall, text: str, hits: int, in_context: set) -> list[str]:
+    size = hits * CANDIDATES_PER_HIT + len(in_context)
+    found = [m for m in recall.search_text(text, 1, size).items
+             if m.id not in in_context and m.role in CONVERSATION_ROLES][:hits]
+    following = recall.next_messages(found)
+    lines = []
+    for message in found:
+        lines.append(_cut(message_line(message)))
+        reply = following.get(message.id)
+        if _shown_after(reply, in_context, found):
+            lines.append(_cut(message_line(reply, "  then")))
+    return lines
+
+
+def _shown_after(reply: Message | None, in_context: set, found: list[Message]) -> bool:
+    """Whether a hit's next message is worth showing under it (a conversation turn that is
+    neither in context nor a hit itself)."""
+    return (reply is not None and reply.role in CONVERSATION_ROLES and reply.id not in in_context
+            and all(reply.id != m.id for m in found))
+
