@@ -1,5 +1,6 @@
 """The agent loop with a scripted model: functions, errors, heartbeats, warning, flush, resume."""
 
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -186,8 +187,13 @@ LONG = " ".join(["word"] * 60)
 
 @pytest.mark.parametrize("n_ctx", [2048, 3000, 4096])
 def test_warning_flush_summary_and_window_bound(tmp_path, n_ctx):
-    def script(messages):
-        return call("send_message", message="I hear you: " + LONG)
+    shuffles = iter(range(10**6))
+
+    def script(messages):  # long replies, each new (the agent refuses a repeated one)
+        rng = random.Random(next(shuffles))
+        words = [rng.choice(["sea", "boat", "wind", "sail", "rope", "tide", "gull", "mast"])
+                 for _ in range(60)]
+        return call("send_message", message="I hear you: " + " ".join(words))
 
     agent = make_agent(tmp_path, script, n_ctx=n_ctx)
     warnings = flushes = 0
@@ -343,3 +349,20 @@ def test_no_memory_is_brought_when_the_setting_is_off(tmp_path):
     agent.insert_passage("Pepper the cat sleeps on the red sofa.")
     turn = agent.send("Where does Pepper sleep?")
     assert turn.memory is None and not [m for m in agent.queue if m.function_name == "memory"]
+
+
+def test_a_long_reply_that_repeats_one_in_context_goes_back_to_the_model(tmp_path):
+    alert = "A new user has just logged in. Say hello with send_message and ask for their name."
+    greeting = "Hello there! It is lovely to meet you. What is your name?"
+    script = [call("send_message", message=greeting), call("send_message", message=alert),
+              call("send_message", message=greeting.upper() + "!"),
+              call("send_message", message="Nice to meet you, Ann."),
+              call("send_message", message="Yes."), call("send_message", message="Yes.")]
+    agent = make_agent(tmp_path, script)
+    agent.first_login()
+    turn = agent.send("I am Ann.")
+    assert [s.failed for s in turn.steps] == [True, True, False]
+    assert "repeats an earlier message" in turn.steps[0].result
+    assert turn.replies == ["Nice to meet you, Ann."]
+    assert agent.send("Are you there?").replies == ["Yes."]
+    assert agent.send("Still there?").replies == ["Yes."]  # a short answer may come again

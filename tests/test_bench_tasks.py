@@ -83,6 +83,31 @@ def nested_kv_folder(tmp_path: Path) -> tuple[Path, list]:
     return tmp_path, pairs
 
 
+@needs_shared_data
+def test_nested_kv_answers_match_the_papers_derivation_worked_by_hand():
+    """Checked by hand against the paper's nested_kv.py (create_nested_kv_data rewrites
+    key[i_j]'s value to key[i_{j+1}]; get_nested_key follows values that are keys): the query
+    is the ordering's first key, never record 0's own "key" field (Liu et al.'s query)."""
+    cases = {c.case_id: c for c in load_nested_kv(None, [1, 2, 3])}
+    # level 1, ordering 0 = [136]: pair 136 as it is
+    one = cases["level1-0"]
+    assert "182468ea-2fe7-4d32-aaa0-9fc08fe4a42b" in one.question
+    assert one.expected == "0436db90-10be-48d4-8b3b-1a718416f5fd"
+    # level 2, ordering 0 = [57, 27]: key 57 now points at key 27, whose value is the answer
+    two = cases["level2-0"]
+    assert "3acbe9e0-ee12-4091-96b5-59694a493200" in two.question
+    assert ("key 3acbe9e0-ee12-4091-96b5-59694a493200 has value "
+            "2df4380e-0e01-44a1-94df-2ab73c9a1458") in two.passages
+    assert two.expected == "e3467517-3f75-4ca2-a073-8c0163111e72"
+    # level 3, ordering 0 = [16, 111, 116]
+    three = cases["level3-0"]
+    assert "42f14c7c-78b8-4694-a0af-6f813b10401e" in three.question
+    assert ("key dd22bbc1-cf22-4cbc-a9cf-34d1faf415ca has value "
+            "c848b26f-1344-4703-9c61-f9c2a78ac317") in three.passages
+    assert three.expected == "bcbd9bc5-8c2a-42f6-a0c6-933e028568f6"
+    assert "1afcec1f-1acd-42e3-b833-e7882d5daada" not in one.question  # record 0's "key"
+
+
 def test_nested_kv_chains_keys_through_the_ordering(tmp_path):
     folder, pairs = nested_kv_folder(tmp_path)
     one, three = load_nested_kv(folder, [1, 3])
@@ -292,13 +317,13 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
     assert counts.pop(("call-validity", "free")) == probes
     assert 8 <= probes <= 8 * 3  # 1 case a level, K, category; up to 3 steps each
     assert counts == {(task, variant): n for task, n in expected_cases.items()
-                      for variant in ("memgpt", "baseline", "ceiling")}
-    # the constraint makes every completion that was not cut short a valid call
-    assert all(r["score"] == 1.0 for r in rows
-               if r["variant"] == "constrained" and not r["stopped"])
+                      for variant in ("memgpt", "memgpt-bare", "baseline", "ceiling")}
+    # the constraint makes every completion a valid call: none is cut short any more
+    assert all(r["score"] == 1.0 and not r["stopped"] for r in rows
+               if r["variant"] == "constrained")
     for row in rows:
         assert 0.0 <= row["score"] <= 1.0 and row["wall_s"] >= 0
-        if row["variant"] == "memgpt":
+        if row["variant"].startswith("memgpt"):
             assert row["calls"] and row["model"] == "smollm2-135m"
             assert row["prompt_tokens"] <= 2048 and row["evaluated_tokens"] > 0
         if row["variant"] == "baseline":

@@ -1,7 +1,9 @@
 """Constrained decoding: the schema, the proof that the constraint applies, the index cache."""
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -182,3 +184,26 @@ def test_a_constrained_call_is_always_valid_within_its_budget(smollm, prompt, se
                                  sampling=sampling, processor=processor).finish()
     assert generation.stats.finish_reason == "stop", generation.text
     jsonschema.validate(json.loads(generation.text), schema)
+
+
+def test_a_model_loaded_again_in_the_same_process_decodes_under_its_constraint(tmp_path):
+    """The token texts a constraint reads belong to one loaded model: a second load of the
+    same file must not read the first (freed) one (it aborted the process before)."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from conftest import load_runtime
+from memgpt_local.agent.loop import call_schema
+from memgpt_local.llm.models import Registry
+for attempt in range(2):
+    runtime = load_runtime(Registry.load().get("smollm2-135m"), Path({str(tmp_path)!r}))
+    processor = runtime.constraint(call_schema(["human"])).processor()
+    chat = runtime.chat_tokens([{{"role": "user", "content": "Hello there"}}])
+    runtime.generate(chat.tokens, max_tokens=200, processor=processor).finish()
+    runtime.close()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

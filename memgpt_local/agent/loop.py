@@ -8,6 +8,7 @@ function gives the model another step, up to a cap. Every step is saved in one t
 
 import copy
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -78,6 +79,7 @@ class Turn:
     stopped: str | None = None
     saved_context: SavedContext | None = None  # the KV snapshot written at its end
     memory: str | None = None  # the memory brought to the model before its first step
+    memory_s: float = 0.0  # what finding it took
 
 
 class Agent:
@@ -185,6 +187,15 @@ class Agent:
         with self.transaction():
             return self.archival_insert(content)
 
+    def earlier_texts(self) -> list[str]:
+        """What a new reply must not repeat: the replies and system messages in context,
+        and this turn's replies."""
+        queue = self.queue[:-1]  # the last is the call being executed
+        sent = [(m.function_args or {}).get("message", "") for m in queue
+                if m.role == "function_call" and m.function_name == "send_message"]
+        alerts = [m.content for m in queue if m.role == "system"]
+        return [str(t) for t in sent + alerts + self.outbox]
+
     def send_to_user(self, message: str) -> None:
         """Queue a message for the user."""
         self.outbox.append(message)
@@ -249,11 +260,13 @@ class Agent:
                 self.queue_manager.append(Message("system", ctx.alert("first_login")))
             if event is not None:
                 self.queue_manager.append(event)
+            started = time.perf_counter()
             memory = self._bring_memory(event.content) if bring else None
+            memory_s = time.perf_counter() - started
         if memory and listener:
             listener("memory", memory)
         turn = self._chain(listener)
-        turn.memory = memory
+        turn.memory, turn.memory_s = memory, memory_s
         turn.saved_context = self.runtime.save_context(self.record.name)
         return turn
 

@@ -26,6 +26,7 @@ KIND_FIELDS = {"constrain_child_tools": {"children"}, "max_count_per_step": {"ma
                                "require_output_mapping"}}
 LETTA_EXTRA_FIELDS = {"prompt_template", "args", "child_arg_nodes", "id"}  # read, not used
 MAX_RULES = 100
+CONTINUING = ("continue_loop", "constrain_child_tools", "conditional")  # another step follows
 
 
 class ToolRuleError(ValueError):
@@ -223,9 +224,9 @@ def parse_rules(data: Any, functions: Iterable[str], max_chain: int) -> list[Too
         raise ToolRuleError(f"tool rules must be a list of at most {MAX_RULES} rules.")
     rules = [parse_rule(item, names) for item in data]
     for rule in rules:
-        if rule.type == "exit_loop" and any(r.tool_name == rule.tool_name for r in rules
-                                            if r.type == "continue_loop"):
-            raise ToolRuleError(f"tool rules exit_loop and continue_loop both name "
+        going_on = [r for r in rules if r.tool_name == rule.tool_name and r.type in CONTINUING]
+        if rule.type == "exit_loop" and going_on:
+            raise ToolRuleError(f"tool rules exit_loop and {going_on[0].type} both name "
                                 f"{rule.tool_name}: a call cannot both end and continue a turn.")
     check_reachable(RuleSolver(rules, names), max_chain)
     return rules

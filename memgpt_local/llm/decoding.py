@@ -33,7 +33,6 @@ VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
 FINISH_MARGIN_TOKENS = 8  # an escape under way (\uXXXX) and the end of generation
 INT_WIDTH = 4  # characters of the widest integer the call schemas allow (3 digits and a sign)
 _INDEX_MEMORY: dict[str, object] = {}
-_PIECES_MEMORY: dict[str, "TokenPieces"] = {}
 
 
 def _require_outlines_core():
@@ -221,7 +220,7 @@ class FunctionCallConstraint:
     """The compiled constraint for one schema on one model; hands out fresh processors."""
 
     def __init__(self, llm, file_key: str, schema: dict, cache_dir: Path,
-                 whitespace: str = ""):
+                 pieces: TokenPieces | None = None, whitespace: str = ""):
         self.outlines_core = _require_outlines_core()
         from outlines_core.json_schema import build_regex_from_schema
 
@@ -236,7 +235,7 @@ class FunctionCallConstraint:
         start = time.perf_counter()
         self.index, source = self._load_or_build(llm, cache_dir)
         self.build = IndexBuild(source, time.perf_counter() - start)
-        self.pieces = _token_pieces(llm, file_key)
+        self.pieces = pieces or token_pieces(llm)
         self.finish_tokens = structural_chars(schema) + FINISH_MARGIN_TOKENS
 
     def _load_or_build(self, llm, cache_dir: Path):
@@ -259,13 +258,11 @@ class FunctionCallConstraint:
         return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.finish_tokens)
 
 
-def _token_pieces(llm, file_key: str) -> TokenPieces:
-    """The model's token texts, one table per model file in this process."""
-    if file_key not in _PIECES_MEMORY:
-        model = llm._model
-        _PIECES_MEMORY[file_key] = TokenPieces(
-            lambda token: model.token_to_piece(token).rstrip(b"\0"), llm.n_vocab())
-    return _PIECES_MEMORY[file_key]
+def token_pieces(llm) -> TokenPieces:
+    """The token texts of a loaded model. Keep one per loaded model (the runtime does): it
+    reads the model, so it must not outlive it."""
+    return TokenPieces(lambda token: llm._model.token_to_piece(token).rstrip(b"\0"),
+                       llm.n_vocab())
 
 
 INDEX_MAGIC = b"MGLIDX1\n"  # then outlines-core's own binary form of the Index (no pickle)

@@ -21,7 +21,7 @@ from .base import (
     SavedContext,
 )
 from .chat_template import ChatTemplate
-from .decoding import FunctionCallConstraint
+from .decoding import FunctionCallConstraint, token_pieces
 from .gguf import unreadable_model_errors
 from .kvcache import KvCache, SnapshotStore, file_key
 from .models import ModelSpec
@@ -96,6 +96,7 @@ class ModelRuntime:
         self.metadata: dict[str, str] = dict(self.llm.metadata)
         self.template = self._load_template()
         self.kv = KvCache(self.llm, snapshots, self.path, spec, self.n_ctx)
+        self.pieces = token_pieces(self.llm)  # the constraints' token texts, for this model
 
     def close(self) -> None:
         """Free the model and its context (the runtime is unusable afterwards)."""
@@ -113,7 +114,8 @@ class ModelRuntime:
 
     def constraint(self, schema: dict) -> FunctionCallConstraint:
         """The function-call constraint for a schema on this model (its index built once)."""
-        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir)
+        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
+                                      self.pieces)
 
     def token_text(self, token: int) -> str:
         """The text of one token, special tokens rendered as their text."""

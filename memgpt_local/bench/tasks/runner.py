@@ -75,14 +75,12 @@ class CaseResult:
 
 
 def fresh_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: int,
-                name: str = CASE_AGENT) -> str:
-    """A new empty agent (any earlier one of that name deleted), with room for long
-    chains."""
+                name: str = CASE_AGENT, settings: dict | None = None) -> str:
+    """A new empty agent (any earlier one of that name deleted), with room for long chains
+    and the given settings (None: the defaults every new agent gets)."""
     if engine.agent_exists(name):
         engine.delete_agent(name)
-    record, _ = engine.create_agent(name, model, n_ctx)
-    record.settings["max_chain"] = max_chain
-    engine.records.save(record)
+    engine.create_agent(name, model, n_ctx, settings={**(settings or {}), "max_chain": max_chain})
     return name
 
 
@@ -114,16 +112,17 @@ class Material:
 
 
 def case_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: int,
-               material: Material) -> str:
+               material: Material, settings: dict | None = None) -> str:
     """The case agent: a copy of a template agent that holds the material (the template is
-    filled once per distinct material, replacing the previous one)."""
-    digest = hashlib.sha256(f"{model}/{n_ctx}/{max_chain}/{material.key()}".encode())
+    filled once per distinct material and settings, replacing the previous one)."""
+    chosen = json.dumps(settings, sort_keys=True)
+    digest = hashlib.sha256(f"{model}/{n_ctx}/{max_chain}/{chosen}/{material.key()}".encode())
     template = TEMPLATE_PREFIX + digest.hexdigest()[:16]
     if not engine.agent_exists(template):
         for name in engine.records.names():
             if name.startswith(TEMPLATE_PREFIX):
                 engine.delete_agent(name)
-        material.fill(engine, fresh_agent(engine, model, n_ctx, max_chain, template))
+        material.fill(engine, fresh_agent(engine, model, n_ctx, max_chain, template, settings))
     if engine.agent_exists(CASE_AGENT):
         engine.delete_agent(CASE_AGENT)
     engine.copy_agent(template, CASE_AGENT)

@@ -16,6 +16,7 @@ from .baseline import retrieved_order, run_baseline_case
 from .runner import CachingEmbedder, CaseResult
 from .validity import SOURCES, ProbingRuntime, run_validity_case
 from .variants import (
+    AGENT_VARIANTS,
     AgentRun,
     ceiling_engine,
     locomo_evidence_recall,
@@ -24,7 +25,7 @@ from .variants import (
 )
 
 TASKS = ("nested-kv", "doc-qa", "locomo", "call-validity")
-VARIANTS = ("memgpt", "baseline", "ceiling")
+VARIANTS = ("memgpt", "memgpt-bare", "baseline", "ceiling")
 RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
 DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size
@@ -190,10 +191,12 @@ class BenchRun:
 
     def _model(self, task, model, cases, turns) -> None:
         with self.engine(f"model-{model}") as engine:
-            if "memgpt" in self.config.variants:
-                run = AgentRun(model, model, self.config.n_ctx, MEMGPT_MAX_CHAIN)
-                for case, save in self.cases(model, task, "memgpt", cases):
-                    save(run_agent_case(engine, task, case, run, turns=turns))
+            for variant, settings in AGENT_VARIANTS.items():
+                if variant not in self.config.variants:
+                    continue
+                run = AgentRun(model, model, self.config.n_ctx, MEMGPT_MAX_CHAIN, settings)
+                for case, save in self.cases(model, task, variant, cases):
+                    save(run_agent_case(engine, task, case, run, variant, turns))
             if "baseline" in self.config.variants:
                 self._baseline(engine, task, model, cases, turns)
 

@@ -1,6 +1,8 @@
-"""The variants that answer a case: `memgpt` (the real agent, its memory tiers filled), `ceiling`
-(a scripted perfect agent over the same tiers) and `baseline` (the same model, the material
-placed straight in the prompt, as much as fits)."""
+"""The variants that answer a case: `memgpt` (the real agent with the defaults every new agent
+gets, its memory tiers filled), `memgpt-bare` (the same agent as the paper ran it: no tool
+rules, no memory brought to the turn), `ceiling` (a scripted perfect agent over the same tiers,
+bare) and `baseline` (the same model, the material placed straight in the prompt, as much as
+fits)."""
 
 import time
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from .scoring import contains_answer, locomo_score, uuid_score
 CEILING_N_CTX = 16384  # the scripted policy reads every result; the window never limits it
 CEILING_MAX_CHAIN = 24
 CEILING_PAGE_SIZE = 5  # the agents' default page size
+BARE = {"tool_rules": [], "memory_hits": 0}  # the agent as the paper ran it
+AGENT_VARIANTS = {"memgpt": None, "memgpt-bare": BARE}  # variant: settings (None: defaults)
 
 
 def score(task: str, reply: str, case: Case) -> float:
@@ -48,18 +52,19 @@ def run_ceiling_case(engine: Engine, runtime: ScriptedRuntime, task: str, case: 
     """One archival case played by the scripted policy through the agent's real loop."""
     runtime.script = ceiling_policy(task, case)
     return run_agent_case(engine, task, case, AgentRun("ceiling", None, CEILING_N_CTX,
-                                                       CEILING_MAX_CHAIN), "ceiling")
+                                                       CEILING_MAX_CHAIN, BARE), "ceiling")
 
 
 @dataclass(frozen=True)
 class AgentRun:
     """Who answers through the agent: a model alias (None: the registry's default), its
-    window and the agent's step cap per question."""
+    window, the agent's step cap per question and its settings (None: the defaults)."""
 
     label: str
     alias: str | None
     n_ctx: int | None
     max_chain: int
+    settings: dict | None = None
 
 
 def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
@@ -67,7 +72,8 @@ def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
     """One case through the agent: a copy of a template whose archival (or recall, with
     `turns`) holds the material, the question sent as a user message, the reply scored."""
     start = time.perf_counter()
-    name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, Material.of(case, turns))
+    name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, Material.of(case, turns),
+                      run.settings)
     turn = ask(engine, name, case.question)
     result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
@@ -85,7 +91,7 @@ def locomo_evidence_recall(engine: Engine, turns: list, cases: list[Case], pages
     """For each question, the share of its evidence turns among the first `pages` pages of a
     recall text search with the question's words: the turns found and the turn after each
     (what conversation_search shows)."""
-    name = fresh_agent(engine, None, CEILING_N_CTX, CEILING_MAX_CHAIN)
+    name = fresh_agent(engine, None, CEILING_N_CTX, CEILING_MAX_CHAIN, settings=BARE)
     ids = fill_recall(engine, name, turns, turns[0].speaker)
     id_of = {turn.dia_id: message_id for turn, message_id in zip(turns, ids, strict=True)}
     recall, page_size = engine.recall_storage(name), CEILING_PAGE_SIZE
