@@ -351,18 +351,14 @@ def test_no_memory_is_brought_when_the_setting_is_off(tmp_path):
     assert turn.memory is None and not [m for m in agent.queue if m.function_name == "memory"]
 
 
-def test_a_long_reply_that_repeats_one_in_context_goes_back_to_the_model(tmp_path):
-    alert = "A new user has just logged in. Say hello with send_message and ask for their name."
-    greeting = "Hello there! It is lovely to meet you. What is your name?"
-    script = [call("send_message", message=greeting), call("send_message", message=alert),
-              call("send_message", message=greeting.upper() + "!"),
-              call("send_message", message="Nice to meet you, Ann."),
-              call("send_message", message="Yes."), call("send_message", message="Yes.")]
+def test_every_step_is_told_the_replies_and_alerts_it_may_not_copy(tmp_path):
+    script = [call("send_message", message="Hello! What is your name?"),
+              call("core_memory_append", label="human", content="Ann",
+                   request_heartbeat=True),
+              call("send_message", message="Nice to meet you, Ann.")]
     agent = make_agent(tmp_path, script)
     agent.first_login()
-    turn = agent.send("I am Ann.")
-    assert [s.failed for s in turn.steps] == [True, True, False]
-    assert "repeats an earlier message" in turn.steps[0].result
-    assert turn.replies == ["Nice to meet you, Ann."]
-    assert agent.send("Are you there?").replies == ["Yes."]
-    assert agent.send("Still there?").replies == ["Yes."]  # a short answer may come again
+    agent.send("I am Ann.")
+    first_login, greeting = agent.queue[0].content, "Hello! What is your name?"
+    assert agent.runtime.avoided[0] == [first_login]
+    assert agent.runtime.avoided[1] == agent.runtime.avoided[2] == [greeting, first_login]

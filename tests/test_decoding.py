@@ -207,3 +207,38 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# --- no long copies of earlier replies --------------------------------------------------------
+
+@given(sequences=st.lists(st.lists(st.integers(0, 9), min_size=6, max_size=30), min_size=1,
+                          max_size=4),
+       scores=st.lists(st.lists(st.floats(-5, 5), min_size=10, max_size=10), min_size=40,
+                       max_size=40),
+       prompt=st.lists(st.integers(0, 9), min_size=1, max_size=8))
+def test_no_copy_never_lets_a_long_span_through(sequences, scores, prompt):
+    import numpy as np
+
+    guard = decoding.NoCopyProcessor(sequences, span=decoding.COPY_SPAN)
+    guard.reset()
+    ids = list(prompt)
+    for row in scores:  # greedy decoding of random logits under the guard
+        logits = guard(np.array(ids), np.array(row, dtype=np.float32))
+        ids.append(int(np.argmax(logits)))
+    output = ids[len(prompt):]
+    span = decoding.COPY_SPAN
+    copied = {tuple(s[i:i + span]) for s in sequences for i in range(len(s) - span + 1)}
+    assert not {tuple(output[i:i + span]) for i in range(len(output) - span + 1)} & copied
+
+
+def test_the_real_model_does_not_repeat_its_reply_word_for_word(smollm):
+    from memgpt_local.agent.loop import call_schema
+
+    reply = "I am happy I am happy I am happy I am happy I am happy I am happy"
+    chat = smollm.chat_tokens([{"role": "system", "content": "Answer with one JSON function "
+                                "call."}, {"role": "user", "content": PROMPTS[1]}])
+    processor = smollm.constraint(call_schema(AGENT_LABELS)).processor()
+    generation = smollm.generate(chat.tokens, max_tokens=320, processor=processor,
+                                 avoid=[reply]).finish()
+    jsonschema.validate(json.loads(generation.text), call_schema(AGENT_LABELS))
+    assert "I am happy I am happy I am" not in generation.text

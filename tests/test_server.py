@@ -168,6 +168,10 @@ def test_invalid_json_and_oversized_bodies(http):
 
     chunked = http.post("/agents", content=chunks(), headers={"content-type": "application/json"})
     assert chunked.status_code == 413
+    huge = http.post("/v1/chat/completions", content=b"x" * (50 * 1024**2),
+                     headers={"content-type": "application/json"})  # a reset before the fix
+    assert huge.status_code == 413 and huge.json()["error"]["type"] == "request_too_large"
+    assert http.get("/health").status_code == 200
 
 
 # --- the OpenAI client --------------------------------------------------------------------------

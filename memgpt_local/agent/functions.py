@@ -3,10 +3,8 @@ and docstring generate both the JSON schema given to the constraint and the prom
 """
 
 import inspect
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from typing import Any, Protocol
 
 from ..memory.core import CoreMemory, CoreMemoryError
@@ -14,8 +12,6 @@ from ..memory.paging import Page
 
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
 INT_MAX_DIGITS = 3  # bounds integers so a completion cannot run on in digits
-REPEAT_SIMILARITY = 0.9  # a message this similar to an earlier one (normalised) repeats it
-REPEAT_MIN_WORDS = 6  # ... if it is this long: a short answer may well be the same again
 
 
 class FunctionError(Exception):
@@ -34,7 +30,6 @@ class FunctionContext(Protocol):
     def archival_insert(self, content: str) -> int: ...
     def archival_search(self, query: str, page: int) -> Page: ...
     def send_to_user(self, message: str) -> None: ...
-    def earlier_texts(self) -> list[str]: ...
     def pause_heartbeats(self, minutes: int) -> None: ...
 
 
@@ -141,18 +136,6 @@ def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
     return render
 
 
-def normalised(text: str) -> str:
-    """Lower case, words only, single spaces."""
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
-def repeats(text: str, earlier: str) -> bool:
-    """Whether a text is nearly identical to an earlier one, once normalised."""
-    mine, theirs = normalised(text), normalised(earlier)
-    return bool(mine) and bool(theirs) and (
-        SequenceMatcher(None, mine, theirs).ratio() >= REPEAT_SIMILARITY)
-
-
 @agent_function
 def send_message(ctx: FunctionContext, message: str) -> str:
     """Send a message to the user: the only output they see.
@@ -162,10 +145,6 @@ def send_message(ctx: FunctionContext, message: str) -> str:
     """
     if not message.strip():
         raise FunctionError("message is empty: write what the user should read.")
-    if len(normalised(message).split()) >= REPEAT_MIN_WORDS and any(
-            repeats(message, earlier) for earlier in ctx.earlier_texts()):
-        raise FunctionError("this message repeats an earlier message word for word. Reply to "
-                            "the user's last message in new words.")
     ctx.send_to_user(message)
     return "Sent."
 

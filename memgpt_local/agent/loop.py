@@ -187,14 +187,14 @@ class Agent:
         with self.transaction():
             return self.archival_insert(content)
 
-    def earlier_texts(self) -> list[str]:
-        """What a new reply must not repeat: the replies and system messages in context,
-        and this turn's replies."""
-        queue = self.queue[:-1]  # the last is the call being executed
-        sent = [(m.function_args or {}).get("message", "") for m in queue
+    def texts_not_to_copy(self) -> list[str]:
+        """What a new call must not copy at length (small models fall into repeating their
+        last reply, or an instruction, word for word): the replies and system messages in
+        context, and this turn's replies."""
+        sent = [(m.function_args or {}).get("message", "") for m in self.queue
                 if m.role == "function_call" and m.function_name == "send_message"]
-        alerts = [m.content for m in queue if m.role == "system"]
-        return [str(t) for t in sent + alerts + self.outbox]
+        alerts = [m.content for m in self.queue if m.role == "system"]
+        return [str(t) for t in sent + alerts + self.outbox if t]
 
     def send_to_user(self, message: str) -> None:
         """Queue a message for the user."""
@@ -357,7 +357,7 @@ class Agent:
             prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
             processor=self.processor_for(tuple(allowed.functions)),
             prefix_len=prepared.prompt.message_ends[0],
-            context=self.record.name)
+            context=self.record.name, avoid=self.texts_not_to_copy())
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         for piece in generation:
             streamer.feed(piece)

@@ -3,20 +3,22 @@ exactly as `memgpt-local chat` does (a greeting, then the messages), greedy, on 
 measured for replies that repeat an earlier one and for facts recalled once they have left a
 small window."""
 
+import re
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from difflib import SequenceMatcher
 from pathlib import Path
 
-from ..agent.functions import normalised, repeats
 from ..agent.loop import Turn
 from ..engine import Engine
 
 CONVERSATION = Path(__file__).with_name("conversation.toml")
 CLOCK = datetime(2025, 2, 10, 19, 0, tzinfo=UTC)  # the agents' clock: fixed, so runs repeat
 AGENT = "chat-bench"
+REPEAT_SIMILARITY = 0.9  # a reply this similar to an earlier one (normalised) repeats it
 
 
 @dataclass
@@ -47,9 +49,17 @@ def load_conversation(path: Path = CONVERSATION) -> list[dict]:
         return tomllib.load(handle)["messages"]
 
 
+def normalised(text: str) -> str:
+    """Lower case, words only, single spaces."""
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
 def repeats_earlier(reply: str, earlier: list[str]) -> bool:
-    """Whether a reply is nearly identical to one sent before (the agent's own test)."""
-    return any(repeats(reply, e) for e in earlier)
+    """Whether a reply is nearly identical to one sent before."""
+    mine = normalised(reply)
+    return bool(mine) and any(
+        SequenceMatcher(None, mine, normalised(e)).ratio() >= REPEAT_SIMILARITY
+        for e in earlier if normalised(e))
 
 
 def recalls(reply: str, facts: list[str]) -> bool:

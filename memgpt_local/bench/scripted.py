@@ -54,6 +54,7 @@ class ScriptedRuntime:
         self.steps = 0
         self.samplings: list = []
         self.contexts: list[str | None] = []  # the context named by each generate call
+        self.avoided: list[list[str]] = []  # the texts each generate call was to avoid
         self.saved_contexts: list[str] = []
         self.closed = False
 
@@ -90,9 +91,11 @@ class ScriptedRuntime:
         self.saved_contexts.append(name)
 
     def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None):
-        """The next scripted completion (or a summary), cut at max_tokens."""
+                 context=None, avoid=None):
+        """The next scripted completion (or a summary), cut at max_tokens (the texts to
+        avoid are noted, not enforced)."""
         self.contexts.append(context)
+        self.avoided.append(list(avoid or []))
         self.prompt_lengths.append(len(tokens) + max_tokens)
         if len(tokens) + max_tokens > self.n_ctx:
             raise WindowExceeded(f"{len(tokens)} + {max_tokens} > {self.n_ctx}")

@@ -122,9 +122,11 @@ class Runtime(Protocol):
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None, processor: Callable | None = None,
-                 prefix_len: int = 0, context: str | None = None) -> Generation:
+                 prefix_len: int = 0, context: str | None = None,
+                 avoid: list[str] | None = None) -> Generation:
         """Start a streamed completion of prompt tokens (prefix_len: the static prefix;
-        context: the name of a whole-context snapshot worth restoring, an agent's)."""
+        context: the name of a whole-context snapshot worth restoring, an agent's; avoid:
+        texts the output may not copy a long span of)."""
 
     def save_context(self, name: str) -> SavedContext | None:
         """Snapshot the whole KV state under a name (None if it was not kept)."""

@@ -32,6 +32,7 @@ ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
 FINISH_MARGIN_TOKENS = 8  # an escape under way (\uXXXX) and the end of generation
 INT_WIDTH = 4  # characters of the widest integer the call schemas allow (3 digits and a sign)
+COPY_SPAN = 6  # NoCopyProcessor: the output may copy at most this many tokens less one
 _INDEX_MEMORY: dict[str, object] = {}
 
 
@@ -158,6 +159,45 @@ class FunctionCallProcessor:
     def finished(self) -> bool:
         """Whether the output so far is a complete match of the schema."""
         return self.guide is not None and self.guide.is_finished()
+
+
+class NoCopyProcessor:
+    """A logits processor that bans the token which would make the output copy `span`
+    tokens in a row of some given sequences (an earlier reply, an instruction), wherever
+    another token remains allowed: a small model decoding greedily otherwise falls into
+    repeating its last reply, or the instruction it was given, word for word."""
+
+    def __init__(self, sequences: list[list[int]], span: int = COPY_SPAN):
+        self.span = span
+        self.next_tokens: dict[tuple[int, ...], set[int]] = {}
+        for sequence in sequences:
+            for end in range(span - 1, len(sequence)):
+                key = tuple(sequence[end - span + 1:end])
+                self.next_tokens.setdefault(key, set()).add(sequence[end])
+        self.start: int | None = None
+        self.banned = 0  # tokens banned in this generation
+
+    def reset(self) -> None:
+        """Start a new generation (the next call's input is the prompt)."""
+        self.start, self.banned = None, 0
+
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Ban the tokens that would complete a copied span, unless nothing else is left."""
+        if self.start is None:
+            self.start = len(input_ids)
+        generated = input_ids[self.start:]
+        if len(generated) < self.span - 1:
+            return logits
+        banned = self.next_tokens.get(tuple(int(t) for t in generated[len(generated) -
+                                                                     self.span + 1:]))
+        if banned:
+            ids = [t for t in banned if t < len(logits)]
+            kept = np.isfinite(logits)
+            kept[ids] = False
+            if kept.any():
+                logits[ids] = -np.inf
+                self.banned += 1
+        return logits
 
 
 def function_call_schema(functions: list[dict], envelope_file: Path = ENVELOPE_FILE) -> dict:

@@ -21,7 +21,7 @@ from .base import (
     SavedContext,
 )
 from .chat_template import ChatTemplate
-from .decoding import FunctionCallConstraint, token_pieces
+from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_pieces
 from .gguf import unreadable_model_errors
 from .kvcache import KvCache, SnapshotStore, file_key
 from .models import ModelSpec
@@ -167,13 +167,14 @@ class ModelRuntime:
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None,
                  processor: Callable | None = None, prefix_len: int = 0,
-                 context: str | None = None) -> Generation:
+                 context: str | None = None, avoid: list[str] | None = None) -> Generation:
         """Start a streamed completion of prompt tokens, reusing the KV cache where it matches.
 
         prefix_len: the length of the static prefix, restored from or saved to a snapshot.
         context: the name of a whole-context snapshot (an agent's), restored where it shares
         more of the prompt than the KV cache holds.
         processor: a logits processor (e.g. a function-call constraint), reset before use.
+        avoid: texts the output may not copy COPY_SPAN tokens of in a row.
         """
         if len(tokens) >= self.n_ctx:
             raise ContextOverflowError(
@@ -181,30 +182,39 @@ class ModelRuntime:
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         max_tokens = min(max_tokens, self.n_ctx - len(tokens))
         generation = Generation(iter(()), stats)
+        processors = [p for p in (processor, self._no_copy(avoid)) if p is not None]
         generation.stream = self._stream(tokens, max_tokens, sampling or SamplingSettings(),
-                                         processor, (prefix_len, context), generation)
+                                         processors, (prefix_len, context), generation)
         return generation
+
+    def _no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
+        if not texts:
+            return None
+        return NoCopyProcessor([self.tokenize(t) for t in texts] +
+                               [self.tokenize(" " + t) for t in texts], COPY_SPAN)
 
     def save_context(self, name: str) -> SavedContext | None:
         """Snapshot the whole KV state (the last prompt and output) under a name."""
         return self.kv.save_context(name)
 
-    def _stream(self, tokens, max_tokens, sampling, processor, cache_hint, generation):
+    def _stream(self, tokens, max_tokens, sampling, processors, cache_hint, generation):
         from llama_cpp import LogitsProcessorList
 
         stats = generation.stats
         start = time.perf_counter()
         evaluated_before = self.llm.evaluated_total
         stats.prefix_source = self.kv.prepare(tokens, *cache_hint)
+        for each in processors:
+            each.reset()
+        processor = processors[0] if stats.constrained else None  # the call constraint
         if processor is not None:
-            processor.reset()
             _finish_near_budget(processor, stats, max_tokens)
         self.llm.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         steps = self.llm.generate(
             tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
             min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
-            logits_processor=LogitsProcessorList([processor]) if processor else None)
+            logits_processor=LogitsProcessorList(processors) if processors else None)
         for token in steps:
             if not generation.tokens and stats.ttft_s == 0.0:
                 stats.ttft_s = time.perf_counter() - start

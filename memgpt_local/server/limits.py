@@ -5,6 +5,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UPLOAD_SUFFIXES = ("/documents", "/agents/import")
+DRAIN_BYTES = 256 * 1024**2  # read and dropped before a 413, so the client reads the answer
 
 
 class BodyLimit:
@@ -25,10 +26,23 @@ class BodyLimit:
                  else self.body_bytes)
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
+            if length.isdigit():
+                await _drain(receive, min(int(length), DRAIN_BYTES))
             body = {"error": {"message": _too_large(limit), "type": "request_too_large"}}
             await JSONResponse(body, status_code=413)(scope, receive, send)
             return
         await self.app(scope, _counted(receive, limit), send)
+
+
+async def _drain(receive: Receive, up_to: int) -> None:
+    """Read a refused body and drop it (up to a bound): a server that answers and closes
+    while the client still sends makes the client see a reset instead of the 413."""
+    drained = 0
+    while drained < up_to:
+        message = await receive()
+        drained += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
 
 
 def _counted(receive: Receive, limit: int) -> Receive:

@@ -51,15 +51,16 @@ class ProbingRuntime:
         return getattr(self.inner, name)
 
     def generate(self, tokens: list[int], max_tokens: int = 256, sampling=None,
-                 processor=None, prefix_len: int = 0, context: str | None = None
-                 ) -> Generation:
+                 processor=None, prefix_len: int = 0, context: str | None = None,
+                 avoid: list[str] | None = None) -> Generation:
         """The wrapped generate(); a constrained one is probed without its constraint."""
         if processor is None:  # a summary, not a call
-            return self.inner.generate(tokens, max_tokens, sampling, None, prefix_len, context)
+            return self.inner.generate(tokens, max_tokens, sampling, None, prefix_len, context,
+                                       avoid)
         free = self.inner.generate(tokens, max_tokens, sampling, None, prefix_len,
-                                   context).finish()
+                                   context, avoid).finish()
         constrained = self.inner.generate(tokens, max_tokens, sampling, processor, prefix_len,
-                                          context)
+                                          context, avoid)
         self.probes.append(Probe(len(tokens), constrained, free))
         return constrained
 
