@@ -17,7 +17,7 @@ from pathlib import Path
 from .agent import context as ctx
 from .agent import portable
 from .agent.loop import Agent
-from .agent.settings import AgentSettings
+from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from .errors import MemgptLocalError, SettingsError
 from .files import parse_size, write_atomic
 from .llm.base import DEFAULT_SEED, Runtime
@@ -157,8 +157,8 @@ class Engine:
         tool_rules and memory_hits, checked first); returns it with notes for the user."""
         name = self._new_name(name)
         spec = self.model_spec(model)
-        settings = self._checked_settings(AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict(),
-                                          settings or {})
+        defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
+        settings = self._checked_settings(defaults, settings or {})
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)

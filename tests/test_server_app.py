@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memgpt_local.agent.settings import NEW_AGENT_SETTINGS
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.server.app import create_app
 from memgpt_local.server.host import ServerSettings
@@ -161,7 +162,8 @@ def test_tool_rules_and_memory_hits_are_set_checked_and_carried(agent_client):
     assert bad.status_code == 400 and "unknown function 'web_search'" in bad.json()["error"][
         "message"]
     unchanged = agent_client.get("/agents/ann").json()
-    assert unchanged["tool_rules"] == [] and unchanged["memory_hits"] == 0
+    assert unchanged["tool_rules"] == NEW_AGENT_SETTINGS["tool_rules"]  # the defaults
+    assert unchanged["memory_hits"] == NEW_AGENT_SETTINGS["memory_hits"]
     changed = agent_client.patch("/agents/ann", json={"tool_rules": [RULE], "memory_hits": 2})
     assert changed.status_code == 200, changed.text
     assert changed.json()["tool_rules"] == [RULE] and changed.json()["memory_hits"] == 2

@@ -19,6 +19,21 @@ RANGES = {
     "max_failures": (1, 100), "result_max_chars": (100, 1_000_000), "page_size": (1, 100),
     "timed_heartbeat_minutes": (0, 10_080), "temperature": (0.0, 5.0),
     "repeat_penalty": (0.5, 5.0), "seed": (0, 2**31 - 1), "memory_hits": (0, 20)}
+# What every new agent gets (stored with it; an agent stored without these keys runs without
+# rules or memory brought in, as before). Chosen by scripts/bench_chat.py and the memory-task
+# benchmarks on both packaged models (README, "The agent"; docs/benchmarks.md): memory brought
+# to each message recalled 3 of 4 facts that had left a 2k window against 0 of 4 without; the
+# rules make every turn end with a reply and cut the search and insert loops small models fall
+# into (nested-KV: turns that hit the step cap without a word became answered turns).
+NEW_AGENT_SETTINGS = {
+    "memory_hits": 3,
+    "tool_rules": [
+        {"type": "required_before_exit", "tool_name": "send_message"},
+        {"type": "max_count_per_step", "tool_name": "archival_memory_search",
+         "max_count_limit": 3},
+        {"type": "max_count_per_step", "tool_name": "conversation_search", "max_count_limit": 3},
+        {"type": "max_count_per_step", "tool_name": "archival_memory_insert",
+         "max_count_limit": 3}]}
 INTEGER_SETTINGS = {"n_ctx", "response_tokens", "summary_tokens", "max_chain", "max_failures",
                     "result_max_chars", "page_size", "timed_heartbeat_minutes", "seed",
                     "memory_hits"}
