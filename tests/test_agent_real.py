@@ -66,7 +66,8 @@ def test_the_agent_resumes_in_a_new_process(home):
     *lines, last = [json.loads(line) for line in out.stdout.splitlines()]
     first = lines[0]
     # the previous send's whole context comes back from its snapshot: only new text is read
-    assert first["stats"]["prefix_source"] == "context"
+    # (by the step, or by the summary call before it when the step had to flush first)
+    assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
     assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + 8
     assert last["saved_context"]["bytes"] > 0
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)

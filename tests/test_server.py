@@ -86,7 +86,8 @@ def test_agents_memory_and_messages(http):
     hits = http.get("/agents/ada/recall", params={"query": "Dana"}).json()
     assert hits["total"] >= 1 and any("Dana" in m["content"] for m in hits["items"])
     shown = http.get("/agents/ada").json()
-    assert shown["recall_messages"] == len(messages) and shown["archival_passages"] == 2
+    # the two inserted, and any the agent saved itself
+    assert shown["recall_messages"] == len(messages) and shown["archival_passages"] >= 2
 
 
 def test_streamed_steps_are_the_stored_steps(http):

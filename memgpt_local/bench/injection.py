@@ -85,8 +85,9 @@ class ProbeRuntime:
         """No KV state is kept for probes."""
 
     def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None):
-        """Check the prompt, then answer with the next scripted call."""
+                 context=None, avoid=None):
+        """Check the prompt, then answer with the next scripted call (the texts to avoid
+        are tokenized as plain text by the real runtime, never as control tokens)."""
         self._check(tokens)
         text = self.script.pop(0) if processor is not None and self.script else call(
             "send_message", message="Done.")
