@@ -103,14 +103,12 @@ class FunctionCallProcessor:
         self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
         self.strings = JsonStrings()
         self.closing = self.finishing = False
-        self.closed = 0  # strings closed early in this generation
 
     def reset(self) -> None:
         """Start again at the beginning of the schema (call before each generation)."""
         self.guide = None
         self.strings = JsonStrings()
         self.closing = self.finishing = False
-        self.closed = 0
 
     def close_string(self) -> bool:
         """Close the string being written at the next token; False where none can be closed
@@ -142,9 +140,8 @@ class FunctionCallProcessor:
     def _follow(self, token: int) -> None:
         if self.pieces is not None:
             self.strings.feed(self.pieces.piece(token))
-            if not self.strings.inside and self.closing:
+            if not self.strings.inside:
                 self.closing = False
-                self.closed += 1
 
     def _narrowed(self, allowed: np.ndarray) -> np.ndarray:
         """The allowed tokens, only those that close the string where one is to be closed
