@@ -158,7 +158,7 @@ class Engine:
         name = self._new_name(name)
         spec = self.model_spec(model)
         defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
-        settings = self._checked_settings(defaults, settings or {})
+        settings = AgentSettings.from_dict(self._updated_settings(defaults, settings or {}))
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)
@@ -171,15 +171,14 @@ class Engine:
         """Change some of an agent's settings (tool_rules, memory_hits, ...); all are checked
         before anything is written. Returns the agent's overview."""
         record = self.records.get(name)
-        record.settings = self._checked_settings(record.settings, changes).to_dict() | {
-            "state": record.settings.get("state", {})}
+        record.settings = self._updated_settings(record.settings, changes)
         self.records.save(record)
         return self.show_agent(name)
 
     @staticmethod
-    def _checked_settings(stored: dict, changes: dict) -> AgentSettings:
+    def _updated_settings(stored: dict, changes: dict) -> dict:
         try:
-            return AgentSettings.from_dict(AgentSettings.updated(stored, changes))
+            return AgentSettings.updated(stored, changes)
         except ValueError as exc:
             raise SettingsError(f"Cannot change the settings: {exc}") from None
 
