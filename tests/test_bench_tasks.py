@@ -257,7 +257,8 @@ def test_call_validity_decodes_every_agent_step_with_and_without_the_constraint(
     from memgpt_local.bench.tasks.data import Case
     from memgpt_local.bench.tasks.validity import ProbingRuntime, run_validity_case
 
-    runtime = FakeRuntime([call("archival_memory_search", query="alpha", page=1,
+    runtime = FakeRuntime([call("send_message", message="Hello!"),  # the greeting, not probed
+                           call("archival_memory_search", query="alpha", page=1,
                                 request_heartbeat=True), call("send_message", message="beta")])
     case = Case("q1", "What follows alpha?", ["beta"], 10, passages=["alpha beta", "gamma"])
     with _fake_engine(tmp_path, runtime, runtime_wrapper=ProbingRuntime) as engine:
@@ -267,7 +268,7 @@ def test_call_validity_decodes_every_agent_step_with_and_without_the_constraint(
         ("doc-qa/q1/0", "constrained", 1.0), ("doc-qa/q1/0", "free", 0.0),
         ("doc-qa/q1/1", "constrained", 1.0), ("doc-qa/q1/1", "free", 0.0)]
     assert "not JSON" in results[1].extra["error"] and results[0].extra["error"] is None
-    assert runtime.steps == 2 and runtime.summary_calls == 2  # each prompt decoded twice
+    assert runtime.steps == 3 and runtime.summary_calls == 3  # each prompt decoded twice
     assert all(r.group == 2 and r.task == "call-validity" for r in results)
 
 
@@ -294,6 +295,24 @@ def test_cases_with_the_same_material_copy_one_template(tmp_path):
         case_agent(engine, "smollm2-135m", 2048, 4, Material(("a passage",)))
         assert not engine.agent_exists(first)  # new material replaces the template
         assert engine.show_agent(CASE_AGENT)["archival_passages"] == 1
+
+
+def test_a_case_agent_with_no_conversation_has_greeted_the_user_as_chat_does(tmp_path):
+    from fakes import FakeRuntime, call
+
+    from memgpt_local.bench.tasks.runner import CASE_AGENT, Material, ask, case_agent
+
+    runtime = FakeRuntime(lambda messages: call("send_message", message="Hello!"))
+    with _fake_engine(tmp_path, runtime) as engine:
+        for greet, roles in ((True, ["system", "function_call", "user"]),
+                             (False, ["system", "user"])):
+            steps = runtime.steps
+            case_agent(engine, "smollm2-135m", 2048, 4, Material(("a passage",)), greet=greet)
+            assert runtime.steps - steps == int(greet)  # the first-login turn, in the template
+            ask(engine, CASE_AGENT, "Anything?")
+            kept = [m.role for m in engine.recall_storage(CASE_AGENT).all()
+                    if m.role in ("system", "user", "function_call")][:len(roles)]
+            assert kept == roles  # the login alert, the greeting (or not), then the question
 
 
 # --- end to end, on the real model -----------------------------------------------------------

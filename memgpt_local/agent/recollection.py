@@ -44,6 +44,12 @@ def recollect(recall: Recall, archival: Archival | None, text: str, hits: int,
     talk = _conversation(recall, text, hits, {m.id for m in context})
     if not passages and not talk:
         return None
+    return entry_text(passages, talk, max_chars)
+
+
+def entry_text(passages: list[str], talk: list[str], max_chars: int) -> str:
+    """The labelled entry of archival passages and conversation lines, each passage cut to
+    HIT_CHARS and the whole to `max_chars`."""
     lines = [HEADER]
     if passages:
         lines += ["archival memory:"] + [f"- {_cut(p)}" for p in passages]

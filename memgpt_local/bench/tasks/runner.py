@@ -112,21 +112,36 @@ class Material:
 
 
 def case_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: int,
-               material: Material, settings: dict | None = None) -> str:
+               material: Material, settings: dict | None = None, greet: bool = True) -> str:
     """The case agent: a copy of a template agent that holds the material (the template is
-    filled once per distinct material and settings, replacing the previous one)."""
+    filled once per distinct material and settings, replacing the previous one) and, with
+    `greet`, has greeted the user the way `chat` starts a new agent."""
     chosen = json.dumps(settings, sort_keys=True)
-    digest = hashlib.sha256(f"{model}/{n_ctx}/{max_chain}/{chosen}/{material.key()}".encode())
+    digest = hashlib.sha256(
+        f"{model}/{n_ctx}/{max_chain}/{chosen}/{greet}/{material.key()}".encode())
     template = TEMPLATE_PREFIX + digest.hexdigest()[:16]
     if not engine.agent_exists(template):
         for name in engine.records.names():
             if name.startswith(TEMPLATE_PREFIX):
                 engine.delete_agent(name)
         material.fill(engine, fresh_agent(engine, model, n_ctx, max_chain, template, settings))
+        if greet:
+            greet_like_chat(engine, template)
     if engine.agent_exists(CASE_AGENT):
         engine.delete_agent(CASE_AGENT)
     engine.copy_agent(template, CASE_AGENT)
     return CASE_AGENT
+
+
+def greet_like_chat(engine: Engine, name: str) -> None:
+    """The first-login turn `chat` runs for an agent with no messages yet (none where its
+    recall already holds a conversation), so a question is asked as a user of chat asks it."""
+    agent = engine.open_agent(name)
+    try:
+        if agent.recall.count() == 0:
+            agent.first_login()
+    finally:
+        engine.close_agent(agent)
 
 
 def fill_archival(engine: Engine, name: str, passages: list[str]) -> None:

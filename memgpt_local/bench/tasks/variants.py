@@ -51,20 +51,22 @@ def run_ceiling_case(engine: Engine, runtime: ScriptedRuntime, task: str, case: 
                      ) -> CaseResult:
     """One archival case played by the scripted policy through the agent's real loop."""
     runtime.script = ceiling_policy(task, case)
-    return run_agent_case(engine, task, case, AgentRun("ceiling", None, CEILING_N_CTX,
-                                                       CEILING_MAX_CHAIN, BARE), "ceiling")
+    run = AgentRun("ceiling", None, CEILING_N_CTX, CEILING_MAX_CHAIN, BARE, greet=False)
+    return run_agent_case(engine, task, case, run, "ceiling")
 
 
 @dataclass(frozen=True)
 class AgentRun:
     """Who answers through the agent: a model alias (None: the registry's default), its
-    window, the agent's step cap per question and its settings (None: the defaults)."""
+    window, the agent's step cap per question, its settings (None: the defaults) and
+    whether it greets a new user first, as `chat` has it (the scripted ceiling does not)."""
 
     label: str
     alias: str | None
     n_ctx: int | None
     max_chain: int
     settings: dict | None = None
+    greet: bool = True
 
 
 def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
@@ -73,7 +75,7 @@ def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
     `turns`) holds the material, the question sent as a user message, the reply scored."""
     start = time.perf_counter()
     name = case_agent(engine, run.alias, run.n_ctx, run.max_chain, Material.of(case, turns),
-                      run.settings)
+                      run.settings, run.greet)
     turn = ask(engine, name, case.question)
     result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
