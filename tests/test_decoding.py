@@ -155,6 +155,47 @@ def test_structural_chars_bound_every_call_of_the_agent_schema():
     assert max(lengths) <= bound < max(lengths) + 8
 
 
+def _fullest_segments(draw, schema: dict) -> list[tuple[bytes, bool]]:
+    """A call's bytes in pieces, each marked True where it is the text of a free string (what
+    the finish reserve does not count): every optional property, the widest other values."""
+    if "const" in schema or "enum" in schema:
+        value = max(schema.get("enum", [schema.get("const")]), key=lambda v: len(json.dumps(v)))
+        return [(json.dumps(value).encode(), False)]
+    if schema.get("type") == "object":
+        out = [(b"{", False)]
+        for i, (key, sub) in enumerate(schema.get("properties", {}).items()):
+            out += [(b",", False)] * (i > 0) + [(json.dumps(key).encode() + b":", False)]
+            out += _fullest_segments(draw, sub)
+        return out + [(b"}", False)]
+    if schema["type"] == "string":
+        text = json.dumps(draw(st.text(max_size=40)), ensure_ascii=False).encode()
+        return [(b'"', False), (text[1:-1], True), (b'"', False)]
+    return [(b"-999" if schema["type"] == "integer" else b"false", False)]
+
+
+@given(data=st.data())
+def test_the_finish_reserve_covers_what_is_left_of_any_call_at_any_split(data):
+    """At every point of a call, the reserve is at least the structure still to write (all
+    but the text of free strings): closing every string from there on, the call fits."""
+    from memgpt_local.agent.loop import call_schema
+
+    schema = call_schema(AGENT_LABELS)
+    variant = data.draw(st.sampled_from(schema["oneOf"]))
+    segments = _fullest_segments(data.draw, variant)
+    text = b"".join(piece for piece, _ in segments)
+    counted = [not free for piece, free in segments for _ in piece]
+    processor = decoding.FunctionCallProcessor(None, 1, decoding.TokenPieces(bytes, 1),
+                                               decoding.function_structures(schema))
+    assert processor.finish_tokens == decoding.structural_chars(schema) + 8  # nothing written
+    done = 0
+    for cut in sorted(set(data.draw(st.lists(st.integers(1, len(text)), max_size=30)))):
+        processor.strings.feed(text[done:cut])
+        done = cut
+        assert processor.finish_tokens - decoding.FINISH_MARGIN_TOKENS >= sum(counted[cut:])
+    processor.strings.feed(text[done:])
+    assert processor.strings.function == variant["properties"]["function"]["const"]
+
+
 def test_a_loop_inside_a_string_is_closed_and_the_call_goes_on(smollm):
     from memgpt_local.agent.loop import call_schema
 
@@ -166,6 +207,28 @@ def test_a_loop_inside_a_string_is_closed_and_the_call_goes_on(smollm):
     assert "I am happy I am happy I am happy" in generation.text  # it looped in the message
     assert generation.stats.loops_closed >= 1 and generation.stats.finish_reason == "stop"
     jsonschema.validate(json.loads(generation.text), call_schema(AGENT_LABELS))
+
+
+def test_once_the_function_is_named_the_reserve_is_only_what_its_call_still_needs(smollm):
+    """Long thoughts bring the budget close; the reserve then shrinks to the rest of the named
+    function's call, so its arguments still get text (the whole largest call was kept back
+    before, and every argument came out empty)."""
+    from memgpt_local.agent.loop import call_schema
+
+    schema = call_schema(AGENT_LABELS)
+    chat = smollm.chat_tokens([
+        {"role": "system", "content": "You chat with the user. Reply with a send_message "
+                                      "function call in JSON."},
+        {"role": "user", "content": "Tell me a long story about a dragon and a knight, with "
+                                    "many details."}])
+    smollm.llm.reset()  # greedy text depends on the evaluation split: always the same one
+    processor = smollm.constraint(schema).processor()
+    generation = smollm.generate(chat.tokens, max_tokens=320, processor=processor).finish()
+    call = json.loads(generation.text)
+    jsonschema.validate(call, schema)
+    assert generation.stats.finish_forced and len(call["thoughts"]) > 500
+    assert generation.stats.generated_tokens > 320 - decoding.structural_chars(schema)
+    assert any(isinstance(v, str) and v for v in call["arguments"].values()), call
 
 
 @settings(max_examples=12, deadline=None,

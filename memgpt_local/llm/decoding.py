@@ -11,7 +11,8 @@ compiled again in every process): the mask is applied with plain numpy.
 A call is never cut: when the runtime sees the output loop, the processor closes the string
 being written (the thoughts, an argument) and the model goes on with the call under the same
 constraint; near the token budget it finishes the call, closing every string it enters. The
-budget it keeps for that (`finish_tokens`) bounds what the rest of any call can need.
+budget it keeps for that (`finish_tokens`) is the structure still to write: the largest call
+before the function is named, then what is left of that function's.
 """
 
 import copy
@@ -49,12 +50,20 @@ def _require_outlines_core():
 
 
 class JsonStrings:
-    """Where a JSON text being written stands with respect to strings: inside one or not, and
-    right after a backslash (the next character is escaped)."""
+    """Where a JSON text being written stands with respect to strings (inside one or not, and
+    right after a backslash), and how much of a call's structure it has written: the
+    characters `structural_chars` counts (all but the text of string values, keys included)
+    and the function named once its name is written."""
+
+    NAME_LIMIT = 64  # bytes of a string kept: enough for any key or function name
 
     def __init__(self):
         self.inside = False
         self.escaped = False
+        self.structure = 0  # structural characters written so far
+        self.function: str | None = None
+        self._text = bytearray()  # the string being written, or the last one (up to the limit)
+        self._key = b""  # the last key written
 
     def feed(self, piece: bytes) -> None:
         """Follow the bytes of one more token."""
@@ -64,7 +73,27 @@ class JsonStrings:
             elif self.inside and byte == 0x5C:  # backslash
                 self.escaped = True
             elif byte == 0x22:  # double quote
-                self.inside = not self.inside
+                self._quote()
+            if self.inside and byte != 0x22 and len(self._text) < self.NAME_LIMIT:
+                self._text.append(byte)
+            elif not self.inside and byte not in b'" \t\r\n':
+                self._outside(byte)
+
+    def _quote(self) -> None:
+        self.inside = not self.inside
+        self.structure += 1
+        if self.inside:
+            self._text.clear()
+        elif self._key == b"function" and self.function is None:
+            self.function = self._text.decode("utf-8", errors="replace")
+            self.structure += len(self._text)
+
+    def _outside(self, byte: int) -> None:
+        self.structure += 1
+        if byte == 0x3A:  # a colon: the string before it was a key
+            self._key = bytes(self._text)
+            self.structure += len(self._text)
+        self._text.clear()
 
     @property
     def closable(self) -> bool:
@@ -95,10 +124,10 @@ class FunctionCallProcessor:
     (finish), so that a call ends valid instead of being cut."""
 
     def __init__(self, index, n_vocab: int, pieces: TokenPieces | None = None,
-                 finish_tokens: int = 0):
+                 structures: dict[str, int] | None = None):
         self.index = index
         self.pieces = pieces
-        self.finish_tokens = finish_tokens  # tokens the rest of any call may need, at most
+        self.structures = structures or {}  # structural_chars of each function's calls
         self.guide = None
         self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
         self.strings = JsonStrings()
@@ -118,10 +147,23 @@ class FunctionCallProcessor:
         self.closing = True
         return True
 
-    def finish(self) -> None:
-        """From now on, close every string as soon as the schema allows: the call ends within
-        finish_tokens tokens."""
-        self.finishing = self.pieces is not None
+    @property
+    def finish_tokens(self) -> int:
+        """The most tokens the rest of this call can need once every string closes as soon as
+        it opens: the structure of the function named so far (of the largest before), less
+        what is written of it (0: no structure known)."""
+        if not self.structures:
+            return 0
+        most = max(self.structures.values())
+        if self.pieces is None:  # no text followed: the whole largest call
+            return most + FINISH_MARGIN_TOKENS
+        need = self.structures.get(self.strings.function or "", most) - self.strings.structure
+        return max(need, 0) + FINISH_MARGIN_TOKENS
+
+    def finish(self, on: bool = True) -> None:
+        """While on, close every string as soon as the schema allows: the call ends within
+        finish_tokens tokens. (Off again once the function named needs less than is left.)"""
+        self.finishing = on and self.pieces is not None
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Advance on the last sampled token, then set disallowed logits to -inf."""
@@ -228,6 +270,13 @@ def structural_chars(schema: dict) -> int:
     return {"string": 2, "integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
 
 
+def function_structures(schema: dict) -> dict[str, int]:
+    """structural_chars of the calls of each function of a call schema, by function name."""
+    variants = schema.get("oneOf", [schema])
+    return {variant["properties"]["function"]["const"]: structural_chars(variant)
+            for variant in variants}
+
+
 def _vocabulary(llm):
     """An outlines-core Vocabulary of the model's tokens, control tokens left out."""
     import llama_cpp
@@ -273,6 +322,7 @@ class FunctionCallConstraint:
         self.index, source = self._load_or_build(llm, cache_dir)
         self.build = IndexBuild(source, time.perf_counter() - start)
         self.pieces = pieces or token_pieces(llm)
+        self.structures = function_structures(schema)
         self.finish_tokens = structural_chars(schema) + FINISH_MARGIN_TOKENS
 
     def _load_or_build(self, llm, cache_dir: Path):
@@ -292,7 +342,7 @@ class FunctionCallConstraint:
 
     def processor(self) -> FunctionCallProcessor:
         """A fresh logits processor over the cached Index (cheap; reset before each call)."""
-        return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.finish_tokens)
+        return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.structures)
 
 
 def token_pieces(llm) -> TokenPieces:

@@ -53,12 +53,15 @@ def _close_string(processor, stats: GenerationStats) -> bool:
 
 
 def _finish_near_budget(processor, stats: GenerationStats, max_tokens: int) -> None:
-    """Once only the tokens the rest of a call may need are left, have the constraint close
-    every string as soon as it opens: the call ends complete within the budget."""
+    """While only the tokens the rest of a call may need are left, have the constraint close
+    every string as soon as it opens: the call ends complete within the budget. The need
+    only shrinks as the call is written, so a string may get text again once the function
+    named needs less than the largest call did."""
     reserve = getattr(processor, "finish_tokens", 0)
-    if reserve and not stats.finish_forced and stats.generated_tokens >= max_tokens - reserve:
-        processor.finish()
-        stats.finish_forced = True
+    if reserve:
+        near = stats.generated_tokens >= max_tokens - reserve
+        processor.finish(near)
+        stats.finish_forced = stats.finish_forced or near
 
 
 def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
