@@ -359,3 +359,18 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
     merged = CliRunner().invoke(cli, ["bench", "report", str(out), "--out",
                                       str(tmp_path / "report")])
     assert merged.exit_code == 0 and "| ceiling | doc-qa | ceiling | 2 |" in merged.output
+
+
+def test_the_summary_counts_agent_steps_and_failed_ones_where_they_were_recorded():
+    from memgpt_local.bench.tasks.report import summary_table
+
+    def row(variant, failed=None, task="doc-qa"):
+        recorded = {"model": "m", "task": task, "variant": variant, "case_id": "c", "score": 0.0,
+                    "wall_s": 1.0, "stopped": None, "calls": [{}, {}, {}]}
+        return recorded if failed is None else {**recorded, "failed_steps": failed}
+
+    table = summary_table([row("memgpt", 1), row("memgpt", 0), row("memgpt-bare"),
+                           row("constrained", task="call-validity")])
+    assert "| m | doc-qa | memgpt | 2 | 0.000 | 0 | 6 (1) | 2 |" in table
+    assert "| m | doc-qa | memgpt-bare | 1 | 0.000 | 0 | 3 | 1 |" in table  # older results
+    assert "| m | call-validity | constrained | 1 | 0.000 | 0 |  | 1 |" in table

@@ -35,16 +35,27 @@ def _grouped(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
 
 
 def summary_table(rows: list[dict]) -> str:
-    """The Markdown table: cases, mean score, steps stopped by the cap, wall time."""
-    lines = ["| model | task | variant | cases | score | stopped | wall time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    """The Markdown table: cases, mean score, cases stopped (step cap, failures), agent steps
+    and those that failed (blank for results recorded without them), wall time."""
+    lines = ["| model | task | variant | cases | score | stopped | steps (failed) "
+             "| wall time (s) |", "|---|---|---|---|---|---|---|---|"]
     for (model, task, variant), group in _grouped(rows, "model", "task", "variant").items():
         score = mean(r["score"] for r in group)
         stopped = sum(bool(r.get("stopped")) for r in group)
         wall = sum(r["wall_s"] for r in group)
         lines.append(f"| {model} | {task} | {variant} | {len(group)} | {score:.3f} | "
-                     f"{stopped} | {wall:.0f} |")
+                     f"{stopped} | {_steps(group)} | {wall:.0f} |")
     return "\n".join(lines)
+
+
+def _steps(group: list[dict]) -> str:
+    """Agent steps, with those that failed in brackets (none for call validity's probes)."""
+    if group[0]["task"] == "call-validity":
+        return ""
+    steps = sum(len(r.get("calls", [])) for r in group)
+    if any("failed_steps" not in r for r in group):
+        return f"{steps}"
+    return f"{steps} ({sum(r['failed_steps'] for r in group)})"
 
 
 def group_table(rows: list[dict], task: str) -> str:

@@ -66,6 +66,7 @@ class CaseResult:
     evaluated_tokens: int = 0
     generated_tokens: int = 0
     calls: list = field(default_factory=list)
+    failed_steps: int = 0  # steps whose call failed (the model got an error back)
     stopped: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -186,4 +187,4 @@ def turn_result(turn: Turn, case: Case, start: float, **fields) -> CaseResult:
         evaluated_tokens=sum(s.stats.evaluated_tokens + s.summary_eval_tokens for s in steps),
         generated_tokens=sum(s.stats.generated_tokens for s in steps),
         calls=[{"function": s.function, "arguments": s.arguments} for s in steps],
-        stopped=turn.stopped)
+        failed_steps=sum(s.failed for s in steps), stopped=turn.stopped)
