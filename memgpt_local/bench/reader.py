@@ -8,21 +8,21 @@ changes between them, so the differences are what the call costs a model, not re
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 from ..agent import context as ctx
 from ..agent.loop import call_schema
 from ..agent.recollection import ENTRY_FUNCTION, entry_text
-from ..agent.settings import AgentSettings
+from ..agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from ..llm.base import Runtime
+from ..memory.core import DEFAULT_LABELS
 from ..memory.messages import Message
 from .tasks.data import Case
+from .tasks.suite import BENCH_NOW
 from .tasks.variants import score
 
 FORMATS = ("plain", "send_message call", "any call")
-HITS = 3  # passages in the entry, as the default memory_hits brings
-LABELS = ["persona", "human"]
-ASKED_AT = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+HITS = NEW_AGENT_SETTINGS["memory_hits"]  # passages in the entry, as a new agent brings
+LABELS = list(DEFAULT_LABELS)
 
 
 @dataclass
@@ -52,7 +52,7 @@ def prompt_messages(task: str, case: Case) -> list[dict]:
     """The agent's instructions, the question and the memory entry, as the agent renders them."""
     settings = AgentSettings()
     entry = entry_text(brought_passages(task, case), [], settings.result_max_chars)
-    question = Message("user", case.question, created_at=ASKED_AT)
+    question = Message("user", case.question, created_at=BENCH_NOW)
     memory = Message("function_result", entry, function_name=ENTRY_FUNCTION)
     return [{"role": "system", "content": ctx.static_instructions()},
             ctx.queue_entry(question), ctx.queue_entry(memory)]
