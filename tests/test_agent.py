@@ -1,14 +1,19 @@
 """The agent loop with a scripted model: functions, errors, heartbeats, warning, flush, resume."""
 
 import random
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memgpt_local.agent.context import queue_entry
 from memgpt_local.agent.loop import Agent, _parse_call
 from memgpt_local.agent.queue import Summarizer
+from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord, AgentStore
@@ -342,6 +347,26 @@ def test_memory_finds_what_left_the_context(tmp_path):
     assert "user: My dog is called Biscuit and he loves the beach." in turn.memory
     assert turn.memory.startswith("Memory related to the user's message")
     assert "  then" not in turn.memory  # the next message is a call, not conversation
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_ctx=st.integers(1300, 4096), lengths=st.lists(st.integers(1, 20), min_size=1,
+                                                        max_size=4))
+def test_memory_brought_never_takes_more_than_its_share_of_the_window(n_ctx, lengths):
+    with tempfile.TemporaryDirectory() as home:
+        agent = make_agent(Path(home), [call("send_message", message="Noted.")], n_ctx=n_ctx,
+                           memory_hits=3, clock=lambda: FIXED)
+        for i, length in enumerate(lengths):
+            agent.insert_passage(f"Pepper the cat {i} " + "sleeps on the red sofa. " * length)
+        question = "Where does Pepper the cat sleep?"
+        turn = agent.send(question)
+        budget = agent.queue_manager.room() * ROOM_SHARE
+        if turn.memory:
+            assert agent.runtime.count_tokens(turn.memory) <= budget
+        else:  # not even the best passage alone fits
+            best = recollect(agent.recall, agent.archival, question, 1, agent.queue,
+                             agent.settings.result_max_chars)
+            assert agent.runtime.count_tokens(best) > budget
 
 
 def test_no_memory_is_brought_when_the_setting_is_off(tmp_path):

@@ -26,7 +26,7 @@ from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute
 from .queue import QueueManager
-from .recollection import ENTRY_FUNCTION, recollect
+from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
 from .streaming import ReplyStreamer
@@ -274,8 +274,10 @@ class Agent:
         """Search archival and recall with the user's message and put what is found, and not
         already in context, into the queue as one labelled entry (see recollection.py)."""
         archival = self.archival if self.archival_count() else None
+        budget = int(self.queue_manager.room() * ROOM_SHARE)
         entry = recollect(self.recall, archival, text, self.settings.memory_hits, self.queue,
-                          self.settings.result_max_chars)
+                          self.settings.result_max_chars,
+                          lambda entry: self.runtime.count_tokens(entry) <= budget)
         if entry:
             self.queue_manager.append(Message("function_result", entry,
                                               function_name=ENTRY_FUNCTION))

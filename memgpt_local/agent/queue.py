@@ -202,6 +202,14 @@ class QueueManager:
                 return prompt
             _cut_longest(parts)
 
+    def room(self) -> int:
+        """Tokens the queue may take: the window less the reply's reserve and the prompt
+        with an empty summary and no queue (instructions and core memory)."""
+        parts = self.parts()
+        bare = ContextParts(parts.static, parts.core, "", [])
+        fixed = len(self.runtime.chat_tokens(bare.messages()).tokens)
+        return self.runtime.n_ctx - self.settings.response_tokens - fixed
+
     def _check_fixed_part(self, parts: ContextParts, limit: int) -> None:
         """Raise, saying what to change, if the prompt cannot fit with every entry empty."""
         bare = ContextParts(parts.static, parts.core, "",

@@ -5,9 +5,11 @@ go into the turn as one labelled entry, stored in recall like a function result.
 A small model rarely searches, or searches with the wrong words; this hands it what a search
 with the user's own words would find. It never duplicates what the context already holds
 (messages in the queue, passages whose text is already there), each hit is cut to a few
-hundred characters and the entry to the agent's result limit; the model decides what to use.
+hundred characters and the entry to the agent's result limit and to a share of the window
+(fewer hits where the window is small); the model decides what to use.
 """
 
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ..memory.messages import Message
@@ -18,6 +20,7 @@ ENTRY_FUNCTION = "memory"  # the function_name of the stored entry (no function 
 HIT_CHARS = 400
 CANDIDATES_PER_HIT = 4  # results read for each hit kept: some are already in context
 CONVERSATION_ROLES = ("user", "assistant")
+ROOM_SHARE = 0.25  # the entry's most tokens, as a share of the room the queue has
 HEADER = ("Memory related to the user's message, found automatically (it may not all be "
           "relevant; search for more if it is not enough):")
 
@@ -36,15 +39,29 @@ class Archival(Protocol):
 
 
 def recollect(recall: Recall, archival: Archival | None, text: str, hits: int,
-              context: list[Message], max_chars: int) -> str | None:
+              context: list[Message], max_chars: int,
+              fits: Callable[[str], bool] = lambda entry: True) -> str | None:
     """The entry for a user message: up to `hits` passages (archival None: none stored) and
-    `hits` past messages not in context, or None where nothing new was found."""
+    `hits` past messages not in context, as many of each (best first) as `fits` accepts; None
+    where nothing new was found or nothing fits."""
     in_context = "\n".join(m.content for m in context)
     passages = _passages(archival, text, hits, in_context) if archival else []
     talk = _conversation(recall, text, hits, {m.id for m in context})
-    if not passages and not talk:
-        return None
-    return entry_text(passages, talk, max_chars)
+    for chosen, lines in _choices(passages, talk):
+        entry = entry_text(chosen, lines, max_chars)
+        if fits(entry):
+            return entry
+    return None
+
+
+def _choices(passages: list[str], talk: list[list[str]]) -> Iterator[tuple[list, list]]:
+    """Entries to try, largest first: the best k of each tier for k down to 1, then the best
+    passage alone and the best conversation hit alone."""
+    for keep in range(max(len(passages), len(talk)), 0, -1):
+        yield passages[:keep], [line for hit in talk[:keep] for line in hit]
+    if passages and talk:
+        yield passages[:1], []
+        yield [], talk[0]
 
 
 def entry_text(passages: list[str], talk: list[str], max_chars: int) -> str:
@@ -68,18 +85,20 @@ def _passages(archival: Archival, text: str, hits: int, in_context: str) -> list
     return list(dict.fromkeys(fresh))[:hits]
 
 
-def _conversation(recall: Recall, text: str, hits: int, in_context: set) -> list[str]:
+def _conversation(recall: Recall, text: str, hits: int, in_context: set) -> list[list[str]]:
+    """The best past messages not in context, each with the conversation turn after it."""
     size = hits * CANDIDATES_PER_HIT + len(in_context)
     found = [m for m in recall.search_text(text, 1, size).items
              if m.id not in in_context and m.role in CONVERSATION_ROLES][:hits]
     following = recall.next_messages(found)
-    lines = []
+    groups = []
     for message in found:
-        lines.append(_cut(message_line(message)))
+        lines = [_cut(message_line(message))]
         reply = following.get(message.id)
         if _shown_after(reply, in_context, found):
             lines.append(_cut(message_line(reply, "  then")))
-    return lines
+        groups.append(lines)
+    return groups
 
 
 def _shown_after(reply: Message | None, in_context: set, found: list[Message]) -> bool:
