@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the agent loop on a real model: a 100-message conversation with prefix reuse,
-against the same conversation through a loop that evaluates the whole prompt at every step.
+against the same conversation through a loop that evaluates the whole prompt at every step
+(the two side by side, a message to each in turn).
 With --processes: 20 messages through `memgpt-local send`, a new process each, with the
 agent's context snapshot and without it (only the static prefix's), side by side.
 
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,27 +44,37 @@ class NaiveRuntime(ModelRuntime):
     """Evaluates the whole prompt at every call: no KV reuse, no prefix snapshot."""
 
     def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None):
+                 context=None, avoid=None):
         self.llm.reset()
-        return super().generate(tokens, max_tokens, sampling, processor)
+        return super().generate(tokens, max_tokens, sampling, processor, avoid=avoid)
 
     def save_context(self, name):
         return None
 
 
-def run_conversation(home: Path, args, runtime_factory) -> list:
-    """Create an agent in a fresh home and send it the messages; return every step."""
-    steps = []
-    with Engine(EngineConfig(home), runtime_factory=runtime_factory,
-                clock=lambda: CLOCK) as engine:
-        engine.create_agent("bench", args.model, args.n_ctx)
-        agent = engine.open_agent("bench")
+def run_conversations(homes: dict[str, Path], args, factories: dict) -> dict[str, dict]:
+    """Create an agent in each fresh home and send each the same messages, interleaved (so
+    the machine's load falls on every run alike); return each run's steps and turns."""
+    runs: dict[str, dict] = {name: {"steps": [], "turns": []} for name in homes}
+    with ExitStack() as stack:
+        agents = {name: _bench_agent(stack, home, args, factories[name])
+                  for name, home in homes.items()}
         for i in range(args.messages):
-            start = time.perf_counter()
-            turn = agent.send(message(i))
-            per_step = (time.perf_counter() - start) / max(1, len(turn.steps))
-            steps += [(step, per_step) for step in turn.steps]
-    return steps
+            for name, agent in agents.items():
+                start = time.perf_counter()
+                turn = agent.send(message(i))
+                per_step = (time.perf_counter() - start) / max(1, len(turn.steps))
+                runs[name]["steps"] += [(step, per_step) for step in turn.steps]
+                runs[name]["turns"].append((agent.runtime.count_tokens(turn.memory or ""),
+                                            turn.memory_s))
+    return runs
+
+
+def _bench_agent(stack: ExitStack, home: Path, args, runtime_factory):
+    engine = stack.enter_context(Engine(EngineConfig(home), runtime_factory=runtime_factory,
+                                        clock=lambda: CLOCK))
+    engine.create_agent("bench", args.model, args.n_ctx)
+    return engine.open_agent("bench")
 
 
 def summary(steps: list) -> dict:
@@ -107,14 +119,21 @@ def _rounded(value):
 
 
 def in_process_figures(args) -> dict:
-    """One process, the KV cache kept: the figures, and the whole-prompt baseline's."""
-    with tempfile.TemporaryDirectory() as reuse_home, tempfile.TemporaryDirectory() as naive:
-        result = {"model": args.model, "n_ctx": args.n_ctx, "messages": args.messages,
-                  **summary(run_conversation(Path(reuse_home), args, ModelRuntime))}
-        if not args.no_naive:
-            print(json.dumps({"reuse_run": result}), file=sys.stderr, flush=True)  # long wait
-            result.update(naive_figures(run_conversation(Path(naive), args, NaiveRuntime),
-                                        result["median_step_s"]))
+    """One process, the KV cache kept: the figures, and the whole-prompt baseline's, the two
+    conversations run side by side."""
+    factories = {"reuse": ModelRuntime} | ({} if args.no_naive else {"naive": NaiveRuntime})
+    with tempfile.TemporaryDirectory() as top:
+        runs = run_conversations({name: Path(top) / name for name in factories}, args,
+                                 factories)
+    reuse = runs["reuse"]
+    memory_tokens = [tokens for tokens, _ in reuse["turns"]]
+    result = {"model": args.model, "n_ctx": args.n_ctx, "messages": args.messages,
+              **summary(reuse["steps"]),
+              "memory_turns": sum(1 for tokens in memory_tokens if tokens),
+              "memory_tokens_per_turn": statistics.mean(memory_tokens),
+              "memory_ms_per_turn": 1000 * statistics.mean(s for _, s in reuse["turns"])}
+    if "naive" in runs:
+        result.update(naive_figures(runs["naive"]["steps"], result["median_step_s"]))
     return result
 
 
@@ -123,7 +142,7 @@ def naive_figures(naive_steps: list, median_step_s: float) -> dict:
     median = statistics.median(t for _, t in naive_steps)
     return {"naive_median_step_s": median,
             "naive_mean_eval_tokens_per_step": statistics.mean(
-                s.stats.evaluated_tokens for s, _ in naive_steps),
+                s.stats.evaluated_tokens + s.summary_eval_tokens for s, _ in naive_steps),
             "speedup": median / median_step_s}
 
 # --- one process per message -------------------------------------------------------------
