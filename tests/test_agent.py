@@ -43,9 +43,12 @@ def make_agent(tmp_path, script, n_ctx=2048, clock=None, **settings) -> Agent:
                  *([clock] if clock else []))
 
 
+def recorded(agent: Agent) -> list[Message]:
+    return agent.recall.search_date("2000-01-01", "2100-01-01", page_size=1000).items
+
+
 def roles(agent: Agent) -> list[str]:
-    return [m.role for m in agent.recall.search_date("2000-01-01", "2100-01-01",
-                                                     page_size=1000).items]
+    return [m.role for m in recorded(agent)]
 
 
 def test_send_message_reaches_the_user_and_everything_is_recorded(tmp_path):
@@ -330,12 +333,18 @@ def test_memory_is_brought_to_each_user_turn_once_and_stored(tmp_path):
     assert "- Pepper the cat sleeps on the red sofa." in turn.memory
     assert "Brest" not in turn.memory  # one hit a tier
     assert "conversation memory" not in turn.memory  # Maria's message is still in context
-    entry = [m for m in agent.queue if m.function_name == "memory"][-1]
-    assert entry.role == "function_result" and entry.content == turn.memory
     prompt = "\n".join(m["content"] for m in agent.runtime.last_messages)
-    assert f"[memory] {turn.memory}" in prompt
+    assert f"[memory] {turn.memory}" in prompt  # the turn's steps read it
+    entry = [m for m in recorded(agent) if m.function_name == "memory"][-1]
+    assert entry.role == "function_result" and entry.content == turn.memory  # kept in recall
+    assert all(m.function_name != "memory" for m in agent.queue)  # the turn is over: put away
     again = agent.send("Where does Pepper the cat sleep?")
-    assert again.memory is None or "red sofa" not in again.memory  # already in context
+    assert "red sofa" in again.memory  # brought again: the last entry left the context
+    prompt = "\n".join(m["content"] for m in agent.runtime.last_messages)
+    assert prompt.count("red sofa") == 1
+    agent.stores.db.close()
+    resumed = make_agent(tmp_path, [], memory_hits=1, clock=lambda: FIXED)
+    assert [m.id for m in resumed.queue] == [m.id for m in agent.queue]
 
 
 def test_memory_finds_what_left_the_context(tmp_path):

@@ -264,13 +264,15 @@ class Agent:
             memory = self._bring_memory(event.content) if bring else None
             memory_s = time.perf_counter() - started
         if memory and listener:
-            listener("memory", memory)
+            listener("memory", memory.content)
         turn = self._chain(listener)
-        turn.memory, turn.memory_s = memory, memory_s
+        if memory:
+            self._put_away(memory)
+        turn.memory, turn.memory_s = memory and memory.content, memory_s
         turn.saved_context = self.runtime.save_context(self.record.name)
         return turn
 
-    def _bring_memory(self, text: str) -> str | None:
+    def _bring_memory(self, text: str) -> Message | None:
         """Search archival and recall with the user's message and put what is found, and not
         already in context, into the queue as one labelled entry (see recollection.py)."""
         archival = self.archival if self.archival_count() else None
@@ -278,10 +280,16 @@ class Agent:
         entry = recollect(self.recall, archival, text, self.settings.memory_hits, self.queue,
                           self.settings.result_max_chars,
                           lambda entry: self.runtime.count_tokens(entry) <= budget)
-        if entry:
-            self.queue_manager.append(Message("function_result", entry,
-                                              function_name=ENTRY_FUNCTION))
-        return entry
+        if not entry:
+            return None
+        return self.queue_manager.append(Message("function_result", entry,
+                                                 function_name=ENTRY_FUNCTION))
+
+    def _put_away(self, entry: Message) -> None:
+        """The turn is over: its memory entry leaves the context (recall keeps it), so it
+        takes no room from later turns, which bring their own."""
+        with self.transaction():
+            self.queue_manager.queue = [m for m in self.queue if m.id != entry.id]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
