@@ -1,6 +1,7 @@
 """Memory brought to the model: before the first step of a user turn, archival and recall are
 searched with the user's message (the same searches the functions run) and the best few hits
-go into the turn as one labelled entry, stored in recall like a function result.
+go into the turn as one labelled entry, stored in recall like a function result. The entry
+belongs to its turn: the agent takes it out of the context when the turn ends.
 
 A small model rarely searches, or searches with the wrong words; this hands it what a search
 with the user's own words would find. It never duplicates what the context already holds
