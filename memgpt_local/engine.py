@@ -73,18 +73,41 @@ def _kv_budget() -> int:
         raise MemgptLocalError(f"${KV_BUDGET_ENV}: {exc}") from None
 
 
+def runtime_for(spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
+                n_ctx: int | None = None, seed: int = DEFAULT_SEED) -> Runtime:
+    """The runtime an entry asks for: in process, or on the inference server it names."""
+    if spec.server:
+        from .llm.remote import RemoteRuntime
+
+        return RemoteRuntime(spec, snapshots, grammar_dir, n_ctx=n_ctx, seed=seed)
+    return ModelRuntime(spec, snapshots, grammar_dir, n_ctx=n_ctx, seed=seed)
+
+
+def _server_report(spec: ModelSpec) -> dict | None:
+    """For an entry on an inference server: where, and what a probe of it found."""
+    if not spec.server:
+        return None
+    from .llm.llama_server import LlamaServer
+
+    server = LlamaServer(spec.server, spec.api_key(), read_timeout_s=30, retries=0)
+    try:
+        return {"url": spec.server, "kind": spec.server_kind, **server.check()}
+    finally:
+        server.close()
+
+
 class Engine:
     """The home, its database, the registry, the loaded runtimes, the embedder and the KV
     snapshot store; agents are created, opened and managed through it."""
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
-                 runtime_factory: RuntimeFactory = ModelRuntime,
+                 runtime_factory: RuntimeFactory | None = None,
                  clock: ctx.Clock = ctx.utc_now, embedder: Embedder | None = None,
                  runtime_wrapper: Callable[[Runtime], Runtime] | None = None):
         self.config = config or EngineConfig.from_environment()
         self.home = self.config.home
         self.wait = wait
-        self._runtime_factory = runtime_factory
+        self._runtime_factory = runtime_factory or runtime_for
         self._runtime_wrapper = runtime_wrapper  # instruments every runtime (benchmarks)
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self._embedder = embedder  # None: the configured model, loaded on first use
@@ -347,7 +370,8 @@ class Engine:
             models.append({"alias": alias, "present": present,
                            "path": str(path) if present else None,
                            "how_to_get": None if present else spec.how_to_get(),
-                           "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads()})
+                           "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads(),
+                           "server": _server_report(spec)})
         return {**hardware_report(), "home": str(self.home), "models": models}
 
     # --- lifetime ---------------------------------------------------------------------------

@@ -31,3 +31,7 @@ class ContextOverflowError(MemgptLocalError):
 
 class SettingsError(MemgptLocalError):
     """Agent settings (tool rules included) that cannot be used; nothing was changed."""
+
+
+class RemoteServerError(MemgptLocalError):
+    """An inference server that is down, refuses, times out or answers out of contract."""

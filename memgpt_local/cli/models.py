@@ -34,7 +34,8 @@ def models_list(as_json: bool) -> None:
         rows.append({"alias": alias, "default": alias == registry.default,
                      "file": spec.file or spec.hf_file or spec.path, "size": size,
                      "n_ctx": spec.n_ctx, "template": spec.chat_template, "present": present,
-                     "source": spec.source()})
+                     "source": spec.source(), "server": spec.server,
+                     "server_kind": spec.server_kind if spec.server else None})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -44,6 +45,9 @@ def models_list(as_json: bool) -> None:
         name = row["alias"] + ("*" if row["default"] else "")
         click.echo(f"{name:<16} {str(row['file']):<36} {row['size']:>8} {row['n_ctx']:>6} "
                    f"{row['template']:<9} {'yes' if row['present'] else 'no'}")
+        if row["server"]:
+            click.echo(f"{'':<16} runs on {row['server_kind']} at {row['server']} "
+                       "(`memgpt-local doctor` probes it)")
     click.echo("* default model")
 
 
@@ -64,6 +68,14 @@ def models_info(alias: str, as_json: bool) -> None:
             click.echo(f"{key}:\n{value}")
         else:
             click.echo(f"{key}: {value}")
+
+
+@models.command("path")
+@click.argument("alias")
+@user_errors
+def models_path(alias: str) -> None:
+    """Print where a model's GGUF file is (scripts/llama-server.sh serves it from there)."""
+    click.echo(str(engine().registry.get(alias).locate()))
 
 
 @models.command("download")

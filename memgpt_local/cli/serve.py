@@ -110,3 +110,16 @@ def doctor(as_json: bool) -> None:
         where = model["path"] or f"missing. {model['how_to_get']}"
         click.echo(f"  {model['alias']:<16} n_gpu_layers={model['n_gpu_layers']:<3} "
                    f"threads={model['threads']:<3} {where}")
+        if model["server"]:
+            click.echo(f"  {'':<16} {_server_line(model['server'])}")
+
+
+def _server_line(server: dict) -> str:
+    """One line on a model's inference server, from doctor's probe."""
+    where = f"on {server['kind']} at {server['url']}: "
+    if not server["answers"]:
+        return where + f"not answering ({server['error']})"
+    grammar = "applies grammars" if server["constraint_works"] else (
+        "IGNORES GRAMMARS: calls would not be constrained")
+    return where + f"serves {server['serves']}, window {server['n_ctx']}, " \
+        f"{server['slots']} slot(s), {grammar}"

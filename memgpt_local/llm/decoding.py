@@ -124,8 +124,9 @@ class FunctionCallProcessor:
     (finish), so that a call ends valid instead of being cut."""
 
     def __init__(self, index, n_vocab: int, pieces: TokenPieces | None = None,
-                 structures: dict[str, int] | None = None):
+                 structures: dict[str, int] | None = None, regex: str = ""):
         self.index = index
+        self.regex = regex  # the language the index accepts (a server's grammar is made of it)
         self.pieces = pieces
         self.structures = structures or {}  # structural_chars of each function's calls
         self.guide = None
@@ -167,17 +168,39 @@ class FunctionCallProcessor:
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Advance on the last sampled token, then set disallowed logits to -inf."""
+        if self.guide is None:
+            self._start()
+        elif not self.guide.is_finished() or self.guide.accepts_tokens([int(input_ids[-1])]):
+            self._advance(int(input_ids[-1]))
+        logits[~self.allowed(len(logits))] = -np.inf
+        return logits
+
+    def accept(self, token: int) -> bool:
+        """Follow one token sampled elsewhere (a server's); False if the schema, with the
+        string closing asked for, does not allow it here (nothing is advanced then)."""
+        if self.guide is None:
+            self._start()
+        if token >= len(self.mask) * 32 or not self.allowed(token + 1)[token]:
+            return False
+        self._advance(token)
+        return True
+
+    def allowed(self, n_vocab: int) -> np.ndarray:
+        """The tokens allowed next (a mask over the first n_vocab ids)."""
+        if self.guide is None:
+            self._start()
+        self.guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
+        allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[:n_vocab] == 1
+        return self._narrowed(allowed)
+
+    def _start(self) -> None:
         from outlines_core import Guide
 
-        if self.guide is None:
-            self.guide = Guide(self.index)
-        elif not self.guide.is_finished() or self.guide.accepts_tokens([int(input_ids[-1])]):
-            self.guide.advance(token_id=int(input_ids[-1]), return_tokens=False)
-            self._follow(int(input_ids[-1]))
-        self.guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
-        allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[: len(logits)] == 1
-        logits[~self._narrowed(allowed)] = -np.inf
-        return logits
+        self.guide = Guide(self.index)
+
+    def _advance(self, token: int) -> None:
+        self.guide.advance(token_id=token, return_tokens=False)
+        self._follow(token)
 
     def _follow(self, token: int) -> None:
         if self.pieces is not None:
@@ -342,7 +365,8 @@ class FunctionCallConstraint:
 
     def processor(self) -> FunctionCallProcessor:
         """A fresh logits processor over the cached Index (cheap; reset before each call)."""
-        return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.structures)
+        return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.structures,
+                                     self.regex)
 
 
 def token_pieces(llm) -> TokenPieces:

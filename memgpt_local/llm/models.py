@@ -27,7 +27,20 @@ class ModelSpec:
     n_gpu_layers: int = 0
     n_threads: int = 0
     assemble: bool = False
+    server: str | None = None  # an inference server that runs the model (http://HOST:PORT)
+    server_kind: str = "llama-server"  # or "vllm"
+    served_model: str | None = None  # the model name the server knows (vLLM)
+    api_key_file: str | None = None  # a file holding the server's API key
     models_dir: str | None = None  # where hf_repo files are downloaded to (set by the registry)
+
+    def api_key(self) -> str | None:
+        """The server's API key, read from api_key_file (None without one)."""
+        if not self.api_key_file:
+            return None
+        try:
+            return Path(self.api_key_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise RegistryError(f"Model '{self.alias}': cannot read api_key_file: {exc}") from exc
 
     def threads(self) -> int:
         """Threads to use: the configured number, or every core when it is 0."""
@@ -135,7 +148,21 @@ def _entry(alias: str, table: dict, origin: Path, models_dir: Path | None) -> Mo
     if not (spec.package and spec.file) and not spec.path and not (spec.hf_repo and spec.hf_file):
         raise RegistryError(f"{origin}: model '{alias}' needs package+file, path, "
                             "or hf_repo+hf_file")
+    _check_server(spec, origin)
     return spec
+
+
+SERVER_KINDS = ("llama-server", "vllm")
+
+
+def _check_server(spec: ModelSpec, origin: Path) -> None:
+    """A remote entry names its server by URL and its kind by one of SERVER_KINDS."""
+    if spec.server_kind not in SERVER_KINDS:
+        raise RegistryError(f"{origin}: model '{spec.alias}' has server_kind "
+                            f"'{spec.server_kind}'. Valid: {', '.join(SERVER_KINDS)}")
+    if spec.server is not None and not spec.server.startswith(("http://", "https://")):
+        raise RegistryError(f"{origin}: model '{spec.alias}' has server '{spec.server}': "
+                            "give a URL such as http://127.0.0.1:8080")
 
 
 class Registry:

@@ -11,20 +11,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ContextOverflowError, MemgptLocalError
+from ..errors import ContextOverflowError
 from .base import (
     DEFAULT_SEED,
     Generation,
     GenerationStats,
-    PromptTokens,
     SamplingSettings,
     SavedContext,
 )
-from .chat_template import ChatTemplate
-from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_pieces
+from .decoding import COPY_SPAN, NoCopyProcessor
 from .gguf import unreadable_model_errors
-from .kvcache import KvCache, SnapshotStore, file_key
+from .kvcache import KvCache, SnapshotStore
 from .models import ModelSpec
+from .tokenizer import ModelTokenizer
 
 LOOP_MIN_SPAN = 8  # a loop repeats a span of at least this many tokens
 LOOP_MAX_SPAN = 64
@@ -85,87 +84,20 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
             swa_full=True, verbose=False)
 
 
-class ModelRuntime:
+class ModelRuntime(ModelTokenizer):
     """A loaded GGUF model: tokenizer, chat template, KV snapshots and generation (the
     llama.cpp implementation of base.Runtime)."""
 
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
                  n_ctx: int | None = None, seed: int = DEFAULT_SEED):
-        self.spec = spec
-        self.path = spec.locate()
+        path = spec.locate()
         self.n_ctx = n_ctx or spec.n_ctx
-        self.grammar_dir = grammar_dir
-        self.llm = _load_llama(self.path, spec, self.n_ctx, seed)
-        self.metadata: dict[str, str] = dict(self.llm.metadata)
-        self.template = self._load_template()
+        super().__init__(spec, _load_llama(path, spec, self.n_ctx, seed), path, grammar_dir)
         self.kv = KvCache(self.llm, snapshots, self.path, spec, self.n_ctx)
-        self.pieces = token_pieces(self.llm)  # the constraints' token texts, for this model
 
     def close(self) -> None:
         """Free the model and its context (the runtime is unusable afterwards)."""
         self.llm.close()
-
-    def _load_template(self) -> ChatTemplate:
-        path = self.spec.chat_template_path()
-        source = path.read_text() if path else self.metadata.get("tokenizer.chat_template")
-        if not source:
-            raise MemgptLocalError(
-                f"{self.path.name} has no chat template. Set chat_template for "
-                f"'{self.spec.alias}' in models.toml to a file in prompt_templates/chat/.")
-        return ChatTemplate(source, self.token_text(self.llm.token_bos()),
-                            self.token_text(self.llm.token_eos()))
-
-    def constraint(self, schema: dict) -> FunctionCallConstraint:
-        """The function-call constraint for a schema on this model (its index built once)."""
-        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
-                                      self.pieces)
-
-    def token_text(self, token: int) -> str:
-        """The text of one token, special tokens rendered as their text."""
-        if token < 0:
-            return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-
-    def control_tokens(self) -> dict[int, str]:
-        """The vocabulary's control tokens (those only the chat template may put in a
-        prompt), by id, with their text."""
-        from llama_cpp import llama_vocab_is_control
-
-        vocab = self.llm._model.vocab
-        return {token: self.token_text(token) for token in range(self.llm.n_vocab())
-                if llama_vocab_is_control(vocab, token)}
-
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        """Tokenize text with the model's tokenizer; special=False keeps control tokens inert."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def count_tokens(self, text: str) -> int:
-        """Number of tokens in a plain text, by the model's own tokenizer."""
-        return len(self.tokenize(text))
-
-    def detokenize(self, tokens: list[int]) -> str:
-        """Text of a token sequence."""
-        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
-
-    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True) -> PromptTokens:
-        """Render chat messages and tokenize them; message text never yields control tokens."""
-        tokens: list[int] = []
-        ends = [0] * len(messages)
-        for segment in self.template.segments(messages, add_generation_prompt):
-            tokens += self.tokenize(segment.text, special=segment.is_template)
-            if segment.message_index is not None:
-                ends[segment.message_index] = len(tokens)
-        bos = self.llm.token_bos()
-        if self.llm._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
-            tokens.insert(0, bos)
-            ends = [e + 1 for e in ends]
-        return PromptTokens(tokens, ends)
-
-    def is_end_of_generation(self, token: int) -> bool:
-        """Whether a token ends a turn (EOS, end-of-turn and the like)."""
-        from llama_cpp import llama_vocab_is_eog
-
-        return bool(llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None,

@@ -1,0 +1,72 @@
+"""A real llama.cpp server on loopback for the tests and benchmarks, built once by
+scripts/build-llama-server.sh (from the llama.cpp inside llama-cpp-python's source package;
+cached under ~/.cache). Needs the repository (a source checkout), not only the package."""
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 120
+
+
+def server_binary() -> Path:
+    """The llama-server binary, built first if it is not cached (minutes, once)."""
+    done = subprocess.run([str(ROOT / "scripts" / "build-llama-server.sh")], check=True,
+                          stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LlamaServerProcess:
+    """One llama-server process serving a GGUF on a loopback port."""
+
+    def __init__(self, model: Path, n_ctx: int = 4096, parallel: int = 1,
+                 extra: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(server_binary()), "--model", str(model), "--host", "127.0.0.1",
+                   "--port", str(self.port), "--ctx-size", str(n_ctx * parallel),
+                   "--parallel", str(parallel), "--threads", "2", *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"llama-server on {self.url} was not ready in {READY_TIMEOUT_S} s")
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP): it holds its port and answers nothing."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process go on (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """End the process (and wait for it)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=30)

@@ -1,0 +1,150 @@
+"""The HTTP client of llama.cpp's `llama-server`: completions of token-id prompts, streamed.
+
+Only the server's native API is used (`/completion`, `/props`, `/health`): it takes a prompt
+as token ids, a GBNF grammar, and reports the tokens it took from its prompt cache. Every
+failure becomes one RemoteServerError naming the server; a request is retried only before
+its first token arrives (a refused connection, a 503 while the model loads), a few times with
+backoff, so nothing the model wrote is ever asked for twice.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from ..errors import RemoteServerError
+
+RETRIES = 3
+BACKOFF_S = 0.5
+CONNECT_TIMEOUT_S = 5.0
+GRAMMAR_PROBE = "42"
+READ_TIMEOUT_S = 300.0  # between two streamed tokens (a long prompt's evaluation included)
+
+
+class LlamaServer:
+    """One llama-server, reached over HTTP."""
+
+    def __init__(self, url: str, api_key: str | None = None,
+                 read_timeout_s: float = READ_TIMEOUT_S, retries: int = RETRIES):
+        self.url = url.rstrip("/")
+        self.retries = retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S)
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.http.close()
+
+    def props(self) -> dict:
+        """The server's settings (`/props`): its window, slots and model file."""
+        return self._json("GET", "/props")
+
+    def check(self) -> dict:
+        """Whether the server answers, what it serves, and whether it applies a grammar (a
+        probe whose grammar allows one answer only)."""
+        try:
+            props = self.props()
+            probe = self.complete({"prompt": "Say anything.", "n_predict": 4,
+                                   "grammar": f'root ::= "{GRAMMAR_PROBE}"'})
+        except RemoteServerError as exc:
+            return {"answers": False, "error": str(exc)}
+        settings = props.get("default_generation_settings", {})
+        return {"answers": True, "serves": props.get("model_path"),
+                "n_ctx": settings.get("n_ctx"), "slots": props.get("total_slots"),
+                "constraint_works": probe.get("content") == GRAMMAR_PROBE}
+
+    def complete(self, body: dict) -> dict:
+        """One completion, not streamed."""
+        return self._json("POST", "/completion", json={**body, "stream": False})
+
+    def stream(self, body: dict) -> Iterator[dict]:
+        """The events of one streamed completion; closing the iterator cancels it (the
+        server stops generating when the connection closes)."""
+        with self._open_stream({**body, "stream": True}) as response:
+            try:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield self._decode(line[len("data: "):])
+            except httpx.TransportError as exc:
+                raise RemoteServerError(f"llama-server at {self.url} broke off a completion "
+                                        f"({_reason(exc)})") from None
+
+    def _open_stream(self, body: dict):
+        """A streamed response whose status was OK, retried while nothing has come back."""
+        for attempt in range(self.retries + 1):
+            try:
+                context = self.http.stream("POST", "/completion", json=body)
+                response = context.__enter__()
+            except httpx.TransportError as exc:
+                self._wait_or_raise(attempt, f"cannot be reached ({_reason(exc)})")
+                continue
+            if response.status_code == 503 and attempt < self.retries:
+                context.__exit__(None, None, None)
+                self._wait_or_raise(attempt, "is busy or loading")
+                continue
+            if response.status_code >= 400:
+                response.read()
+                context.__exit__(None, None, None)
+                raise self._status_error(response)
+            return _Closing(context, response)
+        raise AssertionError("unreachable")
+
+    def _wait_or_raise(self, attempt: int, what: str) -> None:
+        if attempt >= self.retries:
+            raise RemoteServerError(f"llama-server at {self.url} {what}; tried "
+                                    f"{self.retries + 1} time(s). Is it running?")
+        time.sleep(BACKOFF_S * 2 ** attempt)
+
+    def _json(self, method: str, path: str, **kwargs) -> dict:
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                self._wait_or_raise(attempt, f"cannot be reached ({_reason(exc)})")
+                continue
+            if response.status_code == 503 and attempt < self.retries:
+                self._wait_or_raise(attempt, "is busy or loading")
+                continue
+            if response.status_code >= 400:
+                raise self._status_error(response)
+            return self._decode(response.text)
+        raise AssertionError("unreachable")
+
+    def _decode(self, text: str) -> dict:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise RemoteServerError(f"llama-server at {self.url} answered something that is "
+                                    f"not JSON: {text[:80]!r}") from None
+        if not isinstance(value, dict):
+            raise RemoteServerError(f"llama-server at {self.url} answered {text[:80]!r}")
+        return value
+
+    def _status_error(self, response: httpx.Response) -> RemoteServerError:
+        try:
+            detail = response.json().get("error", {}).get("message", "")
+        except (json.JSONDecodeError, AttributeError):
+            detail = response.text[:120]
+        return RemoteServerError(f"llama-server at {self.url} answered "
+                                 f"{response.status_code}: {detail or response.reason_phrase}")
+
+
+class _Closing:
+    """A streamed response that closes its request when the `with` block ends."""
+
+    def __init__(self, context, response: httpx.Response):
+        self.context, self.response = context, response
+
+    def __enter__(self) -> httpx.Response:
+        return self.response
+
+    def __exit__(self, *exc) -> None:
+        self.context.__exit__(*exc)
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,268 @@
+"""The remote runtime: a model that an inference server runs, with the in-process guarantees.
+
+Prompts are rendered and tokenized here with the GGUF's own vocabulary and template (the file
+is read for its vocabulary only) and sent as token ids, so user text never becomes a control
+token and token counts are exact. The call constraint goes to the server as a GBNF grammar
+translated from the very regex the in-process constraint uses, and every token that comes back
+is followed by that constraint here as well: a token it does not allow is the server's fault,
+reported as such, never a silent retry.
+
+Where the in-process runtime steers decoding token by token (a loop closed, the call finished
+within its budget, an earlier reply not copied), the server's stream is stopped and the rest is
+decoded here, one token per request, each chosen by the server among the tokens the local
+constraint allows (logit_bias): the same guarantees, paid for in requests only on those paths.
+"""
+
+import codecs
+import time
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ContextOverflowError, RemoteServerError
+from .base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
+from .decoding import COPY_SPAN, FunctionCallProcessor, NoCopyProcessor
+from .gbnf import regex_to_gbnf
+from .gguf import unreadable_model_errors
+from .kvcache import SnapshotStore
+from .llama_server import LlamaServer
+from .models import ModelSpec
+from .runtime import repeating_span
+from .tokenizer import ModelTokenizer
+
+BIAS_ALLOW = 1000.0  # a logit bias that puts the allowed tokens above every other
+
+
+def _load_vocabulary(path: Path):
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False), unreadable_model_errors(path):
+        return Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+
+@lru_cache(maxsize=64)
+def _grammar(regex: str) -> str:
+    return regex_to_gbnf(regex)
+
+
+class RemoteRuntime(ModelTokenizer):
+    """A model run by a llama-server (base.Runtime): local tokenizer, template and
+    constraint; generation on the server."""
+
+    def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
+                 n_ctx: int | None = None, seed: int = DEFAULT_SEED,
+                 server: LlamaServer | None = None):
+        path = spec.locate()
+        super().__init__(spec, _load_vocabulary(path), path, grammar_dir)
+        self.n_ctx = n_ctx or spec.n_ctx
+        self.server = server or LlamaServer(str(spec.server), spec.api_key())
+
+    def close(self) -> None:
+        """Close the connections and free the vocabulary."""
+        self.server.close()
+        self.llm.close()
+
+    def save_context(self, name: str) -> SavedContext | None:
+        """The server keeps its own prompt cache; nothing is snapshotted here."""
+        return None
+
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None,
+                 processor: Callable | None = None, prefix_len: int = 0,
+                 context: str | None = None, avoid: list[str] | None = None) -> Generation:
+        """Start a streamed completion of prompt tokens on the server (see base.Runtime)."""
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"Prompt has {len(tokens)} tokens; the context window is {self.n_ctx}.")
+        stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
+        decode = _Decode(self, tokens, min(max_tokens, self.n_ctx - len(tokens)),
+                         sampling or SamplingSettings(), processor, self._no_copy(avoid), stats)
+        generation = Generation(iter(()), stats)
+        generation.stream = decode.run(generation)
+        return generation
+
+    def _no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
+        if not texts:
+            return None
+        return NoCopyProcessor([self.tokenize(t) for t in texts] +
+                               [self.tokenize(" " + t) for t in texts], COPY_SPAN)
+
+    def request(self, tokens: list[int], sampling: SamplingSettings, n_predict: int) -> dict:
+        """The body of a /completion request for a token-id prompt."""
+        return {"prompt": tokens, "n_predict": n_predict, "cache_prompt": True,
+                "return_tokens": True, "temperature": sampling.temperature,
+                "top_k": sampling.top_k, "top_p": sampling.top_p, "min_p": sampling.min_p,
+                "repeat_penalty": sampling.repeat_penalty, "seed": sampling.seed,
+                "samplers": ["top_k", "top_p", "min_p", "temperature"]}
+
+
+class _Decode:
+    """One generation: streamed from the server while it may run freely, then token by token
+    where the local processors must steer."""
+
+    def __init__(self, runtime: RemoteRuntime, prompt: list[int], max_tokens: int,
+                 sampling: SamplingSettings, processor: FunctionCallProcessor | None,
+                 no_copy: NoCopyProcessor | None, stats: GenerationStats):
+        self.runtime, self.prompt, self.max_tokens = runtime, prompt, max_tokens
+        self.sampling, self.processor, self.no_copy, self.stats = (
+            sampling, processor, no_copy, stats)
+        self.output: list[int] = []
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.ended = False  # the model ended its output (end of generation or the call's end)
+        self.steer = False  # the rest must be decoded token by token
+
+    def run(self, generation: Generation) -> Iterator[str]:
+        """Yield the text as it comes; fill generation.tokens and the stats."""
+        start = time.perf_counter()
+        for each in (self.processor, self.no_copy):
+            if each is not None:
+                each.reset()
+        yield from self._streamed(start)
+        while not self.ended and self.steer and len(self.output) < self.max_tokens:
+            yield from self._take(self._steered_token(), start)
+        self._finish_reason()
+        tail = self.decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+        generation.tokens = self.output
+        self.stats.total_s = time.perf_counter() - start
+
+    def _streamed(self, start: float) -> Iterator[str]:
+        """The server decodes freely (under the grammar) until a local check asks to steer;
+        the budget check is the in-process one, made at every token."""
+        self._finish_near_budget()
+        if self.steer:
+            return
+        body = self.runtime.request(self.prompt, self.sampling, self.max_tokens)
+        if self.processor is not None:
+            body["grammar"] = _grammar(self.processor.regex)
+        events = self.runtime.server.stream(body)
+        try:
+            for event in events:
+                for token in event.get("tokens", []):
+                    yield from self._take(token, start)
+                    if self.ended or self.steer:
+                        return
+                if event.get("stop"):
+                    self._server_stopped(event)
+                    return
+        finally:
+            events.close()
+
+    def _reserve(self) -> int:
+        return getattr(self.processor, "finish_tokens", 0) if self.processor else 0
+
+    def _server_stopped(self, event: dict) -> None:
+        """The server ended the stream: the figures it reports, and whether it ended a
+        call it should have finished."""
+        self._read_cache_figures(event)
+        if event.get("stop_type") == "eos" and not self._call_finished():
+            raise RemoteServerError(f"llama-server at {self.runtime.server.url} ended a call "
+                                    "its grammar does not allow to end: is it applying the "
+                                    "grammar?")
+        if event.get("stop_type") == "eos":
+            self.ended = True
+        else:
+            self.steer = self.processor is not None and not self._call_finished()
+
+    def _read_cache_figures(self, event: dict) -> None:
+        timings = event.get("timings", {})
+        self.stats.evaluated_tokens += int(timings.get("prompt_n", 0))
+        if event.get("tokens_cached") is not None:
+            self.stats.prefix_source = "server"
+
+    def _call_finished(self) -> bool:
+        return self.processor is None or self.processor.finished
+
+    def _take(self, token: int, start: float) -> Iterator[str]:
+        """Follow one token: check it, keep it, yield its text, watch for loops and copies."""
+        if self.stats.ttft_s == 0.0:
+            self.stats.ttft_s = time.perf_counter() - start
+        if self.runtime.is_end_of_generation(token):
+            self.ended = True
+            return
+        self._check(token)
+        self.output.append(token)
+        self.stats.generated_tokens += 1
+        piece = self.decoder.decode(self.runtime.llm.detokenize([token]))
+        if piece:
+            yield piece
+        self._watch()
+
+    def _check(self, token: int) -> None:
+        if self.processor is not None and not self.processor.accept(token):
+            raise RemoteServerError(
+                f"llama-server at {self.runtime.server.url} sent token {token} "
+                f"({self.runtime.token_text(token)!r}), which the call's grammar does not "
+                "allow here: is it applying the grammar?")
+
+    def _watch(self) -> None:
+        """After a token: end at the call's end, steer on a loop, a copy or the budget."""
+        if self.processor is not None and self.processor.finished:
+            self.ended = True
+            return
+        if self.sampling.stop_repeats and repeating_span(self.output, self.sampling.stop_repeats):
+            if self.processor is None or not self.processor.close_string():
+                self.stats.finish_reason = "loop"
+                self.ended = True
+                return
+            self.stats.loops_closed += 1
+            self.steer = True
+        if self._copy_banned() is not None:
+            self.steer = True
+        self._finish_near_budget()
+
+    def _copy_banned(self) -> np.ndarray | None:
+        """The tokens the no-copy rule bans next (None: none)."""
+        if self.no_copy is None:
+            return None
+        logits = np.zeros(self.runtime.llm.n_vocab(), dtype=np.float32)
+        self.no_copy(np.array(self.prompt + self.output), logits)
+        banned = ~np.isfinite(logits)
+        return banned if banned.any() else None
+
+    def _finish_near_budget(self) -> None:
+        reserve = self._reserve()
+        if reserve and self.processor is not None:
+            near = self.stats.generated_tokens >= self.max_tokens - reserve
+            self.processor.finish(near)
+            self.stats.finish_forced = self.stats.finish_forced or near
+            self.steer = self.steer or near
+
+    def _steered_token(self) -> int:
+        """One token from the server, among those the local processors allow."""
+        allowed = np.ones(self.runtime.llm.n_vocab(), dtype=bool)
+        if self.processor is not None:
+            allowed &= self.processor.allowed(len(allowed))
+        banned = self._copy_banned()
+        if banned is not None and (allowed & ~banned).any():
+            allowed &= ~banned
+        body = self.runtime.request(self.prompt + self.output, self.sampling, 1)
+        body["logit_bias"] = _bias(allowed)
+        answer = self.runtime.server.complete(body)
+        self._read_cache_figures(answer)
+        tokens = answer.get("tokens") or []
+        if not tokens:
+            self.ended = True  # the server ended the output (only an unconstrained one may)
+            return self.runtime.llm.token_eos()
+        return int(tokens[0])
+
+    def _finish_reason(self) -> None:
+        if self.stats.finish_reason == "loop":
+            return
+        if len(self.output) >= self.max_tokens and not self._call_finished():
+            self.stats.finish_reason = "length"
+        elif len(self.output) >= self.max_tokens and self.processor is None:
+            self.stats.finish_reason = "length"
+
+
+def _bias(allowed: np.ndarray) -> list:
+    """A logit_bias that leaves only the allowed tokens: the disallowed ones banned, or the
+    allowed ones raised above all, whichever list is shorter."""
+    allowed_ids = np.flatnonzero(allowed)
+    if len(allowed_ids) <= len(allowed) - len(allowed_ids):
+        return [[int(t), BIAS_ALLOW] for t in allowed_ids]
+    return [[int(t), False] for t in np.flatnonzero(~allowed)]

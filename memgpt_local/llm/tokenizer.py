@@ -1,0 +1,91 @@
+"""A GGUF model's own tokenizer, chat template and call constraint, apart from running it.
+
+Both runtimes build on it: the in-process one (runtime.py) over the fully loaded model, the
+remote one (remote.py) over the file's vocabulary alone, so that prompts, token counts and
+constraints are computed here the same way whichever process runs the model.
+"""
+
+from pathlib import Path
+
+from ..errors import MemgptLocalError
+from .base import PromptTokens
+from .chat_template import ChatTemplate
+from .decoding import FunctionCallConstraint, token_pieces
+from .kvcache import file_key
+from .models import ModelSpec
+
+
+class ModelTokenizer:
+    """Tokenizing, chat templating and constraint building for one GGUF model (`llm`: a
+    llama_cpp.Llama, loaded whole or its vocabulary only)."""
+
+    def __init__(self, spec: ModelSpec, llm, path: Path, grammar_dir: Path):
+        self.spec = spec
+        self.llm = llm
+        self.path = path
+        self.grammar_dir = grammar_dir
+        self.metadata: dict[str, str] = dict(llm.metadata)
+        self.template = self._load_template()
+        self.pieces = token_pieces(llm)  # the constraints' token texts, for this model
+
+    def _load_template(self) -> ChatTemplate:
+        path = self.spec.chat_template_path()
+        source = path.read_text() if path else self.metadata.get("tokenizer.chat_template")
+        if not source:
+            raise MemgptLocalError(
+                f"{self.path.name} has no chat template. Set chat_template for "
+                f"'{self.spec.alias}' in models.toml to a file in prompt_templates/chat/.")
+        return ChatTemplate(source, self.token_text(self.llm.token_bos()),
+                            self.token_text(self.llm.token_eos()))
+
+    def constraint(self, schema: dict) -> FunctionCallConstraint:
+        """The function-call constraint for a schema on this model (its index built once)."""
+        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
+                                      self.pieces)
+
+    def token_text(self, token: int) -> str:
+        """The text of one token, special tokens rendered as their text."""
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def control_tokens(self) -> dict[int, str]:
+        """The vocabulary's control tokens (those only the chat template may put in a
+        prompt), by id, with their text."""
+        from llama_cpp import llama_vocab_is_control
+
+        vocab = self.llm._model.vocab
+        return {token: self.token_text(token) for token in range(self.llm.n_vocab())
+                if llama_vocab_is_control(vocab, token)}
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Tokenize text with the model's tokenizer; special=False keeps control tokens inert."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens in a plain text, by the model's own tokenizer."""
+        return len(self.tokenize(text))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of a token sequence."""
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True) -> PromptTokens:
+        """Render chat messages and tokenize them; message text never yields control tokens."""
+        tokens: list[int] = []
+        ends = [0] * len(messages)
+        for segment in self.template.segments(messages, add_generation_prompt):
+            tokens += self.tokenize(segment.text, special=segment.is_template)
+            if segment.message_index is not None:
+                ends[segment.message_index] = len(tokens)
+        bos = self.llm.token_bos()
+        if self.llm._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
+            tokens.insert(0, bos)
+            ends = [e + 1 for e in ends]
+        return PromptTokens(tokens, ends)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """Whether a token ends a turn (EOS, end-of-turn and the like)."""
+        from llama_cpp import llama_vocab_is_eog
+
+        return bool(llama_vocab_is_eog(self.llm._model.vocab, token))
