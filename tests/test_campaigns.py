@@ -36,8 +36,12 @@ def test_killed_sends_lose_and_duplicate_nothing(tmp_path):
 
 @pytest.mark.real
 @pytest.mark.parametrize("alias,limit", [("smollm2-135m", None), ("gemma3-270m", 300)])
-def test_control_token_texts_never_become_control_tokens(alias, limit):
-    report = run_injection(alias, limit=limit)
+@pytest.mark.parametrize("server", [None, "http://127.0.0.1:9"], ids=["in-process", "remote"])
+def test_control_token_texts_never_become_control_tokens(alias, limit, server):
+    """In process and through the remote runtime (whose prompts are sent as they are: see
+    test_remote.py), on every untrusted path."""
+    report = run_injection(alias, limit=limit, server=server)
+    assert report.runtime == ("RemoteRuntime" if server else "ModelRuntime")
     assert report.attempts >= 7 * min(limit or 17, 17) and report.prompts_checked >= 5
     assert len(report.paths_reached) == 7  # every untrusted path reached a prompt
     assert (report.injections, report.constraint_control_tokens) == (0, 0), report.leaked

@@ -44,6 +44,7 @@ class InjectionReport:
     prompts_checked: int = 0
     constraint_control_tokens: int = 0
     paths_reached: set[str] = field(default_factory=set)
+    runtime: str = ""  # the class of the runtime whose tokenizer made the prompts
     leaked: list[str] = field(default_factory=list)
 
 
@@ -159,13 +160,19 @@ def _round(engine: Engine, probe: ProbeRuntime, alias: str, chunk: str, number: 
         engine.close_agent(agent)
 
 
-def run_injection(alias: str, n_ctx: int = 8192, limit: int | None = None) -> InjectionReport:
-    """Send every control token's text of a model through every path (at most `limit`)."""
+def run_injection(alias: str, n_ctx: int = 8192, limit: int | None = None,
+                  server: str | None = None) -> InjectionReport:
+    """Send every control token's text of a model through every path (at most `limit`);
+    with `server`, through the remote runtime of an entry on that server (its prompts are
+    what it sends; no generation is asked of the server)."""
     report = InjectionReport()
     with tempfile.TemporaryDirectory(prefix="memgpt-injection-") as folder:
         home = Path(folder)
+        if server:
+            alias = _remote_entry(alias, server, home)
         with Engine(EngineConfig(home), embedder=HashingEmbedder()) as real:
             runtime = real.runtime(alias, n_ctx)
+            report.runtime = type(runtime).__name__
             control = runtime.control_tokens()
             report.constraint_control_tokens = _constraint_control(runtime, control)
             texts = sorted(set(control.values()) - {""}, key=len, reverse=True)[:limit]
@@ -177,6 +184,20 @@ def run_injection(alias: str, n_ctx: int = 8192, limit: int | None = None) -> In
                     _round(engine, probe, alias, chunk, number, home)
             report.attempts = len(texts) * len(PATHS)
     return report
+
+
+def _remote_entry(alias: str, server: str, home: Path) -> str:
+    """Write an entry for the same GGUF on a server into the home's models.toml."""
+    from dataclasses import asdict
+
+    from ..llm.models import Registry
+
+    spec = asdict(Registry.load().get(alias))
+    fields = {k: v for k, v in spec.items() if v is not None and k not in ("alias", "models_dir")}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in
+             {**fields, "server": server, "server_kind": "llama-server"}.items()]
+    (home / "models.toml").write_text(f"[models.{alias}-remote]\n" + "\n".join(lines) + "\n")
+    return f"{alias}-remote"
 
 
 def _constraint_control(runtime: "ModelRuntime", control: dict[int, str]) -> int:

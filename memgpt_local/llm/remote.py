@@ -59,6 +59,7 @@ class RemoteRuntime(ModelTokenizer):
         super().__init__(spec, _load_vocabulary(path), path, grammar_dir)
         self.n_ctx = n_ctx or spec.n_ctx
         self.server = server or LlamaServer(str(spec.server), spec.api_key())
+        self._window_checked = False
 
     def close(self) -> None:
         """Close the connections and free the vocabulary."""
@@ -77,12 +78,26 @@ class RemoteRuntime(ModelTokenizer):
         if len(tokens) >= self.n_ctx:
             raise ContextOverflowError(
                 f"Prompt has {len(tokens)} tokens; the context window is {self.n_ctx}.")
+        self._check_window()
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         decode = _Decode(self, tokens, min(max_tokens, self.n_ctx - len(tokens)),
                          sampling or SamplingSettings(), processor, self._no_copy(avoid), stats)
         generation = Generation(iter(()), stats)
         generation.stream = decode.run(generation)
         return generation
+
+    def _check_window(self) -> None:
+        """Once: the server's window for one request must hold this runtime's."""
+        if self._window_checked:
+            return
+        settings = self.server.props().get("default_generation_settings", {})
+        served = int(settings.get("n_ctx", 0))
+        if served and served < self.n_ctx:
+            raise RemoteServerError(
+                f"llama-server at {self.server.url} has a window of {served} tokens per slot; "
+                f"'{self.spec.alias}' needs {self.n_ctx}. Start it with a larger --ctx-size "
+                "(the total is shared by its --parallel slots) or lower n_ctx.")
+        self._window_checked = True
 
     def _no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
         if not texts:
@@ -137,13 +152,16 @@ class _Decode:
         if self.steer:
             return
         body = self.runtime.request(self.prompt, self.sampling, self.max_tokens)
+        body["timings_per_token"] = True
         if self.processor is not None:
             body["grammar"] = _grammar(self.processor.regex)
         events = self.runtime.server.stream(body)
+        timings: dict = {}
         try:
             for event in events:
+                timings = event.get("timings") or timings
                 for token in event.get("tokens", []):
-                    yield from self._take(token, start)
+                    yield from self._take(token, start, streamed=True)
                     if self.ended or self.steer:
                         return
                 if event.get("stop"):
@@ -151,38 +169,40 @@ class _Decode:
                     return
         finally:
             events.close()
-
-    def _reserve(self) -> int:
-        return getattr(self.processor, "finish_tokens", 0) if self.processor else 0
+            self._count_evaluated(timings)
 
     def _server_stopped(self, event: dict) -> None:
-        """The server ended the stream: the figures it reports, and whether it ended a
-        call it should have finished."""
-        self._read_cache_figures(event)
-        if event.get("stop_type") == "eos" and not self._call_finished():
+        """The server ended the stream: at the end of generation only a finished call may
+        end (else the server is not applying the grammar); at its limit, steer on."""
+        if event.get("stop_type") != "eos":
+            self.steer = not self._call_finished()
+        elif self._call_finished():
+            self.ended = True
+        else:
             raise RemoteServerError(f"llama-server at {self.runtime.server.url} ended a call "
                                     "its grammar does not allow to end: is it applying the "
                                     "grammar?")
-        if event.get("stop_type") == "eos":
-            self.ended = True
-        else:
-            self.steer = self.processor is not None and not self._call_finished()
 
-    def _read_cache_figures(self, event: dict) -> None:
-        timings = event.get("timings", {})
-        self.stats.evaluated_tokens += int(timings.get("prompt_n", 0))
-        if event.get("tokens_cached") is not None:
+    def _count_evaluated(self, timings: dict) -> None:
+        """Add the prompt tokens one request had the server evaluate (its cache took the
+        rest)."""
+        if timings:
+            self.stats.evaluated_tokens += int(timings.get("prompt_n", 0))
             self.stats.prefix_source = "server"
 
     def _call_finished(self) -> bool:
         return self.processor is None or self.processor.finished
 
-    def _take(self, token: int, start: float) -> Iterator[str]:
-        """Follow one token: check it, keep it, yield its text, watch for loops and copies."""
+    def _take(self, token: int, start: float, streamed: bool = False) -> Iterator[str]:
+        """Follow one token: check it, keep it, yield its text, watch for loops and the
+        budget. A streamed token the no-copy rule bans is dropped and steering begins."""
         if self.stats.ttft_s == 0.0:
             self.stats.ttft_s = time.perf_counter() - start
         if self.runtime.is_end_of_generation(token):
             self.ended = True
+            return
+        if streamed and self._copies(token):
+            self.steer = True
             return
         self._check(token)
         self.output.append(token)
@@ -200,7 +220,7 @@ class _Decode:
                 "allow here: is it applying the grammar?")
 
     def _watch(self) -> None:
-        """After a token: end at the call's end, steer on a loop, a copy or the budget."""
+        """After a token: end at the call's end, steer on a loop or near the budget."""
         if self.processor is not None and self.processor.finished:
             self.ended = True
             return
@@ -211,9 +231,12 @@ class _Decode:
                 return
             self.stats.loops_closed += 1
             self.steer = True
-        if self._copy_banned() is not None:
-            self.steer = True
         self._finish_near_budget()
+
+    def _copies(self, token: int) -> bool:
+        """Whether the no-copy rule bans this token next (it would copy a long span)."""
+        banned = self._copy_banned()
+        return banned is not None and token < len(banned) and bool(banned[token])
 
     def _copy_banned(self) -> np.ndarray | None:
         """The tokens the no-copy rule bans next (None: none)."""
@@ -225,8 +248,8 @@ class _Decode:
         return banned if banned.any() else None
 
     def _finish_near_budget(self) -> None:
-        reserve = self._reserve()
-        if reserve and self.processor is not None:
+        reserve = getattr(self.processor, "finish_tokens", 0)
+        if reserve:
             near = self.stats.generated_tokens >= self.max_tokens - reserve
             self.processor.finish(near)
             self.stats.finish_forced = self.stats.finish_forced or near
@@ -243,19 +266,14 @@ class _Decode:
         body = self.runtime.request(self.prompt + self.output, self.sampling, 1)
         body["logit_bias"] = _bias(allowed)
         answer = self.runtime.server.complete(body)
-        self._read_cache_figures(answer)
+        self._count_evaluated(answer.get("timings") or {})
         tokens = answer.get("tokens") or []
         if not tokens:
-            self.ended = True  # the server ended the output (only an unconstrained one may)
-            return self.runtime.llm.token_eos()
+            return self.runtime.llm.token_eos()  # the server ended the output
         return int(tokens[0])
 
     def _finish_reason(self) -> None:
-        if self.stats.finish_reason == "loop":
-            return
-        if len(self.output) >= self.max_tokens and not self._call_finished():
-            self.stats.finish_reason = "length"
-        elif len(self.output) >= self.max_tokens and self.processor is None:
+        if self.stats.finish_reason != "loop" and len(self.output) >= self.max_tokens:
             self.stats.finish_reason = "length"
 
 
