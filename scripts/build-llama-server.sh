@@ -25,6 +25,10 @@ echo "memgpt-local: fetching the source of llama-cpp-python $version" >&2
 tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
 source_dir="$work/llama_cpp_python-$version/vendor/llama.cpp"
 
+if ! command -v cmake >/dev/null; then  # the registry's cmake and ninja, into the venv
+  .venv/bin/python -m pip install --disable-pip-version-check --quiet cmake ninja >&2
+  export PATH="$PWD/.venv/bin:$PATH"
+fi
 echo "memgpt-local: building llama-server (first time: about 10 minutes)" >&2
 generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ContextOverflowError, RemoteServerError
 from .base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
-from .decoding import COPY_SPAN, FunctionCallProcessor, NoCopyProcessor
+from .decoding import FunctionCallProcessor, NoCopyProcessor
 from .gbnf import regex_to_gbnf
 from .gguf import unreadable_model_errors
 from .kvcache import SnapshotStore
@@ -81,7 +81,7 @@ class RemoteRuntime(ModelTokenizer):
         self._check_window()
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         decode = _Decode(self, tokens, min(max_tokens, self.n_ctx - len(tokens)),
-                         sampling or SamplingSettings(), processor, self._no_copy(avoid), stats)
+                         sampling or SamplingSettings(), processor, self.no_copy(avoid), stats)
         generation = Generation(iter(()), stats)
         generation.stream = decode.run(generation)
         return generation
@@ -98,12 +98,6 @@ class RemoteRuntime(ModelTokenizer):
                 f"'{self.spec.alias}' needs {self.n_ctx}. Start it with a larger --ctx-size "
                 "(the total is shared by its --parallel slots) or lower n_ctx.")
         self._window_checked = True
-
-    def _no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
-        if not texts:
-            return None
-        return NoCopyProcessor([self.tokenize(t) for t in texts] +
-                               [self.tokenize(" " + t) for t in texts], COPY_SPAN)
 
     def request(self, tokens: list[int], sampling: SamplingSettings, n_predict: int) -> dict:
         """The body of a /completion request for a token-id prompt."""

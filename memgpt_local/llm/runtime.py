@@ -19,7 +19,6 @@ from .base import (
     SamplingSettings,
     SavedContext,
 )
-from .decoding import COPY_SPAN, NoCopyProcessor
 from .gguf import unreadable_model_errors
 from .kvcache import KvCache, SnapshotStore
 from .models import ModelSpec
@@ -117,16 +116,10 @@ class ModelRuntime(ModelTokenizer):
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         max_tokens = min(max_tokens, self.n_ctx - len(tokens))
         generation = Generation(iter(()), stats)
-        processors = [p for p in (processor, self._no_copy(avoid)) if p is not None]
+        processors = [p for p in (processor, self.no_copy(avoid)) if p is not None]
         generation.stream = self._stream(tokens, max_tokens, sampling or SamplingSettings(),
                                          processors, (prefix_len, context), generation)
         return generation
-
-    def _no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
-        if not texts:
-            return None
-        return NoCopyProcessor([self.tokenize(t) for t in texts] +
-                               [self.tokenize(" " + t) for t in texts], COPY_SPAN)
 
     def save_context(self, name: str) -> SavedContext | None:
         """Snapshot the whole KV state (the last prompt and output) under a name."""

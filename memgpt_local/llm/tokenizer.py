@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import MemgptLocalError
 from .base import PromptTokens
 from .chat_template import ChatTemplate
-from .decoding import FunctionCallConstraint, token_pieces
+from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_pieces
 from .kvcache import file_key
 from .models import ModelSpec
 
@@ -89,3 +89,11 @@ class ModelTokenizer:
         from llama_cpp import llama_vocab_is_eog
 
         return bool(llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    def no_copy(self, texts: list[str] | None) -> NoCopyProcessor | None:
+        """A processor that keeps the output from copying COPY_SPAN tokens of these texts in a
+        row (None without texts)."""
+        if not texts:
+            return None
+        return NoCopyProcessor([self.tokenize(t) for t in texts] +
+                               [self.tokenize(" " + t) for t in texts], COPY_SPAN)
