@@ -12,6 +12,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120
+# llama-cpp-python's settings, so that greedy decoding on the server is the in-process one
+# token for token (the server's defaults, flash attention and 2048-token batches, round
+# differently and a greedy call can differ in a word)
+IN_PROCESS_NUMERICS = ("--flash-attn", "off", "--batch-size", "512")
 
 
 def server_binary() -> Path:
@@ -37,7 +41,8 @@ class LlamaServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         command = [str(server_binary()), "--model", str(model), "--host", "127.0.0.1",
                    "--port", str(self.port), "--ctx-size", str(n_ctx * parallel),
-                   "--parallel", str(parallel), "--threads", "2", *extra]
+                   "--parallel", str(parallel), "--threads", "2", *IN_PROCESS_NUMERICS,
+                   *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         self._wait_ready()
