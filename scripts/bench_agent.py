@@ -74,6 +74,8 @@ def _bench_agent(stack: ExitStack, home: Path, args, runtime_factory):
     engine = stack.enter_context(Engine(EngineConfig(home), runtime_factory=runtime_factory,
                                         clock=lambda: CLOCK))
     engine.create_agent("bench", args.model, args.n_ctx)
+    if args.memory_hits is not None:
+        engine.configure_agent("bench", {"memory_hits": args.memory_hits})
     return engine.open_agent("bench")
 
 
@@ -100,6 +102,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only (the default)")
     parser.add_argument("--no-naive", action="store_true",
                         help="skip the whole-prompt baseline run (the slow half)")
+    parser.add_argument("--memory-hits", type=int,
+                        help="the agents' memory_hits (default: what a new agent gets; 0: no "
+                             "memory brought to a turn, as before issue 20)")
     parser.add_argument("--processes", action="store_true",
                         help="one `memgpt-local send` process per message, with and without "
                              "the agent's context snapshot")
@@ -129,6 +134,8 @@ def in_process_figures(args) -> dict:
     memory_tokens = [tokens for tokens, _ in reuse["turns"]]
     result = {"model": args.model, "n_ctx": args.n_ctx, "messages": args.messages,
               **summary(reuse["steps"]),
+              "mean_generated_tokens_per_step": statistics.mean(
+                  s.stats.generated_tokens for s, _ in reuse["steps"]),
               "memory_turns": sum(1 for tokens in memory_tokens if tokens),
               "memory_tokens_per_turn": statistics.mean(memory_tokens),
               "memory_ms_per_turn": 1000 * statistics.mean(s for _, s in reuse["turns"])}
@@ -179,6 +186,8 @@ def process_figures(args) -> dict:
         for home in homes.values():
             create = ["agents", "create", "bench", "--model", args.model]
             create += ["--n-ctx", str(args.n_ctx)] if args.n_ctx else []
+            create += [] if args.memory_hits is None else ["--memory-hits",
+                                                           str(args.memory_hits)]
             subprocess.run([sys.executable, "-m", "memgpt_local", *create], check=True,
                            env={**os.environ, "MEMGPT_LOCAL_HOME": str(home)},
                            capture_output=True)

@@ -196,7 +196,10 @@ def _remote_entry(alias: str, server: str, home: Path) -> str:
     fields = {k: v for k, v in spec.items() if v is not None and k not in ("alias", "models_dir")}
     lines = [f"{key} = {json.dumps(value)}" for key, value in
              {**fields, "server": server, "server_kind": "llama-server"}.items()]
-    (home / "models.toml").write_text(f"[models.{alias}-remote]\n" + "\n".join(lines) + "\n")
+    for folder in (home, home / "probe"):  # the real engine's home and the probe engine's
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "models.toml").write_text(
+            f"[models.{alias}-remote]\n" + "\n".join(lines) + "\n")
     return f"{alias}-remote"
 
 
