@@ -135,6 +135,14 @@ def test_a_remote_entry_is_checked(tmp_path):
         Registry.load(toml)
 
 
+def test_a_vllm_entry_says_it_is_not_supported_yet(smol_spec, tmp_path):
+    from dataclasses import replace
+
+    spec = replace(smol_spec, server="http://127.0.0.1:9", server_kind="vllm")
+    with pytest.raises(RemoteServerError, match="'vllm' is not supported yet"):
+        RemoteRuntime(spec, SnapshotStore(tmp_path), tmp_path / "grammar")
+
+
 # --- through a real llama-server -----------------------------------------------------------
 
 @pytest.mark.real

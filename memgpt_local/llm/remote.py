@@ -55,6 +55,9 @@ class RemoteRuntime(ModelTokenizer):
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
                  n_ctx: int | None = None, seed: int = DEFAULT_SEED,
                  server: LlamaServer | None = None):
+        if spec.server_kind != "llama-server":
+            raise RemoteServerError(f"Model '{spec.alias}': server_kind '{spec.server_kind}' "
+                                    "is not supported yet; only llama-server is.")
         path = spec.locate()
         super().__init__(spec, _load_vocabulary(path), path, grammar_dir)
         self.n_ctx = n_ctx or spec.n_ctx
