@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memgpt_local.bench.llama_server_process import LlamaServerProcess, free_port
+from memgpt_local.bench.llama_server_process import LlamaServerProcess
 from memgpt_local.errors import RegistryError, RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.base import Runtime, SamplingSettings
@@ -20,6 +20,7 @@ from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.llm.llama_server import LlamaServer
 from memgpt_local.llm.models import Registry
 from memgpt_local.llm.remote import RemoteRuntime
+from memgpt_local.processes import free_port
 
 FUNCTIONS = [
     {"name": "send_message", "parameters": {

@@ -3,12 +3,10 @@ scripts/build-llama-server.sh (from the llama.cpp inside llama-cpp-python's sour
 cached under ~/.cache). Needs the repository (a source checkout), not only the package."""
 
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
+from ..processes import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120
@@ -23,13 +21,6 @@ def server_binary() -> Path:
     done = subprocess.run([str(ROOT / "scripts" / "build-llama-server.sh")], check=True,
                           stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (at the time of asking)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LlamaServerProcess:
@@ -48,18 +39,10 @@ class LlamaServerProcess:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama-server on {self.url} was not ready in {READY_TIMEOUT_S} s")
+        why = wait_healthy(self.url, self.process, READY_TIMEOUT_S)
+        if why is not None:
+            self.stop()
+            raise RuntimeError(f"llama-server on {self.url} did not start: {why}")
 
     def pause(self) -> None:
         """Stop the process (SIGSTOP): it holds its port and answers nothing."""

@@ -3,20 +3,11 @@ benchmark's real server)."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from ..processes import free_port, wait_healthy
 
 
 class ServerProcess:
@@ -36,17 +27,10 @@ class ServerProcess:
         self._wait_ready()
 
     def _wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.kill()
-        raise RuntimeError(f"the server did not start: {self.log.read_text()}")
+        why = wait_healthy(self.url, self.process, timeout_s)
+        if why is not None:
+            self.kill()
+            raise RuntimeError(f"the server did not start ({why}): {self.log.read_text()}")
 
     def stop(self) -> int:
         """Stop it as Ctrl-C does (a clean shutdown); its exit code."""
