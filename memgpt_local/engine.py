@@ -87,13 +87,9 @@ def _server_report(spec: ModelSpec) -> dict | None:
     """For an entry on an inference server: where, and what a probe of it found."""
     if not spec.server:
         return None
-    from .llm.llama_server import LlamaServer
+    from .llm.remote import probe_server
 
-    server = LlamaServer(spec.server, spec.api_key(), read_timeout_s=30, retries=0)
-    try:
-        return {"url": spec.server, "kind": spec.server_kind, **server.check()}
-    finally:
-        server.close()
+    return probe_server(spec)
 
 
 class Engine:
@@ -161,6 +157,16 @@ class Engine:
         """A loaded model (the registry's default when no alias), shared through the pool."""
         spec = self.model_spec(alias)
         return self.runtimes.acquire(spec, n_ctx or spec.n_ctx)
+
+    def parallel_slots(self, alias: str | None = None) -> int:
+        """How many generations a model's backend runs at once (1 in process, not loaded)."""
+        if not self.model_spec(alias).server:
+            return 1
+        runtime = self.runtime(alias)
+        try:
+            return runtime.parallel_slots()
+        finally:
+            self.runtimes.release(runtime)
 
     def recall_storage(self, name: str) -> RecallStorage:
         """An agent's recall storage."""

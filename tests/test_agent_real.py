@@ -1,4 +1,6 @@
-"""The agent on the real SmolLM2 model through the CLI: a long conversation in a small window."""
+"""The agent on the real SmolLM2 model through the CLI: a long conversation in a small window,
+and a resume in a new process - with the model in process and on a real llama-server (the
+home's models.toml puts the same entry on the server)."""
 
 import json
 import subprocess
@@ -8,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
+from memgpt_local.bench.llama_server_process import LlamaServerProcess
 from memgpt_local.cli import cli
 from memgpt_local.memory.database import Database
 
@@ -26,9 +29,22 @@ def user_message(i: int) -> str:
     return words
 
 
+@pytest.fixture(scope="module", params=["in-process", "llama-server"])
+def backend(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("agent-home")
+def home(backend, registry, tmp_path_factory):
+    home = tmp_path_factory.mktemp(f"agent-home-{backend}")
+    if backend == "in-process":
+        yield home
+        return
+    server = LlamaServerProcess(registry.get("smollm2-135m").locate(), n_ctx=N_CTX)
+    (home / "models.toml").write_text(f'[models.smollm2-135m]\nserver = "{server.url}"\n'
+                                      'server_kind = "llama-server"\n')
+    yield home
+    server.stop()
 
 
 def run(home, *args) -> dict:
@@ -37,7 +53,7 @@ def run(home, *args) -> dict:
     return result
 
 
-def test_forty_messages_in_a_2048_window(home):
+def test_forty_messages_in_a_2048_window(home, backend):
     run(home, "agents", "create", "ann", "--model", "smollm2-135m", "--n-ctx", str(N_CTX))
     steps = []
     for i in range(40):
@@ -48,6 +64,8 @@ def test_forty_messages_in_a_2048_window(home):
     assert all(s["stats"]["prompt_tokens"] + s["stats"]["generated_tokens"] <= N_CTX
                for s in steps)
     assert any(s["flushed"] for s in steps)
+    sources = {s["stats"]["prefix_source"] for s in steps}
+    assert sources == {"server"} if backend == "llama-server" else "server" not in sources
     info = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert info["flushes"] >= 1 and info["summary"].strip()
     with Database(home) as db:
@@ -57,7 +75,7 @@ def test_forty_messages_in_a_2048_window(home):
     assert info["recall_messages"] > info["in_context_messages"]
 
 
-def test_the_agent_resumes_in_a_new_process(home):
+def test_the_agent_resumes_in_a_new_process(home, backend):
     before = json.loads(run(home, "agents", "show", "ann", "--json").output)
     out = subprocess.run([sys.executable, "-m", "memgpt_local", "send", "--agent", "ann",
                           "--json", "Do you remember my cat?"],
@@ -65,11 +83,15 @@ def test_the_agent_resumes_in_a_new_process(home):
                          capture_output=True, text=True, check=True)
     *lines, last = [json.loads(line) for line in out.stdout.splitlines()]
     first = lines[0]
-    # the previous send's whole context comes back from its snapshot: only new text is read
-    # (by the step, or by the summary call before it when the step had to flush first)
-    assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
+    # the previous send's whole context comes back from its snapshot, or is still in the
+    # server's cache: only new text is read (by the step, or by the summary call before it
+    # when the step had to flush first)
+    if backend == "llama-server":
+        assert first["stats"]["prefix_source"] == "server" and last["saved_context"] is None
+    else:
+        assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
+        assert last["saved_context"]["bytes"] > 0
     assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + 8
-    assert last["saved_context"]["bytes"] > 0
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert after["recall_messages"] >= before["recall_messages"] + 3
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]

@@ -402,3 +402,72 @@ def test_doctor_says_a_remote_entry_does_not_answer(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0
     assert f"on llama-server at {url}: not answering" in result.output
+
+
+# --- serve: turns of different agents at once on a remote model ------------------------------
+
+@pytest.fixture(scope="module")
+def two_slot_server(smol_spec):
+    process = LlamaServerProcess(smol_spec.locate(), n_ctx=2048, parallel=2)
+    yield process
+    process.stop()
+
+
+def _wait_for(check, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.real
+def test_serve_runs_turns_of_different_agents_at_once(two_slot_server, tmp_path):
+    """Both agents' turns wait on a paused llama-server at once, the API still answers, a
+    second message to one agent waits its turn; resumed, every turn is stored whole."""
+    import threading
+
+    import httpx
+
+    from memgpt_local.server.process import ServerProcess
+
+    _remote_home(tmp_path, two_slot_server.url)
+    served = ServerProcess(tmp_path, "--model", "smol-remote")
+    statuses: dict[str, int] = {}
+    try:
+        http = httpx.Client(base_url=served.url, timeout=300)
+        assert http.get("/health").json()["max_turns"] == 2  # the server's two slots
+        for name in ("ana", "ben"):
+            assert http.post("/agents", json={"name": name, "model": "smol-remote"}
+                             ).status_code == 201
+
+        def send(name: str, text: str) -> None:
+            with httpx.Client(base_url=served.url, timeout=300) as own:
+                statuses[text] = own.post(f"/agents/{name}/messages",
+                                          json={"text": text}).status_code
+
+        two_slot_server.pause()
+        sends = [threading.Thread(target=send, args=args) for args in
+                 (("ana", "I am Ana."), ("ben", "I am Ben."), ("ana", "Ana again."))]
+        for thread in sends:
+            thread.start()
+            time.sleep(0.2)
+        assert _wait_for(lambda: http.get("/health").json() == {
+            "status": "ok", "waiting": 1, "running": 2, "max_turns": 2})
+        listed = http.get("/agents", timeout=10)  # the engine is free meanwhile
+        assert {a["name"] for a in listed.json()} == {"ana", "ben"}
+        two_slot_server.resume()
+        for thread in sends:
+            thread.join(300)
+        assert statuses == {"I am Ana.": 200, "I am Ben.": 200, "Ana again.": 200}
+        for name, texts in (("ana", ["I am Ana.", "Ana again."]), ("ben", ["I am Ben."])):
+            messages = http.get(f"/agents/{name}/messages").json()
+            assert [m["content"] for m in messages if m["role"] == "user"] == texts
+            roles = [m["role"] for m in messages]
+            assert all(roles[i + 1] == "function_result" for i, role in enumerate(roles)
+                       if role == "function_call")
+        http.close()
+    finally:
+        two_slot_server.resume()
+        assert served.stop() == 0

@@ -1,6 +1,7 @@
-"""The server in process: its one queue to the engine (order, a full queue, a timeout; as HTTP
-a 503 with Retry-After, never a request that waits forever), and generated bad input, which
-must get a 4xx and never a 500."""
+"""The server in process: its queue to the engine (order, a full queue, a timeout; as HTTP a 503
+with Retry-After, never a request that waits forever; with several threads, never two jobs of
+one agent at once and the engine used by one thread outside remote model calls), and generated
+bad input, which must get a 4xx and never a 500."""
 
 import threading
 import time
@@ -25,7 +26,7 @@ def blocker(worker: EngineWorker) -> threading.Event:
     return release
 
 
-def test_jobs_run_one_at_a_time_in_order():
+def test_one_agents_jobs_run_one_at_a_time_in_order():
     worker = EngineWorker(max_waiting=50)
     ran, running = [], []
 
@@ -38,7 +39,7 @@ def test_jobs_run_one_at_a_time_in_order():
         return number
 
     release = blocker(worker)
-    tickets = [worker.submit(lambda n=n: job(n)) for n in range(30)]
+    tickets = [worker.submit(lambda n=n: job(n), key="agent") for n in range(30)]
     release.set()
     assert [t.future.result(5) for t in tickets] == list(range(30)) == ran
     worker.stop()
@@ -74,6 +75,89 @@ def test_job_errors_reach_the_caller_and_the_worker_goes_on():
     with pytest.raises(ZeroDivisionError):
         worker.run(lambda: 1 / 0)
     assert worker.run(lambda: 2) == 2
+    worker.stop()
+
+
+class Overlaps:
+    """What jobs on a worker did at once: per key, and on the engine (outside unlocked())."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.keys: list[str] = []
+        self.on_engine = self.most_on_engine = self.in_flight = self.most_in_flight = 0
+        self.ran: list[int] = []
+
+    def job(self, worker: EngineWorker, number: int, key: str, wait_s: float) -> int:
+        """Enter with a key, use the engine, wait on a 'model' unlocked, use it again."""
+        with self.lock:
+            assert key not in self.keys, f"two jobs of {key} at once"
+            self.keys.append(key)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self._use_engine()
+        with worker.unlocked():
+            time.sleep(wait_s)
+        self._use_engine()
+        with self.lock:
+            self.keys.remove(key)
+            self.in_flight -= 1
+            self.ran.append(number)
+        return number
+
+    def _use_engine(self) -> None:
+        with self.lock:
+            self.on_engine += 1
+            self.most_on_engine = max(self.most_on_engine, self.on_engine)
+        time.sleep(0.0005)
+        with self.lock:
+            self.on_engine -= 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(max_turns=st.integers(1, 4),
+       jobs=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 4)), min_size=1,
+                     max_size=12))
+def test_parallel_turns_never_share_an_agent_or_the_engine(max_turns, jobs):
+    worker = EngineWorker(max_waiting=50, max_turns=max_turns)
+    seen = Overlaps()
+    tickets = [worker.submit(lambda n=n, k=k, w=w: seen.job(worker, n, k, w / 1000), key=k,
+                             turn=True) for n, (k, w) in enumerate(jobs)]
+    assert [t.future.result(10) for t in tickets] == list(range(len(jobs)))
+    worker.stop()
+    assert sorted(seen.ran) == list(range(len(jobs)))  # each ran, once
+    assert seen.most_on_engine == 1 and seen.most_in_flight <= max_turns
+
+
+def test_turns_overlap_model_calls_and_a_busy_agent_lets_others_pass():
+    worker = EngineWorker(max_waiting=10, max_turns=2)
+    seen = Overlaps()
+    first = worker.submit(lambda: seen.job(worker, 0, "a", 0.3), key="a", turn=True)
+    second = worker.submit(lambda: seen.job(worker, 1, "a", 0.0), key="a", turn=True)
+    third = worker.submit(lambda: seen.job(worker, 2, "b", 0.0), key="b", turn=True)
+    assert [t.future.result(5) for t in (first, second, third)] == [0, 1, 2]
+    assert seen.ran == [2, 0, 1]  # b ran during a's model call; a's second job after its first
+    assert seen.most_in_flight == 2
+    worker.stop()
+
+
+def test_other_jobs_run_while_every_turn_waits_on_its_model():
+    worker = EngineWorker(max_waiting=10, max_turns=2)
+    model = threading.Event()
+
+    def turn():
+        with worker.unlocked():
+            model.wait(10)
+
+    turns = [worker.submit(turn, key=k, turn=True) for k in "ab"]
+    third = worker.submit(turn, key="c", turn=True)
+    deadline = time.monotonic() + 5
+    while worker.running() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.running() == 2 and worker.waiting() == 1  # the third turn waits its turn
+    assert worker.run(lambda: "listed") == "listed"  # a list, a search: not held up
+    model.set()
+    for ticket in (*turns, third):
+        ticket.future.result(5)
     worker.stop()
 
 

@@ -10,13 +10,20 @@ import copy
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MemgptLocalError
-from ..llm.base import GenerationStats, Runtime, SamplingSettings, SavedContext
+from ..llm.base import (
+    Generation,
+    GenerationStats,
+    PromptTokens,
+    Runtime,
+    SamplingSettings,
+    SavedContext,
+)
 from ..llm.decoding import function_call_schema
 from ..memory.agents import AgentRecord
 from ..memory.core import CoreMemory
@@ -100,6 +107,9 @@ class Agent:
         self._processors: dict[tuple[str, ...], Callable] = {}
         self.processor = self.processor_for(tuple(FUNCTIONS))
         self.outbox: list[str] = []
+        # around each step's model call, made with no transaction open: a server lets other
+        # agents' work run while this one waits on a remote model (see server/worker.py)
+        self.model_gate: Callable[[], AbstractContextManager] = nullcontext
 
     def call_schema(self, functions: tuple[str, ...] | None = None) -> dict:
         """The JSON schema of one valid call of this agent's functions (or of some of them)."""
@@ -363,14 +373,8 @@ class Agent:
         with self.transaction():
             prepared = self.queue_manager.prepare()
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
-        generation = self.runtime.generate(
-            prepared.prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
-            processor=self.processor_for(tuple(allowed.functions)),
-            prefix_len=prepared.prompt.message_ends[0],
-            context=self.record.name, avoid=self.texts_not_to_copy())
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
-        for piece in generation:
-            streamer.feed(piece)
+        generation = self._generate(prepared.prompt, sampling, allowed, streamer)
         call, outcome = self._execute(generation.text, generation.stats)
         if listener and streamer.emitted and (outcome.failed or outcome.function != "send_message"):
             listener("withdraw", streamer.emitted)  # the user saw text that was not sent
@@ -383,6 +387,20 @@ class Agent:
         if listener:
             listener("step", report)
         return report
+
+    def _generate(self, prompt: PromptTokens, sampling: SamplingSettings, allowed: Allowed,
+                  streamer: ReplyStreamer) -> Generation:
+        """The step's model call, its text fed to the streamer as it comes; through the model
+        gate, so a server runs other agents' jobs while a remote model works on this one."""
+        processor, avoid = self.processor_for(tuple(allowed.functions)), self.texts_not_to_copy()
+        with self.model_gate():
+            generation = self.runtime.generate(
+                prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
+                processor=processor, prefix_len=prompt.message_ends[0],
+                context=self.record.name, avoid=avoid)
+            for piece in generation:
+                streamer.feed(piece)
+        return generation
 
     def _execute(self, text: str, stats: GenerationStats) -> tuple[dict | None, Outcome]:
         """Run the completed call and store it with its result, in one transaction."""

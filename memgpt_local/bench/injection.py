@@ -52,6 +52,8 @@ class ProbeRuntime:
     """The real model's tokenizer and template; scripted calls instead of generation; every
     prompt checked for control tokens that the template did not put there."""
 
+    concurrent = False
+
     def __init__(self, runtime: "ModelRuntime", control: dict[int, str], report: InjectionReport):
         self.runtime = runtime
         self.n_ctx = runtime.n_ctx
@@ -81,6 +83,10 @@ class ProbeRuntime:
 
     def close(self) -> None:
         """The real runtime is closed by the campaign."""
+
+    def parallel_slots(self) -> int:
+        """One generation at a time."""
+        return 1
 
     def save_context(self, name: str) -> None:
         """No KV state is kept for probes."""

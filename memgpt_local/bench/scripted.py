@@ -41,6 +41,8 @@ class ScriptedRuntime:
     from `summarize` (a function of the prompt's messages too). Outputs are cut at
     max_tokens, as a real model's would be."""
 
+    concurrent = False
+
     def __init__(self, script: Script, n_ctx: int = 2048,
                  summarize: Callable[[list[dict]], str] | None = None,
                  enforce_schema: bool = False):
@@ -85,6 +87,10 @@ class ScriptedRuntime:
         """A marker constraint that carries its schema (kept as .schema too)."""
         self.schema = schema
         return ScriptedConstraint(schema)
+
+    def parallel_slots(self) -> int:
+        """One generation at a time."""
+        return 1
 
     def save_context(self, name: str) -> None:
         """Note the name; a scripted model has no KV state to keep."""

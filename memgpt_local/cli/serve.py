@@ -48,9 +48,14 @@ def read_api_key(path: Path | None) -> str | None:
               help="Seconds a request may wait for the model before a 503.")
 @click.option("--max-upload", type=ByteSize(), default="32MiB", show_default=True,
               help="Largest document upload or agent import.")
+@click.option("--parallel", type=click.IntRange(1, 256),
+              help="Turns of different agents in flight at once, where their model runs on an "
+                   "inference server (in-process models take one turn at a time). Default: "
+                   "the parallel slots of the served models' servers, else 1.")
 @user_errors
 def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | None,
-          kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int) -> None:
+          kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int,
+          parallel: int | None) -> None:
     """Serve agents over HTTP: an API with OpenAPI docs at /docs, and an OpenAI-compatible
     /v1/chat/completions where `model` names an agent."""
     import uvicorn
@@ -63,13 +68,15 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
         raise click.ClickException(f"Refusing to serve on {host} without an API key: pass "
                                    "--api-key-file FILE (or bind to 127.0.0.1).")
     eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)))
+    parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
-                              queue_timeout_s=queue_timeout)
+                              queue_timeout_s=queue_timeout, max_turns=parallel)
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
     access = "with an API key" if key else "loopback only, no API key"
-    click.echo(f"memgpt-local serving {eng.home} on http://{host}:{port} ({access}); "
-               f"API docs at /docs. Ctrl-C stops it.", err=True)
+    click.echo(f"memgpt-local serving {eng.home} on http://{host}:{port} ({access}, up to "
+               f"{parallel} turn{'s' if parallel > 1 else ''} at once); API docs at /docs. "
+               "Ctrl-C stops it.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -109,6 +109,10 @@ class Runtime(Protocol):
     output constraint and streamed generation with KV reuse."""
 
     n_ctx: int
+    concurrent: bool  # generate waits on another process: other work may run meanwhile
+
+    def parallel_slots(self) -> int:
+        """How many generations the model's backend runs at once."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a plain text, by the model's own tokenizer."""

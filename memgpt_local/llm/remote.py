@@ -48,9 +48,20 @@ def _grammar(regex: str) -> str:
     return regex_to_gbnf(regex)
 
 
+def probe_server(spec: ModelSpec) -> dict:
+    """Where an entry's server is, and what a probe of it found (for doctor)."""
+    server = LlamaServer(str(spec.server), spec.api_key(), read_timeout_s=30, retries=0)
+    try:
+        return {"url": spec.server, "kind": spec.server_kind, **server.check()}
+    finally:
+        server.close()
+
+
 class RemoteRuntime(ModelTokenizer):
     """A model run by a llama-server (base.Runtime): local tokenizer, template and
     constraint; generation on the server."""
+
+    concurrent = True  # generate waits on the server; the vocabulary is only read
 
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
                  n_ctx: int | None = None, seed: int = DEFAULT_SEED,
@@ -68,6 +79,10 @@ class RemoteRuntime(ModelTokenizer):
         """Close the connections and free the vocabulary."""
         self.server.close()
         self.llm.close()
+
+    def parallel_slots(self) -> int:
+        """The server's parallel slots (`/props` total_slots; 1 if it does not say)."""
+        return max(1, int(self.server.props().get("total_slots") or 1))
 
     def save_context(self, name: str) -> SavedContext | None:
         """The server keeps its own prompt cache; nothing is snapshotted here."""

@@ -87,12 +87,18 @@ class ModelRuntime(ModelTokenizer):
     """A loaded GGUF model: tokenizer, chat template, KV snapshots and generation (the
     llama.cpp implementation of base.Runtime)."""
 
+    concurrent = False  # llama.cpp's context is used by one thread at a time
+
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
                  n_ctx: int | None = None, seed: int = DEFAULT_SEED):
         path = spec.locate()
         self.n_ctx = n_ctx or spec.n_ctx
         super().__init__(spec, _load_llama(path, spec, self.n_ctx, seed), path, grammar_dir)
         self.kv = KvCache(self.llm, snapshots, self.path, spec, self.n_ctx)
+
+    def parallel_slots(self) -> int:
+        """One generation at a time: there is one context."""
+        return 1
 
     def close(self) -> None:
         """Free the model and its context (the runtime is unusable afterwards)."""

@@ -1,8 +1,9 @@
 """The engine as the server holds it: open agents kept between requests, every job run on the
-one worker thread."""
+worker's threads (one agent's jobs one at a time)."""
 
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,37 +24,49 @@ class ServerSettings:
     max_waiting: int = 16
     queue_timeout_s: float = 300.0
     max_open_agents: int = 16
+    max_turns: int = 1  # turns in flight at once; only remote models' turns overlap
 
 
 class AgentHost:
     """One engine and the agents open on it. Agents stay open between requests (their
     constraint processors built, their archives loaded), the least recently used closed
-    beyond a limit. Use it only through run(): jobs run one at a time on the worker."""
+    beyond a limit (never one whose job is running). Use it only through run(), with the
+    agent's name as the key of every job that works on one agent."""
 
     def __init__(self, engine: Engine, settings: ServerSettings):
         self.engine = engine
         self.settings = settings
-        self.worker = EngineWorker(settings.max_waiting, settings.queue_timeout_s)
+        self.worker = EngineWorker(settings.max_waiting, settings.queue_timeout_s,
+                                   settings.max_turns)
         self._open: OrderedDict[str, Agent] = OrderedDict()
 
-    def run(self, job: Callable[[], T]) -> T:
-        """Run a job on the worker thread, in turn; its result or its error."""
-        return self.worker.run(job)
+    def run(self, job: Callable[[], T], key: str | None = None, turn: bool = False) -> T:
+        """Run a job on the worker, after the jobs before it and never beside another job with
+        the same key (an agent's name); a turn also waits for a free turn. Its result or its
+        error."""
+        return self.worker.run(job, key, turn)
 
     def agent(self, name: str) -> Agent:
-        """An agent, opened on first use and kept open (worker thread only)."""
+        """An agent, opened on first use and kept open (in a job keyed by its name). Its
+        remote model calls let other agents' jobs run meanwhile."""
         if name in self._open:
             self._open.move_to_end(name)
             return self._open[name]
         agent = self.engine.open_agent(name)
+        agent.model_gate = self.worker.unlocked if agent.runtime.concurrent else nullcontext
         self._open[name] = agent
-        while len(self._open) > self.settings.max_open_agents:
-            self.engine.close_agent(self._open.popitem(last=False)[1])
+        self._close_beyond_limit()
         return agent
+
+    def _close_beyond_limit(self) -> None:
+        busy = self.worker.busy_keys()
+        idle = [name for name in self._open if name not in busy]
+        while idle and len(self._open) > self.settings.max_open_agents:
+            self.engine.close_agent(self._open.pop(idle.pop(0)))
 
     def release(self, name: str) -> None:
         """Close an agent if it is open, before the engine works on its stores directly
-        (delete, documents, export) (worker thread only)."""
+        (delete, documents, export) (in a job keyed by its name)."""
         agent = self._open.pop(name, None)
         if agent is not None:
             self.engine.close_agent(agent)

@@ -13,7 +13,7 @@ Event = tuple[str, Any]  # ("memory", text), ("reply", text), ("withdraw", n), (
 
 def send(host: AgentHost, name: str, text: str) -> Turn:
     """Send a message and wait for every step of the turn."""
-    return host.run(lambda: host.agent(name).send(text))
+    return host.run(lambda: host.agent(name).send(text), name, turn=True)
 
 
 def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
@@ -28,7 +28,7 @@ def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
         except Exception as exc:  # noqa: BLE001 - passed on to the client
             events.put(("error", exc))
 
-    host.worker.wait_started(host.worker.submit(job))
+    host.worker.wait_started(host.worker.submit(job, name, turn=True))
     first = events.get()
     if first[0] == "error":
         raise first[1]

@@ -25,7 +25,7 @@ def create_agent(body: AgentCreate, host: Host) -> dict:
                                                  settings=body.settings())
         return {**host.engine.show_agent(record.name), "notes": notes}
 
-    return host.run(create)
+    return host.run(create, body.name)
 
 
 @router.post("/import", response_model=AgentDetail, status_code=201)
@@ -41,7 +41,7 @@ def import_agent(document: Annotated[dict[str, Any], Body(description="An export
 @router.get("/{name}", response_model=AgentDetail)
 def show_agent(name: str, host: Host) -> dict:
     """An agent's model, window, core memory, summary and counts."""
-    return host.run(lambda: host.engine.show_agent(name))
+    return host.run(lambda: host.engine.show_agent(name), name)
 
 
 @router.patch("/{name}", response_model=AgentDetail)
@@ -52,7 +52,7 @@ def configure_agent(name: str, body: AgentSettingsIn, host: Host) -> dict:
         host.release(name)  # reopened with the new settings at its next turn
         return host.engine.configure_agent(name, body.changes())
 
-    return host.run(configure)
+    return host.run(configure, name)
 
 
 @router.delete("/{name}", status_code=204)
@@ -62,11 +62,11 @@ def delete_agent(name: str, host: Host) -> Response:
         host.release(name)
         host.engine.delete_agent(name)
 
-    host.run(delete)
+    host.run(delete, name)
     return Response(status_code=204)
 
 
 @router.get("/{name}/export")
 def export_agent(name: str, host: Host) -> dict:
     """The agent, its messages and passages as one portable JSON document."""
-    return host.run(lambda: host.engine.export_document(name))
+    return host.run(lambda: host.engine.export_document(name), name)

@@ -19,7 +19,7 @@ Date = Annotated[date | None, Query(description="An ISO date (start and end: bot
 @router.get("/core-memory")
 def read_core_memory(name: str, host: Host) -> dict:
     """Every core-memory block with its text and limit."""
-    return host.run(lambda: host.engine.show_agent(name)["core_memory"])
+    return host.run(lambda: host.engine.show_agent(name)["core_memory"], name)
 
 
 @router.put("/core-memory/{label}")
@@ -31,19 +31,19 @@ def edit_core_memory(name: str, label: str, body: BlockEdit,
         agent.edit_core_memory(label, body.value)
         return agent.core.to_dict()
 
-    return host.run(edit)
+    return host.run(edit, name)
 
 
 @router.post("/archival", response_model=Inserted, status_code=201)
 def insert_passage(name: str, body: PassageIn, host: Host) -> dict:
     """Store a passage in archival memory."""
-    return {"inserted": host.run(lambda: host.agent(name).insert_passage(body.text))}
+    return {"inserted": host.run(lambda: host.agent(name).insert_passage(body.text), name)}
 
 
 @router.get("/archival", response_model=SearchPage)
 def search_archival(name: str, query: Text, host: Host, page: Page = 1) -> dict:
     """Search archival memory by meaning and by words."""
-    found = host.run(lambda: host.agent(name).archival_search(query, page))
+    found = host.run(lambda: host.agent(name).archival_search(query, page), name)
     return page_dict(found, found.items)
 
 
@@ -62,7 +62,7 @@ def search_recall(name: str, host: Host, query: OptionalText = None, start: Date
             return agent.recall_search(query, page)
         return agent.recall_search_date(start.isoformat(), end.isoformat(), page)
 
-    found = host.run(search)
+    found = host.run(search, name)
     return page_dict(found, [message_dict(m) for m in found.items])
 
 
@@ -90,7 +90,7 @@ def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
             host.release(name)  # the engine loads into the archive with its own index
             return host.engine.load_documents(name, list(uploaded))
 
-        report = host.run(load)
+        report = host.run(load, name)
     failed = {uploaded[Path(path)]: why for path, why in report.failed.items()}
     if failed and not report.files:
         raise HTTPException(400, "Nothing was loaded: " + "; ".join(

@@ -31,7 +31,7 @@ def send_message(name: str, body: MessageIn, host: Host):
 def list_messages(name: str, host: Host, offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
     """Recall memory in order: every message the agent has stored, oldest first."""
-    messages = host.run(lambda: host.engine.recall_messages(name))
+    messages = host.run(lambda: host.engine.recall_messages(name), name)
     return [message_dict(m) for m in messages[offset:offset + limit]]
 
 
