@@ -18,6 +18,7 @@ Prints one JSON object. Run inside the project's environment, alone on the machi
 import argparse
 import json
 import statistics
+import sys
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -70,6 +71,7 @@ def conversation(spec: ModelSpec, args) -> dict:
 
 def served_load(home: Path, alias: str, args) -> dict:
     """`serve` on a home: 4 agents warmed with one message each, then 8 clients at once."""
+    home.mkdir(exist_ok=True)
     server = ServerProcess(home, "--model", alias)
     try:
         with httpx.Client(base_url=server.url, timeout=1800) as http:
@@ -91,7 +93,7 @@ def throughput(spec: ModelSpec, args) -> dict:
         server = LlamaServerProcess(spec.locate(), n_ctx=args.n_ctx, parallel=SLOTS)
         try:
             home = Path(top) / "remote"
-            home.mkdir()
+            home.mkdir()  # its models.toml first
             (home / "models.toml").write_text(remote_entry(spec, server.url, args.n_ctx))
             remote = served_load(home, "remote", args)
         finally:
@@ -120,8 +122,9 @@ def main() -> None:
     args = parser.parse_args()
     spec = Registry.load().get(args.model)
     result = {"model": args.model, "n_ctx": args.n_ctx, "messages": args.messages,
-              "slots": SLOTS, "clients": CLIENTS, **conversation(spec, args),
-              **throughput(spec, args)}
+              "slots": SLOTS, "clients": CLIENTS, **conversation(spec, args)}
+    print("part 1:", json.dumps(_rounded(result)), file=sys.stderr)  # kept if part 2 fails
+    result.update(throughput(spec, args))
     print(json.dumps(_rounded(result), indent=None if args.json else 2))
 
 

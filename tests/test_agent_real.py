@@ -88,10 +88,15 @@ def test_the_agent_resumes_in_a_new_process(home, backend):
     # when the step had to flush first)
     if backend == "llama-server":
         assert first["stats"]["prefix_source"] == "server" and last["saved_context"] is None
+        # the server re-reads a few tokens where its cache ends (its last sampled token is
+        # never decoded into it): 9 more than new in the run that set this bound
+        slack = 16
     else:
         assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
         assert last["saved_context"]["bytes"] > 0
-    assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + 8
+        slack = 8
+    assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + slack
+    assert first["stats"]["evaluated_tokens"] < first["stats"]["prompt_tokens"] // 4
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert after["recall_messages"] >= before["recall_messages"] + 3
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]

@@ -69,12 +69,14 @@ class EngineWorker:
 
     def waiting(self) -> int:
         """Jobs queued or taken and not started yet."""
-        return len(self._waiting) + sum(not (t.started.is_set() or t.cancelled)
-                                        for t in self._taken)
+        with self._changed:  # a re-entrant lock: submit() holds it already
+            return len(self._waiting) + sum(not (t.started.is_set() or t.cancelled)
+                                            for t in self._taken)
 
     def running(self) -> int:
         """Turns started and not finished."""
-        return sum(t.turn and t.started.is_set() for t in self._taken)
+        with self._changed:
+            return sum(t.turn and t.started.is_set() for t in self._taken)
 
     def busy_keys(self) -> set[str]:
         """The keys of the jobs taken by a thread now."""
