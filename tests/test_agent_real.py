@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
+from memgpt_local.agent.recollection import ENTRY_FUNCTION
 from memgpt_local.bench.llama_server_process import LlamaServerProcess
 from memgpt_local.cli import cli
 from memgpt_local.memory.database import Database
@@ -75,8 +76,22 @@ def test_forty_messages_in_a_2048_window(home, backend):
     assert info["recall_messages"] > info["in_context_messages"]
 
 
-def test_the_agent_resumes_in_a_new_process(home, backend):
+def reread_after_put_away(home, runtime) -> int:
+    """Tokens that the last turn's memory entry, put away when that turn ended, leaves to be
+    read again by any prefix cache: that turn's calls and results after it (0 without one)."""
+    with Database(home) as db:
+        rows = db.con.execute("SELECT role, function_name, content FROM messages WHERE agent = "
+                              "'ann' ORDER BY seq").fetchall()
+    turn = rows[max(i for i, row in enumerate(rows) if row[0] == "user") + 1:]
+    entry = next((i for i, row in enumerate(turn) if row[1] == ENTRY_FUNCTION), None)
+    if entry is None:
+        return 0
+    return sum(runtime.count_tokens(row[2]) + 8 for row in turn[entry + 1:])
+
+
+def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
     before = json.loads(run(home, "agents", "show", "ann", "--json").output)
+    reread = reread_after_put_away(home, smollm)
     out = subprocess.run([sys.executable, "-m", "memgpt_local", "send", "--agent", "ann",
                           "--json", "Do you remember my cat?"],
                          env={"MEMGPT_LOCAL_HOME": str(home), "PATH": "/usr/bin:/bin"},
@@ -95,8 +110,7 @@ def test_the_agent_resumes_in_a_new_process(home, backend):
         assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
         assert last["saved_context"]["bytes"] > 0
         slack = 8
-    assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + slack
-    assert first["stats"]["evaluated_tokens"] < first["stats"]["prompt_tokens"] // 4
+    assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + slack + reread
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert after["recall_messages"] >= before["recall_messages"] + 3
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]
