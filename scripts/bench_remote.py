@@ -27,7 +27,7 @@ import httpx
 from bench_agent import _rounded, run_conversations, summary
 from bench_server import AGENTS, load, message
 
-from memgpt_local.bench.llama_server_process import LlamaServerProcess
+from memgpt_local.bench.llama_server_process import LlamaServerProcess, remote_entry
 from memgpt_local.llm.models import ModelSpec, Registry
 from memgpt_local.llm.remote import RemoteRuntime
 from memgpt_local.llm.runtime import ModelRuntime
@@ -94,19 +94,14 @@ def throughput(spec: ModelSpec, args) -> dict:
         try:
             home = Path(top) / "remote"
             home.mkdir()  # its models.toml first
-            (home / "models.toml").write_text(remote_entry(spec, server.url, args.n_ctx))
+            (home / "models.toml").write_text(remote_entry(spec, "remote", server.url,
+                                                           n_ctx=args.n_ctx))
             remote = served_load(home, "remote", args)
         finally:
             server.stop()
     return {"throughput_ratio": remote["throughput_rps"] / inprocess["throughput_rps"],
             "p95_inprocess_s": inprocess["p95_s"], "p95_remote_s": remote["p95_s"],
             "served_inprocess": inprocess, "served_remote": remote}
-
-
-def remote_entry(spec: ModelSpec, url: str, n_ctx: int) -> str:
-    """A home's models.toml entry 'remote': the spec's GGUF and template, on the server."""
-    return (f'[models.remote]\npath = "{spec.locate()}"\nchat_template = "{spec.chat_template}"\n'
-            f'n_ctx = {n_ctx}\nserver = "{url}"\nserver_kind = "llama-server"\n')
 
 
 def main() -> None:

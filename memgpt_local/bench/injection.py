@@ -194,18 +194,13 @@ def run_injection(alias: str, n_ctx: int = 8192, limit: int | None = None,
 
 def _remote_entry(alias: str, server: str, home: Path) -> str:
     """Write an entry for the same GGUF on a server into the home's models.toml."""
-    from dataclasses import asdict
-
     from ..llm.models import Registry
+    from .llama_server_process import remote_entry
 
-    spec = asdict(Registry.load().get(alias))
-    fields = {k: v for k, v in spec.items() if v is not None and k not in ("alias", "models_dir")}
-    lines = [f"{key} = {json.dumps(value)}" for key, value in
-             {**fields, "server": server, "server_kind": "llama-server"}.items()]
+    entry = remote_entry(Registry.load().get(alias), f"{alias}-remote", server)
     for folder in (home, home / "probe"):  # the real engine's home and the probe engine's
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "models.toml").write_text(
-            f"[models.{alias}-remote]\n" + "\n".join(lines) + "\n")
+        (folder / "models.toml").write_text(entry)
     return f"{alias}-remote"
 
 

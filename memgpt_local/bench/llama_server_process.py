@@ -2,10 +2,13 @@
 scripts/build-llama-server.sh (from the llama.cpp inside llama-cpp-python's source package;
 cached under ~/.cache). Needs the repository (a source checkout), not only the package."""
 
+import json
 import signal
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
+from ..llm.models import ModelSpec
 from ..processes import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +24,16 @@ def server_binary() -> Path:
     done = subprocess.run([str(ROOT / "scripts" / "build-llama-server.sh")], check=True,
                           stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def remote_entry(spec: ModelSpec, alias: str, url: str, **overrides) -> str:
+    """A models.toml table `alias`: the entry's GGUF, template and settings (overrides
+    replacing some), run on the llama-server at url."""
+    fields = {key: value for key, value in asdict(spec).items()
+              if value is not None and key not in ("alias", "models_dir")}
+    fields.update(overrides, server=url, server_kind="llama-server")
+    return f"[models.{alias}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                           for key, value in fields.items())
 
 
 class LlamaServerProcess:

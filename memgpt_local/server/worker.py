@@ -79,7 +79,7 @@ class EngineWorker:
             return sum(t.turn and t.started.is_set() for t in self._taken)
 
     def busy_keys(self) -> set[str]:
-        """The keys of the jobs taken by a thread now."""
+        """The keys of the jobs taken by a thread now (and not cancelled)."""
         with self._changed:
             return {t.key for t in self._taken if t.key is not None and not t.cancelled}
 
@@ -132,9 +132,8 @@ class EngineWorker:
     def _next(self) -> Ticket | None:
         """The first waiting ticket whose key is free, and that is not a turn when max_turns
         turns are in flight already (condition held)."""
-        live = [t for t in self._taken if not t.cancelled]
-        busy = {t.key for t in live if t.key is not None}
-        turns_full = sum(t.turn for t in live) >= self.max_turns
+        busy = self.busy_keys()
+        turns_full = sum(t.turn and not t.cancelled for t in self._taken) >= self.max_turns
         return next((t for t in self._waiting
                      if (t.key is None or t.key not in busy) and not (t.turn and turns_full)),
                     None)
