@@ -20,6 +20,7 @@ from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.llm.llama_server import LlamaServer
 from memgpt_local.llm.models import Registry
 from memgpt_local.llm.remote import RemoteRuntime
+from memgpt_local.llm.slots import AgentSlots
 from memgpt_local.processes import free_port
 
 FUNCTIONS = [
@@ -242,11 +243,13 @@ class ScriptedServer:
     def __init__(self, script: list[int], n_ctx: int = 32768):
         self.script = script
         self.n_ctx = n_ctx
+        self.slots = 1
+        self.slot_files = False
         self.steered = 0
         self.bodies: list[dict] = []
 
     def props(self) -> dict:
-        return {"default_generation_settings": {"n_ctx": self.n_ctx}}
+        return {"default_generation_settings": {"n_ctx": self.n_ctx}, "total_slots": self.slots}
 
     def stream(self, body: dict):
         self.bodies.append(body)
@@ -261,6 +264,12 @@ class ScriptedServer:
         banned = {t for t, bias in body["logit_bias"] if bias is False}
         token = raised[0] if raised else next(t for t in range(10**6) if t not in banned)
         return {"tokens": [token], "stop": True, "timings": {"prompt_n": 1}}
+
+    def slot_action(self, slot: int, action: str, filename: str) -> dict | None:
+        self.bodies.append({"slot": slot, "action": action, "filename": filename})
+        if not self.slot_files:
+            return None
+        return {"n_saved": 9, "n_written": 900, "timings": {"save_ms": 5.0}}
 
     def close(self) -> None:
         pass
@@ -343,6 +352,86 @@ def test_a_token_the_grammar_forbids_is_the_servers_fault(smol_spec, tmp_path):
     processor = runtime.constraint(SCHEMA).processor()
     with pytest.raises(RemoteServerError, match="scripted sent token .* is it applying"):
         runtime.generate([1, 2, 3], max_tokens=400, processor=processor).finish()
+
+
+# --- agents on their own slots, saved on the server's disk -------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(n_slots=st.integers(min_value=1, max_value=4),
+       turns=st.lists(st.sampled_from("abcdef"), min_size=1, max_size=40))
+def test_agents_keep_their_slots_until_the_least_recently_used_gives_one_up(n_slots, turns):
+    """No two agents hold one slot; an agent keeps its slot (and needs no restore) while fewer
+    than n_slots other agents came after its last turn; a slot changes hands only then."""
+    table, held, last_use = AgentSlots(n_slots), {}, {}
+    for when, agent in enumerate(turns):
+        others = {a for a, t in last_use.items() if a != agent and t > last_use.get(agent, -1)}
+        kept = agent in held and len(others) < n_slots
+        assignment = table.assign(agent)
+        assert 0 <= assignment.slot < n_slots
+        assert assignment.restore == (not kept)
+        if kept:
+            assert assignment.slot == held[agent]
+        held = {a: s for a, s in held.items() if s != assignment.slot}
+        held[agent] = assignment.slot
+        last_use[agent] = when
+        assert len(set(held.values())) == len(held) <= n_slots
+        assert all(table.slot_of(a) == s for a, s in held.items())
+
+
+def test_each_agent_goes_to_its_own_slot_and_is_restored_when_it_gets_one(smol_spec,
+                                                                          tmp_path):
+    runtime = _scripted(smol_spec, tmp_path, [])
+    runtime.server.slots, runtime.server.slot_files = 2, True
+    for agent in ("ann", "bob", "ann", "cy", "ann", "bob"):
+        runtime.generate([1, 2, 3], max_tokens=5, context=agent).finish()
+    runtime.generate([1, 2, 3], max_tokens=5).finish()  # no agent: the server chooses
+    completions = [b["id_slot"] for b in runtime.server.bodies if "prompt" in b]
+    actions = [(b["slot"], b["action"], b["filename"]) for b in runtime.server.bodies
+               if "action" in b]
+    assert completions == [0, 1, 0, 1, 0, 1, -1]  # cy took bob's slot, then bob cy's
+    assert [a[:2] for a in actions] == [(0, "restore"), (1, "restore"), (1, "restore"),
+                                        (1, "restore")]
+    assert actions[1][2] == actions[3][2] != actions[0][2]  # bob's file twice, ann's apart
+    saved = runtime.save_context("ann")
+    assert (saved.tokens, saved.bytes, saved.seconds) == (9, 900, 0.005)
+    assert runtime.save_context("cy") is None  # it holds no slot now
+
+
+def test_a_server_without_slot_files_is_asked_once(smol_spec, tmp_path):
+    runtime = _scripted(smol_spec, tmp_path, [])
+    runtime.generate([1, 2, 3], max_tokens=5, context="ann").finish()
+    assert runtime.save_context("ann") is None
+    runtime.generate([1, 2, 3], max_tokens=5, context="bob").finish()
+    assert [b.get("action") for b in runtime.server.bodies] == ["restore", None, None]
+
+
+@pytest.mark.real
+def test_an_agent_context_survives_a_server_restart_in_its_slot_file(smol_spec, tmp_path):
+    """Saved at the end of a turn on the server's disk, an agent's slot is restored into a
+    restarted server: its next prompt is evaluated from where the last one ended; the same on a
+    server without slot files is evaluated whole."""
+    def run_on(process, prompt):
+        runtime = _remote(smol_spec, process.url, tmp_path / "home")
+        try:
+            stats = runtime.generate(prompt, max_tokens=8, context="ann").finish().stats
+            return stats, runtime.save_context("ann")
+        finally:
+            runtime.close()
+            process.stop()
+
+    tokenizer = _remote(smol_spec, "http://unused", tmp_path / "home")
+    prompt = tokenizer.chat_tokens(PROMPT).tokens
+    longer = prompt + tokenizer.tokenize(" And my dog?")
+    tokenizer.close()
+    slots = tmp_path / "slots"
+    _, saved = run_on(LlamaServerProcess(smol_spec.locate(), n_ctx=2048, slot_dir=slots), prompt)
+    assert saved is not None and saved.tokens >= len(prompt) and saved.bytes > 0
+    restored, _ = run_on(LlamaServerProcess(smol_spec.locate(), n_ctx=2048, slot_dir=slots),
+                         longer)
+    cold, none_saved = run_on(LlamaServerProcess(smol_spec.locate(), n_ctx=2048), longer)
+    assert restored.evaluated_tokens <= len(longer) - len(prompt) + 2
+    assert cold.evaluated_tokens == len(longer)
+    assert none_saved is None
 
 
 # --- the agent, the engine and the CLI on a remote entry ---------------------------------

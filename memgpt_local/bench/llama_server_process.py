@@ -40,7 +40,10 @@ class LlamaServerProcess:
     """One llama-server process serving a GGUF on a loopback port."""
 
     def __init__(self, model: Path, n_ctx: int = 4096, parallel: int = 1,
-                 extra: tuple[str, ...] = ()):
+                 extra: tuple[str, ...] = (), slot_dir: Path | None = None):
+        if slot_dir is not None:  # the server saves and restores agents' slots there
+            slot_dir.mkdir(parents=True, exist_ok=True)
+            extra = (*extra, "--slot-save-path", str(slot_dir))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [str(server_binary()), "--model", str(model), "--host", "127.0.0.1",

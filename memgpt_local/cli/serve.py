@@ -128,5 +128,7 @@ def _server_line(server: dict) -> str:
         return where + f"not answering ({server['error']})"
     grammar = "applies grammars" if server["constraint_works"] else (
         "IGNORES GRAMMARS: calls would not be constrained")
+    snapshots = "agents' slots saved on its disk" if server["slot_snapshots"] else (
+        "no slot files (start it with --slot-save-path to keep agents across its restarts)")
     return where + f"serves {server['serves']}, window {server['n_ctx']}, " \
-        f"{server['slots']} slot(s), {grammar}"
+        f"{server['slots']} slot(s), {grammar}, {snapshots}"

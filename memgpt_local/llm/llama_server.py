@@ -1,7 +1,8 @@
 """The HTTP client of llama.cpp's `llama-server`: completions of token-id prompts, streamed.
 
-Only the server's native API is used (`/completion`, `/props`, `/health`): it takes a prompt
-as token ids, a GBNF grammar, and reports the tokens it took from its prompt cache. Every
+Only the server's native API is used (`/completion`, `/props`, `/slots`): it takes a prompt
+as token ids, a GBNF grammar, and reports the tokens it took from its prompt cache; its slots
+are saved to and restored from files on its own disk. Every
 failure becomes one RemoteServerError naming the server; a request is retried only before
 its first token arrives (a refused connection, a 503 while the model loads), a few times with
 backoff, so nothing the model wrote is ever asked for twice.
@@ -20,6 +21,10 @@ BACKOFF_S = 0.5
 CONNECT_TIMEOUT_S = 5.0
 GRAMMAR_PROBE = "42"
 READ_TIMEOUT_S = 300.0  # between two streamed tokens (a long prompt's evaluation included)
+
+
+class SlotFilesUnsupported(RemoteServerError):
+    """The server was started without --slot-save-path: it keeps no slot files."""
 
 
 class LlamaServer:
@@ -48,12 +53,34 @@ class LlamaServer:
             props = self.props()
             probe = self.complete({"prompt": "Say anything.", "n_predict": 4,
                                    "grammar": f'root ::= "{GRAMMAR_PROBE}"'})
+            snapshots = self.keeps_slot_files()
         except RemoteServerError as exc:
             return {"answers": False, "error": str(exc)}
         settings = props.get("default_generation_settings", {})
         return {"answers": True, "serves": props.get("model_path"),
                 "n_ctx": settings.get("n_ctx"), "slots": props.get("total_slots"),
-                "constraint_works": probe.get("content") == GRAMMAR_PROBE}
+                "constraint_works": probe.get("content") == GRAMMAR_PROBE,
+                "slot_snapshots": snapshots}
+
+    def keeps_slot_files(self) -> bool:
+        """Whether the server saves and restores slots (started with --slot-save-path): asked
+        with an action no server has, which changes nothing."""
+        try:
+            self._json("POST", "/slots/0", params={"action": "none"}, json={})
+        except SlotFilesUnsupported:
+            return False
+        except RemoteServerError:
+            return True  # refused as an unknown action: slot actions are there
+        return True
+
+    def slot_action(self, slot: int, action: str, filename: str) -> dict | None:
+        """Save or restore one slot to or from a file in the server's --slot-save-path: what
+        the server says it did (tokens, bytes, ms), or None if it keeps no slot files."""
+        try:
+            return self._json("POST", f"/slots/{slot}", params={"action": action},
+                              json={"filename": filename})
+        except SlotFilesUnsupported:
+            return None
 
     def complete(self, body: dict) -> dict:
         """One completion, not streamed."""
@@ -123,7 +150,8 @@ class LlamaServer:
             detail = response.json().get("error", {}).get("message", "")
         except (json.JSONDecodeError, AttributeError):
             detail = response.text[:120]
-        return RemoteServerError(f"llama-server at {self.url} answered "
+        kind = SlotFilesUnsupported if "--slot-save-path" in detail else RemoteServerError
+        return kind(f"llama-server at {self.url} answered "
                                  f"{response.status_code}: {detail or response.reason_phrase}")
 
 

@@ -11,6 +11,7 @@ Where the in-process runtime steers decoding token by token (a loop closed, the 
 within its budget, an earlier reply not copied), the server's stream is stopped and the rest is
 decoded here, one token per request, each chosen by the server among the tokens the local
 constraint allows (logit_bias): the same guarantees, paid for in requests only on those paths.
+Each agent keeps its own slot, saved on the server's disk where it can be (slots.py).
 """
 
 import codecs
@@ -30,6 +31,7 @@ from .kvcache import SnapshotStore
 from .llama_server import LlamaServer
 from .models import ModelSpec
 from .runtime import repeating_span
+from .slots import AgentSlots, snapshot_filename
 from .tokenizer import ModelTokenizer
 
 BIAS_ALLOW = 1000.0  # a logit bias that puts the allowed tokens above every other
@@ -73,7 +75,10 @@ class RemoteRuntime(ModelTokenizer):
         super().__init__(spec, _load_vocabulary(path), path, grammar_dir)
         self.n_ctx = n_ctx or spec.n_ctx
         self.server = server or LlamaServer(str(spec.server), spec.api_key())
+        self.snapshot_owner = f"{snapshots.directory.resolve()}\0{spec.alias}"
         self._window_checked = False
+        self._slots: AgentSlots | None = None
+        self._slot_files = True  # until the server says it keeps none
 
     def close(self) -> None:
         """Close the connections and free the vocabulary."""
@@ -85,8 +90,44 @@ class RemoteRuntime(ModelTokenizer):
         return max(1, int(self.server.props().get("total_slots") or 1))
 
     def save_context(self, name: str) -> SavedContext | None:
-        """The server keeps its own prompt cache; nothing is snapshotted here."""
-        return None
+        """Save the agent's slot to the server's disk (None: the server keeps no slot files,
+        the agent has no slot, or the save failed - a snapshot is only a cache)."""
+        slot = self._agent_slots().slot_of(name)
+        if slot is None:
+            return None
+        done = self._slot_action(slot, "save", name)
+        if not done:
+            return None
+        return SavedContext(int(done.get("n_saved", 0)), int(done.get("n_written", 0)),
+                            float(done.get("timings", {}).get("save_ms", 0.0)) / 1000)
+
+    def slot_for(self, context: str | None) -> int:
+        """The slot a completion goes to: the agent's own (restored into it from the
+        server's disk first where it just got it), or -1 for the server's choice."""
+        if context is None:
+            return -1
+        assignment = self._agent_slots().assign(context)
+        if assignment.restore:
+            self._slot_action(assignment.slot, "restore", context)
+        return assignment.slot
+
+    def _agent_slots(self) -> AgentSlots:
+        if self._slots is None:
+            self._slots = AgentSlots(self.parallel_slots())
+        return self._slots
+
+    def _slot_action(self, slot: int, action: str, agent: str) -> dict | None:
+        """A slot saved or restored; None where the server keeps no files or refused (a
+        missing file on restore is the usual case)."""
+        if not self._slot_files:
+            return None
+        try:
+            done = self.server.slot_action(slot, action,
+                                           snapshot_filename(self.snapshot_owner, agent))
+        except RemoteServerError:
+            return None
+        self._slot_files = done is not None
+        return done
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None,
@@ -100,6 +141,7 @@ class RemoteRuntime(ModelTokenizer):
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         decode = _Decode(self, tokens, min(max_tokens, self.n_ctx - len(tokens)),
                          sampling or SamplingSettings(), processor, self.no_copy(avoid), stats)
+        decode.slot = self.slot_for(context)
         generation = Generation(iter(()), stats)
         generation.stream = decode.run(generation)
         return generation
@@ -117,9 +159,10 @@ class RemoteRuntime(ModelTokenizer):
                 "(the total is shared by its --parallel slots) or lower n_ctx.")
         self._window_checked = True
 
-    def request(self, tokens: list[int], sampling: SamplingSettings, n_predict: int) -> dict:
-        """The body of a /completion request for a token-id prompt."""
-        return {"prompt": tokens, "n_predict": n_predict, "cache_prompt": True,
+    def request(self, tokens: list[int], sampling: SamplingSettings, n_predict: int,
+                slot: int = -1) -> dict:
+        """The body of a /completion request for a token-id prompt (on a slot, or -1)."""
+        return {"prompt": tokens, "n_predict": n_predict, "cache_prompt": True, "id_slot": slot,
                 "return_tokens": True, "temperature": sampling.temperature,
                 "top_k": sampling.top_k, "top_p": sampling.top_p, "min_p": sampling.min_p,
                 "repeat_penalty": sampling.repeat_penalty, "seed": sampling.seed,
@@ -138,6 +181,7 @@ class _Decode:
             sampling, processor, no_copy, stats)
         self.output: list[int] = []
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.slot = -1  # the agent's slot on the server (-1: the server's choice)
         self.ended = False  # the model ended its output (end of generation or the call's end)
         self.steer = False  # the rest must be decoded token by token
 
@@ -163,7 +207,7 @@ class _Decode:
         self._finish_near_budget()
         if self.steer:
             return
-        body = self.runtime.request(self.prompt, self.sampling, self.max_tokens)
+        body = self.runtime.request(self.prompt, self.sampling, self.max_tokens, self.slot)
         body["timings_per_token"] = True
         if self.processor is not None:
             body["grammar"] = _grammar(self.processor.regex)
@@ -275,7 +319,7 @@ class _Decode:
         banned = self._copy_banned()
         if banned is not None and (allowed & ~banned).any():
             allowed &= ~banned
-        body = self.runtime.request(self.prompt + self.output, self.sampling, 1)
+        body = self.runtime.request(self.prompt + self.output, self.sampling, 1, self.slot)
         body["logit_bias"] = _bias(allowed)
         answer = self.runtime.server.complete(body)
         self._count_evaluated(answer.get("timings") or {})
