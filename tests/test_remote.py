@@ -7,6 +7,7 @@ import re
 import time
 
 import jsonschema
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from memgpt_local.bench.llama_server_process import LlamaServerProcess, remote_e
 from memgpt_local.errors import RegistryError, RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.base import Runtime, SamplingSettings
+from memgpt_local.llm.completion import CompletionEvent, CompletionRequest
 from memgpt_local.llm.gbnf import UnsupportedRegex, regex_to_gbnf
 from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.llm.llama_server import LlamaServer
@@ -137,14 +139,6 @@ def test_a_remote_entry_is_checked(tmp_path):
         Registry.load(toml)
 
 
-def test_a_vllm_entry_says_it_is_not_supported_yet(smol_spec, tmp_path):
-    from dataclasses import replace
-
-    spec = replace(smol_spec, server="http://127.0.0.1:9", server_kind="vllm")
-    with pytest.raises(RemoteServerError, match="'vllm' is not supported yet"):
-        RemoteRuntime(spec, SnapshotStore(tmp_path), tmp_path / "grammar")
-
-
 # --- through a real llama-server -----------------------------------------------------------
 
 @pytest.mark.real
@@ -235,35 +229,42 @@ def test_a_server_killed_mid_completion_is_one_clear_error(smol_spec, tmp_path):
 # --- steering, on a scripted server ------------------------------------------------------------
 
 class ScriptedServer:
-    """Streams a fixed token script; asked for one token, picks the first the request's
-    logit_bias allows (the lowest id not banned, or the first raised)."""
+    """Streams a fixed token script; asked for one token, picks the lowest id the request
+    allows. Records what was sent, completions and slot actions, in order."""
 
     url = "http://scripted"
+    kind = "scripted"
 
     def __init__(self, script: list[int], n_ctx: int = 32768):
         self.script = script
         self.n_ctx = n_ctx
-        self.slots = 1
+        self.n_slots = 1
         self.slot_files = False
         self.steered = 0
         self.bodies: list[dict] = []
 
-    def props(self) -> dict:
-        return {"default_generation_settings": {"n_ctx": self.n_ctx}, "total_slots": self.slots}
+    def window(self) -> int:
+        return self.n_ctx
 
-    def stream(self, body: dict):
-        self.bodies.append(body)
-        for token in self.script[:body["n_predict"]]:
-            yield {"tokens": [token], "stop": False}
-        yield {"stop": True, "stop_type": "limit", "timings": {"prompt_n": 3}}
+    def slots(self) -> int:
+        return self.n_slots
 
-    def complete(self, body: dict) -> dict:
-        self.bodies.append(body)
+    def fault(self, what: str) -> RemoteServerError:
+        return RemoteServerError(f"{self.kind} at {self.url} {what}")
+
+    def stream(self, request: CompletionRequest):
+        self._sent(request)
+        for token in self.script[:request.n_predict]:
+            yield CompletionEvent([token])
+        yield CompletionEvent([], "limit", evaluated=3)
+
+    def complete(self, request: CompletionRequest) -> CompletionEvent:
+        self._sent(request)
         self.steered += 1
-        raised = [t for t, bias in body["logit_bias"] if bias is not False]
-        banned = {t for t, bias in body["logit_bias"] if bias is False}
-        token = raised[0] if raised else next(t for t in range(10**6) if t not in banned)
-        return {"tokens": [token], "stop": True, "timings": {"prompt_n": 1}}
+        return CompletionEvent([int(np.flatnonzero(request.allowed)[0])], "limit", 1)
+
+    def _sent(self, request: CompletionRequest) -> None:
+        self.bodies.append({"prompt": request.prompt, "id_slot": request.slot})
 
     def slot_action(self, slot: int, action: str, filename: str) -> dict | None:
         self.bodies.append({"slot": slot, "action": action, "filename": filename})
@@ -341,7 +342,7 @@ def test_the_prompt_goes_as_the_token_ids_made_here(smol_spec, tmp_path):
 def test_a_server_window_smaller_than_the_entrys_is_one_clear_error(smol_spec, tmp_path):
     runtime = _scripted(smol_spec, tmp_path, [])
     runtime.server.n_ctx = 1024
-    with pytest.raises(RemoteServerError, match="window of 1024 tokens per slot.*needs 2048"):
+    with pytest.raises(RemoteServerError, match="window of 1024 tokens per request.*needs 2048"):
         runtime.generate([1, 2, 3], max_tokens=10)
     assert runtime.server.bodies == []
 
@@ -381,7 +382,7 @@ def test_agents_keep_their_slots_until_the_least_recently_used_gives_one_up(n_sl
 def test_each_agent_goes_to_its_own_slot_and_is_restored_when_it_gets_one(smol_spec,
                                                                           tmp_path):
     runtime = _scripted(smol_spec, tmp_path, [])
-    runtime.server.slots, runtime.server.slot_files = 2, True
+    runtime.server.n_slots, runtime.server.slot_files = 2, True
     for agent in ("ann", "bob", "ann", "cy", "ann", "bob"):
         runtime.generate([1, 2, 3], max_tokens=5, context=agent).finish()
     runtime.generate([1, 2, 3], max_tokens=5).finish()  # no agent: the server chooses

@@ -28,10 +28,10 @@ def server_binary() -> Path:
 
 def remote_entry(spec: ModelSpec, alias: str, url: str, **overrides) -> str:
     """A models.toml table `alias`: the entry's GGUF, template and settings (overrides
-    replacing some), run on the llama-server at url."""
+    replacing some), run on the server at url (a llama-server unless server_kind says)."""
     fields = {key: value for key, value in asdict(spec).items()
               if value is not None and key not in ("alias", "models_dir")}
-    fields.update(overrides, server=url, server_kind="llama-server")
+    fields.update({"server_kind": "llama-server", **overrides}, server=url)
     return f"[models.{alias}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
                                            for key, value in fields.items())
 

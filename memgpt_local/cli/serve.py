@@ -126,9 +126,16 @@ def _server_line(server: dict) -> str:
     where = f"on {server['kind']} at {server['url']}: "
     if not server["answers"]:
         return where + f"not answering ({server['error']})"
-    grammar = "applies grammars" if server["constraint_works"] else (
-        "IGNORES GRAMMARS: calls would not be constrained")
-    snapshots = "agents' slots saved on its disk" if server["slot_snapshots"] else (
-        "no slot files (start it with --slot-save-path to keep agents across its restarts)")
-    return where + f"serves {server['serves']}, window {server['n_ctx']}, " \
-        f"{server['slots']} slot(s), {grammar}, {snapshots}"
+    parts = [f"serves {server['serves']}", f"window {server['n_ctx']}",
+             "applies grammars" if server["constraint_works"] else
+             "IGNORES GRAMMARS: calls would not be constrained"]
+    if server.get("slots") is not None:
+        parts.append(f"{server['slots']} slot(s)")
+    if "slot_snapshots" in server:  # what the probe of a server of that kind found
+        parts.append("agents' slots saved on its disk" if server["slot_snapshots"] else
+                     "no slot files (start it with --slot-save-path to keep agents across "
+                     "its restarts)")
+    if "cached_tokens_reported" in server:
+        parts.append("reports cached tokens" if server["cached_tokens_reported"] else
+                     "no cached-token counts (start it with --enable-prompt-tokens-details)")
+    return where + ", ".join(parts)

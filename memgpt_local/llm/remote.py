@@ -2,30 +2,31 @@
 
 Prompts are rendered and tokenized here with the GGUF's own vocabulary and template (the file
 is read for its vocabulary only) and sent as token ids, so user text never becomes a control
-token and token counts are exact. The call constraint goes to the server as a GBNF grammar
-translated from the very regex the in-process constraint uses, and every token that comes back
+token and token counts are exact. The call constraint goes to the server as the very regex the
+in-process constraint uses (or a grammar translated from it), and every token that comes back
 is followed by that constraint here as well: a token it does not allow is the server's fault,
 reported as such, never a silent retry.
 
 Where the in-process runtime steers decoding token by token (a loop closed, the call finished
 within its budget, an earlier reply not copied), the server's stream is stopped and the rest is
 decoded here, one token per request, each chosen by the server among the tokens the local
-constraint allows (logit_bias): the same guarantees, paid for in requests only on those paths.
-Each agent keeps its own slot, saved on the server's disk where it can be (slots.py).
+constraint allows: the same guarantees, paid for in requests only on those paths. The server
+is llama.cpp's llama-server (llama_server.py) or vLLM (vllm_server.py), behind one protocol
+(completion.py). On llama-server each agent keeps its own slot, saved on the server's disk
+where it can be (slots.py).
 """
 
 import codecs
 import time
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ContextOverflowError, RemoteServerError
 from .base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
+from .completion import CompletionEvent, CompletionRequest, CompletionServer
 from .decoding import FunctionCallProcessor, NoCopyProcessor
-from .gbnf import regex_to_gbnf
 from .gguf import unreadable_model_errors
 from .kvcache import SnapshotStore
 from .llama_server import LlamaServer
@@ -33,8 +34,7 @@ from .models import ModelSpec
 from .runtime import repeating_span
 from .slots import AgentSlots, snapshot_filename
 from .tokenizer import ModelTokenizer
-
-BIAS_ALLOW = 1000.0  # a logit bias that puts the allowed tokens above every other
+from .vllm_server import VllmServer
 
 
 def _load_vocabulary(path: Path):
@@ -45,14 +45,16 @@ def _load_vocabulary(path: Path):
         return Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 
-@lru_cache(maxsize=64)
-def _grammar(regex: str) -> str:
-    return regex_to_gbnf(regex)
+def server_for(spec: ModelSpec, **options) -> CompletionServer:
+    """The client of the server an entry names, of its kind."""
+    if spec.server_kind == "vllm":
+        return VllmServer(str(spec.server), spec.api_key(), model=spec.served_model, **options)
+    return LlamaServer(str(spec.server), spec.api_key(), **options)
 
 
 def probe_server(spec: ModelSpec) -> dict:
     """Where an entry's server is, and what a probe of it found (for doctor)."""
-    server = LlamaServer(str(spec.server), spec.api_key(), read_timeout_s=30, retries=0)
+    server = server_for(spec, read_timeout_s=30, retries=0)
     try:
         return {"url": spec.server, "kind": spec.server_kind, **server.check()}
     finally:
@@ -60,21 +62,18 @@ def probe_server(spec: ModelSpec) -> dict:
 
 
 class RemoteRuntime(ModelTokenizer):
-    """A model run by a llama-server (base.Runtime): local tokenizer, template and
+    """A model run by an inference server (base.Runtime): local tokenizer, template and
     constraint; generation on the server."""
 
     concurrent = True  # generate waits on the server; the vocabulary is only read
 
     def __init__(self, spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
                  n_ctx: int | None = None, seed: int = DEFAULT_SEED,
-                 server: LlamaServer | None = None):
-        if spec.server_kind != "llama-server":
-            raise RemoteServerError(f"Model '{spec.alias}': server_kind '{spec.server_kind}' "
-                                    "is not supported yet; only llama-server is.")
+                 server: CompletionServer | None = None):
         path = spec.locate()
         super().__init__(spec, _load_vocabulary(path), path, grammar_dir)
         self.n_ctx = n_ctx or spec.n_ctx
-        self.server = server or LlamaServer(str(spec.server), spec.api_key())
+        self.server = server or server_for(spec)
         self.snapshot_owner = f"{snapshots.directory.resolve()}\0{spec.alias}"
         self._window_checked = False
         self._slots: AgentSlots | None = None
@@ -86,8 +85,8 @@ class RemoteRuntime(ModelTokenizer):
         self.llm.close()
 
     def parallel_slots(self) -> int:
-        """The server's parallel slots (`/props` total_slots; 1 if it does not say)."""
-        return max(1, int(self.server.props().get("total_slots") or 1))
+        """How many completions the server runs at once (llama-server: its slots)."""
+        return self.server.slots()
 
     def save_context(self, name: str) -> SavedContext | None:
         """Save the agent's slot to the server's disk (None: the server keeps no slot files,
@@ -150,23 +149,13 @@ class RemoteRuntime(ModelTokenizer):
         """Once: the server's window for one request must hold this runtime's."""
         if self._window_checked:
             return
-        settings = self.server.props().get("default_generation_settings", {})
-        served = int(settings.get("n_ctx", 0))
+        served = self.server.window()
         if served and served < self.n_ctx:
-            raise RemoteServerError(
-                f"llama-server at {self.server.url} has a window of {served} tokens per slot; "
-                f"'{self.spec.alias}' needs {self.n_ctx}. Start it with a larger --ctx-size "
-                "(the total is shared by its --parallel slots) or lower n_ctx.")
+            raise self.server.fault(
+                f"has a window of {served} tokens per request; '{self.spec.alias}' needs "
+                f"{self.n_ctx}. Give it a larger one (llama-server: --ctx-size, shared by its "
+                "--parallel slots; vLLM: --max-model-len) or lower n_ctx.")
         self._window_checked = True
-
-    def request(self, tokens: list[int], sampling: SamplingSettings, n_predict: int,
-                slot: int = -1) -> dict:
-        """The body of a /completion request for a token-id prompt (on a slot, or -1)."""
-        return {"prompt": tokens, "n_predict": n_predict, "cache_prompt": True, "id_slot": slot,
-                "return_tokens": True, "temperature": sampling.temperature,
-                "top_k": sampling.top_k, "top_p": sampling.top_p, "min_p": sampling.min_p,
-                "repeat_penalty": sampling.repeat_penalty, "seed": sampling.seed,
-                "samplers": ["top_k", "top_p", "min_p", "temperature"]}
 
 
 class _Decode:
@@ -202,48 +191,45 @@ class _Decode:
         self.stats.total_s = time.perf_counter() - start
 
     def _streamed(self, start: float) -> Iterator[str]:
-        """The server decodes freely (under the grammar) until a local check asks to steer;
-        the budget check is the in-process one, made at every token."""
+        """The server decodes freely (under the constraint) until a local check asks to
+        steer; the budget check is the in-process one, made at every token."""
         self._finish_near_budget()
         if self.steer:
             return
-        body = self.runtime.request(self.prompt, self.sampling, self.max_tokens, self.slot)
-        body["timings_per_token"] = True
-        if self.processor is not None:
-            body["grammar"] = _grammar(self.processor.regex)
-        events = self.runtime.server.stream(body)
-        timings: dict = {}
+        regex = self.processor.regex if self.processor is not None else None
+        events = self.runtime.server.stream(CompletionRequest(
+            self.prompt, self.max_tokens, self.sampling, regex=regex, slot=self.slot))
+        evaluated = None
         try:
             for event in events:
-                timings = event.get("timings") or timings
-                for token in event.get("tokens", []):
+                evaluated = event.evaluated if event.evaluated is not None else evaluated
+                for token in event.tokens:
                     yield from self._take(token, start, streamed=True)
                     if self.ended or self.steer:
                         return
-                if event.get("stop"):
+                if event.stop:
                     self._server_stopped(event)
                     return
         finally:
             events.close()
-            self._count_evaluated(timings)
+            self._count_evaluated(evaluated)
 
-    def _server_stopped(self, event: dict) -> None:
+    def _server_stopped(self, event: CompletionEvent) -> None:
         """The server ended the stream: at the end of generation only a finished call may
-        end (else the server is not applying the grammar); at its limit, steer on."""
-        if event.get("stop_type") != "eos":
+        end (else the server is not applying the constraint); at its limit, steer on."""
+        if event.stop != "eos":
             self.steer = not self._call_finished()
         elif self._call_finished():
             self.ended = True
         else:
-            raise RemoteServerError(f"llama-server at {self.runtime.server.url} ended a call "
-                                    "its grammar does not allow to end: is it applying the "
-                                    "grammar?")
+            raise self.runtime.server.fault("ended a call its constraint does not allow to "
+                                            "end: is it applying the constraint?")
 
-    def _count_evaluated(self, timings: dict) -> None:
+    def _count_evaluated(self, evaluated: int | None) -> None:
         """Add the prompt tokens one request had the server evaluate (its cache took the
         rest)."""
-        if timings:
-            self.stats.evaluated_tokens += int(timings.get("prompt_n", 0))
+        if evaluated is not None:
+            self.stats.evaluated_tokens += evaluated
             self.stats.prefix_source = "server"
 
     def _call_finished(self) -> bool:
@@ -270,10 +256,9 @@ class _Decode:
 
     def _check(self, token: int) -> None:
         if self.processor is not None and not self.processor.accept(token):
-            raise RemoteServerError(
-                f"llama-server at {self.runtime.server.url} sent token {token} "
-                f"({self.runtime.token_text(token)!r}), which the call's grammar does not "
-                "allow here: is it applying the grammar?")
+            raise self.runtime.server.fault(
+                f"sent token {token} ({self.runtime.token_text(token)!r}), which the call's "
+                "constraint does not allow here: is it applying the constraint?")
 
     def _watch(self) -> None:
         """After a token: end at the call's end, steer on a loop or near the budget."""
@@ -319,24 +304,14 @@ class _Decode:
         banned = self._copy_banned()
         if banned is not None and (allowed & ~banned).any():
             allowed &= ~banned
-        body = self.runtime.request(self.prompt + self.output, self.sampling, 1, self.slot)
-        body["logit_bias"] = _bias(allowed)
-        answer = self.runtime.server.complete(body)
-        self._count_evaluated(answer.get("timings") or {})
-        tokens = answer.get("tokens") or []
-        if not tokens:
+        answer = self.runtime.server.complete(CompletionRequest(
+            self.prompt + self.output, 1, self.sampling, allowed=allowed, slot=self.slot))
+        self._count_evaluated(answer.evaluated)
+        if not answer.tokens:
             return self.runtime.llm.token_eos()  # the server ended the output
-        return int(tokens[0])
+        return int(answer.tokens[0])
 
     def _finish_reason(self) -> None:
         if self.stats.finish_reason != "loop" and len(self.output) >= self.max_tokens:
             self.stats.finish_reason = "length"
 
-
-def _bias(allowed: np.ndarray) -> list:
-    """A logit_bias that leaves only the allowed tokens: the disallowed ones banned, or the
-    allowed ones raised above all, whichever list is shorter."""
-    allowed_ids = np.flatnonzero(allowed)
-    if len(allowed_ids) <= len(allowed) - len(allowed_ids):
-        return [[int(t), BIAS_ALLOW] for t in allowed_ids]
-    return [[int(t), False] for t in np.flatnonzero(~allowed)]
