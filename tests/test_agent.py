@@ -2,6 +2,7 @@
 
 import random
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,6 +217,30 @@ def test_warning_flush_summary_and_window_bound(tmp_path, n_ctx):
     assert 1 <= warnings <= flushes + 1  # one warning per pressure period
     assert agent.recall.count() == 1 + 40 * 3 + warnings  # nothing deleted from recall
     assert agent.queue[0].role != "function_result"  # a call is never cut from its result
+
+
+def test_a_summary_is_asked_for_through_the_model_gate_with_no_transaction_open(tmp_path):
+    """A flushing step lets a server run other agents' jobs during its summary call, as
+    during its step's call: the model gate is entered for both, never inside a transaction."""
+    replies = iter(range(10**6))
+    agent = make_agent(tmp_path, lambda messages: call(
+        "send_message", message=f"Reply {next(replies)}: " + LONG), n_ctx=2048)
+    entered = []
+
+    @contextmanager
+    def gate():
+        entered.append(agent.stores.db.in_transaction)
+        yield
+
+    agent.model_gate = gate
+    steps = flushes = 0
+    for i in range(25):
+        turn = agent.send(f"message {i}: {LONG}")
+        steps += len(turn.steps)
+        flushes += sum(s.flushed for s in turn.steps)
+    assert flushes >= 2
+    assert len(entered) == steps + agent.runtime.summary_calls
+    assert not any(entered)
 
 
 def test_agent_resumes_where_it_stopped(tmp_path):

@@ -32,7 +32,7 @@ from ..memory.paging import Page
 from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute
-from .queue import QueueManager
+from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
@@ -370,8 +370,7 @@ class Agent:
               allowed: Allowed) -> StepReport:
         summarizer = self.queue_manager.summarizer
         summary_tokens_before = summarizer.evaluated_tokens
-        with self.transaction():
-            prepared = self.queue_manager.prepare()
+        prepared = self._prepare()
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
         streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
         generation = self._generate(prepared.prompt, sampling, allowed, streamer)
@@ -387,6 +386,25 @@ class Agent:
         if listener:
             listener("step", report)
         return report
+
+    def _prepare(self) -> Prepared:
+        """The step's prompt, fitted to the window: alerts and evictions each stored in a
+        transaction of their own, and each eviction's summary asked for between them through
+        the model gate, with no transaction open (a server runs other agents' jobs meanwhile;
+        a crash there loses only that summary)."""
+        flushed = warned = False
+        while True:
+            with self.transaction():
+                prepared = self.queue_manager.prepare()
+            warned = warned or prepared.warned
+            if isinstance(prepared, Prepared):
+                prepared.flushed, prepared.warned = flushed, warned
+                return prepared
+            with self.model_gate():
+                summary = self.queue_manager.summary_for(prepared)
+            with self.transaction():
+                self.queue_manager.evict(prepared, summary)
+            flushed = True
 
     def _generate(self, prompt: PromptTokens, sampling: SamplingSettings, allowed: Allowed,
                   streamer: ReplyStreamer) -> Generation:

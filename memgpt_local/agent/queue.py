@@ -124,6 +124,15 @@ class Prepared:
     warned: bool = False
 
 
+@dataclass
+class Eviction:
+    """The oldest part of the queue must go into the summary before the prompt can fit."""
+
+    cut: int  # messages to evict, from the front of the queue
+    parts: ContextParts  # the context just measured: the summary is asked for at its end
+    warned: bool = False
+
+
 class QueueManager:
     """The FIFO queue of one agent, its recursive summary and the window they must fit."""
 
@@ -151,23 +160,26 @@ class QueueManager:
         """The main context's texts as they stand."""
         return self.context.parts(self.record.core_memory, self.record.summary, self.queue)
 
-    def prepare(self) -> Prepared:
-        """Warn or flush until the prompt plus a full response fits in the window."""
-        flushed = warned = False
+    def prepare(self) -> Prepared | Eviction:
+        """Warn until the prompt plus a full response fits in the window; where it does not
+        fit, the eviction to make first (its summary is asked for by the caller, outside any
+        transaction: summary_for, then evict) - or, with nothing left to evict, the prompt
+        shrunk to fit."""
+        warned = False
         limit = self.runtime.n_ctx - self.settings.response_tokens
         while True:
             parts = self.parts()
             prompt = self.runtime.chat_tokens(parts.messages())
             if len(prompt.tokens) > limit:
                 self._check_fixed_part(parts, limit)
-                if self._flush(parts):
-                    flushed = True
-                    continue
-                return Prepared(parts, self._shrink(parts, limit), flushed, warned)
+                cut = eviction_point(self.queue, self.settings.evict_fraction)
+                if cut:
+                    return Eviction(cut, parts, warned)
+                return Prepared(parts, self._shrink(parts, limit), warned=warned)
             if self._warn(len(prompt.tokens) / self.runtime.n_ctx):
                 warned = True
                 continue
-            return Prepared(parts, prompt, flushed, warned)
+            return Prepared(parts, prompt, warned=warned)
 
     def _warn(self, pressure: float) -> bool:
         """Append the memory-pressure alert once per period above the threshold."""
@@ -180,18 +192,17 @@ class QueueManager:
         self.state["warned"] = True
         return True
 
-    def _flush(self, parts: ContextParts) -> bool:
-        """Evict the oldest part of the queue into the summary, asked for at the end of the
-        context just measured (`parts`); False if nothing can go."""
-        cut = eviction_point(self.queue, self.settings.evict_fraction)
-        if cut == 0:
-            return False
-        self.record.summary = self.summarizer.summarize(
-            self.record.summary, self.queue[:cut], context=parts.messages())
-        self.queue = self.queue[cut:]
+    def summary_for(self, eviction: Eviction) -> str:
+        """The summary once the eviction's messages are folded in (a model call)."""
+        return self.summarizer.summarize(self.record.summary, self.queue[:eviction.cut],
+                                         context=eviction.parts.messages())
+
+    def evict(self, eviction: Eviction, summary: str) -> None:
+        """Take the evicted messages out of the queue; the summary now holds them."""
+        self.record.summary = summary
+        self.queue = self.queue[eviction.cut:]
         self.context.refresh_counts()  # the summary's cache is invalid anyway
         self.state["flushes"] = self.state.get("flushes", 0) + 1
-        return True
 
     def _shrink(self, parts: ContextParts, limit: int) -> PromptTokens:
         """Last resort: cut the longest queue entries (or the summary) in the prompt only.
