@@ -7,7 +7,6 @@ deletes agents, handing each the runtime and stores it needs. Its defaults are t
 that reads the environment.
 """
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,11 +14,10 @@ from functools import cached_property
 from pathlib import Path
 
 from .agent import context as ctx
-from .agent import portable
 from .agent.loop import Agent
 from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from .errors import MemgptLocalError, SettingsError
-from .files import parse_size, write_atomic
+from .files import parse_size
 from .llm.base import DEFAULT_SEED, Runtime
 from .llm.gguf import vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
@@ -27,14 +25,15 @@ from .llm.models import ModelSpec, Registry
 from .llm.pool import RuntimePool
 from .llm.runtime import ModelRuntime
 from .llm.system import hardware_report
-from .memory.agents import AgentExistsError, AgentRecord, AgentStore, check_agent_name
-from .memory.archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
+from .memory.agents import AgentRecord, AgentStore
+from .memory.archival import ArchivalStorage, delete_index_files, passage_count
 from .memory.core import DEFAULT_LIMIT, CoreMemory
 from .memory.database import Database
 from .memory.documents import LoadReport, load_documents
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
 from .memory.recall import RecallStorage
 from .memory.stores import AgentStores
+from .transfer import AgentTransfer
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
 KV_BUDGET_ENV = "MEMGPT_LOCAL_KV_BUDGET"
@@ -92,9 +91,10 @@ def _server_report(spec: ModelSpec) -> dict | None:
     return probe_server(spec)
 
 
-class Engine:
+class Engine(AgentTransfer):
     """The home, its database, the registry, the loaded runtimes, the embedder and the KV
-    snapshot store; agents are created, opened and managed through it."""
+    snapshot store; agents are created, opened and managed through it (exported, imported
+    and copied through its AgentTransfer part, transfer.py)."""
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
                  runtime_factory: RuntimeFactory | None = None,
@@ -281,89 +281,6 @@ class Engine:
             return load_documents(paths, archival, max_tokens, overlap, on_passages)
         finally:
             archival.close()
-
-    # --- moving agents between homes ------------------------------------------------------
-    def export_document(self, name: str) -> dict:
-        """The portable JSON document of an agent, its messages and its passages."""
-        record = self.records.get(name)
-        return portable.export_document(record, self.recall_storage(name).all(),
-                                        stored_passages(self.db.con, name))
-
-    def export_agent(self, name: str, path: Path) -> dict:
-        """Write one portable JSON file with the agent, its messages and its passages."""
-        document = self.export_document(name)
-        try:
-            write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
-        except OSError as exc:
-            raise MemgptLocalError(f"Cannot write {path}: {exc.strerror}.") from None
-        return {"messages": len(document["messages"]), "passages": len(document["passages"])}
-
-    def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:
-        """Recreate an exported agent from its file (see import_document)."""
-        return self._import(portable.read_export(path), new_name)
-
-    def import_document(self, document: dict, new_name: str | None = None) -> AgentRecord:
-        """Recreate an exported agent, all or nothing: the document is validated before
-        anything is written, and everything is written in one transaction (passages are
-        embedded again with the local model)."""
-        return self._import(portable.checked_export(document), new_name)
-
-    def _import(self, export: portable.AgentExport, new_name: str | None) -> AgentRecord:
-        record = export.record
-        record.name = self._new_name(new_name or record.name, "; pass --name")
-        stores = self._stores(record.name)
-        if export.passages:
-            stores.open_archival()
-        try:
-            with stores.transaction():
-                self._write_import(stores, export)
-        finally:
-            stores.close()
-        return record
-
-    def _write_import(self, stores: AgentStores, export: portable.AgentExport) -> None:
-        first_seq = stores.recall.next_seq()
-        stores.recall.bulk_import(export.messages)
-        id_of = stores.recall.ids_by_seq()
-        position = {m.seq: i for i, m in enumerate(export.messages)}
-        export.record.in_context = [id_of[first_seq + position[s]]
-                                    for s in export.in_context_seqs]
-        stores.save(export.record)
-        groups: dict[str, list[str]] = {}
-        for passage in export.passages:
-            key = json.dumps([passage["source"], passage["metadata"]])
-            groups.setdefault(key, []).append(passage["content"])
-        for key, contents in groups.items():
-            source, metadata = json.loads(key)
-            stores.archival.insert(contents, source=source, metadata=metadata)
-
-    def copy_agent(self, source: str, target: str) -> AgentRecord:
-        """A new agent that starts as a copy of another: core memory, settings, summary, every
-        message and passage, all or nothing. The stored embeddings are copied (nothing is
-        embedded again); the copy's archival index is built from them when first opened."""
-        record = self.records.get(source)
-        record.name = self._new_name(target)
-        with self.db.transaction():
-            new_id = self.records.copy_rows(source, target)
-            record.in_context = [new_id[i] for i in record.in_context if i in new_id]
-            self.records.save(record)
-        return record
-
-    def _new_name(self, name: str, hint: str = "") -> str:
-        """A valid name no agent has, with any rows or files a failed import left under it
-        removed."""
-        if self.records.exists(check_agent_name(name)):
-            raise AgentExistsError(f"An agent named '{name}' already exists{hint}.")
-        self._clear_leftovers(name)
-        return name
-
-    def _clear_leftovers(self, name: str) -> None:
-        """Remove rows and index files stored under a name that has no agent (left by a
-        failed import of an older version), so a new agent of that name starts empty."""
-        with self.db.transaction():
-            self.records.delete_rows(name)
-        delete_index_files(self.home / "archival", name)
-        self.snapshots.delete_contexts(name)
 
     def doctor(self) -> dict:
         """The machine as llama.cpp sees it, and each registered model: present or how to get

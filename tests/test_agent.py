@@ -91,6 +91,24 @@ def test_core_memory_functions_and_their_errors_become_observations(tmp_path):
     assert results[3] == "Sent."
 
 
+def test_a_read_only_block_is_shown_with_its_description_and_refused_to_the_model(tmp_path):
+    agent = make_agent(tmp_path, [
+        call("core_memory_append", label="persona", content="I am evil now.",
+             request_heartbeat=True),
+        call("core_memory_replace", label="persona", old_content="Sam", new_content="Eve",
+             request_heartbeat=True),
+        call("send_message", message="I stay Sam.")])
+    block = agent.core.block("persona")
+    block.read_only, block.description = True, "Who you are; set by your user."
+    turn = agent.send("Change who you are.")
+    assert [s.failed for s in turn.steps] == [True, True, False]
+    assert all("Block 'persona' is read-only" in s.result for s in turn.steps[:2])
+    assert agent.core.block("persona").value == "I am Sam."
+    prompt = "\n".join(m["content"] for m in agent.runtime.last_messages)
+    assert '<persona characters="9/' in prompt and 'read_only="true">' in prompt
+    assert "<description>Who you are; set by your user.</description>\nI am Sam." in prompt
+
+
 def test_searches_are_paginated(tmp_path):
     script = [call("conversation_search", query="garden", page=2, request_heartbeat=True),
               call("conversation_search", query="garden", page=9, request_heartbeat=True),

@@ -10,7 +10,7 @@ before the queue, not even in the next process.
 import hashlib
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -173,7 +173,7 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
     full = CoreMemory()
     for block in core.blocks.values():
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
-        full.add_block(block.label, filler[: block.limit], block.limit)
+        full.blocks[block.label] = replace(block, value=filler[: block.limit])
     counts = memory_counts(10**6, 10**6, utc_now())
     texts = [static_instructions(), core_memory_text(name, full, counts), summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens

@@ -24,6 +24,7 @@ AGENT_KEYS = {"name", "model", "settings", "core_memory", "summary", "in_context
 MESSAGE_KEYS = {"seq", "role", "content", "function_name", "function_args", "created_at",
                 "tokens"}
 PASSAGE_KEYS = {"content", "source", "metadata"}
+BLOCK_OPTIONAL_KEYS = {"description", "read_only"}
 
 
 class ExportFileError(MemgptLocalError):
@@ -114,13 +115,16 @@ def _parse_core(data: Any) -> CoreMemory:
     core = CoreMemory()
     for label, block in blocks.items():
         where = f"agent.core_memory.{label}"
-        _check_keys(block, {"value", "limit"}, where)
+        _check_keys(block, {"value", "limit"} | (set(block) & BLOCK_OPTIONAL_KEYS), where)
         limit = _typed(block["limit"], int, f"{where}.limit")
         value = _typed(block["value"], str, f"{where}.value")
         if not 1 <= limit <= 100_000 or len(value) > limit:
             raise ValueError(f"{where} holds {len(value)} characters with a limit of {limit} "
                              "(limits are 1 to 100000, and the text must fit).")
-        core.blocks[label] = Block(label, value, limit)
+        core.blocks[label] = Block(
+            label, value, limit, _typed(block.get("description", ""), str,
+                                        f"{where}.description"),
+            _typed(block.get("read_only", False), bool, f"{where}.read_only"))
     return core
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..agent.agentfile import is_agent_file
 from .common import engine, read_text, user_errors, wait_option
 
 RULE_HELP = ("A tool rule TYPE:FUNCTION[:ARG], repeatable: run_first, exit_loop, continue_loop, "
@@ -160,7 +161,10 @@ def print_overview(info: dict) -> None:
                f"{info['recall_messages']} in recall; passages: {info['archival_passages']}; "
                f"flushes: {info['flushes']}")
     for label, block in info["core_memory"].items():
-        click.echo(f"[{label} {len(block['value'])}/{block['limit']}]\n{block['value']}")
+        read_only = ", read-only" if block.get("read_only") else ""
+        about = f"\n({block['description']})" if block.get("description") else ""
+        click.echo(f"[{label} {len(block['value'])}/{block['limit']}{read_only}]{about}\n"
+                   f"{block['value']}")
     click.echo(f"[summary]\n{info['summary'] or '(none yet)'}")
     print_settings(info)
 
@@ -213,23 +217,39 @@ def agents_copy(source: str, new_name: str, wait: bool) -> None:
 @agents.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "file_format", type=click.Choice(["memgpt-local", "af"]),
+              help="memgpt-local: everything, passages included (default); af: a Letta "
+                   "agent file (blocks, messages, rules; the default for a .af FILE).")
 @wait_option
 @user_errors
-def agents_export(name: str, file: Path, wait: bool) -> None:
+def agents_export(name: str, file: Path, file_format: str | None, wait: bool) -> None:
     """Write an agent and all its memory to one portable JSON file."""
+    letta = file_format == "af" or (file_format is None and is_agent_file(file))
     with engine(wait) as eng:
-        counts = eng.export_agent(name, file)
-    click.echo(f"Exported '{name}' ({counts['messages']} messages, {counts['passages']} "
-               f"passages) to {file}.")
+        counts = eng.export_agent(name, file, letta=letta)
+    what = "Letta agent file, " if letta else ""
+    click.echo(f"Exported '{name}' ({what}{counts['messages']} messages, "
+               f"{counts['passages']} passages) to {file}.")
 
 
 @agents.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--name", help="Import under another name.")
+@click.option("--name", help="Import under another name (one agent).")
+@click.option("--agent", "only", metavar="NAME",
+              help="A Letta agent file (.af): import only this agent of it.")
+@click.option("--model", help="A Letta agent file (.af): the local model its agents run on "
+                              "(default: the default model).")
 @wait_option
 @user_errors
-def agents_import(file: Path, name: str | None, wait: bool) -> None:
-    """Recreate an agent from an exported file."""
+def agents_import(file: Path, name: str | None, only: str | None, model: str | None,
+                  wait: bool) -> None:
+    """Recreate agents from a file: one exported here, or a Letta agent file (.af: every
+    agent in it, its memory blocks, messages and tool rules; tools that carry code are listed,
+    never run)."""
     with engine(wait) as eng:
-        record = eng.import_agent(file, name)
-    click.echo(f"Imported agent '{record.name}'.")
+        if not is_agent_file(file):
+            record = eng.import_agent(file, name)
+            click.echo(f"Imported agent '{record.name}'.")
+            return
+        for imported in eng.import_agent_file(file, only, model, name):
+            click.echo(f"Imported {imported.summary()}.")

@@ -19,6 +19,8 @@ class Block:
     label: str
     value: str = ""
     limit: int = DEFAULT_LIMIT
+    description: str = ""  # what the block is for, shown to the model with it
+    read_only: bool = False  # the model reads it and cannot change it (a user can)
 
 
 @dataclass
@@ -53,9 +55,18 @@ class CoreMemory:
                                   f"Blocks: {', '.join(self.blocks)}.")
         return self.blocks[label]
 
+    def writable(self, label: str) -> Block:
+        """A block the model may change; a read-only one is refused, saying so."""
+        block = self.block(label)
+        if block.read_only:
+            raise CoreMemoryError(f"Block '{label}' is read-only: you can read it but not "
+                                  "change it. Keep what you learn in another block or in "
+                                  "archival memory.")
+        return block
+
     def append(self, label: str, content: str) -> str:
         """Append a line to a block; return a short confirmation for the model."""
-        block = self.block(label)
+        block = self.writable(label)
         new_value = f"{block.value}\n{content}" if block.value else content
         self._check_fits(block, new_value)
         block.value = new_value
@@ -63,7 +74,7 @@ class CoreMemory:
 
     def replace(self, label: str, old_content: str, new_content: str) -> str:
         """Replace text in a block (every occurrence); the old text must be there."""
-        block = self.block(label)
+        block = self.writable(label)
         if not old_content:
             raise CoreMemoryError("old_content is empty: say which text to replace.")
         if old_content not in block.value:
@@ -91,12 +102,25 @@ class CoreMemory:
 
     def to_dict(self) -> dict:
         """A JSON-ready form, for storing the agent."""
-        return {b.label: {"value": b.value, "limit": b.limit} for b in self.blocks.values()}
+        return {b.label: _block_dict(b) for b in self.blocks.values()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CoreMemory":
         """The inverse of to_dict."""
         memory = cls()
         for label, block in data.items():
-            memory.blocks[label] = Block(label, block["value"], block["limit"])
+            memory.blocks[label] = Block(label, block["value"], block["limit"],
+                                         block.get("description", ""),
+                                         block.get("read_only", False))
         return memory
+
+
+def _block_dict(block: Block) -> dict:
+    """A block's stored form: description and read-only only where set (older stores and
+    files hold value and limit alone)."""
+    data: dict = {"value": block.value, "limit": block.limit}
+    if block.description:
+        data["description"] = block.description
+    if block.read_only:
+        data["read_only"] = True
+    return data

@@ -1,0 +1,164 @@
+"""The engine's part that moves agents between homes and implementations: our own agent files,
+Letta's Agent Files (.af) and copies - each written all or nothing, after the whole file was
+validated. Engine inherits it; it uses the engine's database, records and stores.
+"""
+
+import json
+from pathlib import Path
+
+from .agent import agentfile, portable
+from .agent.agentfile_export import agent_file
+from .agent.context import fit_block_limits, static_instructions
+from .agent.settings import AgentSettings
+from .errors import MemgptLocalError
+from .files import write_atomic
+from .llm.gguf import vocab_counter
+from .memory.agents import AgentExistsError, AgentRecord, check_agent_name
+from .memory.archival import delete_index_files, stored_passages
+from .memory.stores import AgentStores
+
+
+class AgentTransfer:
+    """Export, import and copy agents (mixed into Engine)."""
+
+    def export_document(self, name: str) -> dict:
+        """The portable JSON document of an agent, its messages and its passages."""
+        record = self.records.get(name)
+        return portable.export_document(record, self.recall_storage(name).all(),
+                                        stored_passages(self.db.con, name))
+
+    def export_letta_document(self, name: str) -> dict:
+        """The Letta Agent File (.af) document of an agent and its messages (passages are
+        not in Letta's files)."""
+        return agent_file(self.records.get(name), self.recall_storage(name).all(),
+                          static_instructions())
+
+    def export_agent(self, name: str, path: Path, letta: bool = False) -> dict:
+        """Write one portable JSON file with the agent, its messages and its passages (or a
+        Letta agent file with the agent and its messages)."""
+        if letta:
+            document = self.export_letta_document(name)
+            counts = {"messages": len(document["agents"][0]["messages"]), "passages": 0}
+        else:
+            document = self.export_document(name)
+            counts = {"messages": len(document["messages"]),
+                      "passages": len(document["passages"])}
+        try:
+            write_atomic(path, json.dumps(document, ensure_ascii=False).encode())
+        except OSError as exc:
+            raise MemgptLocalError(f"Cannot write {path}: {exc.strerror}.") from None
+        return counts
+
+    def import_agent(self, path: Path, new_name: str | None = None) -> AgentRecord:
+        """Recreate an exported agent from its file (see import_document)."""
+        return self._import([portable.read_export(path)], [new_name])[0]
+
+    def import_document(self, document: dict, new_name: str | None = None) -> AgentRecord:
+        """Recreate an exported agent, all or nothing: the document is validated before
+        anything is written, and everything is written in one transaction (passages are
+        embedded again with the local model)."""
+        return self._import([portable.checked_export(document)], [new_name])[0]
+
+    def import_agent_file(self, path: Path, only: str | None = None, model: str | None = None,
+                          new_name: str | None = None) -> list[agentfile.AfAgent]:
+        """Every agent of a Letta agent file (or the one named `only`, or under new_name the
+        only one), on a local model (default: the default model), all or nothing; each with
+        what its import did."""
+        spec = self.model_spec(model)
+        agents = agentfile.read_agent_file(path, spec.alias, spec.n_ctx)
+        for imported in agents:
+            _fit_window(imported, vocab_counter(spec))
+        if only is not None:
+            names = [a.export.record.name for a in agents]
+            agents = [a for a in agents if a.export.record.name == only]
+            if not agents:
+                raise portable.ExportFileError(f"{path} has no agent named {only!r}; it has: "
+                                               f"{', '.join(names)}.")
+        if new_name and len(agents) > 1:
+            raise portable.ExportFileError(f"{path} has {len(agents)} agents: choose the one to "
+                                           "rename with --agent NAME.")
+        self._import([a.export for a in agents], [new_name] * len(agents))
+        return agents
+
+    def _import(self, exports: list[portable.AgentExport], new_names: list[str | None]
+                ) -> list[AgentRecord]:
+        """Write agents, all in one transaction, once every name is known to be free."""
+        for export, new_name in zip(exports, new_names, strict=True):
+            export.record.name = self._new_name(new_name or export.record.name,
+                                                "; pass --name")
+        stores = [self._stores(e.record.name) for e in exports]
+        for each, export in zip(stores, exports, strict=True):
+            if export.passages:
+                each.open_archival()
+        try:
+            with self._transaction(stores):
+                for each, export in zip(stores, exports, strict=True):
+                    _write_import(each, export)
+        finally:
+            for each in stores:
+                each.close()
+        return [e.record for e in exports]
+
+    def _transaction(self, stores: list[AgentStores]):
+        """One agent's store transaction (archival included), or for several agents of an
+        .af, which holds no passages, one database transaction over them all."""
+        return stores[0].transaction() if len(stores) == 1 else self.db.transaction()
+
+    def copy_agent(self, source: str, target: str) -> AgentRecord:
+        """A new agent that starts as a copy of another: core memory, settings, summary, every
+        message and passage, all or nothing. The stored embeddings are copied (nothing is
+        embedded again); the copy's archival index is built from them when first opened."""
+        record = self.records.get(source)
+        record.name = self._new_name(target)
+        with self.db.transaction():
+            new_id = self.records.copy_rows(source, target)
+            record.in_context = [new_id[i] for i in record.in_context if i in new_id]
+            self.records.save(record)
+        return record
+
+    def _new_name(self, name: str, hint: str = "") -> str:
+        """A valid name no agent has, with any rows or files a failed import left under it
+        removed."""
+        if self.records.exists(check_agent_name(name)):
+            raise AgentExistsError(f"An agent named '{name}' already exists{hint}.")
+        self._clear_leftovers(name)
+        return name
+
+    def _clear_leftovers(self, name: str) -> None:
+        """Remove rows and index files stored under a name that has no agent (left by a
+        failed import of an older version), so a new agent of that name starts empty."""
+        with self.db.transaction():
+            self.records.delete_rows(name)
+        delete_index_files(self.home / "archival", name)
+        self.snapshots.delete_contexts(name)
+
+
+def _fit_window(imported: agentfile.AfAgent, count) -> None:
+    """Settings stored whole, as a new agent's are; block limits lowered to fit the window
+    where they can be, and said so (or that the blocks' text itself is too long for it) -
+    unless an export of ours on the same window brought limits that fit it already."""
+    record = imported.export.record
+    settings = AgentSettings.from_dict(record.settings)
+    record.settings = {**settings.to_dict(), "state": {}}
+    if imported.limits_fitted:
+        return
+    try:
+        imported.notes += fit_block_limits(count, record.name, record.core_memory, settings)
+    except MemgptLocalError as exc:
+        imported.notes.append(f"its core memory does not fit: {str(exc).rstrip('.')}")
+
+
+def _write_import(stores: AgentStores, export: portable.AgentExport) -> None:
+    first_seq = stores.recall.next_seq()
+    stores.recall.bulk_import(export.messages)
+    id_of = stores.recall.ids_by_seq()
+    position = {m.seq: i for i, m in enumerate(export.messages)}
+    export.record.in_context = [id_of[first_seq + position[s]] for s in export.in_context_seqs]
+    stores.save(export.record)
+    groups: dict[str, list[str]] = {}
+    for passage in export.passages:
+        key = json.dumps([passage["source"], passage["metadata"]])
+        groups.setdefault(key, []).append(passage["content"])
+    for key, contents in groups.items():
+        source, metadata = json.loads(key)
+        stores.archival.insert(contents, source=source, metadata=metadata)

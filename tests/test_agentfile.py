@@ -1,0 +1,346 @@
+"""Letta's Agent Files (.af) read into agents of ours: the six published files of ../shared/data,
+bad files refused whole with one line, and code in a file never run."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fakes import FakeRuntime, HashingEmbedder, call
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memgpt_local.agent.agentfile import MAX_FILE_BYTES, parse_agent_file, read_agent_file
+from memgpt_local.agent.portable import ExportFileError
+from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.memory.agents import AgentExistsError
+from memgpt_local.memory.messages import ROLES
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
+PUBLISHED = sorted(SHARED.glob("*.af"))
+
+
+def _document(path: Path) -> dict:
+    data = json.loads(path.read_bytes())
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def _when(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _read(path: Path, n_ctx: int = 2048):
+    return read_agent_file(path, "smollm2-135m", n_ctx)
+
+
+def test_the_six_published_files_are_there():
+    assert len(PUBLISHED) == 6
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.name)
+def test_every_published_agent_is_read_whole(path):
+    document = _document(path)
+    agents = _read(path)
+    assert [a.export.record.name for a in agents] == [a["name"] for a in document["agents"]]
+    blocks = {b["id"]: b for b in document["blocks"]}
+    for agent, letta in zip(agents, document["agents"], strict=True):
+        core = agent.export.record.core_memory
+        assert [b.label for b in core.blocks.values()] == [blocks[i]["label"]
+                                                           for i in letta["block_ids"]]
+        for block_id in letta["block_ids"]:
+            theirs, ours = blocks[block_id], core.blocks[blocks[block_id]["label"]]
+            assert (ours.value, ours.limit) == (theirs["value"] or "", theirs["limit"])
+            assert ours.description == (theirs.get("description") or "")
+            assert ours.read_only == bool(theirs.get("read_only"))
+        messages = agent.export.messages
+        assert all(m.role in ROLES and m.created_at is not None for m in messages)
+        assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
+        stamped = {_when(m["created_at"]) for m in letta["messages"] if m.get("created_at")}
+        assert {m.created_at for m in messages} <= stamped  # each with its own date
+        assert agent.export.record.settings["n_ctx"] <= 2048
+        assert agent.summary().startswith(f"{letta['name']}: ")
+
+
+def test_tool_calls_results_and_rules_are_mapped_to_ours():
+    builder = {a.export.record.name: a for a in _read(SHARED / "lettabot-builder.af")}
+    sleeptime = builder["Nameless Agent-sleeptime"]
+    assert sleeptime.tools_mapped == {"memory_insert": "core_memory_append",
+                                      "memory_replace": "core_memory_replace"}
+    assert builder["lettabot-builder"].tools_skipped["web_search"] == (
+        "a built-in web tool; this runs offline")
+    calls = [m for m in sleeptime.export.messages if m.role == "function_call"]
+    results = [m for m in sleeptime.export.messages if m.role == "function_result"]
+    assert calls and results
+    assert {m.function_name for m in calls} >= {"core_memory_replace"}
+    for made in calls:
+        document = json.loads(made.content)
+        assert document["function"] == made.function_name
+        assert document["arguments"] == made.function_args
+    rules = sleeptime.export.record.settings["tool_rules"]
+    assert {(r["type"], r["tool_name"]) for r in rules} == {
+        ("continue_loop", "core_memory_replace"), ("continue_loop", "core_memory_append")}
+    assert any("memory_finish_edits" in note for note in sleeptime.rules_dropped)
+    assert any("capped to the local model's 2048" in note for note in sleeptime.notes)
+
+
+def test_a_workflow_of_code_tools_imports_its_memory_not_its_code():
+    (agent,) = _read(SHARED / "outreach_workflow_agent.af")
+    assert agent.tools_mapped == {}
+    assert set(agent.tools_skipped) == {"evaluate_candidate", "reject", "retrieve_candidate",
+                                        "send_email"}
+    assert all("never run" in why for why in agent.tools_skipped.values())
+    assert len(agent.rules_dropped) == 5  # every rule names a code tool
+    assert "tool_rules" in agent.export.record.settings  # a new agent's defaults instead
+
+
+def _minimal(**agent) -> dict:
+    return {"agents": [{"name": "ann", "block_ids": ["b1"], "tool_ids": [], "tool_rules": [],
+                        "messages": [], "in_context_message_ids": [], **agent}],
+            "blocks": [{"id": "b1", "label": "human", "value": "Ann", "limit": 100}],
+            "tools": []}
+
+
+def _write(tmp_path, document, name="agent.af") -> Path:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("document, message", [
+    ('{"agents": [{"name": "ann"', "not a readable JSON file"),
+    ({"version": "0.6.2", "name": "ann", "core_memory": []}, "older single-agent format"),
+    ({"agents": []}, "holds no agent"),
+    ({**_minimal(), "blocks": [{"id": "b1", "label": "human", "value": "x" * 101,
+                                "limit": 100}]}, "holds 101 characters, over its limit of 100"),
+    ({**_minimal(block_ids=["b1", "b2"]),
+      "blocks": [{"id": "b1", "label": "human", "value": "", "limit": 10},
+                 {"id": "b2", "label": "human", "value": "", "limit": 10}]},
+     "two blocks labelled 'human'"),
+    (_minimal(messages=[{"id": "m1", "role": "narrator", "content": "hi",
+                         "created_at": "2025-01-01T00:00:00Z"}]), "role 'narrator'"),
+    (_minimal(tool_rules=[{"type": "exit_loop", "tool_name": "send_message"}],
+              tool_ids=[]), None),
+])
+def test_a_bad_file_is_one_line_and_nothing_is_read(tmp_path, document, message):
+    path = _write(tmp_path, document)
+    if message is None:  # a rule on a tool the agent does not have is dropped, not an error
+        (agent,) = _read(path)
+        assert agent.rules_dropped
+        return
+    with pytest.raises(ExportFileError, match=message) as caught:
+        _read(path)
+    assert str(caught.value).startswith(f"Cannot import {path}:")
+    assert "\n" not in str(caught.value)
+
+
+def test_an_enormous_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.af"
+    with path.open("wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ExportFileError, match="agent files up to 32 MiB are read"):
+        _read(path)
+
+
+def test_code_in_a_file_is_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    code = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')"
+    document = _minimal(tool_ids=["t1"])
+    document["tools"] = [{"id": "t1", "name": "evil", "tool_type": "custom",
+                          "source_type": "python", "source_code": code,
+                          "json_schema": {"name": "evil", "parameters": {}}}]
+    (agent,) = _read(_write(tmp_path, document))
+    assert agent.tools_skipped == {"evil": "carries code, which is never run here"}
+    assert not marker.exists()
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder()) as engine:
+        yield engine
+
+
+def test_an_import_writes_every_agent_with_its_messages_in_context_order(engine):
+    imported = engine.import_agent_file(SHARED / "lettabot-builder.af")
+    assert [a.export.record.name for a in imported] == ["lettabot-builder",
+                                                        "Nameless Agent-sleeptime"]
+    record = engine.records.get("Nameless Agent-sleeptime")
+    stored = engine.recall_messages("Nameless Agent-sleeptime")
+    assert len(stored) == len(imported[1].export.messages)
+    in_context = [m.content for m in stored if m.id in set(record.in_context)]
+    assert in_context == [m.content for m in imported[1].export.messages
+                          if m.seq in set(imported[1].export.in_context_seqs)]
+    assert record.core_memory.blocks["memory_filesystem"].read_only
+
+
+def test_an_import_is_all_or_nothing_and_one_agent_can_be_chosen(engine):
+    engine.create_agent("Nameless Agent-sleeptime")
+    with pytest.raises(AgentExistsError, match="Nameless Agent-sleeptime"):
+        engine.import_agent_file(SHARED / "lettabot-builder.af")
+    assert not engine.agent_exists("lettabot-builder")  # the first agent was not written
+    (only,) = engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder")
+    assert engine.agent_exists(only.export.record.name)
+    with pytest.raises(ExportFileError, match="no agent named 'nobody'.*lettabot-builder"):
+        engine.import_agent_file(SHARED / "lettabot-builder.af", only="nobody")
+
+
+def test_our_own_files_keep_a_blocks_description_and_read_only(engine):
+    record, _ = engine.create_agent("ann")
+    block = record.core_memory.blocks["persona"]
+    block.description, block.read_only = "Who I am.", True
+    engine.records.save(record)
+    document = engine.export_document("ann")
+    engine.import_document(document, "ann2")
+    copied = engine.records.get("ann2").core_memory.blocks["persona"]
+    assert (copied.description, copied.read_only) == ("Who I am.", True)
+    human = document["agent"]["core_memory"]["human"]
+    assert set(human) == {"value", "limit"}  # unset fields are not written: older readers
+
+
+LETTA_MESSAGE = st.one_of(
+    st.builds(lambda t: {"role": "user", "content": [{"type": "text", "text": t}]}, st.text()),
+    st.builds(lambda t: {"role": "user", "content": json.dumps(
+        {"type": "system_alert", "message": t})}, st.text()),
+    st.builds(lambda r, t: {"role": "assistant", "content": [
+        {"type": "reasoning", "reasoning": r}, {"type": "text", "text": t}]},
+        st.text(), st.text()),
+    st.builds(lambda r, names: {"role": "assistant", "content": [
+        {"type": "reasoning", "reasoning": r}], "tool_calls": [
+        {"id": f"c{i}", "function": {"name": n, "arguments": json.dumps({"query": r})}}
+        for i, n in enumerate(names)]}, st.text(),
+        st.lists(st.sampled_from(["conversation_search", "memory_insert", "web_search"]),
+                 min_size=1, max_size=3)),
+    st.builds(lambda n, t: {"role": "tool", "name": n, "content": t,
+                            "tool_returns": [{"func_response": t}]},
+              st.sampled_from(["conversation_search", "web_search"]), st.text()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=st.lists(LETTA_MESSAGE, max_size=12), data=st.data())
+def test_no_message_is_lost_and_order_and_context_are_kept(messages, data):
+    """Every Letta message (the system prompt aside) becomes ours, in order, with its date;
+    each tool call one function_call; the in-context ones stay in context, in their order."""
+    stamped = [{**m, "id": f"m{i}", "created_at": f"2025-01-01T00:{i:02d}:00+00:00"}
+               for i, m in enumerate(messages)]
+    in_context = data.draw(st.lists(st.sampled_from([m["id"] for m in stamped]), unique=True)
+                           if stamped else st.just([]))
+    document = _minimal(messages=stamped, in_context_message_ids=in_context,
+                        tool_ids=["t1"])
+    document["tools"] = [{"id": "t1", "name": "conversation_search", "tool_type": "letta_core"}]
+    (agent,) = parse_agent_file(document, "smollm2-135m", 2048)
+    ours = agent.export.messages
+    def count(i: int, m: dict) -> int:  # a reply with no call: a send_message and its
+        answered = i + 1 < len(stamped) and stamped[i + 1]["role"] == "tool"  # result, unless
+        plain = 1 if answered else 2  # a result follows it (then a call that did not parse)
+        return len(m.get("tool_calls") or []) or (plain if m["role"] == "assistant" else 1)
+
+    expected = sum(count(i, m) for i, m in enumerate(stamped))
+    assert len(ours) == expected
+    assert [m.created_at.minute for m in ours] == sorted(m.created_at.minute for m in ours)
+    calls = [m for m in ours if m.role == "function_call" and m.function_name]
+    assert all(json.loads(c.content)["function"] == c.function_name for c in calls)
+    assert {c.function_name for c in calls} <= {"conversation_search", "memory_insert",
+                                                "web_search", "send_message"}
+    by_seq = {m.seq: m for m in ours}
+    minutes = [by_seq[s].created_at.minute for s in agent.export.in_context_seqs]
+    assert minutes == [m for i in in_context for m in _minutes_of(i, ours)]
+
+
+def _minutes_of(letta_id: str, ours) -> list[int]:
+    minute = int(letta_id[1:])
+    return [m.created_at.minute for m in ours if m.created_at.minute == minute]
+
+
+# --- out: .af files Letta's own schema accepts, and round trips --------------------------
+
+LETTA_SCHEMA = json.loads((Path(__file__).parent / "data" / "letta_agent_file.schema.json")
+                          .read_text())
+
+
+def _letta_errors(document: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(LETTA_SCHEMA)
+    return [f"{list(e.absolute_path)}: {e.message[:120]}" for e in validator.iter_errors(document)]
+
+
+def test_the_schema_from_lettas_classes_accepts_the_published_files_and_refuses_bad_ones():
+    for path in PUBLISHED:
+        assert _letta_errors(_document(path)) == [], path.name
+    bad = _document(SHARED / "memgpt_agent.af")
+    bad["blocks"][0].pop("label")
+    assert _letta_errors(bad)
+
+
+def _lived_agent(tmp_path) -> Engine:
+    """A home whose agent 'sam' has run turns on a scripted model: calls, results, a failed
+    call, an alert, a flush."""
+    replies = iter(range(10**6))
+
+    def script(messages):
+        n = next(replies)
+        if n % 5 == 3:
+            return "{not json"
+        if n % 5 == 1:
+            return call("core_memory_append", label="human", content=f"Fact {n}.",
+                        request_heartbeat=True)
+        return call("send_message", message=f"Reply {n}: " + "words " * 40)
+
+    engine = Engine(EngineConfig(tmp_path / "lived"), embedder=HashingEmbedder(),
+                    runtime_factory=lambda *args, **kw: FakeRuntime(script, 2048))
+    engine.create_agent("sam", n_ctx=2048)
+    agent = engine.open_agent("sam")
+    for i in range(12):
+        agent.send(f"message {i}: " + "talk " * 40)
+    engine.close_agent(agent)
+    return engine
+
+
+def test_an_export_is_a_file_lettas_schema_accepts_and_comes_back_the_same(tmp_path):
+    """ours -> .af -> ours keeps blocks, messages (text, role, date, in-context order), rules,
+    settings and the summary."""
+    engine = _lived_agent(tmp_path)
+    record = engine.records.get("sam")
+    assert record.summary and engine.recall_messages("sam")
+    path = tmp_path / "sam.af"
+    engine.export_agent("sam", path, letta=True)
+    assert _letta_errors(json.loads(path.read_text())) == []
+    (back,) = engine.import_agent_file(path, new_name="sam2")
+    again = engine.records.get("sam2")
+    assert again.core_memory == record.core_memory
+    assert again.summary == record.summary
+    assert {k: v for k, v in again.settings.items() if k != "state"} == {
+        k: v for k, v in record.settings.items() if k != "state"}
+
+    def shape(messages):
+        return [(m.role, m.content, m.function_name, m.function_args, m.created_at)
+                for m in messages]
+
+    before, after = engine.recall_messages("sam"), engine.recall_messages("sam2")
+    assert shape(after) == shape(before)
+    in_context = [m.seq for m in before if m.id in set(record.in_context)]
+    assert [m.seq for m in after if m.id in set(again.in_context)] == in_context
+    engine.close()
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.name)
+def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engine, path,
+                                                                           tmp_path):
+    """af -> ours -> af keeps blocks, messages and the rules that came over."""
+    imported = engine.import_agent_file(path)
+    for agent in imported:
+        name = agent.export.record.name
+        out = tmp_path / "out.af"
+        engine.export_agent(name, out, letta=True)
+        document = json.loads(out.read_text())
+        assert _letta_errors(document) == []
+        (letta,) = document["agents"]
+        blocks = {b["id"]: b for b in document["blocks"]}
+        assert [(blocks[i]["label"], blocks[i]["value"], bool(blocks[i]["read_only"]))
+                for i in letta["block_ids"]] == [
+            (b.label, b.value, b.read_only)
+            for b in agent.export.record.core_memory.blocks.values()]
+        assert len(letta["messages"]) == len(agent.export.messages)
+        assert letta["tool_rules"] == agent.export.record.settings["tool_rules"]
+        (again,) = parse_agent_file(document, "smollm2-135m", 2048)
+        assert [(m.role, m.content) for m in again.export.messages] == [
+            (m.role, m.content) for m in agent.export.messages]
