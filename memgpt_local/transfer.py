@@ -30,8 +30,10 @@ class AgentTransfer:
     def export_letta_document(self, name: str) -> dict:
         """The Letta Agent File (.af) document of an agent and its messages (passages are
         not in Letta's files)."""
-        return agent_file(self.records.get(name), self.recall_storage(name).all(),
-                          static_instructions())
+        record = self.records.get(name)
+        own = record.settings.get("instructions") or ""
+        return agent_file(record, self.recall_storage(name).all(),
+                          own or static_instructions())
 
     def export_agent(self, name: str, path: Path, letta: bool = False) -> dict:
         """Write one portable JSON file with the agent, its messages and its passages (or a
@@ -60,12 +62,13 @@ class AgentTransfer:
         return self._import([portable.checked_export(document)], [new_name])[0]
 
     def import_agent_file(self, path: Path, only: str | None = None, model: str | None = None,
-                          new_name: str | None = None) -> list[agentfile.AfAgent]:
+                          new_name: str | None = None, our_instructions: bool = False
+                          ) -> list[agentfile.AfAgent]:
         """Every agent of a Letta agent file (or the one named `only`, or under new_name the
-        only one), on a local model (default: the default model), all or nothing; each with
-        what its import did."""
+        only one), on a local model (default: the default model), with its own system prompt
+        or ours, all or nothing; each with what its import did."""
         spec = self.model_spec(model)
-        agents = agentfile.read_agent_file(path, spec.alias, spec.n_ctx)
+        agents = agentfile.read_agent_file(path, spec.alias, spec.n_ctx, our_instructions)
         for imported in agents:
             _fit_window(imported, vocab_counter(spec))
         if only is not None:

@@ -344,3 +344,28 @@ def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engi
         (again,) = parse_agent_file(document, "smollm2-135m", 2048)
         assert [(m.role, m.content) for m in again.export.messages] == [
             (m.role, m.content) for m in agent.export.messages]
+
+
+def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp_path):
+    system = _document(SHARED / "memgpt_agent_with_convo.af")["agents"][0]["system"]
+    seen = []
+
+    def script(messages):
+        seen.append(messages[0]["content"])
+        return call("send_message", message="Hello.")
+
+    with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder(),
+                runtime_factory=lambda *args, **kw: FakeRuntime(script, 8192)) as engine:
+        (own,) = engine.import_agent_file(SHARED / "memgpt_agent_with_convo.af")
+        (ours,) = engine.import_agent_file(SHARED / "memgpt_agent_with_convo.af",
+                                           new_name="plain", our_instructions=True)
+        assert any("its own instructions kept" in note for note in own.notes)
+        for name in ("memgpt_agent", "plain"):
+            agent = engine.open_agent(name)
+            agent.send("Hi!")
+            engine.close_agent(agent)
+        exported = engine.export_letta_document("memgpt_agent")
+    assert seen[0].startswith(system.strip()) and "\nFunctions:\n- send_message(" in seen[0]
+    assert not seen[-1].startswith(system.strip())
+    assert seen[-1].startswith("You are a companion with a memory")
+    assert exported["agents"][0]["system"] == system  # and back out as it came

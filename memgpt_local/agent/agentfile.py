@@ -24,6 +24,7 @@ from typing import Any
 from ..memory.agents import AgentRecord, check_agent_name
 from ..memory.core import Block, CoreMemory
 from ..memory.messages import Message
+from .context import static_instructions
 from .portable import AgentExport, ExportFileError
 from .rules import KINDS
 from .settings import NEW_AGENT_SETTINGS, AgentSettings
@@ -78,15 +79,17 @@ def is_agent_file(path: Path) -> bool:
     return path.suffix.lower() == ".af"
 
 
-def read_agent_file(path: Path, model: str, n_ctx: int) -> list[AfAgent]:
-    """Every agent of an .af, for a local model with an n_ctx-token window; any problem is
-    one ExportFileError naming the file, and nothing is written."""
+def read_agent_file(path: Path, model: str, n_ctx: int, our_instructions: bool = False
+                    ) -> list[AfAgent]:
+    """Every agent of an .af, for a local model with an n_ctx-token window (with its own
+    system prompt as its instructions, or ours); any problem is one ExportFileError naming
+    the file, and nothing is written."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ValueError(f"it has {size // 2**20} MiB; agent files up to "
                              f"{MAX_FILE_BYTES // 2**20} MiB are read.")
-        return parse_agent_file(_document(path.read_bytes()), model, n_ctx)
+        return parse_agent_file(_document(path.read_bytes()), model, n_ctx, our_instructions)
     except OSError as exc:
         raise ExportFileError(f"Cannot import {path}: {exc.strerror or exc}.") from None
     except (TypeError, ValueError, KeyError) as exc:
@@ -109,11 +112,14 @@ def _document(raw: bytes) -> dict:
     return data
 
 
-def parse_agent_file(data: dict, model: str, n_ctx: int) -> list[AfAgent]:
+def parse_agent_file(data: dict, model: str, n_ctx: int, our_instructions: bool = False
+                     ) -> list[AfAgent]:
     """Every agent of a decoded .af document; raises ValueError saying what is wrong."""
     blocks = _by_id(data.get("blocks", []), "blocks")
     tools = _by_id(data.get("tools", []), "tools")
     agents = [_agent(agent, blocks, tools, model, n_ctx) for agent in data["agents"]]
+    for agent, letta in zip(agents, data["agents"], strict=True):
+        _instructions(agent, letta, our_instructions)
     if not agents:
         raise ValueError("it holds no agent.")
     names = [a.export.record.name for a in agents]
@@ -150,6 +156,23 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
                                      ours.get("call_texts", {}))
     result.export.messages, result.export.in_context_seqs = messages, in_context
     return result
+
+
+def _instructions(result: AfAgent, letta: dict, ours_wanted: bool) -> None:
+    """The agent's system prompt kept as its own instructions where it differs from ours
+    (an export of ours carries its instructions in its settings)."""
+    settings = result.export.record.settings
+    system = letta.get("system")
+    if ours_wanted:
+        settings["instructions"] = ""
+    elif _ours(letta) or not isinstance(system, str) or not system.strip() \
+            or system == static_instructions():
+        return
+    else:
+        settings["instructions"] = system
+        result.notes.append(f"its own instructions kept ({len(system)} characters; "
+                            "--our-instructions uses ours)")
+    AgentSettings.checked(settings)
 
 
 def _ours(agent: dict) -> dict:

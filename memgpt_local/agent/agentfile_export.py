@@ -25,7 +25,8 @@ EXPORTED_FUNCTIONS = ("send_message", "core_memory_append", "core_memory_replace
 
 
 def agent_file(record: AgentRecord, messages: list[Message], instructions: str) -> dict:
-    """The .af document of one agent with its messages (in recall order)."""
+    """The .af document of one agent with its messages (in recall order) and its system
+    prompt (its own instructions, else ours)."""
     blocks = [_block(f"block-{i}", block) for i, block in
               enumerate(record.core_memory.blocks.values())]
     tools = [_tool(f"tool-{i}", name) for i, name in enumerate(EXPORTED_FUNCTIONS)]

@@ -65,10 +65,13 @@ def default_text(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def static_instructions() -> str:
+def static_instructions(instructions: str = "") -> str:
     """System instructions and function specs: identical on every call of every agent, so
-    one prefix snapshot of a model serves them all (the agent's name is in core memory)."""
-    return render("system.jinja", functions=[f.prompt_line() for f in FUNCTIONS.values()])
+    one prefix snapshot of a model serves them all (the agent's name is in core memory) -
+    unless an agent has instructions of its own (an imported Letta agent's system prompt),
+    which replace ours before the function specs: its prefix snapshot is then its own."""
+    return render("system.jinja", instructions=instructions,
+                  functions=[f.prompt_line() for f in FUNCTIONS.values()])
 
 
 def core_memory_text(name: str, core: CoreMemory, counts: dict) -> str:
@@ -126,9 +129,10 @@ class MainContext:
     for fresh counts), so a plain step never invalidates the KV cache before the queue, in
     this process or in the next one that resumes the agent."""
 
-    def __init__(self, name: str, counts: Callable[[], dict], state: dict):
+    def __init__(self, name: str, counts: Callable[[], dict], state: dict,
+                 instructions: str = ""):
         self.name = name
-        self.static = static_instructions()
+        self.static = static_instructions(instructions)
         self._counts_of = counts
         self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
@@ -175,7 +179,8 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
         full.blocks[block.label] = replace(block, value=filler[: block.limit])
     counts = memory_counts(10**6, 10**6, utc_now())
-    texts = [static_instructions(), core_memory_text(name, full, counts), summary_text("")]
+    texts = [static_instructions(settings.instructions), core_memory_text(name, full, counts),
+             summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
 

@@ -100,7 +100,8 @@ class Agent:
         self.clock = clock
         self.settings = AgentSettings.from_dict(record.settings)
         self.context = ctx.MainContext(record.name, self._counts,
-                                       record.settings.setdefault("state", {}))
+                                       record.settings.setdefault("state", {}),
+                                       self.settings.instructions)
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
         self.rules = RuleSolver(self.settings.rules(), list(FUNCTIONS))

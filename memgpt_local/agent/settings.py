@@ -34,6 +34,7 @@ NEW_AGENT_SETTINGS = {
         {"type": "max_count_per_step", "tool_name": "conversation_search", "max_count_limit": 3},
         {"type": "max_count_per_step", "tool_name": "archival_memory_insert",
          "max_count_limit": 3}]}
+MAX_INSTRUCTIONS = 100_000
 INTEGER_SETTINGS = {"n_ctx", "response_tokens", "summary_tokens", "max_chain", "max_failures",
                     "result_max_chars", "page_size", "timed_heartbeat_minutes", "seed",
                     "memory_hits"}
@@ -61,6 +62,7 @@ class AgentSettings:
     timed_heartbeat_minutes: int = 0
     tool_rules: list[dict] = field(default_factory=list)  # Letta's JSON form (rules.py)
     memory_hits: int = 0  # archival and recall hits brought to each user message; 0: off
+    instructions: str = ""  # the agent's own instructions in place of ours ("": ours)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     @classmethod
@@ -78,6 +80,10 @@ class AgentSettings:
                                  f"to {high}.")
         if not isinstance(data.get("state", {}), dict):
             raise ValueError("setting state must be an object.")
+        instructions = data.get("instructions", "")
+        if not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS:
+            raise ValueError(f"setting instructions must be a text of at most "
+                             f"{MAX_INSTRUCTIONS} characters.")
         settings = cls.from_dict(data)
         settings.rules()
         return settings

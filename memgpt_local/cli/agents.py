@@ -239,10 +239,13 @@ def agents_export(name: str, file: Path, file_format: str | None, wait: bool) ->
               help="A Letta agent file (.af): import only this agent of it.")
 @click.option("--model", help="A Letta agent file (.af): the local model its agents run on "
                               "(default: the default model).")
+@click.option("--our-instructions", is_flag=True,
+              help="A Letta agent file (.af): use our instructions, not the agent's own "
+                   "system prompt.")
 @wait_option
 @user_errors
 def agents_import(file: Path, name: str | None, only: str | None, model: str | None,
-                  wait: bool) -> None:
+                  our_instructions: bool, wait: bool) -> None:
     """Recreate agents from a file: one exported here, or a Letta agent file (.af: every
     agent in it, its memory blocks, messages and tool rules; tools that carry code are listed,
     never run)."""
@@ -251,5 +254,5 @@ def agents_import(file: Path, name: str | None, only: str | None, model: str | N
             record = eng.import_agent(file, name)
             click.echo(f"Imported agent '{record.name}'.")
             return
-        for imported in eng.import_agent_file(file, only, model, name):
+        for imported in eng.import_agent_file(file, only, model, name, our_instructions):
             click.echo(f"Imported {imported.summary()}.")
