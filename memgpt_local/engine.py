@@ -27,7 +27,7 @@ from .llm.runtime import ModelRuntime
 from .llm.system import hardware_report
 from .memory.agents import AgentRecord, AgentStore
 from .memory.archival import ArchivalStorage, delete_index_files, passage_count
-from .memory.core import DEFAULT_LIMIT, CoreMemory
+from .memory.core import DEFAULT_LIMIT, BlockChange, CoreMemory
 from .memory.database import Database
 from .memory.documents import LoadReport, load_documents
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
@@ -180,10 +180,13 @@ class Engine(AgentTransfer):
     # --- agents -----------------------------------------------------------------------------
     def create_agent(self, name: str, model: str | None = None, n_ctx: int | None = None,
                      persona: str | None = None, human: str | None = None,
-                     block_limit: int = DEFAULT_LIMIT, settings: dict | None = None
+                     block_limit: int = DEFAULT_LIMIT, settings: dict | None = None,
+                     blocks: dict[str, BlockChange] | None = None
                      ) -> tuple[AgentRecord, list[str]]:
         """Create and store a new agent (settings: any to change from the defaults, such as
-        tool_rules and memory_hits, checked first); returns it with notes for the user."""
+        tool_rules and memory_hits, checked first; blocks: more core-memory blocks, or changes
+        to persona and human, each with block_limit unless it says); returns it with notes
+        for the user."""
         name = self._new_name(name)
         spec = self.model_spec(model)
         defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
@@ -191,6 +194,8 @@ class Engine(AgentTransfer):
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)
+        for label, change in (blocks or {}).items():
+            core.put(label, replace(change, limit=change.limit or block_limit))
         notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
         record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
         self.records.save(record)
@@ -201,6 +206,17 @@ class Engine(AgentTransfer):
         before anything is written. Returns the agent's overview."""
         record = self.records.get(name)
         record.settings = self._updated_settings(record.settings, changes)
+        self.records.save(record)
+        return self.show_agent(name)
+
+    def edit_block(self, name: str, label: str, change: BlockChange) -> dict:
+        """A user's edit of a core-memory block, or a new block: checked to fit the agent's
+        window with every block full, then saved; refused whole otherwise. Returns the
+        agent's overview (a server releases the agent first, as for settings)."""
+        record = self.records.get(name)
+        record.core_memory.put(label, change)
+        ctx.check_core_fits(vocab_counter(self.model_spec(record.model)), name,
+                            record.core_memory, AgentSettings.from_dict(record.settings))
         self.records.save(record)
         return self.show_agent(name)
 

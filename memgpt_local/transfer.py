@@ -13,6 +13,7 @@ from .agent.settings import AgentSettings
 from .errors import MemgptLocalError
 from .files import write_atomic
 from .llm.gguf import vocab_counter
+from .llm.models import ModelSpec
 from .memory.agents import AgentExistsError, AgentRecord, check_agent_name
 from .memory.archival import delete_index_files, stored_passages
 from .memory.stores import AgentStores
@@ -69,17 +70,31 @@ class AgentTransfer:
         or ours, all or nothing; each with what its import did."""
         spec = self.model_spec(model)
         agents = agentfile.read_agent_file(path, spec.alias, spec.n_ctx, our_instructions)
-        for imported in agents:
-            _fit_window(imported, vocab_counter(spec))
+        return self._import_letta(agents, str(path), only, new_name, spec)
+
+    def import_letta_document(self, document: dict | str, only: str | None = None,
+                              model: str | None = None, new_name: str | None = None,
+                              our_instructions: bool = False) -> list[agentfile.AfAgent]:
+        """import_agent_file for a document already read (the HTTP API's body)."""
+        spec = self.model_spec(model)
+        agents = agentfile.checked_agent_file(document, spec.alias, spec.n_ctx,
+                                              our_instructions)
+        return self._import_letta(agents, "the agent file", only, new_name, spec)
+
+    def _import_letta(self, agents: list[agentfile.AfAgent], source: str, only: str | None,
+                      new_name: str | None, spec: ModelSpec) -> list[agentfile.AfAgent]:
+        """Write the agents read from an .af (or the one named `only`), fitted to the model."""
         if only is not None:
             names = [a.export.record.name for a in agents]
             agents = [a for a in agents if a.export.record.name == only]
             if not agents:
-                raise portable.ExportFileError(f"{path} has no agent named {only!r}; it has: "
-                                               f"{', '.join(names)}.")
+                raise portable.ExportFileError(f"{source} has no agent named {only!r}; it "
+                                               f"has: {', '.join(names)}.")
+        for imported in agents:
+            _fit_window(imported, vocab_counter(spec))
         if new_name and len(agents) > 1:
-            raise portable.ExportFileError(f"{path} has {len(agents)} agents: choose the one to "
-                                           "rename with --agent NAME.")
+            raise portable.ExportFileError(f"{source} has {len(agents)} agents: choose the one "
+                                           "to rename with --agent NAME.")
         self._import([a.export for a in agents], [new_name] * len(agents))
         return agents
 

@@ -60,3 +60,32 @@ def test_small_window_lowers_block_limits(tmp_path):
     info = json.loads(invoke(tmp_path, "agents", "show", "tiny", "--json").output)
     assert info["core_memory"]["human"]["limit"] < 2000
     assert "Core memory limits lowered" in result.output
+
+
+def test_blocks_of_any_label_with_description_and_read_only(tmp_path):
+    project = tmp_path / "project.txt"
+    project.write_text("We build a boat.")
+    created = invoke(tmp_path, "agents", "create", "sam", "--n-ctx", "2048", "--block",
+                     f"project={project}", "--describe", "project=What we are building",
+                     "--read-only", "persona")
+    assert created.exit_code == 0, created.output
+    shown = json.loads(invoke(tmp_path, "agents", "show", "sam", "--json").output)
+    blocks = shown["core_memory"]
+    assert list(blocks) == ["persona", "human", "project"]
+    assert blocks["project"]["value"] == "We build a boat."
+    assert blocks["project"]["description"] == "What we are building"
+    assert blocks["persona"]["read_only"] and "read_only" not in blocks["human"]
+    edited = invoke(tmp_path, "agents", "block", "sam", "project", "--writable", "--limit", "50")
+    assert edited.exit_code == 0 and "16/50 characters." in edited.output
+    added = invoke(tmp_path, "agents", "block", "sam", "todo", "--limit", "60",
+                   "--description", "Things to do")
+    assert added.exit_code == 0, added.output
+    for bad, message in [(("project", "--limit", "90000"), "leaving too little for messages"),
+                         (("bad label",), "Invalid block label 'bad label'"),
+                         (("project", "--limit", "3"), "has 16 characters")]:
+        result = invoke(tmp_path, "agents", "block", "sam", *bad)
+        assert result.exit_code == 1 and message in result.output, result.output
+    after = json.loads(invoke(tmp_path, "agents", "show", "sam", "--json").output)
+    assert after["core_memory"]["project"]["limit"] == 50  # the refused edits changed nothing
+    assert after["core_memory"]["todo"] == {"value": "", "limit": 60,
+                                            "description": "Things to do"}

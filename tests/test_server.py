@@ -132,7 +132,7 @@ def test_export_import_and_delete(http):
     ("post", "/agents/nobody/messages", {"text": "hi"}, 404),
     ("post", "/agents/ada/messages", {"text": ""}, 422),
     ("post", "/agents/ada/messages", {"text": "word " * 20_000}, 400),  # over half the window
-    ("put", "/agents/ada/core-memory/nope", {"value": "x"}, 400),
+    ("put", "/agents/ada/core-memory/no-such-label", {"value": "x"}, 400),  # not a label
     ("put", "/agents/ada/core-memory/human", {"value": "x" * 5000}, 400),  # over its limit
     ("get", "/agents/ada/recall", None, 400),
     ("get", "/agents/ada/recall?start=2024-13-01&end=2024-12-31", None, 422),

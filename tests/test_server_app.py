@@ -3,8 +3,10 @@ with Retry-After, never a request that waits forever; with several threads, neve
 one agent at once and the engine used by one thread outside remote model calls), and generated
 bad input, which must get a 4xx and never a 500."""
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -260,3 +262,54 @@ def test_tool_rules_and_memory_hits_are_set_checked_and_carried(agent_client):
         {"type": "max_count_per_step", "tool_name": "send_message", "max_count_limit": 0}]})
     assert refused.status_code == 400 and "max_count_limit" in refused.text
     assert agent_client.get("/agents/bob").status_code == 404
+
+
+LETTA_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
+
+
+def test_letta_agent_files_in_and_out_over_http(agent_client):
+    """POST /agents/import/af takes an .af (a JSON object, or the JSON string some published
+    files are), all or nothing; GET /agents/NAME/export?format=af gives one back."""
+    twice_encoded = json.loads((LETTA_FILES / "memgpt_agent.af").read_text())
+    assert isinstance(twice_encoded, str)
+    imported = agent_client.post("/agents/import/af", json=twice_encoded,
+                                 params={"name": "letta-one", "our_instructions": True})
+    assert imported.status_code == 201, imported.text
+    (row,) = imported.json()
+    assert row["name"] == "letta-one" and row["tools_mapped"]["memory_insert"] == (
+        "core_memory_append")
+    assert agent_client.get("/agents/letta-one").json()["core_memory"]["human"]["value"]
+    again = agent_client.post("/agents/import/af", json=twice_encoded,
+                              params={"name": "letta-one"})
+    assert again.status_code == 409
+    builder = json.loads((LETTA_FILES / "lettabot-builder.af").read_text())
+    assert len(json.dumps(builder)) > 2**20  # over the JSON limit, within the upload one
+    several = agent_client.post("/agents/import/af", json=builder)
+    assert several.status_code == 201 and len(several.json()) == 2
+    bad = agent_client.post("/agents/import/af", json={"agents": [{"name": "x",
+                                                                   "block_ids": ["nope"]}]})
+    assert bad.status_code == 400 and "names block 'nope'" in bad.json()["error"]["message"]
+    out = agent_client.get("/agents/letta-one/export", params={"format": "af"})
+    assert out.status_code == 200 and out.json()["agents"][0]["name"] == "letta-one"
+
+
+def test_blocks_of_any_label_are_created_edited_and_listed_over_http(agent_client):
+    created = agent_client.post("/agents", json={
+        "name": "blocky", "n_ctx": 2048,
+        "blocks": {"project": {"value": "A boat.", "description": "What we build"},
+                   "persona": {"read_only": True}}})
+    assert created.status_code == 201, created.text
+    blocks = created.json()["core_memory"]
+    assert blocks["project"] == {"value": "A boat.", "limit": blocks["project"]["limit"],
+                                 "description": "What we build"}
+    assert blocks["persona"]["read_only"]
+    edited = agent_client.put("/agents/blocky/core-memory/project",
+                              json={"read_only": True, "limit": 100})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["project"] == {"value": "A boat.", "limit": 100,
+                                        "description": "What we build", "read_only": True}
+    added = agent_client.put("/agents/blocky/core-memory/todo", json={"limit": 50})
+    assert added.status_code == 200 and added.json()["todo"] == {"value": "", "limit": 50}
+    too_big = agent_client.put("/agents/blocky/core-memory/todo", json={"limit": 100_000})
+    assert too_big.status_code == 400 and "too little for messages" in too_big.text
+    assert agent_client.get("/agents/blocky/core-memory").json()["todo"]["limit"] == 50

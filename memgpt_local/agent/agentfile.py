@@ -96,14 +96,31 @@ def read_agent_file(path: Path, model: str, n_ctx: int, our_instructions: bool =
         raise ExportFileError(f"Cannot import {path}: {exc}") from None
 
 
+def checked_agent_file(document: dict | str, model: str, n_ctx: int,
+                       our_instructions: bool = False) -> list[AfAgent]:
+    """read_agent_file for a document already read (a dict, or the JSON string published
+    files hold); any problem is one ExportFileError."""
+    try:
+        return parse_agent_file(_decoded(document), model, n_ctx, our_instructions)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ExportFileError(f"Cannot import the agent file: {exc}") from None
+
+
 def _document(raw: bytes) -> dict:
     """The JSON document, decoded a second time where it was stored as one string."""
     try:
-        data = json.loads(raw)
-        if isinstance(data, str):
-            data = json.loads(data)
+        return _decoded(json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a readable JSON file ({exc}).") from None
+
+
+def _decoded(data: Any) -> dict:
+    """A decoded document, checked to be an agent file (a string: decoded once more)."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a readable JSON file ({exc}).") from None
     if isinstance(data, dict) and "agents" not in data and "version" in data:
         raise ValueError(f"it is in Letta's older single-agent format (version "
                          f"{data['version']!r}); export it again from Letta 0.8 or later.")

@@ -185,6 +185,18 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))
 
 
+def check_core_fits(count: Callable[[str], int], name: str, core: CoreMemory,
+                    settings: AgentSettings) -> None:
+    """Raise, saying what to change, if core memory with every block full leaves no room for
+    messages in the agent's window (a user's block edit is checked this way)."""
+    fixed = _fixed_tokens(count, name, core, settings)
+    if fixed + MIN_QUEUE_TOKENS > settings.n_ctx:
+        raise MemgptLocalError(
+            f"With every block full, the instructions and core memory would take {fixed} "
+            f"tokens of the {settings.n_ctx}-token window, leaving too little for messages: "
+            "lower a block's limit.")
+
+
 def fit_block_limits(count: Callable[[str], int], name: str, core: CoreMemory,
                      settings: AgentSettings) -> list[str]:
     """Shrink block limits until the fixed part leaves room for messages; return notes."""

@@ -186,11 +186,6 @@ class Agent:
         """Hybrid search over archival storage."""
         return self.archival.search(query, page=page, page_size=self.page_size)
 
-    def edit_core_memory(self, label: str, value: str) -> None:
-        """Replace a core-memory block's whole text (the user's edit), saved at once."""
-        with self.transaction():
-            self.core.set(label, value)
-
     def insert_passage(self, content: str) -> int:
         """Store one passage in archival memory (the user's insert); return how many were
         new."""

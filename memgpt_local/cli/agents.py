@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..agent.agentfile import is_agent_file
+from ..memory.core import BlockChange
 from .common import engine, read_text, user_errors, wait_option
 
 RULE_HELP = ("A tool rule TYPE:FUNCTION[:ARG], repeatable: run_first, exit_loop, continue_loop, "
@@ -86,20 +87,75 @@ def agents() -> None:
               help="UTF-8 text file for the human block.")
 @click.option("--block-limit", default=2000, show_default=True, type=click.IntRange(50, 100_000),
               help="Characters per block.")
+@click.option("--block", "blocks", multiple=True, metavar="LABEL=FILE",
+              help="Another core-memory block, its text from a UTF-8 file (repeat).")
+@click.option("--describe", multiple=True, metavar="LABEL=TEXT",
+              help="What a block is for, shown to the model with it (repeat).")
+@click.option("--read-only", "read_only", multiple=True, metavar="LABEL",
+              help="A block the model reads and cannot change (repeat).")
 @settings_options
 @wait_option
 @user_errors
-def agents_create(name, model, n_ctx, persona, human, block_limit, rules, rules_file,
-                  memory_hits, wait) -> None:
-    """Create an agent."""
+def agents_create(name, model, n_ctx, persona, human, block_limit, blocks, describe,
+                  read_only, rules, rules_file, memory_hits, wait) -> None:
+    """Create an agent.
+
+    \b
+    memgpt-local agents create sam --block project=notes.txt \
+        --describe "project=What we are building" --read-only persona
+    """
     changes = settings_changes(rules, rules_file, False, memory_hits)
+    block_changes = _block_changes(blocks, describe, read_only)
     with engine(wait) as eng:
         record, notes = eng.create_agent(name, model, n_ctx, read_text(persona, "persona"),
-                                         read_text(human, "human"), block_limit, changes)
+                                         read_text(human, "human"), block_limit, changes,
+                                         block_changes)
     for note in notes:
         click.echo(note, err=True)
     click.echo(f"Created agent '{record.name}' on {record.model} "
                f"({record.settings['n_ctx']}-token window).")
+
+
+def _block_changes(blocks: tuple[str, ...], describe: tuple[str, ...],
+                   read_only: tuple[str, ...]) -> dict[str, BlockChange]:
+    """The blocks create's options ask for, by label."""
+    changes: dict[str, BlockChange] = {}
+    for label, path in (_pair(item, "--block", "LABEL=FILE") for item in blocks):
+        changes[label] = BlockChange(value=read_text(path, f"block {label}"))
+    for label, text in (_pair(item, "--describe", "LABEL=TEXT") for item in describe):
+        changes.setdefault(label, BlockChange()).description = text
+    for label in read_only:
+        changes.setdefault(label, BlockChange()).read_only = True
+    return changes
+
+
+def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    label, sep, rest = item.partition("=")
+    if not sep or not label:
+        raise click.UsageError(f"{option} takes {form}, got {item!r}.")
+    return label, rest
+
+
+@agents.command("block")
+@click.argument("name")
+@click.argument("label")
+@click.option("--file", "path", type=click.Path(dir_okay=False),
+              help="The block's new text, from a UTF-8 file.")
+@click.option("--limit", type=click.IntRange(1, 100_000), help="Its limit in characters.")
+@click.option("--description", help="What it is for, shown to the model with it.")
+@click.option("--read-only/--writable", default=None,
+              help="Whether the model may change it (you always may).")
+@wait_option
+@user_errors
+def agents_block(name, label, path, limit, description, read_only, wait) -> None:
+    """Change a core-memory block, or add one: its text, limit, description or read-only
+    flag (what is not given stays). Every block full must leave room for messages."""
+    change = BlockChange(read_text(path, f"block {label}"), limit, description, read_only)
+    with engine(wait) as eng:
+        info = eng.edit_block(name, label, change)
+    block = info["core_memory"][label]
+    click.echo(f"Block '{label}' of '{name}': {len(block['value'])}/{block['limit']} "
+               f"characters{', read-only' if block.get('read_only') else ''}.")
 
 
 @agents.command("set")

@@ -6,6 +6,8 @@ from ..errors import MemgptLocalError
 
 DEFAULT_LIMIT = 2000
 DEFAULT_LABELS = ("persona", "human")
+MAX_LIMIT = 100_000
+MAX_LABEL = 64
 
 
 class CoreMemoryError(MemgptLocalError):
@@ -21,6 +23,16 @@ class Block:
     limit: int = DEFAULT_LIMIT
     description: str = ""  # what the block is for, shown to the model with it
     read_only: bool = False  # the model reads it and cannot change it (a user can)
+
+
+@dataclass
+class BlockChange:
+    """What a user's edit changes in a block (None: unchanged, or the default when new)."""
+
+    value: str | None = None
+    limit: int | None = None
+    description: str | None = None
+    read_only: bool | None = None
 
 
 @dataclass
@@ -54,6 +66,25 @@ class CoreMemory:
             raise CoreMemoryError(f"No core memory block named '{label}'. "
                                   f"Blocks: {', '.join(self.blocks)}.")
         return self.blocks[label]
+
+    def put(self, label: str, change: "BlockChange") -> Block:
+        """A user's edit: change a block's text, limit, description or read-only flag, or
+        add the block if there is none of that label; the text must fit the limit."""
+        if not 1 <= len(label) <= MAX_LABEL or not label.isidentifier():
+            raise CoreMemoryError(f"Invalid block label {label!r}: use 1 to {MAX_LABEL} "
+                                  "letters, digits and underscores, not starting with a digit.")
+        old = self.blocks.get(label, Block(label))
+        block = Block(label, *(old_value if new is None else new for old_value, new in (
+            (old.value, change.value), (old.limit, change.limit),
+            (old.description, change.description), (old.read_only, change.read_only))))
+        if not 1 <= block.limit <= MAX_LIMIT:
+            raise CoreMemoryError(f"Block '{label}': limits are 1 to {MAX_LIMIT} characters.")
+        if len(block.value) > block.limit:
+            raise CoreMemoryError(f"Block '{label}' text has {len(block.value)} characters, "
+                                  f"over a limit of {block.limit}: give a shorter text or a "
+                                  "larger limit.")
+        self.blocks[label] = block
+        return block
 
     def writable(self, label: str) -> Block:
         """A block the model may change; a read-only one is refused, saying so."""

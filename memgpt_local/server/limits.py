@@ -4,7 +4,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UPLOAD_SUFFIXES = ("/documents", "/agents/import")
+UPLOAD_SUFFIXES = ("/documents", "/agents/import", "/agents/import/af")
 DRAIN_BYTES = 256 * 1024**2  # read and dropped before a 413, so the client reads the answer
 
 

@@ -21,6 +21,16 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class BlockEdit(BaseModel):
+    """A core-memory block's changes (fields left out stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str | None = Field(None, max_length=MAX_TEXT)
+    limit: int | None = Field(None, ge=1, le=100_000)
+    description: str | None = Field(None, max_length=MAX_TEXT)
+    read_only: bool | None = None
+
+
 class AgentCreate(BaseModel):
     """A new agent."""
 
@@ -34,6 +44,8 @@ class AgentCreate(BaseModel):
         None, max_length=100, description="Tool rules in Letta's form (type, tool_name, ...)")
     memory_hits: int | None = Field(
         None, ge=0, le=20, description="Archival and recall hits brought to each message")
+    blocks: dict[str, BlockEdit] = Field(
+        {}, max_length=50, description="Core-memory blocks besides persona and human, by label")
 
     def settings(self) -> dict:
         """The settings the request changes from the defaults."""
@@ -83,11 +95,15 @@ class AgentDetail(BaseModel):
     notes: list[str] = []
 
 
-class BlockEdit(BaseModel):
-    """A core-memory block's new text."""
+class LettaImported(BaseModel):
+    """One agent imported from a Letta agent file, with what came over and what did not."""
 
-    model_config = ConfigDict(extra="forbid")
-    value: str = Field(max_length=MAX_TEXT)
+    name: str
+    summary: str
+    tools_mapped: dict[str, str]
+    tools_skipped: dict[str, str]
+    rules_dropped: list[str]
+    notes: list[str]
 
 
 class PassageIn(BaseModel):

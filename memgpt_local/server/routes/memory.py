@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
+from ...memory.core import BlockChange
 from ..schemas import MAX_TEXT, BlockEdit, Inserted, LoadResult, PassageIn, SearchPage
 from . import Host, Page
 
@@ -25,11 +26,13 @@ def read_core_memory(name: str, host: Host) -> dict:
 @router.put("/core-memory/{label}")
 def edit_core_memory(name: str, label: str, body: BlockEdit,
                      host: Host) -> dict:
-    """Replace a block's text (within its limit)."""
+    """Change a block's text, limit, description or read-only flag (fields left out stay as
+    they are), or add a block of that label; the text must fit the limit, and every block
+    full must leave room for messages in the window. Read-only binds the agent, not you."""
     def edit() -> dict:
-        agent = host.agent(name)
-        agent.edit_core_memory(label, body.value)
-        return agent.core.to_dict()
+        host.release(name)  # reopened with the new block at its next turn
+        return host.engine.edit_block(name, label, BlockChange(**body.model_dump()))[
+            "core_memory"]
 
     return host.run(edit, name)
 
