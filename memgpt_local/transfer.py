@@ -91,7 +91,7 @@ class AgentTransfer:
                 raise portable.ExportFileError(f"{source} has no agent named {only!r}; it "
                                                f"has: {', '.join(names)}.")
         for imported in agents:
-            _fit_window(imported, vocab_counter(spec))
+            _fit_window(imported, vocab_counter(spec), spec.alias)
         if new_name and len(agents) > 1:
             raise portable.ExportFileError(f"{source} has {len(agents)} agents: choose the one "
                                            "to rename with --agent NAME.")
@@ -151,10 +151,11 @@ class AgentTransfer:
         self.snapshots.delete_contexts(name)
 
 
-def _fit_window(imported: agentfile.AfAgent, count) -> None:
+def _fit_window(imported: agentfile.AfAgent, count, model: str) -> None:
     """Settings stored whole, as a new agent's are; block limits lowered to fit the window
-    where they can be, and said so (or that the blocks' text itself is too long for it) -
-    unless an export of ours on the same window brought limits that fit it already."""
+    where they can be, and said so - unless an export of ours on the same window brought
+    limits that fit it already. Blocks whose text alone is too long refuse the import: such
+    an agent could not answer a message on this model."""
     record = imported.export.record
     settings = AgentSettings.from_dict(record.settings)
     record.settings = {**settings.to_dict(), "state": {}}
@@ -162,8 +163,15 @@ def _fit_window(imported: agentfile.AfAgent, count) -> None:
         return
     try:
         imported.notes += fit_block_limits(count, record.name, record.core_memory, settings)
-    except MemgptLocalError as exc:
-        imported.notes.append(f"its core memory does not fit: {str(exc).rstrip('.')}")
+    except MemgptLocalError:
+        used = sum(len(b.value) for b in record.core_memory.blocks.values())
+        own = (f"; its own instructions take {len(settings.instructions)} characters "
+               "(--our-instructions uses ours)" if settings.instructions else "")
+        raise portable.ExportFileError(
+            f"Cannot import agent {record.name!r}: its core memory ({used} characters in "
+            f"{len(record.core_memory.blocks)} blocks) does not fit the {settings.n_ctx}-token "
+            f"window of {model}{own}; choose a model with a larger window (--model), or leave "
+            "this agent out (--agent NAME imports one).") from None
 
 
 def _write_import(stores: AgentStores, export: portable.AgentExport) -> None:

