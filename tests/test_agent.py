@@ -237,9 +237,10 @@ def test_warning_flush_summary_and_window_bound(tmp_path, n_ctx):
     assert agent.queue[0].role != "function_result"  # a call is never cut from its result
 
 
-def test_a_summary_is_asked_for_through_the_model_gate_with_no_transaction_open(tmp_path):
+def test_model_calls_and_saves_go_through_the_model_gate_with_no_transaction_open(tmp_path):
     """A flushing step lets a server run other agents' jobs during its summary call, as
-    during its step's call: the model gate is entered for both, never inside a transaction."""
+    during its step's call and the turn's context save: the model gate is entered for each,
+    never inside a transaction."""
     replies = iter(range(10**6))
     agent = make_agent(tmp_path, lambda messages: call(
         "send_message", message=f"Reply {next(replies)}: " + LONG), n_ctx=2048)
@@ -257,7 +258,8 @@ def test_a_summary_is_asked_for_through_the_model_gate_with_no_transaction_open(
         steps += len(turn.steps)
         flushes += sum(s.flushed for s in turn.steps)
     assert flushes >= 2
-    assert len(entered) == steps + agent.runtime.summary_calls
+    turns = 25  # and the context saved at the end of each turn (a server's slot save)
+    assert len(entered) == steps + agent.runtime.summary_calls + turns
     assert not any(entered)
 
 

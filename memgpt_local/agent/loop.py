@@ -275,7 +275,8 @@ class Agent:
         if memory:
             self._put_away(memory)
         turn.memory, turn.memory_s = memory and memory.content, memory_s
-        turn.saved_context = self.runtime.save_context(self.record.name)
+        with self.model_gate():  # a server's slot save: other agents' jobs run meanwhile
+            turn.saved_context = self.runtime.save_context(self.record.name)
         return turn
 
     def _bring_memory(self, text: str) -> Message | None:
