@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..memory.agents import AgentRecord, check_agent_name
-from ..memory.core import Block, CoreMemory
+from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import Message
 from .context import static_instructions
-from .portable import AgentExport, ExportFileError
+from .portable import AgentExport, ExportFileError, parse_time
 from .rules import KINDS
 from .settings import NEW_AGENT_SETTINGS, AgentSettings
 
 MAX_FILE_BYTES = 32 * 2**20
-MAX_BLOCK_LIMIT = 100_000
 OUR_FUNCTIONS = {  # Letta's memory tools -> the function of ours that does the same job
     "send_message": "send_message", "core_memory_append": "core_memory_append",
     "core_memory_replace": "core_memory_replace", "memory_insert": "core_memory_append",
@@ -218,8 +217,8 @@ def _block(data: dict, agent: str) -> Block:
     where = f"block {label!r} of {agent!r}"
     value = _text(data.get("value") or "", f"{where}: value")
     limit = data.get("limit")
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BLOCK_LIMIT:
-        raise ValueError(f"{where} has limit {limit!r}; limits are 1 to {MAX_BLOCK_LIMIT}.")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"{where} has limit {limit!r}; limits are 1 to {MAX_LIMIT}.")
     if len(value) > limit:
         raise ValueError(f"{where} holds {len(value)} characters, over its limit of {limit}.")
     return Block(label, value, limit, description=_text(data.get("description") or "",
@@ -397,13 +396,7 @@ def _content_text(content: Any, kind: str) -> str:
 
 
 def _date(value: Any, where: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(_text(value, f"{where}: created_at"))
-    except ValueError:
-        raise ValueError(f"{where}: created_at is not an ISO date: {value!r}.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None if value is None else parse_time(value, f"{where}: created_at")
 
 
 def _text(value: Any, where: str) -> str:

@@ -54,16 +54,22 @@ def agent_file(record: AgentRecord, messages: list[Message], instructions: str) 
             "created_at": datetime.now(UTC).isoformat()}
 
 
-def _canonical(message: Message) -> str | None:
-    """The text an import writes for a call (None: the call does not parse)."""
+def _parsed(message: Message) -> tuple[str, dict] | None:
+    """A stored call's thoughts and arguments (None: the call did not parse)."""
     try:
         call = json.loads(message.content)
     except json.JSONDecodeError:
         return None
     if not isinstance(call, dict) or not message.function_name:
         return None
-    return call_text(str(call.get("thoughts", "")), message.function_name,
-                     message.function_args if message.function_args is not None else {})
+    arguments = message.function_args if message.function_args is not None else {}
+    return str(call.get("thoughts", "")), arguments
+
+
+def _canonical(message: Message) -> str | None:
+    """The text an import writes for a call (None: the call does not parse)."""
+    parsed = _parsed(message)
+    return call_text(parsed[0], message.function_name, parsed[1]) if parsed else None
 
 
 def _block(block_id: str, block) -> dict:
@@ -115,15 +121,12 @@ def _message(message: Message, letta_id: str, last_call: str | None) -> dict:
 def _assistant(message: Message, call_id: str) -> dict:
     """A call of ours: its thoughts as reasoning, the call as a tool call (a call that did
     not parse keeps its raw text, with no tool call)."""
-    try:
-        call = json.loads(message.content)
-    except json.JSONDecodeError:
-        call = None
-    if not isinstance(call, dict) or not message.function_name:
+    parsed = _parsed(message)
+    if parsed is None:
         return {"role": "assistant", "content": [_text(message.content)]}
-    arguments = message.function_args if message.function_args is not None else {}
+    thoughts, arguments = parsed
     return {"role": "assistant",
-            "content": [{"type": "reasoning", "reasoning": str(call.get("thoughts", "")),
+            "content": [{"type": "reasoning", "reasoning": thoughts,
                          "is_native": False, "signature": None}],
             "tool_calls": [{"id": call_id, "type": "function", "function": {
                 "name": message.function_name, "arguments": json.dumps(arguments)}}]}

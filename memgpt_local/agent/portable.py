@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import MemgptLocalError
 from ..memory.agents import AgentRecord, check_agent_name
-from ..memory.core import Block, CoreMemory
+from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import ROLES, Message
 from .settings import AgentSettings
 
@@ -118,9 +118,9 @@ def _parse_core(data: Any) -> CoreMemory:
         _check_keys(block, {"value", "limit"} | (set(block) & BLOCK_OPTIONAL_KEYS), where)
         limit = _typed(block["limit"], int, f"{where}.limit")
         value = _typed(block["value"], str, f"{where}.value")
-        if not 1 <= limit <= 100_000 or len(value) > limit:
+        if not 1 <= limit <= MAX_LIMIT or len(value) > limit:
             raise ValueError(f"{where} holds {len(value)} characters with a limit of {limit} "
-                             "(limits are 1 to 100000, and the text must fit).")
+                             f"(limits are 1 to {MAX_LIMIT}, and the text must fit).")
         core.blocks[label] = Block(
             label, value, limit, _typed(block.get("description", ""), str,
                                         f"{where}.description"),
@@ -138,7 +138,7 @@ def _parse_message(data: Any, index: int) -> Message:
         _typed(arguments, dict, f"{where}.function_args")
     return Message(data["role"], _typed(data["content"], str, f"{where}.content"),
                    _optional(data["function_name"], str, f"{where}.function_name"), arguments,
-                   _parse_time(data["created_at"], f"{where}.created_at"),
+                   parse_time(data["created_at"], f"{where}.created_at"),
                    _optional(data["tokens"], int, f"{where}.tokens"),
                    _typed(data["seq"], int, f"{where}.seq"))
 
@@ -151,7 +151,8 @@ def _parse_passage(data: Any, index: int) -> dict:
             "metadata": _optional(data["metadata"], dict, f"{where}.metadata")}
 
 
-def _parse_time(value: Any, where: str) -> datetime:
+def parse_time(value: Any, where: str) -> datetime:
+    """An ISO date and time from a file (UTC where it names no zone); ValueError if not."""
     try:
         moment = datetime.fromisoformat(_typed(value, str, where))
     except ValueError:
