@@ -26,16 +26,18 @@ from .llm.pool import RuntimePool
 from .llm.runtime import ModelRuntime
 from .llm.system import hardware_report
 from .memory.agents import AgentRecord, AgentStore
-from .memory.archival import ArchivalStorage, delete_index_files, passage_count
+from .memory.archival import ArchivalStorage
 from .memory.core import DEFAULT_LIMIT, BlockChange, CoreMemory
-from .memory.database import Database
 from .memory.documents import LoadReport, load_documents
+from .memory.embedded import EmbeddedStore
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
 from .memory.recall import RecallStorage
-from .memory.stores import AgentStores
+from .memory.stores import AgentStores, Store
 from .transfer import AgentTransfer
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
+STORE_ENV = "MEMGPT_LOCAL_STORE"
+STORE_SCHEMES = ("postgresql://", "postgres://")
 KV_BUDGET_ENV = "MEMGPT_LOCAL_KV_BUDGET"
 RuntimeFactory = Callable[..., Runtime]
 
@@ -51,17 +53,20 @@ class EngineConfig:
     kv_budget_bytes: int = DEFAULT_BUDGET_BYTES  # every KV snapshot file together
     kv_memory_bytes: int = 0  # agents' context snapshots kept in memory (a server's switches)
     n_gpu_layers: int | None = None  # None: each model's own setting in models.toml
+    store: str | None = None  # a PostgreSQL URL; None: the embedded store in the home
 
     @classmethod
     def from_environment(cls) -> "EngineConfig":
         """The defaults, read from the environment once: $MEMGPT_LOCAL_HOME (else
         $XDG_DATA_HOME/memgpt-local, else ~/.local/share/memgpt-local), the embedding
-        settings and $MEMGPT_LOCAL_KV_BUDGET (a size such as 4GiB)."""
+        settings, $MEMGPT_LOCAL_KV_BUDGET (a size such as 4GiB) and $MEMGPT_LOCAL_STORE (a
+        PostgreSQL URL: agents, recall and archival kept there instead of in the home)."""
         home = os.environ.get(HOME_ENV)
         if not home:
             home = str(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "memgpt-local")
         return cls(Path(home).expanduser(), os.environ.get(MODEL_ENV) or None,
-                   os.environ.get(PRECISION_ENV) or "int8", kv_budget_bytes=_kv_budget())
+                   os.environ.get(PRECISION_ENV) or "int8", kv_budget_bytes=_kv_budget(),
+                   store=os.environ.get(STORE_ENV) or None)
 
 
 def _kv_budget() -> int:
@@ -70,6 +75,19 @@ def _kv_budget() -> int:
         return parse_size(budget) if budget else DEFAULT_BUDGET_BYTES
     except ValueError as exc:
         raise MemgptLocalError(f"${KV_BUDGET_ENV}: {exc}") from None
+
+
+def open_store(config: EngineConfig, wait: bool = False) -> Store:
+    """The store the configuration names: PostgreSQL for a URL, else the home's own."""
+    if not config.store:
+        return EmbeddedStore(config.home, wait=wait)
+    if not config.store.startswith(STORE_SCHEMES):
+        raise SettingsError(f"The store {config.store!r} is not a PostgreSQL URL: give one "
+                            "like postgresql://user:password@host:5432/database (or none for "
+                            "the home's own store).")
+    from .memory.postgres import PostgresStore
+
+    return PostgresStore(config.store)
 
 
 def runtime_for(spec: ModelSpec, snapshots: SnapshotStore, grammar_dir: Path,
@@ -108,7 +126,7 @@ class Engine(AgentTransfer):
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self._embedder = embedder  # None: the configured model, loaded on first use
         self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
-        self._db: Database | None = None
+        self._db: Store | None = None
         self._open: list[Agent] = []
 
     # --- what the engine owns -----------------------------------------------------------
@@ -118,16 +136,17 @@ class Engine(AgentTransfer):
         return Registry.load(self.home / "models.toml", self.home / "models")
 
     @property
-    def db(self) -> Database:
-        """The home database, opened (and its writer lock taken) on first use."""
+    def db(self) -> Store:
+        """The store (the home's own, its writer lock taken; or PostgreSQL), opened on first
+        use."""
         if self._db is None:
-            self._db = Database(self.home, wait=self.wait)
+            self._db = open_store(self.config, self.wait)
         return self._db
 
     @property
     def records(self) -> AgentStore:
-        """The agent records of the home database."""
-        return AgentStore(self.db.con)
+        """The agent records of the store."""
+        return self.db.records()
 
     @cached_property
     def snapshots(self) -> SnapshotStore:
@@ -170,12 +189,11 @@ class Engine(AgentTransfer):
 
     def recall_storage(self, name: str) -> RecallStorage:
         """An agent's recall storage."""
-        return RecallStorage(self.db.con, name)
+        return self.db.recall(name)
 
     def archival_storage(self, name: str, progress: bool = True) -> ArchivalStorage:
         """An agent's archival storage (loads the embedding model); close() it when done."""
-        return ArchivalStorage(self.db.con, name, self.home / "archival", self.embedder(),
-                               progress=progress)
+        return self.db.archival(name, self.embedder(), progress=progress)
 
     # --- agents -----------------------------------------------------------------------------
     def create_agent(self, name: str, model: str | None = None, n_ctx: int | None = None,
@@ -275,16 +293,17 @@ class Engine(AgentTransfer):
                 "core_memory": record.core_memory.to_dict(), "summary": record.summary,
                 "in_context_messages": len(record.in_context),
                 "recall_messages": self.recall_storage(name).count(),
-                "archival_passages": passage_count(self.db.con, name),
+                "archival_passages": self.db.passage_count(name),
                 "flushes": record.settings.get("state", {}).get("flushes", 0),
                 "tool_rules": record.settings.get("tool_rules", []),
-                "memory_hits": record.settings.get("memory_hits", 0)}
+                "memory_hits": record.settings.get("memory_hits", 0),
+                "extra_functions": record.settings.get("extra_functions", [])}
 
     def delete_agent(self, name: str) -> None:
         """Delete an agent with its messages, passages, archival index files and context
         snapshots."""
         self.records.delete(name)
-        delete_index_files(self.home / "archival", name)
+        self.db.forget_files(name)
         self.snapshots.delete_contexts(name)
 
     def load_documents(self, name: str, paths: list[Path], max_tokens: int = 200,

@@ -15,7 +15,6 @@ from .files import write_atomic
 from .llm.gguf import vocab_counter
 from .llm.models import ModelSpec
 from .memory.agents import AgentExistsError, AgentRecord, check_agent_name
-from .memory.archival import delete_index_files, stored_passages
 from .memory.stores import AgentStores
 
 
@@ -26,15 +25,16 @@ class AgentTransfer:
         """The portable JSON document of an agent, its messages and its passages."""
         record = self.records.get(name)
         return portable.export_document(record, self.recall_storage(name).all(),
-                                        stored_passages(self.db.con, name))
+                                        self.db.stored_passages(name))
 
     def export_letta_document(self, name: str) -> dict:
         """The Letta Agent File (.af) document of an agent and its messages (passages are
         not in Letta's files)."""
         record = self.records.get(name)
         own = record.settings.get("instructions") or ""
+        extra = tuple(record.settings.get("extra_functions") or ())
         return agent_file(record, self.recall_storage(name).all(),
-                          own or static_instructions())
+                          own or static_instructions("", extra))
 
     def export_agent(self, name: str, path: Path, letta: bool = False) -> dict:
         """Write one portable JSON file with the agent, its messages and its passages (or a
@@ -147,7 +147,7 @@ class AgentTransfer:
         failed import of an older version), so a new agent of that name starts empty."""
         with self.db.transaction():
             self.records.delete_rows(name)
-        delete_index_files(self.home / "archival", name)
+        self.db.forget_files(name)
         self.snapshots.delete_contexts(name)
 
 

@@ -32,3 +32,67 @@ def load_runtime(spec, cache: Path, n_ctx: int = 2048):
     from memgpt_local.llm.runtime import ModelRuntime
 
     return ModelRuntime(spec, SnapshotStore(cache), cache / "grammar", n_ctx=n_ctx, seed=SEED)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL with pgvector (scripts/postgres.sh), started once for the run: the
+    URL of its database; stopped at the end."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("postgres")
+    started = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start",
+                              str(folder)], capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    yield started.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(folder)],
+                   capture_output=True, timeout=120)
+
+
+def _database_for(server_url: str, folder: Path) -> str:
+    """The URL of a database of the test server that belongs to a folder (made on first use):
+    the same folder, the same database, as with the embedded store."""
+    import hashlib
+
+    import psycopg
+
+    name = "t_" + hashlib.sha1(str(folder).encode()).hexdigest()[:20]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            admin.execute(f"CREATE DATABASE {name}")
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+STORES = ["embedded", "postgresql"]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request):
+    """Each store kind in turn: a test that takes it runs on both."""
+    return request.param
+
+
+@pytest.fixture()
+def open_test_store(store_kind, request):
+    """Opens a store of the kind for a folder (a home): the embedded store in it, or a
+    PostgreSQL database of its own on the test server."""
+    from memgpt_local.engine import EngineConfig, open_store
+
+    server = request.getfixturevalue("postgres_server") if store_kind == "postgresql" else None
+
+    def opener(folder: Path, **config):
+        url = _database_for(server, folder) if server else None
+        return open_store(EngineConfig(folder, store=url), **config)
+
+    return opener
+
+
+@pytest.fixture()
+def store(open_test_store, tmp_path):
+    """An open, empty store of each kind."""
+    opened = open_test_store(tmp_path / "home")
+    yield opened
+    opened.close()

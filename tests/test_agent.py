@@ -1,5 +1,6 @@
 """The agent loop with a scripted model: functions, errors, heartbeats, warning, flush, resume."""
 
+import json
 import random
 import tempfile
 from contextlib import contextmanager
@@ -17,26 +18,36 @@ from memgpt_local.agent.queue import Summarizer
 from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.llm.base import Runtime, SamplingSettings
-from memgpt_local.memory.agents import AgentRecord, AgentStore
-from memgpt_local.memory.archival import ArchivalStorage
-from memgpt_local.memory.core import CoreMemory
-from memgpt_local.memory.database import Database
-from memgpt_local.memory.recall import Message, RecallStorage
+from memgpt_local.memory.agents import AgentRecord
+from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.recall import Message
 from memgpt_local.memory.stores import AgentStores
 
 FIXED = datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
 
 
-def fake_stores(db: Database, name: str) -> AgentStores:
+OPEN_STORE = {}  # the store opener of the running test: every test here runs on both kinds
+
+
+@pytest.fixture(autouse=True)
+def _each_store_kind(open_test_store):
+    OPEN_STORE["open"] = open_test_store
+
+
+def open_store(folder):
+    """The running test's store for a folder (embedded, or a PostgreSQL database)."""
+    return OPEN_STORE["open"](folder)
+
+
+def fake_stores(db, name: str) -> AgentStores:
     """The stores the engine would build, with the hashing embedder for archival."""
-    return AgentStores(db, name, AgentStore(db.con), RecallStorage(db.con, name),
-                       lambda: ArchivalStorage(db.con, name, db.home / "archival",
-                                               HashingEmbedder()))
+    return AgentStores(db, name, db.records(), db.recall(name),
+                       lambda: db.archival(name, HashingEmbedder()))
 
 
 def make_agent(tmp_path, script, n_ctx=2048, clock=None, **settings) -> Agent:
-    db = Database(tmp_path)
-    store = AgentStore(db.con)
+    db = open_store(tmp_path)
+    store = db.records()
     if not store.exists("sam"):
         store.save(AgentRecord("sam", "fake", {"n_ctx": n_ctx, **settings},
                                CoreMemory.default("I am Sam.", "Nothing yet.")))
@@ -107,6 +118,40 @@ def test_a_read_only_block_is_shown_with_its_description_and_refused_to_the_mode
     prompt = "\n".join(m["content"] for m in agent.runtime.last_messages)
     assert '<persona characters="9/' in prompt and 'read_only="true">' in prompt
     assert "<description>Who you are; set by your user.</description>\nI am Sam." in prompt
+
+
+def test_an_optional_function_is_offered_only_to_the_agents_that_name_it(tmp_path):
+    """core_memory_rethink (Letta's memory_rethink) is in the instructions, the constraint and
+    the functions an agent may run only where its settings name it."""
+    rethink = call("core_memory_rethink", label="human", new_memory="Name: Ann. Likes tea.",
+                   request_heartbeat=True)
+    plain = make_agent(tmp_path / "plain", [rethink, call("send_message", message="ok")])
+    turn = plain.send("I'm Ann and I like tea.")
+    assert turn.steps[0].failed and "unknown function 'core_memory_rethink'" in \
+        turn.steps[0].result
+    assert "core_memory_rethink" not in plain.context.static
+    assert "core_memory_rethink" not in json.dumps(plain.call_schema())
+    offered = make_agent(tmp_path / "offered", [rethink, call("send_message", message="ok")],
+                         extra_functions=["core_memory_rethink"])
+    turn = offered.send("I'm Ann and I like tea.")
+    assert not turn.steps[0].failed and offered.core.block("human").value == (
+        "Name: Ann. Likes tea.")
+    assert "core_memory_rethink" in offered.context.static
+    assert "core_memory_rethink" in json.dumps(offered.call_schema())
+    offered.core.block("persona").read_only = True
+    with pytest.raises(CoreMemoryError, match="Block 'persona' is read-only"):
+        offered.core.rethink("persona", "I am Eve.")
+    with pytest.raises(CoreMemoryError, match="its limit is"):
+        offered.core.rethink("human", "x" * (offered.core.block("human").limit + 1))
+    assert offered.core.block("human").value == "Name: Ann. Likes tea."
+
+
+def test_settings_name_only_optional_functions():
+    with pytest.raises(ValueError, match="send_mail is not an optional function; the optional "
+                                         "functions are core_memory_rethink"):
+        AgentSettings.checked({"extra_functions": ["send_mail"]})
+    assert AgentSettings.checked({"extra_functions": ["core_memory_rethink"]}).functions()[
+        "core_memory_rethink"].name == "core_memory_rethink"
 
 
 def test_searches_are_paginated(tmp_path):
@@ -309,10 +354,10 @@ def test_the_agent_stamps_messages_and_counts_with_its_clock(tmp_path):
     from datetime import UTC, datetime
 
     fixed = datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
-    db = Database(tmp_path)
-    AgentStore(db.con).save(AgentRecord("sam", "fake", {"n_ctx": 2048}))
+    db = open_store(tmp_path)
+    db.records().save(AgentRecord("sam", "fake", {"n_ctx": 2048}))
     runtime = FakeRuntime([call("send_message", message="Hi")])
-    agent = Agent(AgentStore(db.con).get("sam"), runtime, fake_stores(db, "sam"), lambda: fixed)
+    agent = Agent(db.records().get("sam"), runtime, fake_stores(db, "sam"), lambda: fixed)
     agent.send("hello")
     assert {m.created_at for m in agent.recall.all()} == {fixed}
     assert "2030-05-17 09:30 UTC" in runtime.last_messages[1]["content"]

@@ -72,7 +72,9 @@ def test_tool_calls_results_and_rules_are_mapped_to_ours():
     builder = {a.export.record.name: a for a in _read(SHARED / "lettabot-builder.af")}
     sleeptime = builder["Nameless Agent-sleeptime"]
     assert sleeptime.tools_mapped == {"memory_insert": "core_memory_append",
-                                      "memory_replace": "core_memory_replace"}
+                                      "memory_replace": "core_memory_replace",
+                                      "memory_rethink": "core_memory_rethink"}
+    assert sleeptime.export.record.settings["extra_functions"] == ["core_memory_rethink"]
     assert builder["lettabot-builder"].tools_skipped["web_search"] == (
         "a built-in web tool; this runs offline")
     calls = [m for m in sleeptime.export.messages if m.role == "function_call"]
@@ -85,7 +87,8 @@ def test_tool_calls_results_and_rules_are_mapped_to_ours():
         assert document["arguments"] == made.function_args
     rules = sleeptime.export.record.settings["tool_rules"]
     assert {(r["type"], r["tool_name"]) for r in rules} == {
-        ("continue_loop", "core_memory_replace"), ("continue_loop", "core_memory_append")}
+        ("continue_loop", "core_memory_replace"), ("continue_loop", "core_memory_append"),
+        ("continue_loop", "core_memory_rethink")}
     assert any("memory_finish_edits" in note for note in sleeptime.rules_dropped)
     assert any("capped to the local model's 2048" in note for note in sleeptime.notes)
 
@@ -105,6 +108,26 @@ def _minimal(**agent) -> dict:
                         "messages": [], "in_context_message_ids": [], **agent}],
             "blocks": [{"id": "b1", "label": "human", "value": "Ann", "limit": 100}],
             "tools": []}
+
+
+def test_lettas_combined_memory_tool_maps_by_command():
+    """A `memory` tool comes over as core_memory_replace / _append (said so); its past calls
+    are stored as the function their command does, or under its own name."""
+    def assistant(index, command, **arguments):
+        return {"id": f"m{index}", "role": "assistant", "content": [], "tool_calls": [
+            {"id": f"c{index}", "function": {"name": "memory", "arguments": json.dumps(
+                {"command": command, "path": "/memories/human", **arguments})}}]}
+    document = _minimal(tool_ids=["t1"], messages=[
+        assistant(1, "str_replace", old_str="Ann", new_str="Anna"),
+        assistant(2, "insert", insert_line=1, insert_text="Likes tea."),
+        assistant(3, "rename", new_path="/memories/person")])
+    document["tools"] = [{"id": "t1", "name": "memory", "tool_type": "letta_memory_core"}]
+    (agent,) = parse_agent_file(document, "smollm2-135m", 2048)
+    assert agent.tools_mapped == {"memory": "core_memory_replace"}
+    assert "create, delete, rename and view have no counterpart" in agent.summary()
+    assert "extra_functions" not in agent.export.record.settings
+    assert [m.function_name for m in agent.export.messages if m.role == "function_call"] == [
+        "core_memory_replace", "core_memory_append", "memory"]
 
 
 def _write(tmp_path, document, name="agent.af") -> Path:
@@ -364,6 +387,10 @@ def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engi
         (again,) = parse_agent_file(document, "smollm2-135m", 2048)
         assert [(m.role, m.content) for m in again.export.messages] == [
             (m.role, m.content) for m in agent.export.messages]
+        tools = {t["id"]: t["name"] for t in document["tools"]}
+        extra = agent.export.record.settings.get("extra_functions", [])
+        assert ("memory_rethink" in {tools[i] for i in letta["tool_ids"]}) == bool(extra)
+        assert again.export.record.settings.get("extra_functions", []) == extra
 
 
 def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp_path):
@@ -395,7 +422,7 @@ def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp
 
 WHEN = datetime(2025, 3, 1, tzinfo=UTC)
 EXPORTED = ["send_message", "core_memory_append", "conversation_search",
-            "archival_memory_search"]
+            "archival_memory_search", "core_memory_rethink"]
 RULES = [{"type": "run_first", "tool_name": "archival_memory_search"},
          {"type": "exit_loop", "tool_name": "send_message"},
          {"type": "max_count_per_step", "tool_name": "conversation_search",
@@ -429,10 +456,13 @@ STEPS = st.lists(st.tuples(st.sampled_from(["user", "system", "call", "raw"]),
 @given(blocks=st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), BLOCK,
                               min_size=1, max_size=4),
        steps=STEPS, rules=st.lists(st.sampled_from(RULES), unique_by=lambda r: r["type"]),
-       hits=st.integers(0, 5), summary=st.text(max_size=60), data=st.data())
-def test_generated_agents_survive_ours_to_af_to_ours(blocks, steps, rules, hits, summary, data):
+       hits=st.integers(0, 5), summary=st.text(max_size=60), rethink=st.booleans(),
+       data=st.data())
+def test_generated_agents_survive_ours_to_af_to_ours(blocks, steps, rules, hits, summary,
+                                                     rethink, data):
     core = CoreMemory({label: replace(block, label=label) for label, block in blocks.items()})
-    settings = {**NEW_AGENT_SETTINGS, "n_ctx": 2048, "tool_rules": rules, "memory_hits": hits}
+    settings = {**NEW_AGENT_SETTINGS, "n_ctx": 2048, "tool_rules": rules, "memory_hits": hits,
+                "extra_functions": ["core_memory_rethink"] if rethink else []}
     messages = [m for step in steps for m in _step(*step)]
     for seq, message in enumerate(messages, start=1):
         message.seq, message.id = seq, 1000 + seq

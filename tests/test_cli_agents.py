@@ -89,3 +89,14 @@ def test_blocks_of_any_label_with_description_and_read_only(tmp_path):
     assert after["core_memory"]["project"]["limit"] == 50  # the refused edits changed nothing
     assert after["core_memory"]["todo"] == {"value": "", "limit": 60,
                                             "description": "Things to do"}
+
+
+def test_an_optional_function_is_offered_and_withdrawn_from_the_cli(tmp_path):
+    assert invoke(tmp_path, "agents", "create", "sam", "--n-ctx", "2048").exit_code == 0
+    offered = invoke(tmp_path, "agents", "set", "sam", "--offer", "core_memory_rethink")
+    assert offered.exit_code == 0 and \
+        "optional functions offered: core_memory_rethink" in offered.output
+    withdrawn = invoke(tmp_path, "agents", "set", "sam", "--offer", "none")
+    assert "optional functions offered: none" in withdrawn.output
+    wrong = invoke(tmp_path, "agents", "set", "sam", "--offer", "send_mail")
+    assert wrong.exit_code == 2 and "'send_mail' is not one of" in wrong.output

@@ -32,14 +32,25 @@ class CountingFactory:
         return runtime
 
 
+@pytest.fixture()
+def config(store_kind, tmp_path, request):
+    """An engine's configuration on each store kind (a fresh PostgreSQL database)."""
+    from conftest import _database_for
+
+    if store_kind == "embedded":
+        return EngineConfig(tmp_path)
+    server = request.getfixturevalue("postgres_server")
+    return EngineConfig(tmp_path, store=_database_for(server, tmp_path))
+
+
 def _create_people(engine: Engine, n_ctx: int = 2048) -> None:
     for name, human in PEOPLE.items():
         engine.create_agent(name, "smollm2-135m", n_ctx, human=f"Name: {human}")
 
 
-def test_three_agents_share_one_runtime_and_answer_from_their_own_memory(tmp_path):
+def test_three_agents_share_one_runtime_and_answer_from_their_own_memory(config):
     factory = CountingFactory()
-    with Engine(EngineConfig(tmp_path), runtime_factory=factory) as engine:
+    with Engine(config, runtime_factory=factory) as engine:
         _create_people(engine)
         agents = [engine.open_agent(name) for name in PEOPLE]
         assert len(factory.built) == 1 and engine.runtimes.loads == 1
@@ -80,14 +91,14 @@ def test_pool_unloads_the_least_recently_used_idle_runtime():
     assert loaded == []
 
 
-def test_delete_removes_the_agents_rows_and_index_files(tmp_path):
-    with Engine(EngineConfig(tmp_path)) as engine:
+def test_delete_removes_the_agents_rows_and_index_files(config, tmp_path):
+    with Engine(config) as engine:
         engine.create_agent("ann")
         archival = engine.archival_storage("ann", progress=False)
         archival.insert(["Ann's cat is called Whiskers."])
         archival.close()
         files = index_files(tmp_path / "archival", "ann")
-        assert all(path.is_file() for path in files)
+        assert all(path.is_file() == (config.store is None) for path in files)
         assert engine.show_agent("ann")["archival_passages"] == 1
         engine.delete_agent("ann")
         assert not any(path.exists() for path in files)
@@ -105,10 +116,10 @@ def test_the_engine_reads_its_home_from_the_environment_once(monkeypatch, tmp_pa
     assert (tmp_path / "a" / "memgpt.duckdb").is_file() and not (tmp_path / "b").exists()
 
 
-def test_real_model_loaded_once_serves_three_agents_in_turn(tmp_path):
+def test_real_model_loaded_once_serves_three_agents_in_turn(config):
     """Through the real SmolLM2: one load, and each agent's prompt (the KV cache the model
     holds after its step) carries its own core memory and none of the others'."""
-    with Engine(EngineConfig(tmp_path)) as engine:
+    with Engine(config) as engine:
         _create_people(engine)
         agents = [engine.open_agent(name) for name in PEOPLE]
         runtime = agents[0].runtime
@@ -144,9 +155,9 @@ class CountingEmbedder:
         return self.inner.count_tokens(text)
 
 
-def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(tmp_path):
+def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(config):
     embedder = CountingEmbedder()
-    with Engine(EngineConfig(tmp_path), runtime_factory=CountingFactory(),
+    with Engine(config, runtime_factory=CountingFactory(),
                 embedder=embedder) as engine:
         _create_people(engine)
         agent = engine.open_agent("ann")

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from fakes import HashingEmbedder
 
-from memgpt_local.memory.agents import AgentRecord, AgentStore
+from memgpt_local.memory.agents import AgentRecord
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
 from memgpt_local.memory.database import MIGRATIONS, Database, HomeLockedError
 from memgpt_local.memory.keywords import KeywordIndex
-from memgpt_local.memory.recall import Message, RecallStorage
+from memgpt_local.memory.recall import Message
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +58,18 @@ def test_second_writer_gets_a_clear_error(tmp_path):
         pass
 
 
-def test_agent_record_round_trip(db):
-    store = AgentStore(db.con)
+def test_agent_record_round_trip(store):
+    records = store.records()
     agent = AgentRecord("ann", "smollm2-135m", {"n_ctx": 2048},
                         CoreMemory.default("I am a helper.", "Ann likes tea."), "old talk", [3, 4])
-    store.save(agent)
-    loaded = store.get("ann")
+    records.save(agent)
+    loaded = records.get("ann")
     assert loaded == agent
     with pytest.raises(Exception, match="Agents: ann"):
-        store.get("zed")
+        records.get("zed")
+    assert records.listing()[0] | {"updated_at": None} == {
+        "name": "ann", "model": "smollm2-135m", "n_ctx": "2048", "messages": 0, "passages": 0,
+        "updated_at": None}
 
 
 def test_core_memory_limits_and_errors_read_well():
@@ -85,8 +88,8 @@ def test_core_memory_limits_and_errors_read_well():
     assert CoreMemory.from_dict(memory.to_dict()) == memory
 
 
-def test_a_question_finds_its_answer_in_a_small_recall(db):
-    recall = RecallStorage(db.con, "ann")
+def test_a_question_finds_its_answer_in_a_small_recall(store):
+    recall = store.recall("ann")
     for text in ["Hello there", "My dog is called Biscuit", "Noted.", "How are you?"]:
         recall.append(Message("user", text))
     recall.rebuild_text_index()
@@ -95,8 +98,8 @@ def test_a_question_finds_its_answer_in_a_small_recall(db):
     assert found and found[0].content == "My dog is called Biscuit"
 
 
-def test_recall_search_by_text_date_and_pages(db):
-    recall = RecallStorage(db.con, "ann")
+def test_recall_search_by_text_date_and_pages(store):
+    recall = store.recall("ann")
     start = datetime(2023, 5, 1, 9, tzinfo=UTC)
     imported = recall.bulk_import([Message("user" if i % 2 else "assistant",
                                            f"day {i} we talked about gardening and roses",
@@ -124,9 +127,9 @@ def test_recall_search_by_text_date_and_pages(db):
         recall.search_date("yesterday", "2023-05-05")
 
 
-def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
+def test_archival_dedup_modes_delete_and_rebuild(store, embedder):
     keys = [f"{i:08x}-1111-2222-3333-{i * 7919:012x}" for i in range(50)]
-    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    archival = store.archival("ann", embedder, progress=False)
     assert archival.search("anything").items == []
     ids = archival.insert([f"key {k} holds value v{i}" for i, k in enumerate(keys)]
                           + ["Ann loves hiking in the Alps."])
@@ -138,22 +141,37 @@ def test_archival_dedup_modes_delete_and_rebuild(db, embedder, tmp_path):
     assert vector.items[0]["content"] == "Ann loves hiking in the Alps."
     assert len(vector.items) == 51  # k clamped to the number of passages
     assert archival.delete(ids[:1]) == 1 and archival.count() == 50
-    archival.index_path.write_bytes(b"corrupt")
-    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
-    assert reopened.rebuilt and reopened.count() == 50
+    if store.kind == "embedded":
+        archival.index_path.write_bytes(b"corrupt")
+    reopened = store.archival("ann", embedder, progress=False)
+    assert reopened.rebuilt == (store.kind == "embedded") and reopened.count() == 50
     assert reopened.search(keys[9]).items[0]["content"].endswith("v9")
     assert all(not p["content"].endswith("v0") for p in reopened.search(keys[0]).items)
 
 
-def test_keyword_search_inside_an_open_transaction(db, embedder, tmp_path):
+def test_keyword_search_inside_an_open_transaction(store, embedder):
     """An agent step runs in a transaction: both search modes still find what is committed."""
-    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    archival = store.archival("ann", embedder, progress=False)
     archival.insert(["Pepper is Ann's cat.", "Ann works night shifts at the hospital."])
-    db.con.execute("BEGIN TRANSACTION")
-    assert [p["content"] for p in archival.search("cat", mode="keyword").items] == [
-        "Pepper is Ann's cat."]
-    assert archival.search("night shifts").items[0]["content"].startswith("Ann works")
-    db.con.execute("COMMIT")
+    with store.transaction():
+        assert [p["content"] for p in archival.search("cat", mode="keyword").items] == [
+            "Pepper is Ann's cat."]
+        assert archival.search("night shifts").items[0]["content"].startswith("Ann works")
+
+
+def test_what_a_transaction_rolled_back_is_never_found(store, embedder):
+    archival = store.archival("ann", embedder, progress=False)
+    kept = archival.insert(["Ann's locker code is 4417."])
+    with pytest.raises(RuntimeError), store.transaction():
+        archival.stage()
+        archival.insert(["Ann's bike lock code is 9921."])
+        store.recall("ann").append(Message("user", "my bike lock code is 9921"))
+        raise RuntimeError("the step failed")
+    archival.rollback()
+    for mode, query in [("keyword", "code"), ("vector", "bike lock 9921"),
+                        ("hybrid", "bike lock code 9921")]:
+        assert [p["id"] for p in archival.search(query, mode=mode).items] == kept
+    assert archival.count() == 1 and store.recall("ann").count() == 0
 
 
 def test_keyword_index_matches_whole_words_and_ranks_the_phrase_first():
@@ -170,8 +188,8 @@ def test_keyword_index_matches_whole_words_and_ranks_the_phrase_first():
     assert index.search("ann", k=10) == [2, 5] and len(index) == 3
 
 
-def test_keyword_search_follows_inserts_and_deletes(db, embedder, tmp_path):
-    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+def test_keyword_search_follows_inserts_and_deletes(store, embedder):
+    archival = store.archival("ann", embedder, progress=False)
     first = archival.insert(["Ann's locker code is 4417."])
     assert [p["id"] for p in archival.search("4417", mode="keyword").items] == first
     second = archival.insert(["The gym locker 4417 is broken."])
@@ -192,11 +210,12 @@ def test_rows_stored_after_the_last_index_save_are_caught_up(db, embedder, tmp_p
     assert hits[0]["content"] == "Ann's cat is called Whiskers."
 
 
-def test_deleted_passages_stay_deleted_after_reopening(db, embedder, tmp_path):
-    archival = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+def test_deleted_passages_stay_deleted_after_reopening(store, embedder):
+    archival = store.archival("ann", embedder, progress=False)
     ids = archival.insert(["Paris is in France.", "Rome is in Italy."])
     archival.delete(ids[:1])
-    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
+    archival.close()
+    reopened = store.archival("ann", embedder, progress=False)
     assert not reopened.rebuilt
     contents = [p["content"] for p in reopened.search("Paris France", mode="vector").items]
     assert contents == ["Rome is in Italy."]
@@ -274,18 +293,19 @@ def test_passages_fit_the_embedding_models_token_budget(embedder):
     assert passages[-1].split()[-1] == "word599"
 
 
-def test_passages_made_by_another_embedder_are_embedded_again(db, embedder, tmp_path):
+def test_passages_made_by_another_embedder_are_embedded_again(store, embedder):
     """A changed model or precision: the stored vectors no longer match the queries' space."""
-    old = ArchivalStorage(db.con, "ann", tmp_path / "idx", HashingEmbedder(), progress=False)
+    old = store.archival("ann", HashingEmbedder(), progress=False)
     old.insert(["Ann's cat is called Whiskers.", "The train to Lyon leaves at nine."])
     old.close()
-    reopened = ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False)
-    assert reopened.rebuilt and reopened.index.get_current_count() == 2
-    assert db.con.execute("SELECT DISTINCT embedded_with, len(embedding) FROM passages"
-                          ).fetchall() == [(embedder.name, embedder.dim)]
+    reopened = store.archival("ann", embedder, progress=False)
+    assert reopened.rebuilt and reopened.count() == 2
+    size = "len(embedding)" if store.kind == "embedded" else "vector_dims(embedding)"
+    assert store.con.execute(f"SELECT DISTINCT embedded_with, {size} FROM passages"
+                             ).fetchall() == [(embedder.name, embedder.dim)]
     hits = reopened.search("pet name", mode="vector", page_size=1).items
     assert hits[0]["content"] == "Ann's cat is called Whiskers."
-    assert not ArchivalStorage(db.con, "ann", tmp_path / "idx", embedder, progress=False).rebuilt
+    assert not store.archival("ann", embedder, progress=False).rebuilt
 
 
 def test_embedding_settings_come_from_the_environment(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_agent import make_agent
 
-from memgpt_local.agent.functions import FUNCTIONS
+from memgpt_local.agent.functions import offered
 from memgpt_local.agent.rules import (
     KINDS,
     Call,
@@ -21,7 +21,7 @@ from memgpt_local.agent.rules import (
 )
 from memgpt_local.agent.settings import AgentSettings
 
-NAMES = list(FUNCTIONS)
+NAMES = list(offered())  # the standard functions
 SEARCH, SEND, CONVO = "archival_memory_search", "send_message", "conversation_search"
 
 

@@ -264,6 +264,18 @@ def test_tool_rules_and_memory_hits_are_set_checked_and_carried(agent_client):
     assert agent_client.get("/agents/bob").status_code == 404
 
 
+def test_optional_functions_are_offered_through_the_api(agent_client):
+    refused = agent_client.patch("/agents/ann", json={"extra_functions": ["rm_rf"]})
+    assert refused.status_code == 400 and "rm_rf is not an optional function" in refused.text
+    assert agent_client.get("/agents/ann").json()["extra_functions"] == []
+    changed = agent_client.patch("/agents/ann", json={"extra_functions": ["core_memory_rethink"]})
+    assert changed.status_code == 200 and changed.json()["extra_functions"] == [
+        "core_memory_rethink"]
+    made = agent_client.post("/agents", json={"name": "bob",
+                                              "extra_functions": ["core_memory_rethink"]})
+    assert made.status_code == 201 and made.json()["extra_functions"] == ["core_memory_rethink"]
+
+
 LETTA_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
 
 

@@ -25,6 +25,7 @@ from ..memory.agents import AgentRecord, check_agent_name
 from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import Message
 from .context import static_instructions
+from .functions import OPTIONAL_FUNCTIONS
 from .portable import AgentExport, ExportFileError, parse_time
 from .rules import KINDS
 from .settings import NEW_AGENT_SETTINGS, AgentSettings
@@ -36,7 +37,18 @@ OUR_FUNCTIONS = {  # Letta's memory tools -> the function of ours that does the 
     "memory_replace": "core_memory_replace", "conversation_search": "conversation_search",
     "conversation_search_date": "conversation_search_date",
     "archival_memory_insert": "archival_memory_insert",
-    "archival_memory_search": "archival_memory_search"}
+    "archival_memory_search": "archival_memory_search",
+    "memory_rethink": "core_memory_rethink",  # an optional function: offered to this agent
+    "memory": "core_memory_replace"}  # Letta's combined tool: see MEMORY_COMMANDS
+# Our functions an export names as Letta does (the others keep our names); a past call under
+# such a name comes back as ours even where the file declares no such tool.
+LETTA_NAMES = {"core_memory_rethink": "memory_rethink"}
+OUR_NAMES = {letta: ours for ours, letta in LETTA_NAMES.items()}
+# The commands of Letta's combined `memory` tool that a function of ours does (its past calls
+# are stored as calls of these); create, delete, rename and view have none (a user makes blocks).
+MEMORY_COMMANDS = {"str_replace": "core_memory_replace", "insert": "core_memory_append"}
+MEMORY_NOTE = ("memory: its str_replace and insert commands map to core_memory_replace and "
+               "core_memory_append; create, delete, rename and view have no counterpart")
 SKIP_REASONS = {  # by Letta tool_type: why such a tool is not imported
     "custom": "carries code, which is never run here",
     "letta_builtin": "a built-in web tool; this runs offline",
@@ -160,6 +172,7 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
     ours = _ours(agent)
     settings = {**NEW_AGENT_SETTINGS, **ours.get("settings", {}),
                 "n_ctx": _window(agent, n_ctx, result)}
+    _offer_optional(settings, result.tools_mapped)
     result.limits_fitted = bool(ours) and settings["n_ctx"] == ours.get("settings", {}).get(
         "n_ctx")
     rules = _rules(agent, result)
@@ -234,10 +247,20 @@ def _map_tools(agent: dict, tools: dict, result: AfAgent) -> None:
         name, kind = str(tool.get("name")), str(tool.get("tool_type") or "custom")
         if name in OUR_FUNCTIONS and kind.startswith("letta_"):
             result.tools_mapped[name] = OUR_FUNCTIONS[name]
+            if name == "memory":
+                result.notes.append(MEMORY_NOTE)
         else:
             result.tools_skipped[name] = SKIP_REASONS.get(
                 kind, "no function here does its job" if kind.startswith("letta_")
                 else f"a tool of kind {kind}")
+
+
+def _offer_optional(settings: dict, mapped: dict[str, str]) -> None:
+    """The optional functions the agent's tools map to join its extra_functions."""
+    wanted = set(settings.get("extra_functions") or []) | {
+        ours for ours in mapped.values() if ours in OPTIONAL_FUNCTIONS}
+    if wanted:
+        settings["extra_functions"] = [n for n in OPTIONAL_FUNCTIONS if n in wanted]
 
 
 def _window(agent: dict, n_ctx: int, result: AfAgent) -> int:
@@ -327,7 +350,7 @@ def _message(letta: dict, mapped: dict[str, str], where: str, first: bool,
         result = returns[0].get("func_response") if isinstance(returns[0], dict) else None
         tool = str(letta.get("name") or "")
         return [Message("function_result", str(result if result is not None else text),
-                        function_name=mapped.get(tool, tool))]
+                        function_name=mapped.get(tool) or OUR_NAMES.get(tool, tool))]
     raise ValueError(f"{where} has role {role!r}; Letta's roles are system, user, assistant "
                      "and tool.")
 
@@ -354,14 +377,21 @@ def _assistant(letta: dict, text: str, mapped: dict[str, str], answered: bool
     calls = []
     for call in letta.get("tool_calls") or []:
         function = call.get("function") or {}
-        tool = str(function.get("name") or "")
-        calls.append(_call(thoughts, mapped.get(tool, tool), _arguments(function)))
+        tool, arguments = str(function.get("name") or ""), _arguments(function)
+        calls.append(_call(thoughts, _our_function(tool, arguments, mapped), arguments))
     if calls:
         return calls
     if answered:
         return [Message("function_call", text)]
     sent = _call(thoughts, "send_message", {"message": text})
     return [sent, Message("function_result", SENT, function_name="send_message")]
+
+
+def _our_function(tool: str, arguments: dict, mapped: dict[str, str]) -> str:
+    """Our name for a past call of a Letta tool (a `memory` call: by its command)."""
+    if tool == "memory" and tool in mapped:
+        return MEMORY_COMMANDS.get(str(arguments.get("command")), tool)
+    return mapped.get(tool) or OUR_NAMES.get(tool, tool)
 
 
 def call_text(thoughts: str, function: str, arguments: dict) -> str:

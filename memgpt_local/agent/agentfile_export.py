@@ -15,13 +15,18 @@ from datetime import UTC, datetime
 
 from ..memory.agents import AgentRecord
 from ..memory.messages import Message
-from .agentfile import OUR_KEY, call_text
+from .agentfile import LETTA_NAMES, OUR_KEY, call_text
 from .functions import FUNCTIONS
 
 TOOL_TYPES = {"core_memory_append": "letta_memory_core", "core_memory_replace":
-              "letta_memory_core"}  # the others: letta_core
+              "letta_memory_core", "core_memory_rethink": "letta_sleeptime_core"}  # else letta_core
 EXPORTED_FUNCTIONS = ("send_message", "core_memory_append", "core_memory_replace",
                       "conversation_search", "archival_memory_insert", "archival_memory_search")
+
+
+def letta_name(function: str | None) -> str | None:
+    """Letta's name for a function of ours."""
+    return LETTA_NAMES.get(function or "", function)
 
 
 def agent_file(record: AgentRecord, messages: list[Message], instructions: str) -> dict:
@@ -29,7 +34,8 @@ def agent_file(record: AgentRecord, messages: list[Message], instructions: str) 
     prompt (its own instructions, else ours)."""
     blocks = [_block(f"block-{i}", block) for i, block in
               enumerate(record.core_memory.blocks.values())]
-    tools = [_tool(f"tool-{i}", name) for i, name in enumerate(EXPORTED_FUNCTIONS)]
+    exported = EXPORTED_FUNCTIONS + tuple(record.settings.get("extra_functions") or ())
+    tools = [_tool(f"tool-{i}", name) for i, name in enumerate(exported)]
     letta_messages, in_context = _messages(messages, set(record.in_context))
     call_texts = {f"message-{m.seq}": m.content for m in messages
                   if m.role == "function_call" and m.content != _canonical(m)}
@@ -80,9 +86,9 @@ def _block(block_id: str, block) -> dict:
 
 def _tool(tool_id: str, name: str) -> dict:
     function = FUNCTIONS[name]
-    schema = {"name": name, "description": function.description,
+    schema = {"name": letta_name(name), "description": function.description,
               "parameters": function.arguments_schema([])}
-    return {"id": tool_id, "name": name, "description": function.description,
+    return {"id": tool_id, "name": letta_name(name), "description": function.description,
             "tool_type": TOOL_TYPES.get(name, "letta_core"), "source_type": "python",
             "json_schema": schema, "tags": ["letta_core"], "return_char_limit": 6000}
 
@@ -108,7 +114,8 @@ def _message(message: Message, letta_id: str, last_call: str | None) -> dict:
         return _assistant(message, f"call-{message.seq}")
     if message.role == "function_result":
         status = "error" if message.content.startswith("Error:") else "success"
-        return {"role": "tool", "name": message.function_name, "tool_call_id": last_call,
+        return {"role": "tool", "name": letta_name(message.function_name),
+                "tool_call_id": last_call,
                 "content": [_text(message.content)],
                 "tool_returns": [{"tool_call_id": last_call, "status": status,
                                   "func_response": message.content}]}
@@ -129,7 +136,8 @@ def _assistant(message: Message, call_id: str) -> dict:
             "content": [{"type": "reasoning", "reasoning": thoughts,
                          "is_native": False, "signature": None}],
             "tool_calls": [{"id": call_id, "type": "function", "function": {
-                "name": message.function_name, "arguments": json.dumps(arguments)}}]}
+                "name": letta_name(message.function_name),
+                "arguments": json.dumps(arguments)}}]}
 
 
 def _text(text: str) -> dict:

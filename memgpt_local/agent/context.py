@@ -21,7 +21,7 @@ from ..llm.base import PromptTokens
 from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..resources import PROMPT_TEMPLATES_DIR
-from .functions import FUNCTIONS
+from .functions import offered
 from .recollection import ENTRY_FUNCTION
 from .settings import AgentSettings
 
@@ -65,13 +65,14 @@ def default_text(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def static_instructions(instructions: str = "") -> str:
+def static_instructions(instructions: str = "", extra_functions: tuple[str, ...] = ()) -> str:
     """System instructions and function specs: identical on every call of every agent, so
     one prefix snapshot of a model serves them all (the agent's name is in core memory) -
     unless an agent has instructions of its own (an imported Letta agent's system prompt),
-    which replace ours before the function specs: its prefix snapshot is then its own."""
+    which replace ours before the function specs: its prefix snapshot is then its own, as
+    it is for an agent offered optional functions (extra_functions)."""
     return render("system.jinja", instructions=instructions,
-                  functions=[f.prompt_line() for f in FUNCTIONS.values()])
+                  functions=[f.prompt_line() for f in offered(extra_functions).values()])
 
 
 def core_memory_text(name: str, core: CoreMemory, counts: dict) -> str:
@@ -130,9 +131,9 @@ class MainContext:
     this process or in the next one that resumes the agent."""
 
     def __init__(self, name: str, counts: Callable[[], dict], state: dict,
-                 instructions: str = ""):
+                 instructions: str = "", extra_functions: tuple[str, ...] = ()):
         self.name = name
-        self.static = static_instructions(instructions)
+        self.static = static_instructions(instructions, extra_functions)
         self._counts_of = counts
         self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
@@ -179,7 +180,8 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
         filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
         full.blocks[block.label] = replace(block, value=filler[: block.limit])
     counts = memory_counts(10**6, 10**6, utc_now())
-    texts = [static_instructions(settings.instructions), core_memory_text(name, full, counts),
+    texts = [static_instructions(settings.instructions, tuple(settings.extra_functions)),
+             core_memory_text(name, full, counts),
              summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))

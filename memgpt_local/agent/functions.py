@@ -104,7 +104,17 @@ def agent_function(func: Callable[..., str]) -> Callable[..., str]:
     return func
 
 
-FUNCTIONS: dict[str, AgentFunction] = {}
+FUNCTIONS: dict[str, AgentFunction] = {}  # every function, in the order the prompt lists them
+# Offered only to the agents whose settings name them (extra_functions): an imported Letta agent
+# that had memory_rethink. Every other agent's instructions, and so its prefix snapshot and the
+# benchmarks' figures, stay as they were.
+OPTIONAL_FUNCTIONS = ("core_memory_rethink",)
+
+
+def offered(extra: list[str] | tuple[str, ...] = ()) -> dict[str, AgentFunction]:
+    """The functions an agent is offered: the standard ones and the optional ones it names."""
+    return {name: f for name, f in FUNCTIONS.items()
+            if name not in OPTIONAL_FUNCTIONS or name in extra}
 
 
 def format_page(page: Page, render: Callable[[Any], str]) -> str:
@@ -174,6 +184,19 @@ def core_memory_replace(ctx: FunctionContext, label: str, old_content: str, new_
         request_heartbeat: true to act again right after the result
     """
     return ctx.core.replace(label, old_content, new_content)
+
+
+@agent_function
+def core_memory_rethink(ctx: FunctionContext, label: str, new_memory: str,
+                        request_heartbeat: bool) -> str:
+    """Rewrite a whole core memory block: keep what still holds, drop what is outdated.
+
+    Args:
+        label: the block, e.g. human or persona
+        new_memory: the block's complete new text
+        request_heartbeat: true to act again right after the result
+    """
+    return ctx.core.rethink(label, new_memory)
 
 
 @agent_function
@@ -281,13 +304,16 @@ def truncate(text: str, max_chars: int) -> str:
             "ask for a more specific query or the next page]")
 
 
-def execute(call: Any, ctx: FunctionContext, max_chars: int) -> Outcome:
-    """Validate and run one parsed call; the model's mistakes become readable errors."""
+def execute(call: Any, ctx: FunctionContext, max_chars: int,
+            functions: dict[str, AgentFunction] | None = None) -> Outcome:
+    """Validate and run one parsed call of the functions offered (default: the standard
+    ones); the model's mistakes become readable errors."""
+    functions = offered() if functions is None else functions
     name = call.get("function") if isinstance(call, dict) else None
-    function = FUNCTIONS.get(name) if isinstance(name, str) else None
+    function = functions.get(name) if isinstance(name, str) else None
     if function is None:
         return Outcome(str(name), f"Error: unknown function {name!r}. Functions: "
-                       f"{', '.join(FUNCTIONS)}.", True, True)
+                       f"{', '.join(functions)}.", True, True)
     arguments = call.get("arguments")
     try:
         _check_arguments(function, arguments)

@@ -31,7 +31,7 @@ from ..memory.messages import Message
 from ..memory.paging import Page
 from ..memory.stores import AgentStores
 from . import context as ctx
-from .functions import FUNCTIONS, Outcome, execute
+from .functions import FUNCTIONS, Outcome, execute, offered
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
@@ -101,12 +101,14 @@ class Agent:
         self.settings = AgentSettings.from_dict(record.settings)
         self.context = ctx.MainContext(record.name, self._counts,
                                        record.settings.setdefault("state", {}),
-                                       self.settings.instructions)
+                                       self.settings.instructions,
+                                       tuple(self.settings.extra_functions))
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
-        self.rules = RuleSolver(self.settings.rules(), list(FUNCTIONS))
+        self.functions = self.settings.functions()
+        self.rules = RuleSolver(self.settings.rules(), list(self.functions))
         self._processors: dict[tuple[str, ...], Callable] = {}
-        self.processor = self.processor_for(tuple(FUNCTIONS))
+        self.processor = self.processor_for(tuple(self.functions))
         self.outbox: list[str] = []
         # around each step's model call, made with no transaction open: a server lets other
         # agents' work run while this one waits on a remote model (see server/worker.py)
@@ -114,7 +116,7 @@ class Agent:
 
     def call_schema(self, functions: tuple[str, ...] | None = None) -> dict:
         """The JSON schema of one valid call of this agent's functions (or of some of them)."""
-        return call_schema(list(self.core.blocks), functions)
+        return call_schema(list(self.core.blocks), functions or tuple(self.functions))
 
     def processor_for(self, functions: tuple[str, ...]) -> Callable:
         """The constraint's processor for calls of these functions only; one per distinct
@@ -336,7 +338,7 @@ class Agent:
                 return turn
             step = self._step(listener, self._sampling(failures), allowed)
             turn.steps.append(step)
-            if step.function in FUNCTIONS:
+            if step.function in self.functions:
                 history.append(Call(step.function, step.result))
             failures = failures + 1 if step.failed else 0
             if failures >= self.settings.max_failures:
@@ -426,7 +428,7 @@ class Agent:
             self.queue_manager.append(Message(
                 "function_call", text, function_name=(call or {}).get("function"),
                 function_args=(call or {}).get("arguments"), tokens=stats.generated_tokens))
-            outcome = (execute(call, self, self.settings.result_max_chars) if call
+            outcome = (execute(call, self, self.settings.result_max_chars, self.functions) if call
                        else Outcome("(none)", error, True, True))
             self.queue_manager.append(Message("function_result", _with_heartbeat_note(outcome),
                                               function_name=outcome.function))
@@ -439,11 +441,12 @@ class Agent:
 
 
 def call_schema(labels: list[str], functions: tuple[str, ...] | None = None) -> dict:
-    """The JSON schema of one valid call of the agent functions (all, or the named ones), for
-    an agent whose core memory has these block labels (what the constraint enforces)."""
+    """The JSON schema of one valid call of the named functions (default: the standard ones),
+    for an agent whose core memory has these block labels (what the constraint enforces)."""
+    chosen = offered() if functions is None else {
+        name: f for name, f in FUNCTIONS.items() if name in functions}
     return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
-                                 for f in FUNCTIONS.values()
-                                 if functions is None or f.name in functions])
+                                 for f in chosen.values()])
 
 
 def _no_function_allowed(allowed: Allowed, history: list[Call]) -> str:

@@ -4,7 +4,7 @@ rules and the memory brought to each turn."""
 from dataclasses import dataclass, field, fields
 
 from ..llm.base import SamplingSettings
-from .functions import FUNCTIONS
+from .functions import OPTIONAL_FUNCTIONS, AgentFunction, offered
 from .rules import ToolRule, parse_rules
 
 # The sampling fields stored per agent (the others keep SamplingSettings' defaults). A default
@@ -46,6 +46,15 @@ def _within(key: str, value) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool) and low <= value <= high
 
 
+def _check_extra_functions(names) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("setting extra_functions must be a list of function names.")
+    unknown = sorted(set(names) - set(OPTIONAL_FUNCTIONS))
+    if unknown:
+        raise ValueError(f"extra_functions: {', '.join(unknown)} is not an optional function; "
+                         f"the optional functions are {', '.join(OPTIONAL_FUNCTIONS)}.")
+
+
 @dataclass
 class AgentSettings:
     """Per-agent settings; stored as one flat dict with the agent."""
@@ -63,6 +72,7 @@ class AgentSettings:
     tool_rules: list[dict] = field(default_factory=list)  # Letta's JSON form (rules.py)
     memory_hits: int = 0  # archival and recall hits brought to each user message; 0: off
     instructions: str = ""  # the agent's own instructions in place of ours ("": ours)
+    extra_functions: list[str] = field(default_factory=list)  # optional functions it is offered
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     @classmethod
@@ -84,6 +94,7 @@ class AgentSettings:
         if not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS:
             raise ValueError(f"setting instructions must be a text of at most "
                              f"{MAX_INSTRUCTIONS} characters.")
+        _check_extra_functions(data.get("extra_functions", []))
         settings = cls.from_dict(data)
         settings.rules()
         return settings
@@ -100,7 +111,11 @@ class AgentSettings:
     def rules(self) -> list[ToolRule]:
         """The tool rules, checked against the functions and the step cap (ToolRuleError, a
         ValueError, names the rule that is wrong)."""
-        return parse_rules(self.tool_rules, FUNCTIONS, self.max_chain)
+        return parse_rules(self.tool_rules, self.functions(), self.max_chain)
+
+    def functions(self) -> dict[str, AgentFunction]:
+        """The functions this agent is offered, in prompt order."""
+        return offered(self.extra_functions)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentSettings":

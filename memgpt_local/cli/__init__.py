@@ -5,14 +5,15 @@ from pathlib import Path
 import click
 
 from . import agents, bench, chat, models, serve
-from .common import ByteSize, engine, user_errors, wait_option
+from .common import STORE_HELP, ByteSize, engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
 Environment:
   MEMGPT_LOCAL_HOME                  agents, memory and caches (~/.local/share/memgpt-local)
   MEMGPT_LOCAL_EMBEDDING_MODEL       another local sentence-transformers model folder
   MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32
-  MEMGPT_LOCAL_KV_BUDGET             the default of --kv-budget"""
+  MEMGPT_LOCAL_KV_BUDGET             the default of --kv-budget
+  MEMGPT_LOCAL_STORE                 the default of --store"""
 
 
 @click.group(epilog=ENVIRONMENT)
@@ -24,10 +25,13 @@ Environment:
 @click.option("--n-gpu-layers", type=click.IntRange(-1), default=None, metavar="N",
               help="Layers to offload to the GPU for every model (-1: all, 0: none); "
                    "default: each model's n_gpu_layers in models.toml.")
+@click.option("--store", metavar="URL", envvar="MEMGPT_LOCAL_STORE", default=None,
+              help=STORE_HELP)
 @click.pass_context
-def cli(ctx: click.Context, kv_budget: int, n_gpu_layers: int | None) -> None:
+def cli(ctx: click.Context, kv_budget: int, n_gpu_layers: int | None, store: str | None
+        ) -> None:
     """MemGPT on your own hardware: local GGUF models with memory tiers, fully offline."""
-    ctx.obj = {"kv_budget_bytes": kv_budget, "n_gpu_layers": n_gpu_layers}
+    ctx.obj = {"kv_budget_bytes": kv_budget, "n_gpu_layers": n_gpu_layers, "store": store}
 
 
 @cli.command()

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..agent.agentfile import is_agent_file
+from ..agent.functions import OPTIONAL_FUNCTIONS
 from ..memory.core import BlockChange
 from .common import engine, read_text, user_errors, wait_option
 
@@ -43,9 +44,9 @@ def read_rules_file(path: str) -> list:
 
 
 def settings_changes(rules: tuple[str, ...], rules_file: str | None, no_rules: bool,
-                     memory_hits: int | None) -> dict:
+                     memory_hits: int | None, offer: tuple[str, ...] = ()) -> dict:
     """The settings the options change."""
-    changes: dict = {}
+    changes: dict = {"extra_functions": [o for o in offer if o != "none"]} if offer else {}
     if rules or rules_file or no_rules:
         listed = read_rules_file(rules_file) if rules_file else []
         if not isinstance(listed, list):
@@ -66,7 +67,11 @@ def settings_options(func):
                          help="A JSON list of tool rules in Letta's form."),
             click.option("--memory-hits", type=click.IntRange(0, 20),
                          help="Archival and recall hits brought to each user message "
-                              "(0: off).")]):
+                              "(0: off)."),
+            click.option("--offer", multiple=True,
+                         type=click.Choice([*OPTIONAL_FUNCTIONS, "none"]),
+                         help="An optional function the agent is offered besides the "
+                              "standard ones (replaces the list; none: only the standard).")]):
         func = option(func)
     return func
 
@@ -97,14 +102,14 @@ def agents() -> None:
 @wait_option
 @user_errors
 def agents_create(name, model, n_ctx, persona, human, block_limit, blocks, describe,
-                  read_only, rules, rules_file, memory_hits, wait) -> None:
+                  read_only, rules, rules_file, memory_hits, offer, wait) -> None:
     """Create an agent.
 
     \b
     memgpt-local agents create sam --block project=notes.txt \
         --describe "project=What we are building" --read-only persona
     """
-    changes = settings_changes(rules, rules_file, False, memory_hits)
+    changes = settings_changes(rules, rules_file, False, memory_hits, offer)
     block_changes = _block_changes(blocks, describe, read_only)
     with engine(wait) as eng:
         record, notes = eng.create_agent(name, model, n_ctx, read_text(persona, "persona"),
@@ -164,29 +169,32 @@ def agents_block(name, label, path, limit, description, read_only, wait) -> None
 @click.option("--no-rules", is_flag=True, help="Remove every tool rule.")
 @wait_option
 @user_errors
-def agents_set(name, rules, rules_file, memory_hits, no_rules, wait) -> None:
-    """Change an agent's tool rules (they replace the old ones) or memory hits.
+def agents_set(name, rules, rules_file, memory_hits, offer, no_rules, wait) -> None:
+    """Change an agent's tool rules (they replace the old ones), memory hits or the optional
+    functions it is offered.
 
     \b
     memgpt-local agents set sam --rule run_first:archival_memory_search
     memgpt-local agents set sam --rule max_count_per_step:archival_memory_search:2 \\
         --rule constrain_child_tools:archival_memory_search:send_message,conversation_search
     memgpt-local agents set sam --memory-hits 3
+    memgpt-local agents set sam --offer core_memory_rethink
     """
-    changes = settings_changes(rules, rules_file, no_rules, memory_hits)
+    changes = settings_changes(rules, rules_file, no_rules, memory_hits, offer)
     if not changes:
-        raise click.UsageError("Nothing to change: give --rule, --rules-file, --no-rules or "
-                               "--memory-hits.")
+        raise click.UsageError("Nothing to change: give --rule, --rules-file, --no-rules, "
+                               "--memory-hits or --offer.")
     with engine(wait) as eng:
         info = eng.configure_agent(name, changes)
     print_settings(info)
 
 
 def print_settings(info: dict) -> None:
-    """An agent's tool rules and memory hits as text."""
+    """An agent's tool rules, memory hits and optional functions as text."""
     hits = info["memory_hits"]
     click.echo(f"memory brought to each message: {hits} hits a tier" if hits
                else "memory brought to each message: off")
+    click.echo("optional functions offered: " + (", ".join(info["extra_functions"]) or "none"))
     click.echo("tool rules:" + ("" if info["tool_rules"] else " none"))
     for rule in info["tool_rules"]:
         extra = {k: v for k, v in rule.items() if k not in ("type", "tool_name")}

@@ -24,6 +24,9 @@ def user_errors(func):
     return wrapper
 
 
+STORE_HELP = ("Keep agents, recall and archival in this PostgreSQL database (with pgvector), "
+              "shared by several servers, e.g. postgresql://user:password@host/db; default: "
+              "the home's own store. scripts/postgres.sh start DIR starts a local one.")
 wait_option = click.option("--wait", is_flag=True,
                            help="Wait if another process (a chat) is using the home.")
 
@@ -47,7 +50,7 @@ def engine(wait: bool = False, **config) -> Engine:
     memgpt-local command itself and any other config fields (use it in a with block)."""
     context = click.get_current_context(silent=True)
     settings = (context.find_object(dict) if context else None) or {}
-    return Engine(replace(EngineConfig.from_environment(), **settings, **config), wait=wait)
+    return Engine(replace(EngineConfig.from_environment(), **(settings | config)), wait=wait)
 
 
 def read_text(path: str | None, what: str) -> str | None:

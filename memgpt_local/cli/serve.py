@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import ByteSize, engine, read_text, user_errors
+from .common import STORE_HELP, ByteSize, engine, read_text, user_errors
 
 
 def is_loopback(host: str) -> bool:
@@ -52,10 +52,11 @@ def read_api_key(path: Path | None) -> str | None:
               help="Turns of different agents in flight at once, where their model runs on an "
                    "inference server (in-process models take one turn at a time). Default: "
                    "the parallel slots of the served models' servers, else 1.")
+@click.option("--store", metavar="URL", help=STORE_HELP + " (Overrides memgpt-local --store.)")
 @user_errors
 def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | None,
           kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int,
-          parallel: int | None) -> None:
+          parallel: int | None, store: str | None) -> None:
     """Serve agents over HTTP: an API with OpenAPI docs at /docs, and an OpenAI-compatible
     /v1/chat/completions where `model` names an agent."""
     import uvicorn
@@ -67,14 +68,15 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
     if key is None and not is_loopback(host):
         raise click.ClickException(f"Refusing to serve on {host} without an API key: pass "
                                    "--api-key-file FILE (or bind to 127.0.0.1).")
-    eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)))
+    eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)),
+                 **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
                               queue_timeout_s=queue_timeout, max_turns=parallel)
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
     access = "with an API key" if key else "loopback only, no API key"
-    click.echo(f"memgpt-local serving {eng.home} on http://{host}:{port} ({access}, up to "
+    click.echo(f"memgpt-local serving {eng.db.describe()} on http://{host}:{port} ({access}, up to "
                f"{parallel} turn{'s' if parallel > 1 else ''} at once); API docs at /docs. "
                "Ctrl-C stops it.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -117,6 +117,13 @@ class CoreMemory:
         block.value = new_value
         return f"Replaced in '{label}' ({len(new_value)}/{block.limit} characters)."
 
+    def rethink(self, label: str, new_value: str) -> str:
+        """The model's rewrite of a whole block (Letta's memory_rethink)."""
+        block = self.writable(label)
+        self._check_fits(block, new_value)
+        block.value = new_value
+        return f"Rewrote '{label}' ({len(new_value)}/{block.limit} characters)."
+
     def set(self, label: str, value: str) -> None:
         """Replace a block's whole text (a user's edit), within its limit."""
         block = self.block(label)

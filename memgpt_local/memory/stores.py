@@ -1,20 +1,39 @@
 """One agent's stores, as the engine builds them and hands them to the agent: its record store,
 recall storage and archival storage (opened on first use: loading the embedding model takes
-seconds), all in one home database whose transactions cover a whole step."""
+seconds), all in one store (the embedded one, or PostgreSQL) whose transactions cover a whole
+step."""
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from .agents import AgentRecord, AgentStore
-from .archival import ArchivalStorage, passage_count
-from .database import Database
+from .archival import ArchivalStorage
 from .recall import RecallStorage
+
+
+class Store(Protocol):
+    """Where agents, recall and archival are kept: the embedded store (embedded.py) or
+    PostgreSQL (postgres.py); the engine chooses."""
+
+    kind: str
+    in_transaction: bool
+
+    def describe(self) -> str: ...
+    def transaction(self) -> AbstractContextManager: ...
+    def records(self) -> AgentStore: ...
+    def recall(self, name: str) -> RecallStorage: ...
+    def archival(self, name: str, embedder, progress: bool = True) -> ArchivalStorage: ...
+    def passage_count(self, name: str) -> int: ...
+    def stored_passages(self, name: str) -> list[dict]: ...
+    def forget_files(self, name: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class AgentStores:
     """The record store, recall and archival storage of one agent."""
 
-    def __init__(self, db: Database, name: str, records: AgentStore, recall: RecallStorage,
+    def __init__(self, db: Store, name: str, records: AgentStore, recall: RecallStorage,
                  open_archival: Callable[[], ArchivalStorage]):
         self.db = db
         self.name = name
@@ -41,7 +60,7 @@ class AgentStores:
         """Passages in archival storage, without loading the embedding model."""
         if self._archival is not None:
             return self._archival.count()
-        return passage_count(self.db.con, self.name)
+        return self.db.passage_count(self.name)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

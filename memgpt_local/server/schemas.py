@@ -6,6 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
+EXTRA_FUNCTIONS = ("Optional functions offered besides the standard ones (core_memory_rethink); "
+                   "replaces the list")
 
 
 class ErrorBody(BaseModel):
@@ -46,19 +48,26 @@ class AgentCreate(BaseModel):
         None, ge=0, le=20, description="Archival and recall hits brought to each message")
     blocks: dict[str, BlockEdit] = Field(
         {}, max_length=50, description="Core-memory blocks besides persona and human, by label")
+    extra_functions: list[str] | None = Field(
+        None, max_length=10, description=EXTRA_FUNCTIONS)
 
     def settings(self) -> dict:
         """The settings the request changes from the defaults."""
         return {k: v for k, v in {"tool_rules": self.tool_rules,
-                                  "memory_hits": self.memory_hits}.items() if v is not None}
+                                  "memory_hits": self.memory_hits,
+                                  "extra_functions": self.extra_functions}.items()
+                if v is not None}
 
 
 class AgentSettingsIn(BaseModel):
-    """Settings to change: the tool rules (they replace the old ones) and the memory hits."""
+    """Settings to change: the tool rules (they replace the old ones), the memory hits and the
+    optional functions offered."""
 
     model_config = ConfigDict(extra="forbid")
     tool_rules: list[dict[str, Any]] | None = Field(None, max_length=100)
     memory_hits: int | None = Field(None, ge=0, le=20)
+    extra_functions: list[str] | None = Field(None, max_length=10,
+                                              description=EXTRA_FUNCTIONS)
 
     def changes(self) -> dict:
         """The settings given."""
@@ -92,6 +101,7 @@ class AgentDetail(BaseModel):
     flushes: int
     tool_rules: list[dict[str, Any]] = []
     memory_hits: int = 0
+    extra_functions: list[str] = []
     notes: list[str] = []
 
 

@@ -1,0 +1,47 @@
+"""The embedded store, the default: a home's DuckDB database with an hnswlib index per agent
+beside it, for one process at a time (the home's lock)."""
+
+from pathlib import Path
+
+from .agents import AgentStore
+from .archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
+from .database import Database
+from .recall import RecallStorage
+
+
+class EmbeddedStore(Database):
+    """The home database and archival index files, opened with the home's writer lock."""
+
+    kind = "embedded"
+
+    def __init__(self, home: Path, wait: bool = False, timeout_s: float = 60.0):
+        super().__init__(home, wait, timeout_s)
+        self.index_dir = home / "archival"
+
+    def describe(self) -> str:
+        """Where the store is, for messages."""
+        return str(self.home)
+
+    def records(self) -> AgentStore:
+        """The agent records."""
+        return AgentStore(self.con)
+
+    def recall(self, name: str) -> RecallStorage:
+        """An agent's recall storage."""
+        return RecallStorage(self.con, name)
+
+    def archival(self, name: str, embedder, progress: bool = True) -> ArchivalStorage:
+        """An agent's archival storage (its index opened, caught up or rebuilt)."""
+        return ArchivalStorage(self.con, name, self.index_dir, embedder, progress=progress)
+
+    def passage_count(self, name: str) -> int:
+        """Passages stored for an agent (no embedding model, no index)."""
+        return passage_count(self.con, name)
+
+    def stored_passages(self, name: str) -> list[dict]:
+        """An agent's passages (content, source, metadata), oldest first."""
+        return stored_passages(self.con, name)
+
+    def forget_files(self, name: str) -> None:
+        """Delete an agent's archival index files (its rows are deleted apart)."""
+        delete_index_files(self.index_dir, name)
