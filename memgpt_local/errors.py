@@ -35,3 +35,11 @@ class SettingsError(MemgptLocalError):
 
 class RemoteServerError(MemgptLocalError):
     """An inference server that is down, refuses, times out or answers out of contract."""
+
+
+class StoreUnavailableError(MemgptLocalError):
+    """The store (a PostgreSQL database) cannot be reached or used; nothing was stored."""
+
+
+class AgentLeasedError(MemgptLocalError):
+    """An agent another server is running a turn of (a shared store's lease)."""

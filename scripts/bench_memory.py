@@ -4,6 +4,8 @@ latency at 10k and 100k passages, recall search latency at 100k and 1M messages,
 
 Prints one JSON object. Run inside the project's environment:
     .venv/bin/python scripts/bench_memory.py --json
+    .venv/bin/python scripts/bench_memory.py --store "$(scripts/postgres.sh start DIR | tail -1)"
+The PostgreSQL store's database should be empty (the run's agent is named "bench").
 """
 
 import argparse
@@ -133,18 +135,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archival-sizes", default="10000,100000",
                         help="Passage counts (empty: measure recall only).")
-    parser.add_argument("--recall-sizes", default="100000,1000000")
+    parser.add_argument("--recall-sizes", default="100000,1000000",
+                        help="Message counts (empty: measure archival only).")
+    parser.add_argument("--store", metavar="URL", help="A PostgreSQL store (scripts/postgres.sh "
+                        "start DIR prints one); default: the embedded store in a new home.")
     parser.add_argument("--json", action="store_true", help="print JSON only (the default)")
     args = parser.parse_args()
     base = sentences()
-    result: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, Engine(EngineConfig(Path(tmp))) as engine:
+    with tempfile.TemporaryDirectory() as tmp, \
+            Engine(EngineConfig(Path(tmp), store=args.store)) as engine:
+        result: dict = {"store": engine.db.kind}
         archival_sizes = [int(s) for s in args.archival_sizes.split(",") if s]
         if archival_sizes:
             bench_archival(engine, archival_sizes, base, result)
             result["archival_insert_over_embed_raw"] = (result["archival_insert_per_s"]
                                                         / result["embed_raw_per_s"])
-        bench_recall(engine, [int(s) for s in args.recall_sizes.split(",") if s], base, result)
+        recall_sizes = [int(s) for s in args.recall_sizes.split(",") if s]
+        if recall_sizes:
+            bench_recall(engine, recall_sizes, base, result)
     print(json.dumps(_rounded(result), indent=None if args.json else 2))
 
 

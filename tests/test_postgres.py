@@ -2,6 +2,8 @@
 bad URLs and refused passwords as one line, a database without pgvector, a connection lost
 between steps (reconnected) and in the middle of one (rolled back, the agent resumable)."""
 
+import json
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -140,3 +142,134 @@ def test_a_connection_lost_between_steps_is_replaced(postgres_server, tmp_path):
     assert store.records().get("sam").core_memory.block("human").value.endswith("Name: Ann")
     assert _whole_steps(store)
     store.close()
+
+
+@pytest.mark.real
+def test_two_servers_on_one_database_share_agents_and_never_interleave_a_turn(
+        postgres_server, tmp_path):
+    """Two `serve` processes on one database, 8 clients on 4 agents through both at once:
+    every answer 200 or a clean 409/503, each agent's recall holding exactly the messages that
+    were answered, each client's in its order, every turn whole and apart."""
+    import threading
+
+    import httpx
+    from conftest import _database_for
+    from test_server import assert_turns_whole
+
+    from memgpt_local.server.process import ServerProcess
+
+    url = _database_for(postgres_server, tmp_path)
+    servers = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        servers.append(ServerProcess(tmp_path / folder, "--model", "smollm2-135m",
+                                     "--store", url))
+    try:
+        agents = [f"shared{n}" for n in range(4)]
+        with httpx.Client(base_url=servers[0].url, timeout=600) as http:
+            for name in agents:
+                assert http.post("/agents", json={"name": name, "n_ctx": 4096}
+                                 ).status_code == 201
+        answered: dict[tuple[int, int], int] = {}
+
+        def client(number: int) -> None:  # clients 0-3 on the first server, 4-7 the second
+            with httpx.Client(base_url=servers[number // 4].url, timeout=900) as own:
+                for index in range(3):
+                    response = own.post(f"/agents/{agents[number % 4]}/messages",
+                                        json={"text": f"client {number} message {index}"})
+                    assert response.status_code in (200, 409, 503), response.text
+                    answered[(number, index)] = response.status_code
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(answered) == 24 and list(answered.values()).count(200) >= 12
+        with httpx.Client(base_url=servers[1].url, timeout=600) as http:
+            for position, name in enumerate(agents):
+                messages = http.get(f"/agents/{name}/messages", params={"limit": 1000}).json()
+                users = [m["content"] for m in messages if m["role"] == "user"]
+                assert sorted(users) == sorted(
+                    f"client {n} message {i}" for n in (position, position + 4)
+                    for i in range(3) if answered[(n, i)] == 200)
+                for number in (position, position + 4):
+                    mine = [u for u in users if u.startswith(f"client {number} ")]
+                    assert mine == sorted(mine)
+                assert_turns_whole(messages)
+    finally:
+        for server in servers:
+            assert server.stop() == 0
+
+
+def _home_with_three_agents(home) -> dict:
+    """A home whose 3 agents hold 10,000 messages between them, passages and core memory."""
+    from datetime import UTC, datetime, timedelta
+
+    from memgpt_local.engine import Engine
+    from memgpt_local.memory.messages import Message
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with Engine(EngineConfig(home), embedder=HashingEmbedder()) as engine:
+        for number, name in enumerate(("ann", "bob", "cy")):
+            engine.create_agent(name, "smollm2-135m", 2048, human=f"Name: {name}")
+            recall = engine.recall_storage(name)
+            count = 3334 if number < 2 else 3332
+            with engine.db.transaction():
+                recall.bulk_import([Message("user" if i % 2 else "assistant",
+                                            f"{name} message {i} about boats",
+                                            created_at=start + timedelta(minutes=i))
+                                    for i in range(count)])
+                record = engine.records.get(name)
+                record.in_context = list(recall.ids_by_seq().values())[-20:]
+                engine.records.save(record)
+            archival = engine.archival_storage(name, progress=False)
+            archival.insert([f"{name} keeps boat number {i} in dock {i % 7}" for i in range(40)])
+            archival.close()
+        return {name: engine.show_agent(name) for name in ("ann", "bob", "cy")}
+
+
+def _report(output: str) -> dict:
+    """store copy --json's report, by agent (the progress lines before it)."""
+    (line,) = [line for line in output.splitlines() if line.startswith("[")]
+    return {agent["agent"]: agent for agent in json.loads(line)}
+
+
+def test_store_copy_moves_a_home_to_postgresql_and_back_with_equal_digests(
+        postgres_server, tmp_path):
+    from conftest import _database_for
+
+    shown = _home_with_three_agents(tmp_path / "home")
+    assert sum(agent["recall_messages"] for agent in shown.values()) == 10_000
+    url = _database_for(postgres_server, tmp_path)
+    env = {"MEMGPT_LOCAL_HOME": str(tmp_path / "unused")}
+    there = CliRunner().invoke(cli, ["store", "copy", "--from", str(tmp_path / "home"),
+                                     "--to", url, "--json"], env=env)
+    assert there.exit_code == 0, there.output
+    forth = _report(there.output)
+    assert {name: agent["state"] for name, agent in forth.items()} == dict.fromkeys(
+        ("ann", "bob", "cy"), "copied")
+    again = CliRunner().invoke(cli, ["store", "copy", "--from", str(tmp_path / "home"),
+                                     "--to", url], env=env)  # resumed: nothing left to do
+    assert again.exit_code == 0 and "0 copied, 3 already there" in again.output
+    back = CliRunner().invoke(cli, ["store", "copy", "--from", url, "--to",
+                                    str(tmp_path / "back"), "--json"], env=env)
+    assert back.exit_code == 0, back.output
+    returned = _report(back.output)
+    assert {n: a["digest"] for n, a in returned.items()} == {
+        n: a["digest"] for n, a in forth.items()}
+    from memgpt_local.engine import Engine
+
+    for config in (EngineConfig(tmp_path / "x", store=url), EngineConfig(tmp_path / "back")):
+        with Engine(config, embedder=HashingEmbedder()) as engine:
+            assert engine.show_agent("bob") | {"flushes": 0} == shown["bob"] | {"flushes": 0}
+            archival = engine.archival_storage("bob", progress=False)
+            assert archival.search("boat number 12", mode="keyword").items[0]["content"] == \
+                "bob keeps boat number 12 in dock 5"
+            archival.close()
+    with Engine(EngineConfig(tmp_path / "back"), embedder=HashingEmbedder()) as engine:
+        engine.configure_agent("cy", {"memory_hits": 1})
+    clash = CliRunner().invoke(cli, ["store", "copy", "--from", str(tmp_path / "back"),
+                                     "--to", url], env=env)
+    assert clash.exit_code == 1
+    assert "Agent 'cy' is in the target already, with other contents" in clash.output

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from . import agents, bench, chat, models, serve
+from . import agents, bench, chat, models, serve, store
 from .common import STORE_HELP, ByteSize, engine, user_errors, wait_option
 
 ENVIRONMENT = """\b
@@ -67,5 +67,5 @@ def load(paths: tuple[Path, ...], agent_name: str, max_tokens: int, overlap: int
 
 
 for command in (agents.agents, bench.bench, chat.chat, chat.send, models.models, models.run,
-                serve.serve, serve.doctor):
+                serve.serve, serve.doctor, store.store):
     cli.add_command(command)

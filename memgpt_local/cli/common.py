@@ -45,12 +45,17 @@ class ByteSize(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def engine(wait: bool = False, **config) -> Engine:
-    """The engine over the home the environment names, with the settings given to the
-    memgpt-local command itself and any other config fields (use it in a with block)."""
+def engine_config(**config) -> EngineConfig:
+    """The configuration the environment names, with the settings given to the memgpt-local
+    command itself and any other config fields."""
     context = click.get_current_context(silent=True)
     settings = (context.find_object(dict) if context else None) or {}
-    return Engine(replace(EngineConfig.from_environment(), **(settings | config)), wait=wait)
+    return replace(EngineConfig.from_environment(), **(settings | config))
+
+
+def engine(wait: bool = False, **config) -> Engine:
+    """The engine over that configuration (use it in a with block)."""
+    return Engine(engine_config(**config), wait=wait)
 
 
 def read_text(path: str | None, what: str) -> str | None:

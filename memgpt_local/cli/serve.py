@@ -2,6 +2,7 @@
 
 import ipaddress
 import json
+import os
 from pathlib import Path
 
 import click
@@ -72,7 +73,8 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
                  **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
-                              queue_timeout_s=queue_timeout, max_turns=parallel)
+                              queue_timeout_s=queue_timeout, max_turns=parallel,
+                              holder=f"the server at {host}:{port} (pid {os.getpid()})")
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
     access = "with an API key" if key else "loopback only, no API key"

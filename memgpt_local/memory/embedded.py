@@ -1,6 +1,7 @@
 """The embedded store, the default: a home's DuckDB database with an hnswlib index per agent
 beside it, for one process at a time (the home's lock)."""
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from .agents import AgentStore
@@ -13,6 +14,7 @@ class EmbeddedStore(Database):
     """The home database and archival index files, opened with the home's writer lock."""
 
     kind = "embedded"
+    shared = False  # one process at a time holds the home
 
     def __init__(self, home: Path, wait: bool = False, timeout_s: float = 60.0):
         super().__init__(home, wait, timeout_s)
@@ -21,6 +23,10 @@ class EmbeddedStore(Database):
     def describe(self) -> str:
         """Where the store is, for messages."""
         return str(self.home)
+
+    def lease(self, name: str, holder: str, wait_s: float = 10.0) -> AbstractContextManager:
+        """No lease is needed: the home's lock keeps every other process out."""
+        return nullcontext()
 
     def records(self) -> AgentStore:
         """The agent records."""
@@ -41,6 +47,14 @@ class EmbeddedStore(Database):
     def stored_passages(self, name: str) -> list[dict]:
         """An agent's passages (content, source, metadata), oldest first."""
         return stored_passages(self.con, name)
+
+    def put_passages(self, name: str, rows: list[tuple]) -> None:
+        """Store passages with their embeddings as they are (a copy from another store; the
+        index takes them in from their embeddings when it is next opened)."""
+        self.con.executemany(
+            "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
+            "embedding, created_at, embedded_with) VALUES (nextval('passage_ids'), ?, ?, ?, ?, "
+            "?, ?, ?, ?)", [(name, *row) for row in rows])
 
     def forget_files(self, name: str) -> None:
         """Delete an agent's archival index files (its rows are deleted apart)."""

@@ -8,15 +8,18 @@ by the same reciprocal rank fusion). Archival rows live only in the database, so
 step was never searchable. psycopg 3 with a connection pool.
 """
 
+import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import numpy as np
 
-from ..errors import MemgptLocalError
+from ..errors import AgentLeasedError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
 from .archival import CANDIDATES, SEARCH_MODES, _fuse, content_hash
 from .messages import Message
@@ -27,10 +30,6 @@ EF_SEARCH = 200  # pgvector's hnsw.ef_search for a query (its default, 40, loses
 HNSW_SEARCH_LIMIT = 1000  # the largest ef_search pgvector takes
 
 
-class StoreConnectionError(MemgptLocalError):
-    """The PostgreSQL store cannot be reached or used."""
-
-
 def _m001_schema(con) -> None:
     con.execute("""CREATE TABLE agents (
         name TEXT PRIMARY KEY, model TEXT NOT NULL, settings JSONB NOT NULL,
@@ -39,8 +38,8 @@ def _m001_schema(con) -> None:
         created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""")
     con.execute("CREATE SEQUENCE message_ids START 1")
     con.execute("""CREATE TABLE messages (
-        id BIGINT PRIMARY KEY, agent TEXT NOT NULL, seq BIGINT NOT NULL,
-        role TEXT NOT NULL, content TEXT NOT NULL, function_name TEXT,
+        id BIGINT PRIMARY KEY DEFAULT nextval('message_ids'), agent TEXT NOT NULL,
+        seq BIGINT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, function_name TEXT,
         function_args JSONB, created_at TIMESTAMPTZ NOT NULL, tokens INTEGER,
         words TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
         UNIQUE (agent, seq))""")
@@ -57,7 +56,14 @@ def _m001_schema(con) -> None:
     con.execute("CREATE INDEX passages_agent ON passages (agent, id)")
 
 
-MIGRATIONS: list[Callable] = [_m001_schema]
+def _m002_leases(con) -> None:
+    # who holds each agent's lease (the lock itself is a session advisory lock: it ends with
+    # the session of the server that took it, so a server that dies loses its leases)
+    con.execute("""CREATE TABLE leases (
+        agent TEXT PRIMARY KEY, holder TEXT NOT NULL, since TIMESTAMPTZ NOT NULL)""")
+
+
+MIGRATIONS: list[Callable] = [_m001_schema, _m002_leases]
 
 
 LOST = ("The connection to the PostgreSQL store was lost mid-step (the server restarted or "
@@ -88,7 +94,7 @@ class Connection:
                 raise
             self.store.reconnect()
             if self.store.in_transaction:
-                raise StoreConnectionError(LOST) from None
+                raise StoreUnavailableError(LOST) from None
             return self.raw.execute(*args)  # between steps: once more, on a new connection
 
 
@@ -120,7 +126,7 @@ def _check_reachable(url: str) -> None:
     try:
         psycopg.connect(url, **CONNECT_OPTIONS).close()
     except (psycopg.Error, ValueError) as exc:
-        raise StoreConnectionError(
+        raise StoreUnavailableError(
             f"Cannot use the PostgreSQL store at {redact(url)}: {_reason(exc)}") from None
 
 
@@ -143,6 +149,7 @@ class PostgresStore:
     also serves its leases."""
 
     kind = "postgresql"
+    shared = True  # several processes may use it at once: turns take leases
 
     def __init__(self, url: str, pool_size: int = 4):
         from psycopg_pool import ConnectionPool
@@ -155,6 +162,8 @@ class PostgresStore:
                                    check=ConnectionPool.check_connection)
         self.raw = self._connection()
         self.con = Connection(self)
+        self._leases = None  # the session holding this process's leases, made on first use
+        self._lease_guard = threading.Lock()
         try:
             self.version = self._migrate()
         except BaseException:
@@ -177,7 +186,7 @@ class PostgresStore:
         try:
             self.raw = self._connection()
         except Exception as exc:  # the pool's timeout: the server is still away
-            raise StoreConnectionError(f"The PostgreSQL store at {self.describe()} cannot be "
+            raise StoreUnavailableError(f"The PostgreSQL store at {self.describe()} cannot be "
                                        f"reached again: {_reason(exc)}") from None
 
     def _migrate(self) -> int:
@@ -186,7 +195,7 @@ class PostgresStore:
         try:
             self.con.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
-            raise StoreConnectionError(
+            raise StoreUnavailableError(
                 f"The PostgreSQL store at {redact(self.url)} has no pgvector extension "
                 f"({str(exc).splitlines()[0]}): install pgvector there, or start a local one "
                 "with scripts/postgres.sh start DIR.") from None
@@ -224,7 +233,7 @@ class PostgresStore:
                 raise
             if self.raw is raw:
                 self.reconnect()
-            raise StoreConnectionError(LOST) from None
+            raise StoreUnavailableError(LOST) from None
         finally:
             self.in_transaction = False
 
@@ -241,6 +250,45 @@ class PostgresStore:
             self.reconnect()
             stack.enter_context(self.raw.transaction())
         return self.raw
+
+    @contextmanager
+    def lease(self, name: str, holder: str, wait_s: float = 10.0) -> Iterator[None]:
+        """Hold an agent for a turn: no other process runs one of its turns meanwhile. An
+        agent another holds is waited for up to wait_s, then AgentLeasedError names the
+        holder. The lock lives in this process's lease session, so it ends with it."""
+        key = _lease_key(name)
+        deadline = time.monotonic() + wait_s
+        while not self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])[0]:
+            if time.monotonic() > deadline:
+                row = self._lease_query("SELECT holder FROM leases WHERE agent = %s", [name])
+                raise AgentLeasedError(
+                    f"Agent '{name}' is running a turn on {row[0] if row else 'another server'}"
+                    f"; waited {wait_s:g} s. Try again when it is done.")
+            time.sleep(0.05)
+        try:
+            self._lease_query("INSERT INTO leases VALUES (%s, %s, now()) ON CONFLICT (agent) "
+                              "DO UPDATE SET holder = excluded.holder, since = excluded.since "
+                              "RETURNING agent", [name, holder])
+            yield
+        finally:
+            self._lease_query("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _lease_query(self, sql: str, params: list) -> tuple | None:
+        """One statement on the lease session (opened on first use, kept: it holds the
+        locks); a lease session that broke has lost its locks, which is said."""
+        import psycopg
+
+        with self._lease_guard:
+            if self._leases is None:
+                self._leases = self._connection()
+            try:
+                return self._leases.execute(sql, params).fetchone()
+            except psycopg.OperationalError:
+                if not self._leases.broken:
+                    raise
+                self.pool.putconn(self._leases)
+                self._leases = None
+                raise StoreUnavailableError(LOST) from None
 
     def records(self) -> AgentStore:
         """The agent records."""
@@ -267,14 +315,25 @@ class PostgresStore:
                  "metadata": json.loads(metadata) if metadata else None}
                 for content, source, metadata in rows]
 
+    def put_passages(self, name: str, rows: list[tuple]) -> None:
+        """Store passages with their embeddings as they are (a copy from another store)."""
+        with self.raw.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
+                "embedding, created_at, embedded_with) VALUES (nextval('passage_ids'), %s, %s, "
+                "%s, %s, %s, %s::vector, %s, %s)",
+                [(name, *row[:4], _vector(row[4]), *row[5:]) for row in rows])
+
     def forget_files(self, name: str) -> None:
         """Nothing of an agent is kept in files here."""
 
     def close(self) -> None:
         """Give the connection back and close the pool."""
         if self.raw is not None:
-            self.pool.putconn(self.raw)
-            self.raw = None
+            for held in (self.raw, self._leases):
+                if held is not None:
+                    self.pool.putconn(held)
+            self.raw = self._leases = None
             self.pool.close()
 
     def __enter__(self) -> "PostgresStore":
@@ -295,14 +354,13 @@ class PostgresRecall(RecallStorage):
         """Import many past messages at once, keeping their time stamps."""
         _check_roles({m.role for m in messages})
         base = self.next_seq()
-        rows = [(self.agent, base + i, m.role, m.content, m.function_name,
-                 _args_json(m.function_args), m.created_at or datetime.now(UTC), m.tokens)
-                for i, m in enumerate(messages)]
-        with self.con.raw.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO messages (id, agent, seq, role, content, function_name, "
-                "function_args, created_at, tokens) VALUES (nextval('message_ids'), %s, %s, "
-                "%s, %s, %s, %s, %s, %s)", rows)
+        now = datetime.now(UTC)
+        with self.con.raw.cursor() as cursor, cursor.copy(
+                "COPY messages (agent, seq, role, content, function_name, function_args, "
+                "created_at, tokens) FROM STDIN") as copy:
+            for i, m in enumerate(messages):
+                copy.write_row((self.agent, base + i, m.role, m.content, m.function_name,
+                                _args_json(m.function_args), m.created_at or now, m.tokens))
         return len(messages)
 
     def rebuild_text_index(self) -> None:
@@ -460,6 +518,12 @@ class PostgresArchival:
         """Nothing to save."""
 
 
-def _vector(values: np.ndarray) -> str:
-    """A vector in pgvector's text form."""
-    return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(values).ravel()) + "]"
+def _lease_key(name: str) -> int:
+    """The advisory lock key of an agent's lease: 64 bits of a digest of its name."""
+    return int.from_bytes(hashlib.sha256(f"lease:{name}".encode()).digest()[:8], "big",
+                          signed=True)
+
+
+def _vector(values) -> str:
+    """A vector in pgvector's text form, each float32 value exactly."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(values, np.float32).ravel()) + "]"

@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine import Engine
-from ..errors import MemgptLocalError, ModelFileMissingError, UnknownModelError
+from ..errors import (
+    AgentLeasedError,
+    MemgptLocalError,
+    ModelFileMissingError,
+    StoreUnavailableError,
+    UnknownModelError,
+)
 from ..memory.agents import AgentExistsError, AgentNotFoundError
 from .host import AgentHost, ServerSettings
 from .limits import BodyLimit
@@ -18,7 +24,8 @@ from .routes import agents, health, memory, messages, openai
 from .worker import ServerBusyError
 
 STATUS_OF = {AgentNotFoundError: 404, AgentExistsError: 409, ServerBusyError: 503,
-             UnknownModelError: 400, ModelFileMissingError: 503}
+             UnknownModelError: 400, ModelFileMissingError: 503, AgentLeasedError: 409,
+             StoreUnavailableError: 503}
 TYPE_OF = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
            409: "conflict_error", 413: "request_too_large", 422: "invalid_request_error",
            503: "unavailable_error"}

@@ -13,7 +13,7 @@ Event = tuple[str, Any]  # ("memory", text), ("reply", text), ("withdraw", n), (
 
 def send(host: AgentHost, name: str, text: str) -> Turn:
     """Send a message and wait for every step of the turn."""
-    return host.run(lambda: host.agent(name).send(text), name, turn=True)
+    return host.run(lambda: host.use(name, lambda agent: agent.send(text)), name, turn=True)
 
 
 def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
@@ -24,7 +24,9 @@ def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
 
     def job() -> None:
         try:
-            events.put(("done", host.agent(name).send(text, lambda *event: events.put(event))))
+            turn = host.use(name, lambda agent: agent.send(
+                text, lambda *event: events.put(event)))
+            events.put(("done", turn))
         except Exception as exc:  # noqa: BLE001 - passed on to the client
             events.put(("error", exc))
 

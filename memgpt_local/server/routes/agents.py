@@ -72,21 +72,14 @@ def show_agent(name: str, host: Host) -> dict:
 def configure_agent(name: str, body: AgentSettingsIn, host: Host) -> dict:
     """Change an agent's tool rules or memory hits (checked first: a bad rule is a 400
     naming it, and nothing changes)."""
-    def configure() -> dict:
-        host.release(name)  # reopened with the new settings at its next turn
-        return host.engine.configure_agent(name, body.changes())
-
-    return host.run(configure, name)
+    return host.run(lambda: host.change(
+        name, lambda: host.engine.configure_agent(name, body.changes())), name)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_agent(name: str, host: Host) -> Response:
     """Delete an agent with all its memory."""
-    def delete() -> None:
-        host.release(name)
-        host.engine.delete_agent(name)
-
-    host.run(delete, name)
+    host.run(lambda: host.change(name, lambda: host.engine.delete_agent(name)), name)
     return Response(status_code=204)
 
 

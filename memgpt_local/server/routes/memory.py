@@ -30,23 +30,24 @@ def edit_core_memory(name: str, label: str, body: BlockEdit,
     they are), or add a block of that label; the text must fit the limit, and every block
     full must leave room for messages in the window. Read-only binds the agent, not you."""
     def edit() -> dict:
-        host.release(name)  # reopened with the new block at its next turn
         return host.engine.edit_block(name, label, BlockChange(**body.model_dump()))[
             "core_memory"]
 
-    return host.run(edit, name)
+    return host.run(lambda: host.change(name, edit), name)
 
 
 @router.post("/archival", response_model=Inserted, status_code=201)
 def insert_passage(name: str, body: PassageIn, host: Host) -> dict:
     """Store a passage in archival memory."""
-    return {"inserted": host.run(lambda: host.agent(name).insert_passage(body.text), name)}
+    return {"inserted": host.run(lambda: host.use(
+        name, lambda agent: agent.insert_passage(body.text)), name)}
 
 
 @router.get("/archival", response_model=SearchPage)
 def search_archival(name: str, query: Text, host: Host, page: Page = 1) -> dict:
     """Search archival memory by meaning and by words."""
-    found = host.run(lambda: host.agent(name).archival_search(query, page), name)
+    found = host.run(lambda: host.use(
+        name, lambda agent: agent.archival_search(query, page)), name)
     return page_dict(found, found.items)
 
 
@@ -59,13 +60,12 @@ def search_recall(name: str, host: Host, query: OptionalText = None, start: Date
     if not query and end < start:
         raise HTTPException(400, f"end {end} is before start {start}.")
 
-    def search():
-        agent = host.agent(name)
+    def search(agent):
         if query:
             return agent.recall_search(query, page)
         return agent.recall_search_date(start.isoformat(), end.isoformat(), page)
 
-    found = host.run(search, name)
+    found = host.run(lambda: host.use(name, search), name)
     return page_dict(found, [message_dict(m) for m in found.items])
 
 
@@ -89,11 +89,8 @@ def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
     with tempfile.TemporaryDirectory(prefix="memgpt-upload-") as folder:
         uploaded = _save_uploads(files, Path(folder))
 
-        def load():
-            host.release(name)  # the engine loads into the archive with its own index
-            return host.engine.load_documents(name, list(uploaded))
-
-        report = host.run(load, name)
+        report = host.run(lambda: host.change(
+            name, lambda: host.engine.load_documents(name, list(uploaded))), name)
     failed = {uploaded[Path(path)]: why for path, why in report.failed.items()}
     if failed and not report.files:
         raise HTTPException(400, "Nothing was loaded: " + "; ".join(
