@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_faults.py --json
     .venv/bin/python scripts/bench_faults.py --fuzz-steps 1000 --kills 5 --json   # quicker
+    .venv/bin/python scripts/bench_faults.py --skip fuzz,injection,bad-input --store URL
 
 Every failure count should be 0: prompt_over_window, invariant_violations, messages_lost,
 messages_duplicated, agents_unopenable, index_mismatches, injections, tracebacks, home_changed.
@@ -37,13 +38,14 @@ def fuzz(steps: int) -> dict:
             "fuzz_failures": report.problems, "fuzz_s": round(time.perf_counter() - start, 1)}
 
 
-def kills(count: int, folder: Path) -> dict:
+def kills(count: int, folder: Path, store: str | None = None) -> dict:
     """The kill campaign's figures."""
     start = time.perf_counter()
-    report = run_kills(folder / "kills", count, progress=lambda r: _log(
+    report = run_kills(folder / "kills", count, store=store, progress=lambda r: _log(
         f"kill {r.kills}/{count}: lost {r.messages_lost}, duplicated "
         f"{r.messages_duplicated}, index mismatches {r.index_mismatches}"))
-    return {"kills": report.kills, "kill_messages_stored": report.messages_stored,
+    return {"kills": report.kills, "kill_store": "postgresql" if store else "embedded",
+            "kill_messages_stored": report.messages_stored,
             "messages_lost": report.messages_lost,
             "messages_duplicated": report.messages_duplicated,
             "agents_unopenable": report.agents_unopenable,
@@ -86,6 +88,8 @@ def main() -> None:
                         help="Models whose control tokens the injection campaign tries.")
     parser.add_argument("--skip", default="", help="Campaigns to leave out, comma-separated "
                         "(fuzz, kills, injection, bad-input).")
+    parser.add_argument("--store", metavar="URL", help="Run the kill campaign on this "
+                        "PostgreSQL store (an empty database; scripts/postgres.sh start DIR).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON object.")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -94,7 +98,7 @@ def main() -> None:
         if "fuzz" not in skip:
             results |= fuzz(args.fuzz_steps)
         if "kills" not in skip:
-            results |= kills(args.kills, Path(folder))
+            results |= kills(args.kills, Path(folder), args.store)
         if "injection" not in skip:
             results |= injection(args.models.split(","))
         if "bad-input" not in skip:

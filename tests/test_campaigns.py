@@ -25,8 +25,13 @@ def test_the_fuzz_finds_a_queue_manager_that_cuts_a_call_from_its_result(monkeyp
 
 
 @pytest.mark.real
-def test_killed_sends_lose_and_duplicate_nothing(tmp_path):
-    report = run_kills(tmp_path / "home", kills=3)
+def test_killed_sends_lose_and_duplicate_nothing(store_kind, tmp_path, request):
+    """On PostgreSQL the killed child held the agent's lease: the checker takes it over."""
+    from conftest import _database_for
+
+    store = (_database_for(request.getfixturevalue("postgres_server"), tmp_path)
+             if store_kind == "postgresql" else None)
+    report = run_kills(tmp_path / "home", kills=3, store=store)
     assert report.kills == 3 and report.child_errors == 0, report.problems
     assert report.messages_stored >= 1  # the second kill waits for a stored message
     assert (report.messages_lost, report.messages_duplicated, report.agents_unopenable,

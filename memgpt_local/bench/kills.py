@@ -2,11 +2,14 @@
 a passage after each), the parent SIGKILLs it at random moments; after every kill the home is
 opened and checked: every message reported stored is in recall exactly once, the archival
 index holds exactly DuckDB's rows, the agent opens and takes the next message, and no
-temporary file is left.
+temporary file is left. On a shared store (PostgreSQL) the child holds the agent's lease for
+each turn, as a server does, and the checker must take it over after the kill: a killed
+server's leases end with it.
 
-Run a child by hand: python -m memgpt_local.bench.kills HOME AGENT FIRST_INDEX
+Run a child by hand: python -m memgpt_local.bench.kills HOME FIRST_INDEX [STORE_URL]
 """
 
+import os
 import random
 import signal
 import subprocess
@@ -49,28 +52,31 @@ def passage_text(index: int) -> str:
     return f"Passage {index}: the cat Pepper number {index} weighs {index % 9 + 2} kilograms."
 
 
-def child(home: Path, first: int) -> None:
-    """Send messages without end, each followed by a passage, reporting each one stored."""
-    with Engine(EngineConfig(home)) as engine:
+def child(config: EngineConfig, first: int) -> None:
+    """Send messages without end, each followed by a passage, reporting each one stored (the
+    agent's lease held for each, on a shared store)."""
+    with Engine(config) as engine:
         agent = engine.open_agent(AGENT)
         agent.stores.open_archival()
         print("ready", flush=True)
         index = first
         while True:
-            agent.send(message_text(index))
-            with agent.transaction():
-                agent.archival_insert(passage_text(index))
+            with engine.db.lease(AGENT, f"the kill campaign's child (pid {os.getpid()})"):
+                agent.send(message_text(index))
+                with agent.transaction():
+                    agent.archival_insert(passage_text(index))
             print(f"stored {index}", flush=True)
             index += 1
 
 
-def _run_child(home: Path, first: int, wait_for: int, kill_after_s: float
+def _run_child(config: EngineConfig, first: int, wait_for: int, kill_after_s: float
                ) -> tuple[list[int], str]:
     """Start a child; once it is ready and has reported `wait_for` messages stored, kill it
     kill_after_s seconds later. Returns the indexes it reported stored, and its error output
     if it failed before the kill."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "memgpt_local.bench.kills", str(home), str(first)],
+        [sys.executable, "-m", "memgpt_local.bench.kills", str(config.home), str(first),
+         *([config.store] if config.store else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = [process.stdout.readline().strip()]
     while lines[-1] and len(lines) <= wait_for:
@@ -86,19 +92,22 @@ def _run_child(home: Path, first: int, wait_for: int, kill_after_s: float
     return [int(line.split()[1]) for line in lines if line.startswith("stored")], ""
 
 
-def _check_home(home: Path, reported: list[int], in_flight: set[int],
+def _check_home(config: EngineConfig, reported: list[int], in_flight: set[int],
                 report: KillReport) -> None:
-    """Open the home after a kill and check everything the campaign promises."""
+    """Open the store after a kill (taking the agent over: its lease) and check everything
+    the campaign promises."""
     try:
-        with Engine(EngineConfig(home)) as engine:
+        with Engine(config) as engine, engine.db.lease(AGENT, "the checker", wait_s=30):
             agent = engine.open_agent(AGENT)
             _check_messages(agent, reported, in_flight, report)
-            _check_index(agent, report)
+            if engine.db.kind == "embedded":  # PostgreSQL's index is its table
+                _check_index(agent, report)
+            engine.close_agent(agent)
     except Exception as exc:  # any failure to open is what this campaign counts
         report.agents_unopenable += 1
         report.note(f"unopenable: {exc!r}")
         return
-    left = [p for p in home.rglob("*.tmp*") if p.is_file()]
+    left = [p for p in config.home.rglob("*.tmp*") if p.is_file()]
     report.temporary_files_left += len(left)
 
 
@@ -132,30 +141,31 @@ def _is_live(index, label: int) -> bool:
     return True
 
 
-def prepare_home(home: Path) -> None:
-    """A home with the campaign's agent on the real model."""
-    with Engine(EngineConfig(home)) as engine:
+def prepare_home(config: EngineConfig) -> None:
+    """A home (and store) with the campaign's agent on the real model."""
+    with Engine(config) as engine:
         if not engine.agent_exists(AGENT):
             engine.create_agent(AGENT, MODEL, N_CTX)
 
 
 def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 1337,
-              progress=None) -> KillReport:
+              progress=None, store: str | None = None) -> KillReport:
     """Kill the child `kills` times at random moments, checking the home after each: every
     other kill lands in the first max_delay_s seconds after the child is ready (start-up,
     restoring the prefix, evaluating the queue: a first send can take longer than that), the
     others up to 3 s after it reported 1 to 3 messages stored (within later sends)."""
     rng = random.Random(seed)
-    prepare_home(home)
+    config = EngineConfig(home, store=store)
+    prepare_home(config)
     report = KillReport()
     reported: list[int] = []
     in_flight: set[int] = set()
     first = 0
     while report.kills < kills:
         if report.kills % 2 == 0:
-            stored, error = _run_child(home, first, 0, rng.uniform(0.0, max_delay_s))
+            stored, error = _run_child(config, first, 0, rng.uniform(0.0, max_delay_s))
         else:
-            stored, error = _run_child(home, first, rng.randint(1, 3), rng.uniform(0.0, 3.0))
+            stored, error = _run_child(config, first, rng.randint(1, 3), rng.uniform(0.0, 3.0))
         if error:
             report.child_errors += 1
             report.note(f"child failed: {error.strip().splitlines()[-1:]}")
@@ -167,7 +177,7 @@ def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 133
         first = (stored[-1] + 1 if stored else first)
         in_flight.add(first)  # it may have been stored without being reported
         first += 1
-        _check_home(home, reported, in_flight, report)
+        _check_home(config, reported, in_flight, report)
         if progress:
             progress(report)
     report.messages_stored = len(reported)
@@ -175,4 +185,5 @@ def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 133
 
 
 if __name__ == "__main__":
-    child(Path(sys.argv[1]), int(sys.argv[2]))
+    child(EngineConfig(Path(sys.argv[1]), store=sys.argv[3] if len(sys.argv) > 3 else None),
+          int(sys.argv[2]))
