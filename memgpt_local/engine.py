@@ -8,7 +8,9 @@ that reads the environment.
 """
 
 import os
+import socket
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +56,7 @@ class EngineConfig:
     kv_memory_bytes: int = 0  # agents' context snapshots kept in memory (a server's switches)
     n_gpu_layers: int | None = None  # None: each model's own setting in models.toml
     store: str | None = None  # a PostgreSQL URL; None: the embedded store in the home
+    holder: str = ""  # how other processes on a shared store name this one ("": host and pid)
 
     @classmethod
     def from_environment(cls) -> "EngineConfig":
@@ -245,16 +248,24 @@ class Engine(AgentTransfer):
         except ValueError as exc:
             raise SettingsError(f"Cannot change the settings: {exc}") from None
 
+    @property
+    def holder(self) -> str:
+        """How other processes on a shared store name this one, in the leases it holds."""
+        return self.config.holder or f"memgpt-local on {socket.gethostname()} " \
+            f"(pid {os.getpid()})"
+
     def open_agent(self, name: str, model: str | None = None) -> Agent:
-        """An agent with its runtime (another model alias may be given) and its stores."""
-        record = self.records.get(name)
-        settings = AgentSettings.from_dict(record.settings)
-        runtime = self.runtimes.acquire(self.model_spec(model or record.model), settings.n_ctx)
-        try:
+        """An agent with its runtime (another model alias may be given) and its stores; on a
+        shared store, its lease held until close_agent."""
+        with ExitStack() as undo:
+            self.db.acquire(name, self.holder)
+            undo.callback(self.db.release, name)
+            record = self.records.get(name)
+            runtime = self.runtimes.acquire(self.model_spec(model or record.model),
+                                            AgentSettings.from_dict(record.settings).n_ctx)
+            undo.callback(self.runtimes.release, runtime)
             agent = Agent(record, runtime, self._stores(name), self.clock)
-        except BaseException:
-            self.runtimes.release(runtime)
-            raise
+            undo.pop_all()
         self._open.append(agent)
         return agent
 
@@ -263,11 +274,15 @@ class Engine(AgentTransfer):
                            lambda: self.archival_storage(name))
 
     def close_agent(self, agent: Agent) -> None:
-        """Save what the agent needs saved and hand its runtime back to the pool."""
-        agent.close()
-        self.runtimes.release(agent.runtime)
-        if agent in self._open:
-            self._open.remove(agent)
+        """Save what the agent needs saved, hand its runtime back to the pool and its lease
+        back to the store."""
+        try:
+            agent.close()
+        finally:
+            self.runtimes.release(agent.runtime)
+            if agent in self._open:
+                self._open.remove(agent)
+                self.db.release(agent.record.name)
 
     def recall_messages(self, name: str) -> list:
         """Every message an agent has stored, oldest first."""

@@ -20,6 +20,7 @@ from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.embedded import EmbeddedStore
 from memgpt_local.memory.recall import Message
 from memgpt_local.memory.stores import AgentStores
 
@@ -32,11 +33,14 @@ OPEN_STORE = {}  # the store opener of the running test: every test here runs on
 @pytest.fixture(autouse=True)
 def _each_store_kind(open_test_store):
     OPEN_STORE["open"] = open_test_store
+    yield
+    OPEN_STORE.clear()
 
 
 def open_store(folder):
-    """The running test's store for a folder (embedded, or a PostgreSQL database)."""
-    return OPEN_STORE["open"](folder)
+    """The running test's store for a folder (embedded, or a PostgreSQL database); the
+    embedded one for tests of other modules that borrow make_agent."""
+    return OPEN_STORE.get("open", EmbeddedStore)(folder)
 
 
 def fake_stores(db, name: str) -> AgentStores:

@@ -273,3 +273,28 @@ def test_store_copy_moves_a_home_to_postgresql_and_back_with_equal_digests(
                                      "--to", url], env=env)
     assert clash.exit_code == 1
     assert "Agent 'cy' is in the target already, with other contents" in clash.output
+
+
+def test_an_agent_open_in_one_process_is_refused_to_another_in_one_line(
+        postgres_server, tmp_path):
+    """A chat holds its agent's lease on a shared store: a send from elsewhere waits, then
+    says who holds it; once the chat ends the agent is free."""
+    from conftest import _database_for
+
+    from memgpt_local.engine import Engine
+
+    url = _database_for(postgres_server, tmp_path)
+    config = EngineConfig(tmp_path / "a", store=url, holder="Ann's chat")
+    with Engine(config, runtime_factory=lambda *a, **k: FakeRuntime(
+            [call("send_message", message="Hi.")], 2048)) as engine:
+        engine.create_agent("sam", "smollm2-135m", 2048)
+        agent = engine.open_agent("sam")
+        result = CliRunner().invoke(cli, ["--store", url, "send", "--agent", "sam", "Hello?"],
+                                    env={"MEMGPT_LOCAL_HOME": str(tmp_path / "b")})
+        assert result.exit_code == 1
+        assert result.output.strip() == ("Error: Agent 'sam' is in use by Ann's chat; waited "
+                                         "10 s. Try again when it is done.")
+        engine.close_agent(agent)
+        again = engine.open_agent("sam")  # free again once closed
+        engine.close_agent(again)
+        assert engine.recall_messages("sam") == []

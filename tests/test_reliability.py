@@ -22,6 +22,7 @@ from memgpt_local.memory.agents import AgentRecord, AgentStore
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory
 from memgpt_local.memory.database import Database
+from memgpt_local.memory.embedded import EmbeddedStore
 from memgpt_local.memory.recall import Message, RecallStorage
 
 
@@ -41,7 +42,7 @@ def deadline(seconds: int):
 
 
 def test_a_fixed_part_that_does_not_fit_fails_at_once_with_what_to_change(tmp_path):
-    db = Database(tmp_path)
+    db = EmbeddedStore(tmp_path)
     full = "Something remembered about the user. " * 54  # about 2,000 characters a block
     AgentStore(db.con).save(AgentRecord("big", "fake", {"n_ctx": 1024},
                                         CoreMemory.default(full[:2000], full[:2000])))
@@ -128,7 +129,7 @@ def test_opening_an_archive_drops_ids_duckdb_lacks_and_adds_rows_the_index_lacks
 
 def test_archival_storage_is_opened_outside_the_steps_transaction(tmp_path):
     opened_in_transaction = []
-    db = Database(tmp_path)
+    db = EmbeddedStore(tmp_path)
     AgentStore(db.con).save(AgentRecord("sam", "fake", {"n_ctx": 2048}, CoreMemory.default()))
     stores = fake_stores(db, "sam")
     open_archival = stores._open_archival

@@ -2,14 +2,12 @@
 a passage after each), the parent SIGKILLs it at random moments; after every kill the home is
 opened and checked: every message reported stored is in recall exactly once, the archival
 index holds exactly DuckDB's rows, the agent opens and takes the next message, and no
-temporary file is left. On a shared store (PostgreSQL) the child holds the agent's lease for
-each turn, as a server does, and the checker must take it over after the kill: a killed
-server's leases end with it.
+temporary file is left. On a shared store (PostgreSQL) the child's open agent holds its lease,
+and the checker must take it over after the kill: a killed process's leases end with it.
 
 Run a child by hand: python -m memgpt_local.bench.kills HOME FIRST_INDEX [STORE_URL]
 """
 
-import os
 import random
 import signal
 import subprocess
@@ -53,18 +51,17 @@ def passage_text(index: int) -> str:
 
 
 def child(config: EngineConfig, first: int) -> None:
-    """Send messages without end, each followed by a passage, reporting each one stored (the
-    agent's lease held for each, on a shared store)."""
+    """Send messages without end, each followed by a passage, reporting each one stored (on a
+    shared store the open agent holds its lease)."""
     with Engine(config) as engine:
         agent = engine.open_agent(AGENT)
         agent.stores.open_archival()
         print("ready", flush=True)
         index = first
         while True:
-            with engine.db.lease(AGENT, f"the kill campaign's child (pid {os.getpid()})"):
-                agent.send(message_text(index))
-                with agent.transaction():
-                    agent.archival_insert(passage_text(index))
+            agent.send(message_text(index))
+            with agent.transaction():
+                agent.archival_insert(passage_text(index))
             print(f"stored {index}", flush=True)
             index += 1
 

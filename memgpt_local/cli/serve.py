@@ -70,11 +70,11 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
         raise click.ClickException(f"Refusing to serve on {host} without an API key: pass "
                                    "--api-key-file FILE (or bind to 127.0.0.1).")
     eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)),
+                 holder=f"the server at {host}:{port} (pid {os.getpid()})",
                  **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
-                              queue_timeout_s=queue_timeout, max_turns=parallel,
-                              holder=f"the server at {host}:{port} (pid {os.getpid()})")
+                              queue_timeout_s=queue_timeout, max_turns=parallel)
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
     access = "with an API key" if key else "loopback only, no API key"

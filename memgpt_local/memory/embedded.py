@@ -28,6 +28,12 @@ class EmbeddedStore(Database):
         """No lease is needed: the home's lock keeps every other process out."""
         return nullcontext()
 
+    def acquire(self, name: str, holder: str, wait_s: float = 10.0) -> None:
+        """No lease is needed (see lease)."""
+
+    def release(self, name: str) -> None:
+        """No lease is held (see lease)."""
+
     def records(self) -> AgentStore:
         """The agent records."""
         return AgentStore(self.con)

@@ -1,11 +1,10 @@
 """The PostgreSQL store: agents, recall and archival in one PostgreSQL database with pgvector,
 for several servers sharing their agents (the embedded DuckDB + hnswlib store is the default).
 
-The same record, recall and archival classes run on it, through a connection that speaks their
-SQL (`?` parameters); what differs is here: the schema and its migrations, recall's text search
-(PostgreSQL full-text search) and archival (pgvector's HNSW index and full-text search, fused
-by the same reciprocal rank fusion). Archival rows live only in the database, so a rolled-back
-step was never searchable. psycopg 3 with a connection pool.
+The same record and recall classes run on it, through a connection that speaks their SQL
+(`?` parameters); what differs is here (the schema and its migrations, the connection and its
+faults, the leases) and in pg_recall.py (text search) and pg_archival.py (pgvector). psycopg 3
+with a connection pool.
 """
 
 import hashlib
@@ -15,19 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 
-import numpy as np
+import psycopg
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
 
 from ..errors import AgentLeasedError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
-from .archival import CANDIDATES, SEARCH_MODES, _fuse, content_hash
-from .messages import Message
-from .paging import Page, page_bounds
-from .recall import RecallStorage, _args_json, _check_roles
-
-EF_SEARCH = 200  # pgvector's hnsw.ef_search for a query (its default, 40, loses outliers)
-HNSW_SEARCH_LIMIT = 1000  # the largest ef_search pgvector takes
+from .pg_archival import PostgresArchival, vector_text
+from .pg_recall import PostgresRecall
 
 
 def _m001_schema(con) -> None:
@@ -84,8 +79,6 @@ class Connection:
 
     def execute(self, sql: str, params: list | tuple | None = None):
         """Run one statement; its cursor holds the result."""
-        import psycopg
-
         args = (sql,) if params is None else (_placeholders(sql), [_value(p) for p in params])
         try:
             return self.raw.execute(*args)
@@ -100,7 +93,7 @@ class Connection:
 
 def _placeholders(sql: str) -> str:
     """`?` parameters as psycopg's `%s` (a literal `%` doubled)."""
-    return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 def _value(value):
@@ -110,8 +103,6 @@ def _value(value):
 
 def _text_json(connection) -> None:
     """JSON and JSONB columns read back as their text, as DuckDB gives them."""
-    from psycopg.types.json import set_json_loads
-
     set_json_loads(lambda data: data if isinstance(data, str) else bytes(data).decode(),
                    connection)
 
@@ -121,8 +112,6 @@ CONNECT_OPTIONS = {"connect_timeout": 10, "options": "-c timezone=UTC"}
 
 def _check_reachable(url: str) -> None:
     """Connect once; a wrong URL, a refused password or a server that is down is one line."""
-    import psycopg
-
     try:
         psycopg.connect(url, **CONNECT_OPTIONS).close()
     except (psycopg.Error, ValueError) as exc:
@@ -152,18 +141,16 @@ class PostgresStore:
     shared = True  # several processes may use it at once: turns take leases
 
     def __init__(self, url: str, pool_size: int = 4):
-        from psycopg_pool import ConnectionPool
-
         self.url = url
         self.in_transaction = False
         _check_reachable(url)  # a clear line at once, not a pool retrying in the background
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
                                    configure=_text_json, timeout=10, kwargs=CONNECT_OPTIONS,
                                    check=ConnectionPool.check_connection)
-        self.raw = self._connection()
-        self.con = Connection(self)
         self._leases = None  # the session holding this process's leases, made on first use
         self._lease_guard = threading.Lock()
+        self.raw = self._connection()
+        self.con = Connection(self)
         try:
             self.version = self._migrate()
         except BaseException:
@@ -190,8 +177,6 @@ class PostgresStore:
                                        f"reached again: {_reason(exc)}") from None
 
     def _migrate(self) -> int:
-        import psycopg
-
         try:
             self.con.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
@@ -220,8 +205,6 @@ class PostgresStore:
     def transaction(self) -> Iterator[None]:
         """Run a block in one transaction: all of it is stored, or none (a connection lost
         meanwhile: none, said in one line)."""
-        import psycopg
-
         raw = self.raw
         self.in_transaction = True
         try:
@@ -240,8 +223,6 @@ class PostgresStore:
     def _begun(self, stack: ExitStack):
         """Begin a transaction (on a new connection if the one held broke while idle: the
         server restarted between steps); return the connection it runs on."""
-        import psycopg
-
         try:
             stack.enter_context(self.raw.transaction())
         except psycopg.OperationalError:
@@ -253,31 +234,38 @@ class PostgresStore:
 
     @contextmanager
     def lease(self, name: str, holder: str, wait_s: float = 10.0) -> Iterator[None]:
-        """Hold an agent for a turn: no other process runs one of its turns meanwhile. An
-        agent another holds is waited for up to wait_s, then AgentLeasedError names the
-        holder. The lock lives in this process's lease session, so it ends with it."""
+        """Hold an agent while a block runs (see acquire)."""
+        self.acquire(name, holder, wait_s)
+        try:
+            yield
+        finally:
+            self.release(name)
+
+    def acquire(self, name: str, holder: str, wait_s: float = 10.0) -> None:
+        """Take an agent's lease: no other process runs one of its turns until release().
+        An agent another process holds is waited for up to wait_s, then AgentLeasedError
+        names the holder. The lock lives in this process's lease session, so it ends with it
+        (and the same process may take it again: each acquire needs its release)."""
         key = _lease_key(name)
         deadline = time.monotonic() + wait_s
         while not self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])[0]:
             if time.monotonic() > deadline:
                 row = self._lease_query("SELECT holder FROM leases WHERE agent = %s", [name])
                 raise AgentLeasedError(
-                    f"Agent '{name}' is running a turn on {row[0] if row else 'another server'}"
-                    f"; waited {wait_s:g} s. Try again when it is done.")
+                    f"Agent '{name}' is in use by {row[0] if row else 'another process'}; "
+                    f"waited {wait_s:g} s. Try again when it is done.")
             time.sleep(0.05)
-        try:
-            self._lease_query("INSERT INTO leases VALUES (%s, %s, now()) ON CONFLICT (agent) "
-                              "DO UPDATE SET holder = excluded.holder, since = excluded.since "
-                              "RETURNING agent", [name, holder])
-            yield
-        finally:
-            self._lease_query("SELECT pg_advisory_unlock(%s)", [key])
+        self._lease_query("INSERT INTO leases VALUES (%s, %s, now()) ON CONFLICT (agent) DO "
+                          "UPDATE SET holder = excluded.holder, since = excluded.since "
+                          "RETURNING agent", [name, holder])
+
+    def release(self, name: str) -> None:
+        """Give back one acquire() of an agent's lease."""
+        self._lease_query("SELECT pg_advisory_unlock(%s)", [_lease_key(name)])
 
     def _lease_query(self, sql: str, params: list) -> tuple | None:
         """One statement on the lease session (opened on first use, kept: it holds the
         locks); a lease session that broke has lost its locks, which is said."""
-        import psycopg
-
         with self._lease_guard:
             if self._leases is None:
                 self._leases = self._connection()
@@ -294,11 +282,11 @@ class PostgresStore:
         """The agent records."""
         return AgentStore(self.con)
 
-    def recall(self, name: str) -> "PostgresRecall":
+    def recall(self, name: str) -> PostgresRecall:
         """An agent's recall storage."""
         return PostgresRecall(self.con, name)
 
-    def archival(self, name: str, embedder, progress: bool = True) -> "PostgresArchival":
+    def archival(self, name: str, embedder, progress: bool = True) -> PostgresArchival:
         """An agent's archival storage."""
         return PostgresArchival(self.con, name, embedder, progress)
 
@@ -322,19 +310,21 @@ class PostgresStore:
                 "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
                 "embedding, created_at, embedded_with) VALUES (nextval('passage_ids'), %s, %s, "
                 "%s, %s, %s, %s::vector, %s, %s)",
-                [(name, *row[:4], _vector(row[4]), *row[5:]) for row in rows])
+                [(name, *row[:4], vector_text(row[4]), *row[5:]) for row in rows])
 
     def forget_files(self, name: str) -> None:
         """Nothing of an agent is kept in files here."""
 
     def close(self) -> None:
-        """Give the connection back and close the pool."""
-        if self.raw is not None:
-            for held in (self.raw, self._leases):
-                if held is not None:
-                    self.pool.putconn(held)
-            self.raw = self._leases = None
-            self.pool.close()
+        """Give the connections back (the lease session's ends this process's leases) and
+        close the pool."""
+        if self.pool.closed:
+            return
+        for held in (self.raw, self._leases):
+            if held is not None:
+                self.pool.putconn(held)
+        self.raw = self._leases = None
+        self.pool.close()
 
     def __enter__(self) -> "PostgresStore":
         return self
@@ -343,187 +333,9 @@ class PostgresStore:
         self.close()
 
 
-class PostgresRecall(RecallStorage):
-    """Recall storage on PostgreSQL: full-text search over a stored tsvector."""
-
-    def __init__(self, con: Connection, agent: str):
-        self.con = con
-        self.agent = agent
-
-    def bulk_import(self, messages: list[Message]) -> int:
-        """Import many past messages at once, keeping their time stamps."""
-        _check_roles({m.role for m in messages})
-        base = self.next_seq()
-        now = datetime.now(UTC)
-        with self.con.raw.cursor() as cursor, cursor.copy(
-                "COPY messages (agent, seq, role, content, function_name, function_args, "
-                "created_at, tokens) FROM STDIN") as copy:
-            for i, m in enumerate(messages):
-                copy.write_row((self.agent, base + i, m.role, m.content, m.function_name,
-                                _args_json(m.function_args), m.created_at or now, m.tokens))
-        return len(messages)
-
-    def rebuild_text_index(self) -> None:
-        """Nothing to rebuild: PostgreSQL keeps its text index up to date."""
-
-    def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page:
-        """Messages holding a word of the query (stemmed), ranked by PostgreSQL's ts_rank
-        with length normalisation, then the newest; a query without words is matched as a
-        substring instead."""
-        offset, limit = page_bounds(page, page_size)
-        any_word = "replace(plainto_tsquery('english', ?)::text, '&', '|')::tsquery"
-        words = self.con.execute(f"SELECT {any_word}::text", [query]).fetchone()[0]
-        if words:
-            sql = (f"SELECT id, ts_rank(words, q, 1) AS score, seq FROM messages, "
-                   f"(SELECT {any_word} AS q) query WHERE agent = ? AND words @@ q")
-            params = [query, self.agent]
-        else:
-            sql = ("SELECT id, 0.0 AS score, seq FROM messages WHERE agent = ? AND "
-                   "strpos(lower(content), ?) > 0")
-            params = [self.agent, query.strip().lower()]
-        ranked = [row[0] for row in self.con.execute(
-            f"SELECT id FROM ({sql}) hits ORDER BY score DESC, seq DESC", params).fetchall()]
-        by_id = {m.id: m for m in self.get(ranked[offset:offset + limit])}
-        return Page([by_id[i] for i in ranked[offset:offset + limit]], page, page_size,
-                    len(ranked))
-
-
-class PostgresArchival:
-    """One agent's archival memory on PostgreSQL: pgvector's HNSW index (cosine) for meaning,
-    full-text search for whole words, fused by rank."""
-
-    def __init__(self, con: Connection, agent: str, embedder, progress: bool = True):
-        self.con = con
-        self.agent = agent
-        self.embedder = embedder
-        self.progress = progress
-        self.rebuilt = False
-        self.dim = embedder.dim
-        self._ensure_index()
-        self._reembed_stale_rows()
-
-    def _ensure_index(self) -> None:
-        """An HNSW index for vectors of this embedder's size (one per size in use)."""
-        self.con.execute(
-            f"CREATE INDEX IF NOT EXISTS passages_embedding_{self.dim} ON passages USING hnsw "
-            f"((embedding::vector({self.dim})) vector_cosine_ops) "
-            f"WHERE vector_dims(embedding) = {self.dim}")
-
-    def _reembed_stale_rows(self) -> int:
-        """Embed again the rows another embedder made, in committed batches."""
-        rows = self.con.execute(
-            "SELECT id, content FROM passages WHERE agent = ? AND embedded_with IS DISTINCT "
-            "FROM ? ORDER BY id", [self.agent, self.embedder.name]).fetchall()
-        for start in range(0, len(rows), 256):
-            batch = rows[start:start + 256]
-            vectors = self.embedder.embed([content for _, content in batch])
-            with self.con.raw.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE passages SET embedding = %s::vector, embedded_with = %s "
-                    "WHERE id = %s", [(_vector(v), self.embedder.name, passage_id)
-                                      for (passage_id, _), v in zip(batch, vectors,
-                                                                    strict=True)])
-        self.rebuilt = bool(rows)
-        return len(rows)
-
-    def count(self) -> int:
-        """Number of passages stored for the agent."""
-        return self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
-                                [self.agent]).fetchone()[0]
-
-    def insert(self, texts: list[str], source: str | None = None,
-               metadata: dict | None = None) -> list[int]:
-        """Store new passages (duplicates of stored ones are skipped); return the new ids."""
-        unique = list(dict.fromkeys(t for t in texts if t.strip()))
-        hashes = [content_hash(t) for t in unique]
-        known = {row[0] for row in self.con.execute(
-            "SELECT content_hash FROM passages WHERE agent = ? AND content_hash = ANY(?)",
-            [self.agent, hashes]).fetchall()}
-        fresh = [t for t, h in zip(unique, hashes, strict=True) if h not in known]
-        if not fresh:
-            return []
-        vectors = self.embedder.embed(fresh)
-        now, meta = datetime.now(UTC), json.dumps(metadata) if metadata else None
-        rows = self.con.execute(
-            "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
-            "embedding, created_at, embedded_with) SELECT nextval('passage_ids'), ?, c, h, ?, "
-            "?::jsonb, e::vector, ?, ? FROM unnest(?::text[], ?::text[], ?::text[]) "
-            "WITH ORDINALITY AS t(c, h, e, n) ORDER BY n RETURNING id",
-            [self.agent, source, meta, now, self.embedder.name, fresh,
-             [content_hash(t) for t in fresh], [_vector(v) for v in vectors]]).fetchall()
-        return [row[0] for row in rows]
-
-    def delete(self, ids: list[int]) -> int:
-        """Delete passages by id; return how many were deleted."""
-        return len(self.con.execute(
-            "DELETE FROM passages WHERE agent = ? AND id = ANY(?) RETURNING id",
-            [self.agent, list(ids)]).fetchall())
-
-    def search(self, query: str, mode: str = "hybrid", page: int = 1,
-               page_size: int = 5) -> Page:
-        """Search passages: 'vector', 'keyword' (whole words) or 'hybrid' (rank fusion)."""
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
-        offset, limit = page_bounds(page, page_size)
-        want = max(CANDIDATES, offset + limit)
-        if mode == "vector":
-            ranked = self._vector_ids(query, want)
-        elif mode == "keyword":
-            ranked = self._keyword_ids(query, want)
-        else:
-            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
-        return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
-
-    def _vector_ids(self, query: str, k: int) -> list[int]:
-        if not query.strip():
-            return []
-        vector = _vector(self.embedder.embed_query(query))
-        with self.con.raw.transaction():  # SET LOCAL lasts for this transaction only
-            ef_search = min(HNSW_SEARCH_LIMIT, max(EF_SEARCH, k))
-            self.con.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
-            rows = self.con.execute(
-                f"SELECT id FROM passages WHERE agent = ? AND vector_dims(embedding) = "
-                f"{self.dim} ORDER BY embedding::vector({self.dim}) <=> ?::vector({self.dim}) "
-                "LIMIT ?", [self.agent, vector, k]).fetchall()
-        return [row[0] for row in rows]
-
-    def _keyword_ids(self, query: str, k: int) -> list[int]:
-        """Passages holding every word of the query, the exact phrase first."""
-        rows = self.con.execute(
-            "SELECT id FROM passages, plainto_tsquery('simple', ?) q, "
-            "phraseto_tsquery('simple', ?) p WHERE agent = ? AND numnode(q) > 0 "
-            "AND words @@ q ORDER BY words @@ p DESC, id LIMIT ?",
-            [query, query, self.agent, k]).fetchall()
-        return [row[0] for row in rows]
-
-    def _passages(self, ids: list[int]) -> list[dict]:
-        if not ids:
-            return []
-        rows = self.con.execute("SELECT id, content, source, created_at FROM passages "
-                                "WHERE agent = ? AND id = ANY(?)", [self.agent, ids]).fetchall()
-        by_id = {r[0]: {"id": r[0], "content": r[1], "source": r[2], "created_at": r[3]}
-                 for r in rows}
-        return [by_id[i] for i in ids if i in by_id]
-
-    def stage(self) -> None:
-        """Nothing to hold back: the rows are the index."""
-
-    def commit(self) -> None:
-        """Nothing to do after a commit."""
-
-    def rollback(self) -> None:
-        """Nothing to forget after a rollback."""
-
-    def close(self) -> None:
-        """Nothing to save."""
-
-
 def _lease_key(name: str) -> int:
     """The advisory lock key of an agent's lease: 64 bits of a digest of its name."""
     return int.from_bytes(hashlib.sha256(f"lease:{name}".encode()).digest()[:8], "big",
                           signed=True)
 
 
-def _vector(values) -> str:
-    """A vector in pgvector's text form, each float32 value exactly."""
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(values, np.float32).ravel()) + "]"

@@ -25,7 +25,6 @@ class ServerSettings:
     queue_timeout_s: float = 300.0
     max_open_agents: int = 16
     max_turns: int = 1  # turns in flight at once; only remote models' turns overlap
-    holder: str = "this server"  # how other servers on a shared store name this one
     lease_wait_s: float = 10.0  # how long a turn waits for an agent another server runs
 
 
@@ -64,7 +63,7 @@ class AgentHost:
         """Work on an open agent - a turn, a search (in a job keyed by its name) - holding its
         lease on a shared store; there the agent is closed afterwards, as another server may
         run its next turn (and change it)."""
-        with self.engine.db.lease(name, self.settings.holder, self.settings.lease_wait_s):
+        with self.engine.db.lease(name, self.engine.holder, self.settings.lease_wait_s):
             try:
                 return work(self.agent(name))
             finally:
@@ -75,7 +74,7 @@ class AgentHost:
         """Work on an agent's stores directly (settings, blocks, documents, delete; in a job
         keyed by its name): the agent closed first, to be reopened changed at its next turn,
         and its lease held on a shared store."""
-        with self.engine.db.lease(name, self.settings.holder, self.settings.lease_wait_s):
+        with self.engine.db.lease(name, self.engine.holder, self.settings.lease_wait_s):
             self.release(name)
             return work()
 
