@@ -34,7 +34,7 @@ from .memory.documents import LoadReport, load_documents
 from .memory.embedded import EmbeddedStore
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
 from .memory.recall import RecallStorage
-from .memory.stores import AgentStores, Store
+from .memory.stores import AgentStores, Store, redact_url
 from .transfer import AgentTransfer
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
@@ -345,7 +345,8 @@ class Engine(AgentTransfer):
                            "how_to_get": None if present else spec.how_to_get(),
                            "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads(),
                            "server": _server_report(spec)})
-        return {**hardware_report(), "home": str(self.home), "models": models}
+        return {**hardware_report(), "home": str(self.home),
+                "store": self.config.store and redact_url(self.config.store), "models": models}
 
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -188,6 +188,17 @@ def test_keyword_index_matches_whole_words_and_ranks_the_phrase_first():
     assert index.search("ann", k=10) == [2, 5] and len(index) == 3
 
 
+def test_an_agent_finds_its_passages_among_many_of_another(store):
+    """A shared vector index is filtered after its scan: an archive beside a much bigger one
+    must still get its own nearest passages, as many as asked for."""
+    store.archival("big", HashingEmbedder(), progress=False).insert(
+        [f"big note {i} about trains and boats" for i in range(5000)])
+    small = store.archival("small", HashingEmbedder(), progress=False)
+    mine = set(small.insert([f"small note {i} about cats" for i in range(400)]))
+    found = small.search("note about trains and boats", mode="vector", page_size=100)
+    assert found.total == 100 and {p["id"] for p in found.items} <= mine
+
+
 def test_keyword_search_follows_inserts_and_deletes(store, embedder):
     archival = store.archival("ann", embedder, progress=False)
     first = archival.insert(["Ann's locker code is 4417."])

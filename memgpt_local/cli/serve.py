@@ -116,7 +116,8 @@ def doctor(as_json: bool) -> None:
         click.echo(f"  device {device['name']}: {device['description']} ({total:.1f} GiB)")
     click.echo(f"CPU cores: {report['cpu_cores']}; memory: {report['memory_bytes'] / 1024**3:.1f}"
                f" GiB; CPU features: {report['system_info']}")
-    click.echo(f"Home: {report['home']}")
+    click.echo(f"Home: {report['home']}" + (f"; agents in PostgreSQL at {report['store']}"
+                                            if report["store"] else ""))
     for model in report["models"]:
         where = model["path"] or f"missing. {model['how_to_get']}"
         click.echo(f"  {model['alias']:<16} n_gpu_layers={model['n_gpu_layers']:<3} "

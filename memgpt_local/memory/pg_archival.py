@@ -102,6 +102,9 @@ class PostgresArchival:
         return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
+        """The k nearest passages: through the HNSW index, which holds every agent's and is
+        filtered after its scan (pgvector 0.6), so where that leaves fewer than k of this
+        agent's, by an exact scan of this agent's rows alone."""
         if not query.strip():
             return []
         vector = vector_text(self.embedder.embed_query(query))
@@ -111,6 +114,10 @@ class PostgresArchival:
             rows = self.con.execute(
                 f"SELECT id FROM passages WHERE agent = ? AND vector_dims(embedding) = "
                 f"{self.dim} ORDER BY embedding::vector({self.dim}) <=> ?::vector({self.dim}) "
+                "LIMIT ?", [self.agent, vector, k]).fetchall()
+        if len(rows) < k and len(rows) < self.count():
+            rows = self.con.execute(  # no cast: the index cannot serve it, the agent's can
+                "SELECT id FROM passages WHERE agent = ? ORDER BY embedding <=> ?::vector "
                 "LIMIT ?", [self.agent, vector, k]).fetchall()
         return [row[0] for row in rows]
 

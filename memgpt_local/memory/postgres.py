@@ -9,7 +9,6 @@ with a connection pool.
 
 import hashlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from ..errors import AgentLeasedError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
 from .pg_archival import PostgresArchival, vector_text
 from .pg_recall import PostgresRecall
+from .stores import redact_url
 
 
 def _m001_schema(con) -> None:
@@ -116,7 +116,7 @@ def _check_reachable(url: str) -> None:
         psycopg.connect(url, **CONNECT_OPTIONS).close()
     except (psycopg.Error, ValueError) as exc:
         raise StoreUnavailableError(
-            f"Cannot use the PostgreSQL store at {redact(url)}: {_reason(exc)}") from None
+            f"Cannot use the PostgreSQL store at {redact_url(url)}: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -126,11 +126,6 @@ def _reason(exc: Exception) -> str:
         if marker in first:
             return first.rsplit(marker, 1)[-1].strip()
     return first
-
-
-def redact(url: str) -> str:
-    """A store URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class PostgresStore:
@@ -159,7 +154,7 @@ class PostgresStore:
 
     def describe(self) -> str:
         """Where the store is, for messages (no password)."""
-        return redact(self.url)
+        return redact_url(self.url)
 
     def _connection(self):
         raw = self.pool.getconn()
@@ -181,7 +176,7 @@ class PostgresStore:
             self.con.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
             raise StoreUnavailableError(
-                f"The PostgreSQL store at {redact(self.url)} has no pgvector extension "
+                f"The PostgreSQL store at {redact_url(self.url)} has no pgvector extension "
                 f"({str(exc).splitlines()[0]}): install pgvector there, or start a local one "
                 "with scripts/postgres.sh start DIR.") from None
         with self.transaction():

@@ -3,6 +3,7 @@ recall storage and archival storage (opened on first use: loading the embedding 
 seconds), all in one store (the embedded one, or PostgreSQL) whose transactions cover a whole
 step."""
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -10,6 +11,11 @@ from typing import Protocol
 from .agents import AgentRecord, AgentStore
 from .archival import ArchivalStorage
 from .recall import RecallStorage
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password, for messages and reports."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class Store(Protocol):
