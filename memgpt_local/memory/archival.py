@@ -71,7 +71,36 @@ def stored_passages(con: duckdb.DuckDBPyConnection, agent: str) -> list[dict]:
             for content, source, metadata in rows]
 
 
-class ArchivalStorage:
+class HybridSearch:
+    """Search over an archive's vector and keyword rankings, fused by rank: what both
+    archival stores share (each gives _vector_ids, _keyword_ids and _passages)."""
+
+    def search(self, query: str, mode: str = "hybrid", page: int = 1,
+               page_size: int = 5) -> Page:
+        """Search passages: 'vector', 'keyword' (whole words) or 'hybrid' (rank fusion)."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
+        offset, limit = page_bounds(page, page_size)
+        want = max(CANDIDATES, offset + limit)
+        if mode == "vector":
+            ranked = self._vector_ids(query, want)
+        elif mode == "keyword":
+            ranked = self._keyword_ids(query, want)
+        else:
+            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
+        return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
+
+    def _vector_ids(self, query: str, k: int) -> list[int]:
+        raise NotImplementedError
+
+    def _keyword_ids(self, query: str, k: int) -> list[int]:
+        raise NotImplementedError
+
+    def _passages(self, ids: list[int]) -> list[dict]:
+        raise NotImplementedError
+
+
+class ArchivalStorage(HybridSearch):
     """One agent's archival memory."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, agent: str, index_dir: Path,
@@ -329,21 +358,6 @@ class ArchivalStorage:
         if self._keywords is not None:
             self._keywords.remove(ids)
         self._save()
-
-    def search(self, query: str, mode: str = "hybrid", page: int = 1,
-               page_size: int = 5) -> Page:
-        """Search passages: 'vector', 'keyword' (whole words) or 'hybrid' (rank fusion)."""
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
-        offset, limit = page_bounds(page, page_size)
-        want = max(CANDIDATES, offset + limit)
-        if mode == "vector":
-            ranked = self._vector_ids(query, want)
-        elif mode == "keyword":
-            ranked = self._keyword_ids(query, want)
-        else:
-            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
-        return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
         if self._live == 0 or not query.strip():

@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from .archival import CANDIDATES, SEARCH_MODES, _fuse, content_hash
-from .paging import Page, page_bounds
+from .archival import HybridSearch, content_hash
 
 EF_SEARCH = 200  # pgvector's hnsw.ef_search for a query (its default, 40, loses outliers)
 HNSW_SEARCH_LIMIT = 1000  # the largest ef_search pgvector takes
 
 
-class PostgresArchival:
+class PostgresArchival(HybridSearch):
     """One agent's archival memory on PostgreSQL: pgvector's HNSW index (cosine) for meaning,
     full-text search for whole words, fused by rank."""
 
@@ -85,21 +84,6 @@ class PostgresArchival:
         return len(self.con.execute(
             "DELETE FROM passages WHERE agent = ? AND id = ANY(?) RETURNING id",
             [self.agent, list(ids)]).fetchall())
-
-    def search(self, query: str, mode: str = "hybrid", page: int = 1,
-               page_size: int = 5) -> Page:
-        """Search passages: 'vector', 'keyword' (whole words) or 'hybrid' (rank fusion)."""
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"Unknown search mode {mode!r}; valid: {', '.join(SEARCH_MODES)}")
-        offset, limit = page_bounds(page, page_size)
-        want = max(CANDIDATES, offset + limit)
-        if mode == "vector":
-            ranked = self._vector_ids(query, want)
-        elif mode == "keyword":
-            ranked = self._keyword_ids(query, want)
-        else:
-            ranked = _fuse(self._vector_ids(query, want), self._keyword_ids(query, want))
-        return Page(self._passages(ranked[offset:offset + limit]), page, page_size, len(ranked))
 
     def _vector_ids(self, query: str, k: int) -> list[int]:
         """The k nearest passages: through the HNSW index, which holds every agent's and is
