@@ -182,6 +182,9 @@ def test_http_answers_503_with_retry_after_when_busy(app_client):
     assert full.status_code == 503 and "busy" in full.json()["error"]["message"]
     assert client.get("/health").json()["waiting"] == 1  # health never waits
     release.set()
+    deadline = time.monotonic() + 10  # the two jobs drain (a loaded machine takes a while)
+    while (worker.waiting() or worker.running()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert client.get("/agents").status_code == 200
 
 
