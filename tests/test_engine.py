@@ -195,3 +195,24 @@ def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(confi
         with pytest.raises(MemgptLocalError, match="No agent named 'ann'"):
             engine.copy_agent("ann", "ann-3")
         assert not engine.agent_exists("ann-3")
+
+
+SENTENCES = ["Dee's sister is called Rosalind and lives in Lisbon.", "Likes tea.",
+             "Works nights at St. Mary's; birthday 14 March 1988.", "Has two cats, Miso and Tofu.",
+             "Prefers short answers and dislikes emoji."]
+
+
+@pytest.mark.parametrize("n_ctx", [2048, 3072, 8192])
+def test_an_agent_fitted_to_a_small_window_takes_any_plain_edit_within_its_limits(tmp_path,
+                                                                                  n_ctx):
+    """Creation shrinks block limits until the window fits; an edit of a block's text within
+    its limit must then fit too (it failed at the margin: a 2048-token agent with one more
+    block refused a one-sentence edit of its human block)."""
+    from memgpt_local.memory.core import BlockChange
+
+    with Engine(EngineConfig(tmp_path)) as engine:
+        engine.create_agent("dee", "smollm2-135m", n_ctx,
+                            blocks={"notes": BlockChange(value="fixed", read_only=True)})
+        for label in ("human", "persona", "notes"):
+            for sentence in SENTENCES:
+                engine.edit_block("dee", label, BlockChange(value=sentence))

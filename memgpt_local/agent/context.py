@@ -27,6 +27,7 @@ from .settings import AgentSettings
 
 MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
 MIN_QUEUE_TOKENS = 256
+FILLER = "Some remembered detail. "  # what a block's unused room is counted as
 PER_MESSAGE_OVERHEAD = 8
 Clock = Callable[[], datetime]  # the time an agent stamps on messages and shows the model
 
@@ -176,8 +177,8 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
                   settings: AgentSettings) -> int:
     """Tokens the prompt needs before any message, with every block full."""
     full = CoreMemory()
-    for block in core.blocks.values():
-        filler = (block.value or "Some remembered detail. ") * (block.limit // 20 + 1)
+    for block in core.blocks.values():  # its text now, the rest of its limit plain prose
+        filler = block.value + FILLER * (block.limit // len(FILLER) + 1)
         full.blocks[block.label] = replace(block, value=filler[: block.limit])
     counts = memory_counts(10**6, 10**6, utc_now())
     texts = [static_instructions(settings.instructions, tuple(settings.extra_functions)),
@@ -201,14 +202,23 @@ def check_core_fits(count: Callable[[str], int], name: str, core: CoreMemory,
 
 def fit_block_limits(count: Callable[[str], int], name: str, core: CoreMemory,
                      settings: AgentSettings) -> list[str]:
-    """Shrink block limits until the fixed part leaves room for messages; return notes."""
-    notes = []
-    while (_fixed_tokens(count, name, core, settings) + MIN_QUEUE_TOKENS > settings.n_ctx):
+    """Shrink block limits until the fixed part leaves room for messages, and some headroom
+    besides where the window allows (so a later edit of a block's text within its limit
+    fits too); return notes."""
+    def over(headroom: int) -> bool:
+        return (_fixed_tokens(count, name, core, settings) + MIN_QUEUE_TOKENS + headroom
+                > settings.n_ctx)
+
+    notes: list[str] = []
+    while over(max(32, settings.n_ctx // 32)):
+        if all(b.limit <= max(len(b.value), 100) for b in core.blocks.values()):
+            if over(0):
+                raise MemgptLocalError(f"A {settings.n_ctx}-token window is too small for the "
+                                       "instructions and core memory; use a larger --n-ctx.")
+            return notes + [f"The {settings.n_ctx}-token window leaves core memory little "
+                            "room: an edit that makes a block's text longer may not fit."]
         for block in core.blocks.values():
             block.limit = max(len(block.value), int(block.limit * 0.8))
-        if all(b.limit <= max(len(b.value), 100) for b in core.blocks.values()):
-            raise MemgptLocalError(f"A {settings.n_ctx}-token window is too small for the "
-                                   "instructions and core memory; use a larger --n-ctx.")
         notes = [f"Core memory limits lowered to fit the {settings.n_ctx}-token window: "
                  + ", ".join(f"{b.label} {b.limit}" for b in core.blocks.values())]
     return notes
