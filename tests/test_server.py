@@ -85,6 +85,12 @@ def test_agents_memory_and_messages(http):
     assert_turns_whole(messages)
     hits = http.get("/agents/ada/recall", params={"query": "Dana"}).json()
     assert hits["total"] >= 1 and any("Dana" in m["content"] for m in hits["items"])
+    by_seq = {m["seq"]: m for m in messages}
+    for hit in hits["items"]:  # the message after each hit, as the agent's search shows it
+        assert hit["next"] is None or hit["next"] == by_seq[hit["seq"] + 1]
+    context = http.get("/agents/ada/context").json()
+    assert sum(context["parts"].values()) == context["prompt_tokens"]
+    assert context["window"] == N_CTX and context["kv_cache"]["prefix"] in ("context", "snapshot")
     shown = http.get("/agents/ada").json()
     # the two inserted, and any the agent saved itself
     assert shown["recall_messages"] == len(messages) and shown["archival_passages"] >= 2
@@ -119,6 +125,9 @@ def test_export_import_and_delete(http):
     assert imported.status_code == 201 and imported.json()["name"] == "cai-copy"
     assert http.delete("/agents/cai-copy").status_code == 204
     assert http.get("/agents/cai-copy").status_code == 404
+    copied = http.post("/agents/cai/copy", json={"name": "cai-2"})
+    assert copied.status_code == 201 and copied.json()["core_memory"] == \
+        http.get("/agents/cai").json()["core_memory"]
     assert "/v1/chat/completions" in http.get("/openapi.json").json()["paths"]
 
 
@@ -139,6 +148,10 @@ def test_export_import_and_delete(http):
     ("get", "/agents/ada/recall?start=2024-02-01&end=2024-01-31", None, 400),
     ("get", "/agents/ada/archival?query=x&page=0", None, 422),
     ("post", "/agents/import", {"format": "nonsense"}, 400),
+    ("post", "/agents/ada/copy", {"name": "ada"}, 409),  # a name taken
+    ("post", "/agents/ada/copy", {"name": "a/b"}, 400),
+    ("post", "/agents/nobody/copy", {"name": "new"}, 404),
+    ("get", "/agents/nobody/context", None, 404),
     ("post", "/v1/chat/completions", {"model": "ada", "messages": [{"role": "system",
                                                                     "content": "x"}]}, 400),
     ("post", "/v1/chat/completions", {"model": "nobody", "messages": [{"role": "user",

@@ -132,14 +132,21 @@ def message_line(message, mark: str = "-") -> str:
     return f"{mark} [{when}] {message.role}: {message.content}"
 
 
-def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
-    """Renders a found message with the one that followed it (the answer to a question is
-    often there, sharing no word with the query), unless that one is found too."""
+def replies_shown(page: Page, replies: dict) -> dict:
+    """The reply shown under each found message, by its id: the message that followed it (the
+    answer to a question is often there, sharing no word with the query), unless that one
+    is found too."""
     found = {m.id for m in page.items}
+    return {key: reply for key, reply in replies.items() if reply.id not in found}
+
+
+def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
+    """Renders a found message with the reply shown under it (replies_shown)."""
+    shown = replies_shown(page, replies)
 
     def render(message) -> str:
-        reply = replies.get(message.id)
-        if reply is None or reply.id in found:
+        reply = shown.get(message.id)
+        if reply is None:
             return message_line(message)
         return f"{message_line(message)}\n{message_line(reply, '  then')}"
 

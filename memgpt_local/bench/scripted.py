@@ -96,6 +96,11 @@ class ScriptedRuntime:
         """Note the name; a scripted model has no KV state to keep."""
         self.saved_contexts.append(name)
 
+    def cache_report(self, tokens: list[int], prefix_len: int, context: str) -> dict:
+        """A scripted model holds no KV state."""
+        return {"held_tokens": 0, "prefix_tokens": prefix_len, "prefix": "none",
+                "context_snapshot": "none"}
+
     def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
                  context=None, avoid=None):
         """The next scripted completion (or a summary), cut at max_tokens (the texts to

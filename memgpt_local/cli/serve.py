@@ -54,12 +54,16 @@ def read_api_key(path: Path | None) -> str | None:
                    "inference server (in-process models take one turn at a time). Default: "
                    "the parallel slots of the served models' servers, else 1.")
 @click.option("--store", metavar="URL", help=STORE_HELP + " (Overrides memgpt-local --store.)")
+@click.option("--report", "report_dir", type=click.Path(exists=True, file_okay=False,
+                                                        path_type=Path),
+              help="A benchmark report (memgpt-local bench report --out DIR) for the web "
+                   "page's Results tab.")
 @user_errors
 def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | None,
           kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int,
-          parallel: int | None, store: str | None) -> None:
-    """Serve agents over HTTP: an API with OpenAPI docs at /docs, and an OpenAI-compatible
-    /v1/chat/completions where `model` names an agent."""
+          parallel: int | None, store: str | None, report_dir: Path | None) -> None:
+    """Serve agents over HTTP: a web page at /, an API with OpenAPI docs at /docs, and an
+    OpenAI-compatible /v1/chat/completions where `model` names an agent."""
     import uvicorn
 
     from ..server.app import create_app
@@ -74,13 +78,14 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
                  **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
-                              queue_timeout_s=queue_timeout, max_turns=parallel)
+                              queue_timeout_s=queue_timeout, max_turns=parallel,
+                              report_dir=report_dir)
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
     access = "with an API key" if key else "loopback only, no API key"
-    click.echo(f"memgpt-local serving {eng.db.describe()} on http://{host}:{port} ({access}, up to "
-               f"{parallel} turn{'s' if parallel > 1 else ''} at once); API docs at /docs. "
-               "Ctrl-C stops it.", err=True)
+    click.echo(f"memgpt-local serving {eng.db.describe()} on http://{host}:{port} ({access}, "
+               f"up to {parallel} turn{'s' if parallel > 1 else ''} at once); the web page at /, "
+               "API docs at /docs. Ctrl-C stops it.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -135,5 +135,10 @@ class Runtime(Protocol):
     def save_context(self, name: str) -> SavedContext | None:
         """Snapshot the whole KV state under a name (None if it was not kept)."""
 
+    def cache_report(self, tokens: list[int], prefix_len: int, context: str) -> dict:
+        """What the KV cache holds for a prompt: held_tokens (None: unknown), where the
+        static prefix is (context, snapshot or none) and where the named context's snapshot
+        is (memory, disk, server or none)."""
+
     def close(self) -> None:
         """Free the model (the runtime is unusable afterwards)."""

@@ -128,6 +128,12 @@ class SnapshotStore:
             self._spill(*self._kept.popitem(last=False))
         return len(data)
 
+    def where(self, path: Path) -> str:
+        """Where a snapshot is: 'memory', 'disk' or 'none'."""
+        if path in self._kept:
+            return "memory"
+        return "disk" if path.exists() else "none"
+
     def memory_bytes(self) -> int:
         """The bytes of the context snapshots kept in memory."""
         return sum(len(kept.data) for kept in self._kept.values())
@@ -264,6 +270,16 @@ class KvCache:
     def held(self, tokens) -> int:
         """How many leading tokens of `tokens` the KV cache holds now."""
         return shared_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
+
+    def report(self, tokens: list[int], prefix_len: int, name: str) -> dict:
+        """What holds a prompt's KV state now (see Runtime.cache_report)."""
+        held = self.held(tokens)
+        prefix_file = self.store.prefix_file(self.model_key, tokens[:prefix_len])
+        prefix = ("context" if prefix_len and held >= prefix_len
+                  else "snapshot" if prefix_file.exists() else "none")
+        return {"held_tokens": held, "prefix_tokens": prefix_len, "prefix": prefix,
+                "context_snapshot": self.store.where(self.store.context_file(self.model_key,
+                                                                             name))}
 
     def prepare(self, tokens: list[int], prefix_len: int, context: str | None) -> str:
         """Make the KV cache hold as much of the prompt as it cheaply can; return the source:

@@ -100,6 +100,12 @@ class RemoteRuntime(ModelTokenizer):
         return SavedContext(int(done.get("n_saved", 0)), int(done.get("n_written", 0)),
                             float(done.get("timings", {}).get("save_ms", 0.0)) / 1000)
 
+    def cache_report(self, tokens: list[int], prefix_len: int, context: str) -> dict:
+        """What the server's slots hold is the server's to know: the agent's slot, if any."""
+        slot = self._agent_slots().slot_of(context)
+        return {"held_tokens": None, "prefix_tokens": prefix_len, "prefix": "server",
+                "context_snapshot": "server" if slot is not None else "none", "slot": slot}
+
     def slot_for(self, context: str | None) -> int:
         """The slot a completion goes to: the agent's own (restored into it from the
         server's disk first where it just got it), or -1 for the server's choice."""

@@ -131,6 +131,10 @@ class ModelRuntime(ModelTokenizer):
         """Snapshot the whole KV state (the last prompt and output) under a name."""
         return self.kv.save_context(name)
 
+    def cache_report(self, tokens: list[int], prefix_len: int, context: str) -> dict:
+        """What the KV cache holds for a prompt (see base.Runtime)."""
+        return self.kv.report(tokens, prefix_len, context)
+
     def _stream(self, tokens, max_tokens, sampling, processors, cache_hint, generation):
         from llama_cpp import LogitsProcessorList
 

@@ -20,7 +20,8 @@ from ..errors import (
 from ..memory.agents import AgentExistsError, AgentNotFoundError
 from .host import AgentHost, ServerSettings
 from .limits import BodyLimit
-from .routes import agents, health, memory, messages, openai
+from .routes import agents, context, health, memory, messages, openai, report
+from .routes.web import add_web
 from .worker import ServerBusyError
 
 STATUS_OF = {AgentNotFoundError: 404, AgentExistsError: 409, ServerBusyError: 503,
@@ -41,6 +42,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         host.close()
 
     app = FastAPI(title="memgpt-local", version=version("memgpt-local"), lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served from the package by routes.web
                   description="MemGPT agents on a local model: memory tiers, messages, and an "
                               "OpenAI-compatible chat endpoint where `model` names an agent.")
     app.state.host = host
@@ -48,7 +50,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
                        upload_bytes=host.settings.max_upload_bytes)
     _add_error_handlers(app)
     app.include_router(health.router)
-    for module in (agents, memory, messages, openai):
+    add_web(app)
+    for module in (agents, context, memory, messages, openai, report):
         app.include_router(module.router, dependencies=[Depends(require_key)])
     return app
 

@@ -5,6 +5,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from ..agent.loop import Agent
@@ -26,6 +27,7 @@ class ServerSettings:
     max_open_agents: int = 16
     max_turns: int = 1  # turns in flight at once; only remote models' turns overlap
     lease_wait_s: float = 10.0  # how long a turn waits for an agent another server runs
+    report_dir: Path | None = None  # a benchmark report the web page shows
 
 
 class AgentHost:

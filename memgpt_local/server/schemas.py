@@ -59,6 +59,13 @@ class AgentCreate(BaseModel):
                 if v is not None}
 
 
+class AgentCopy(BaseModel):
+    """The name of an agent's copy."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+
+
 class AgentSettingsIn(BaseModel):
     """Settings to change: the tool rules (they replace the old ones), the memory hits and the
     optional functions offered."""
@@ -197,3 +204,39 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ContextParts(BaseModel):
+    """Tokens of the prompt per part; they add up to the prompt."""
+
+    instructions: int
+    core_memory: int
+    summary: int
+    queue: int = Field(description="The messages in context, with the generation prompt")
+
+
+class KvCacheState(BaseModel):
+    """What holds the prompt's KV state now."""
+
+    held_tokens: int | None = Field(description="Leading prompt tokens the KV cache holds "
+                                                "(None: an inference server's to know)")
+    prefix_tokens: int
+    prefix: str = Field(description="The static prefix: context (held now), snapshot (on "
+                                    "disk), server, or none")
+    context_snapshot: str = Field(description="The agent's whole-context snapshot: memory, "
+                                              "disk, server, or none")
+    slot: int | None = None
+
+
+class ContextOut(BaseModel):
+    """How an agent's next prompt is made up, in the model's tokens."""
+
+    window: int
+    prompt_tokens: int
+    parts: ContextParts
+    reply_reserve: int
+    free: int
+    warning_tokens: int = Field(description="Past this, the agent gets a memory-pressure alert")
+    flush_tokens: int = Field(description="Past this, the oldest messages are summarised away")
+    queue_messages: int
+    kv_cache: KvCacheState

@@ -34,28 +34,42 @@ def _grouped(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
     return dict(sorted(groups.items(), key=lambda item: [str(v) for v in item[0]]))
 
 
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """One row per model, task and variant: cases, mean score, cases stopped (step cap,
+    failures), agent steps and those that failed (None for call validity's probes, and
+    failed_steps None for results recorded without them), wall time."""
+    out = []
+    for (model, task, variant), group in _grouped(rows, "model", "task", "variant").items():
+        steps, failed = _steps(group)
+        out.append({"model": model, "task": task, "variant": variant, "cases": len(group),
+                    "score": mean(r["score"] for r in group),
+                    "stopped": sum(bool(r.get("stopped")) for r in group), "steps": steps,
+                    "failed_steps": failed, "wall_s": sum(r["wall_s"] for r in group)})
+    return out
+
+
 def summary_table(rows: list[dict]) -> str:
-    """The Markdown table: cases, mean score, cases stopped (step cap, failures), agent steps
-    and those that failed (blank for results recorded without them), wall time."""
+    """The Markdown table of summary_rows."""
     lines = ["| model | task | variant | cases | score | stopped | steps (failed) "
              "| wall time (s) |", "|---|---|---|---|---|---|---|---|"]
-    for (model, task, variant), group in _grouped(rows, "model", "task", "variant").items():
-        score = mean(r["score"] for r in group)
-        stopped = sum(bool(r.get("stopped")) for r in group)
-        wall = sum(r["wall_s"] for r in group)
-        lines.append(f"| {model} | {task} | {variant} | {len(group)} | {score:.3f} | "
-                     f"{stopped} | {_steps(group)} | {wall:.0f} |")
+    for row in summary_rows(rows):
+        steps = "" if row["steps"] is None else str(row["steps"])
+        if row["failed_steps"] is not None:
+            steps += f" ({row['failed_steps']})"
+        lines.append(f"| {row['model']} | {row['task']} | {row['variant']} | {row['cases']} | "
+                     f"{row['score']:.3f} | {row['stopped']} | {steps} | {row['wall_s']:.0f} |")
     return "\n".join(lines)
 
 
-def _steps(group: list[dict]) -> str:
-    """Agent steps, with those that failed in brackets (none for call validity's probes)."""
+def _steps(group: list[dict]) -> tuple[int | None, int | None]:
+    """Agent steps and those that failed (None: call validity's probes have no steps; failed
+    None: results recorded without it)."""
     if group[0]["task"] == "call-validity":
-        return ""
+        return None, None
     steps = sum(len(r.get("calls", [])) for r in group)
     if any("failed_steps" not in r for r in group):
-        return f"{steps}"
-    return f"{steps} ({sum(r['failed_steps'] for r in group)})"
+        return steps, None
+    return steps, sum(r["failed_steps"] for r in group)
 
 
 def group_table(rows: list[dict], task: str) -> str:
@@ -117,7 +131,8 @@ def plot(rows: list[dict], task: str, out: Path) -> Path | None:
 
 
 def write_report(folders: list[Path], out: Path) -> str:
-    """The summary of one or more runs as Markdown (saved as summary.md) and plots."""
+    """The summary of one or more runs as Markdown (saved as summary.md, and as summary.json
+    for the web page) and plots."""
     rows = load_results(folders)
     parts = ["## Summary", summary_table(rows)]
     for task in ("nested-kv", "doc-qa", "locomo"):
@@ -132,4 +147,6 @@ def write_report(folders: list[Path], out: Path) -> str:
     text = "\n\n".join(parts) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text, encoding="utf-8")
+    summary = {"summary": summary_rows(rows), "plots": [p.name for p in plots]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return text

@@ -5,7 +5,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response
 
 from ...memory.core import BlockChange
-from ..schemas import AgentCreate, AgentDetail, AgentSettingsIn, AgentSummary, LettaImported
+from ..schemas import (
+    AgentCopy,
+    AgentCreate,
+    AgentDetail,
+    AgentSettingsIn,
+    AgentSummary,
+    LettaImported,
+)
 from . import Host
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -81,6 +88,15 @@ def delete_agent(name: str, host: Host) -> Response:
     """Delete an agent with all its memory."""
     host.run(lambda: host.change(name, lambda: host.engine.delete_agent(name)), name)
     return Response(status_code=204)
+
+
+@router.post("/{name}/copy", response_model=AgentDetail, status_code=201)
+def copy_agent(name: str, body: AgentCopy, host: Host) -> dict:
+    """Copy an agent under a new name: core memory, settings, messages and passages."""
+    def copy() -> dict:
+        return host.engine.show_agent(host.engine.copy_agent(name, body.name).name)
+
+    return host.run(lambda: host.change(name, copy), name)
 
 
 @router.get("/{name}/export")

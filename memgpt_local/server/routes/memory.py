@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
+from ...agent.functions import replies_shown
 from ...memory.core import BlockChange
 from ..schemas import MAX_TEXT, BlockEdit, Inserted, LoadResult, PassageIn, SearchPage
 from . import Host, Page
@@ -54,19 +55,26 @@ def search_archival(name: str, query: Text, host: Host, page: Page = 1) -> dict:
 @router.get("/recall", response_model=SearchPage)
 def search_recall(name: str, host: Host, query: OptionalText = None, start: Date = None,
                   end: Date = None, page: Page = 1) -> dict:
-    """Search every past message, by text or by a date range."""
+    """Search every past message, by text or by a date range. A text search shows each hit
+    with the message that followed it (`next`), as the agent's own search shows it."""
     if not query and not (start and end):
         raise HTTPException(400, "Give query, or start and end dates.")
     if not query and end < start:
         raise HTTPException(400, f"end {end} is before start {start}.")
 
     def search(agent):
-        if query:
-            return agent.recall_search(query, page)
-        return agent.recall_search_date(start.isoformat(), end.isoformat(), page)
+        if not query:
+            return agent.recall_search_date(start.isoformat(), end.isoformat(), page), {}
+        found = agent.recall_search(query, page)
+        return found, replies_shown(found, agent.recall_next(found.items))
 
-    found = host.run(lambda: host.use(name, search), name)
-    return page_dict(found, [message_dict(m) for m in found.items])
+    found, replies = host.run(lambda: host.use(name, search), name)
+    return page_dict(found, [{**message_dict(m), "next": _message_or_none(replies.get(m.id))}
+                             for m in found.items])
+
+
+def _message_or_none(message) -> dict | None:
+    return message_dict(message) if message is not None else None
 
 
 def page_dict(found, items: list) -> dict:

@@ -1,0 +1,21 @@
+"""A benchmark report's files (`memgpt-local bench report --out DIR`), for the web page."""
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+
+router = APIRouter(prefix="/report", tags=["report"])
+SERVED = (".json", ".png", ".md")
+
+
+@router.get("/{file}")
+def report_file(file: str, request: Request) -> FileResponse:
+    """A file of the report the server was started with (serve --report DIR): summary.json,
+    summary.md or a plot."""
+    folder = request.app.state.host.settings.report_dir
+    if folder is None:
+        raise HTTPException(404, "This server has no report: start it with "
+                                 "--report DIR (a folder written by memgpt-local bench report).")
+    files = {path.name: path for path in folder.iterdir() if path.suffix in SERVED}
+    if file not in files:
+        raise HTTPException(404, f"The report has no file {file!r}.")
+    return FileResponse(files[file])
