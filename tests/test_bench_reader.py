@@ -3,7 +3,7 @@ format, on a scripted runtime (the real models run in the script, not in tests).
 
 from fakes import FakeRuntime, call
 
-from memgpt_local.bench.reader import FORMATS, prompt_messages, read_cases
+from memgpt_local.bench.reader import FORMATS, echoes, prompt_messages, read_cases
 from memgpt_local.bench.tasks.data import Case, kv_passage, nested_kv_question
 
 KEY, VALUE = "1a1efc78-7bdd-4108-a11c-461288f5a4b9", "229751a4-f302-4e9b-b203-bc1381e438f8"
@@ -48,3 +48,19 @@ def test_a_call_of_another_function_answers_nothing():
                                                 page=1, request_heartbeat=True))
     figures = read_cases(runtime, "doc-qa", [_doc_case()])
     assert figures["any call"]["score"] == 0 and figures["any call"]["send_message_calls"] == 0
+
+
+def test_a_correct_answer_that_copies_its_passage_is_counted_as_an_echo():
+    passage = "Hall: the hall of fame was built in the city of Nashville in 1961."
+    assert echoes("Hall: the hall of fame was built in the city of Nashville.", [passage])
+    assert not echoes("It was built in Nashville, in the city.", [passage])
+    assert not echoes("the hall of fame was built", [passage])  # shorter than a run
+    copy = call("send_message", message="Hall: the hall is in Nashville. Coal: a fuel. And so")
+    figures = read_cases(FakeRuntime(lambda messages: copy), "doc-qa", [_doc_case()])
+    sent = figures["send_message call"]
+    assert sent["correct"] == 1 and sent["echoed"] == 0
+    long_case = _doc_case()
+    long_case.passages[0] = passage
+    quoted = call("send_message", message=passage)
+    figures = read_cases(FakeRuntime(lambda messages: quoted), "doc-qa", [long_case])
+    assert figures["send_message call"]["echoed"] == 1

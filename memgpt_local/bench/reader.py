@@ -6,6 +6,7 @@ call constrained to any of the agent's functions (what the agent decodes). Only 
 changes between them, so the differences are what the call costs a model, not retrieval."""
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -23,6 +24,7 @@ from .tasks.variants import score
 FORMATS = ("plain", "send_message call", "any call")
 HITS = NEW_AGENT_SETTINGS["memory_hits"]  # passages in the entry, as a new agent brings
 LABELS = list(DEFAULT_LABELS)
+ECHO_WORDS = 8  # a run of this many words copied from a passage: an echo, not an answer
 
 
 @dataclass
@@ -33,6 +35,7 @@ class FormatScore:
     correct: float = 0.0
     send_message_calls: int = 0
     generated_tokens: int = 0
+    echoed: int = 0  # correct answers that copy ECHO_WORDS words in a row of a passage
 
     def as_dict(self) -> dict:
         """A JSON-ready form, with the share correct."""
@@ -56,6 +59,18 @@ def prompt_messages(task: str, case: Case) -> list[dict]:
     memory = Message("function_result", entry, function_name=ENTRY_FUNCTION)
     return [{"role": "system", "content": ctx.static_instructions()},
             ctx.queue_entry(question), ctx.queue_entry(memory)]
+
+
+def _word_runs(text: str, words: int) -> set[tuple[str, ...]]:
+    found = re.findall(r"\w+", text.lower())
+    return {tuple(found[i:i + words]) for i in range(len(found) - words + 1)}
+
+
+def echoes(reply: str, passages: list[str], words: int = ECHO_WORDS) -> bool:
+    """Whether the reply copies `words` words in a row of one of the passages (its answer
+    then may come with the copy rather than from reading the question)."""
+    copied = _word_runs(reply, words)
+    return any(copied & _word_runs(passage, words) for passage in passages)
 
 
 def answer_of(text: str, constrained: bool) -> tuple[str, bool]:
@@ -84,7 +99,9 @@ def read_cases(runtime: Runtime, task: str, cases: list[Case],
             answer, sent = answer_of(generation.text, processor is not None)
             figure = figures[name]
             figure.cases += 1
-            figure.correct += score(task, answer, case)
+            correct = score(task, answer, case)
+            figure.correct += correct
+            figure.echoed += bool(correct) and echoes(answer, brought_passages(task, case))
             figure.send_message_calls += sent
             figure.generated_tokens += generation.stats.generated_tokens
         if progress:
