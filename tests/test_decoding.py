@@ -136,14 +136,24 @@ def test_json_strings_knows_where_the_string_is_at_any_split(value, cuts):
 
 
 def _fullest_call(variant: dict) -> str:
-    """A call with every optional property, empty strings and the widest other values."""
+    """A call with every optional property, the shortest strings the schema allows and the
+    widest other values."""
     def fill(schema):
         if "const" in schema or "enum" in schema:
             return max(schema.get("enum", [schema.get("const")]), key=lambda v: len(json.dumps(v)))
         if schema.get("type") == "object":
             return {k: fill(v) for k, v in schema.get("properties", {}).items()}
-        return {"string": "", "integer": -999, "boolean": False}[schema["type"]]
-    return json.dumps(fill(variant), separators=(",", ":"))
+        if schema["type"] == "string":
+            return _LEAST_STRING.get(schema.get("pattern"), "")
+        if schema["type"] == "integer":
+            return schema.get("maximum", 999) if schema.get("minimum", 0) >= 1 else -999
+        return False
+    call = json.dumps(fill(variant), separators=(",", ":"))
+    jsonschema.validate(json.loads(call), variant, format_checker=jsonschema.FormatChecker())
+    return call
+
+
+_LEAST_STRING = {decoding.NON_BLANK_PATTERN: "x", decoding.DATE_PATTERN: "2024-01-01"}
 
 
 def test_structural_chars_bound_every_call_of_the_agent_schema():
@@ -167,9 +177,12 @@ def _fullest_segments(draw, schema: dict) -> list[tuple[bytes, bool]]:
             out += [(b",", False)] * (i > 0) + [(json.dumps(key).encode() + b":", False)]
             out += _fullest_segments(draw, sub)
         return out + [(b"}", False)]
-    if schema["type"] == "string":
-        text = json.dumps(draw(st.text(max_size=40)), ensure_ascii=False).encode()
-        return [(b'"', False), (text[1:-1], True), (b'"', False)]
+    if schema["type"] == "string":  # the text a pattern or format requires is structure
+        least = _LEAST_STRING.get(schema.get("pattern"), "")
+        free = json.dumps(draw(st.text(max_size=40)), ensure_ascii=False).encode()[1:-1]
+        text = least.encode() + (b"" if least.startswith("2024") else free)
+        return [(b'"', False), (text[:len(least)], False), (text[len(least):], True),
+                (b'"', False)]
     return [(b"-999" if schema["type"] == "integer" else b"false", False)]
 
 
@@ -306,3 +319,83 @@ def test_the_real_model_does_not_repeat_its_reply_word_for_word(smollm):
                                  avoid=[reply]).finish()
     jsonschema.validate(json.loads(generation.text), call_schema(AGENT_LABELS))
     assert "I am happy I am happy I am" not in generation.text
+
+
+# --- a call the constraint lets through is one the functions accept -----------------------
+
+def _accepted_by_the_functions(call: dict) -> None:
+    """The checks the agent's functions make of their arguments before they run: a text that
+    is not blank, a date that exists, a page or a number of minutes of 1 or more."""
+    from memgpt_local.agent.functions import MAX_PAUSE_MINUTES, TEXT_SCHEMAS
+    from memgpt_local.memory.recall import parse_date
+
+    for name, value in call["arguments"].items():
+        if TEXT_SCHEMAS.get(name) is decoding.DATE_STRING:
+            parse_date(value, name)
+        elif name in TEXT_SCHEMAS:
+            assert value.strip(), (name, value)
+        elif name == "minutes":
+            assert 1 <= value <= MAX_PAUSE_MINUTES, value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            assert value >= 1, (name, value)
+
+
+@pytest.fixture(scope="module")
+def short_tokens(smollm):
+    """The ids of SmolLM2's tokens of one or two bytes: the pieces a call is cut into the
+    finest (a quote at once, a lone space, a digit at a time)."""
+    import numpy as np
+
+    pieces = decoding.token_pieces(smollm.llm)
+    return np.array([len(pieces.piece(t)) in (1, 2) for t in range(smollm.llm.n_vocab())])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_call_the_constraint_allows_is_accepted_by_the_functions(smollm, short_tokens,
+                                                                       data):
+    """Walk the agent's call constraint token by token, choosing among the short tokens it
+    allows (a quote as soon as a string opens, a space, a zero, a sign...), and close every
+    string as soon as allowed after a while: whatever the path, the call is one the functions
+    take (an empty message, page 0 or 31 February went through the constraint before)."""
+    from memgpt_local.agent.loop import call_schema
+
+    schema = call_schema(AGENT_LABELS)
+    processor = smollm.constraint(schema).processor()
+    processor.reset()
+    text = b""
+    for step in range(300):
+        processor.finish(step >= data.draw(st.integers(0, 60)))
+        allowed = processor.allowed(len(short_tokens))
+        choices = (allowed & short_tokens).nonzero()[0]
+        choices = choices if len(choices) else allowed.nonzero()[0]
+        token = int(choices[data.draw(st.integers(0, len(choices) - 1))])
+        assert processor.accept(token)
+        text += processor.pieces.piece(token)
+        if processor.finished:
+            break
+    call = json.loads(text)
+    jsonschema.validate(call, schema)
+    _accepted_by_the_functions(call)
+
+
+@given(st.text(max_size=12))
+def test_a_non_blank_string_is_one_whose_text_is_not_blank(text):
+    """The pattern accepts a JSON string (as Outlines writes one) exactly when its text has
+    something besides white space."""
+    import re
+
+    written = json.dumps(text, ensure_ascii=False)
+    if any(ord(c) < 0x20 and c not in "\b\f\n\r\t" or 0x7f <= ord(c) <= 0x9f for c in text):
+        return  # Outlines' strings cannot hold these at all
+    matched = re.fullmatch(f'"{decoding.NON_BLANK_PATTERN}"', written)
+    assert bool(matched) == bool(text.strip()), written
+
+
+@given(st.integers(0, 1200), st.integers(-20, 1300))
+def test_a_positive_integer_regex_holds_exactly_one_to_its_maximum(high, number):
+    import re
+
+    regex = decoding.schema_regex({"type": "integer", "minimum": 1, "maximum": high})
+    assert bool(re.fullmatch(regex, str(number))) == (1 <= number <= (high or number)), regex

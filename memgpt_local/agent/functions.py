@@ -7,11 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..llm.decoding import DATE_STRING, NON_BLANK_STRING
 from ..memory.core import CoreMemory, CoreMemoryError
 from ..memory.paging import Page
 
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
 INT_MAX_DIGITS = 3  # bounds integers so a completion cannot run on in digits
+# String parameters (by name, in every function) that the constraint itself keeps to what the
+# function accepts: a call it lets through is not refused for an empty text or a bad date.
+TEXT_SCHEMAS = {"message": NON_BLANK_STRING, "query": NON_BLANK_STRING,
+                "content": NON_BLANK_STRING, "old_content": NON_BLANK_STRING,
+                "start_date": DATE_STRING, "end_date": DATE_STRING}
+MAX_PAUSE_MINUTES = 360
+INT_MAXIMA = {"minutes": {"maximum": MAX_PAUSE_MINUTES}}
 
 
 class FunctionError(Exception):
@@ -61,9 +69,11 @@ class AgentFunction:
         for param in self.params:
             schema: dict[str, Any] = {"type": _JSON_TYPES[param.type]}
             if param.type is int:
-                schema.update(minimum=0, maxDigits=INT_MAX_DIGITS)
+                schema.update(minimum=1, maxDigits=INT_MAX_DIGITS)  # pages and minutes
+                schema.update(INT_MAXIMA.get(param.name, {}))
             if param.name == "label" and labels:
                 schema = {"type": "string", "enum": labels}
+            schema = TEXT_SCHEMAS.get(param.name, schema)
             properties[param.name] = schema
         return {"type": "object", "properties": properties,
                 "required": [p.name for p in self.params], "additionalProperties": False}
@@ -272,8 +282,8 @@ def pause_heartbeats(ctx: FunctionContext, minutes: int, request_heartbeat: bool
         minutes: how long, at most 360
         request_heartbeat: true to act again right after the result
     """
-    if not 1 <= minutes <= 360:
-        raise FunctionError(f"minutes must be between 1 and 360, got {minutes}.")
+    if not 1 <= minutes <= MAX_PAUSE_MINUTES:
+        raise FunctionError(f"minutes must be between 1 and {MAX_PAUSE_MINUTES}, got {minutes}.")
     ctx.pause_heartbeats(minutes)
     return f"Timed heartbeats paused for {minutes} minutes."
 

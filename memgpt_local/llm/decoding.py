@@ -18,6 +18,7 @@ before the function is named, then what is left of that function's.
 import copy
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,22 @@ ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
 FINISH_MARGIN_TOKENS = 8  # an escape under way (\uXXXX) and the end of generation
 INT_WIDTH = 4  # characters of the widest integer the call schemas allow (3 digits and a sign)
+# The text of a JSON string that holds something besides white space (what Python's strip()
+# does not empty): blanks and blank escapes, then one other character or escape, then any
+# text; in the syntax of Outlines' own string regex (no \u escapes; control characters out).
+_BLANKS = " " + "".join(c for c in map(chr, range(0xA0, 0x3001)) if c.isspace())
+NON_BLANK_PATTERN = (rf'(?:[{_BLANKS}]|\\[fnrt])*'
+                     rf'(?:[^"\\\x00-\x20\x7f-\x9f{_BLANKS[1:]}]|\\["\\/b])'
+                     r'(?:[^"\\\x00-\x1f\x7f-\x9f]|\\["\\/bfnrt])*')
+NON_BLANK_STRING = {"type": "string", "pattern": NON_BLANK_PATTERN}
+# A calendar date, YYYY-MM-DD, that exists (years 0001-9999; 29 February in leap years only).
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"  # [0-9]: \d is any digit
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+DATE_PATTERN = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+                r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+                rf"|{_LEAP_YEAR}-02-29)")
+DATE_STRING = {"type": "string", "pattern": DATE_PATTERN}
+_LEAST_TEXT = {NON_BLANK_PATTERN: 1, DATE_PATTERN: len("2024-01-01")}  # what a string needs
 COPY_SPAN = 6  # NoCopyProcessor: the output may copy at most this many tokens less one
 _INDEX_MEMORY: dict[str, object] = {}
 
@@ -277,10 +294,52 @@ def function_call_schema(functions: list[dict], envelope_file: Path = ENVELOPE_F
     return variants[0] if len(variants) == 1 else {"oneOf": variants}
 
 
+def schema_regex(schema: dict, whitespace: str = "") -> str:
+    """Outlines' regex of a JSON schema, except that an integer whose minimum is 1 or more is
+    written without a sign or a zero, up to its maximum (Outlines ignores both bounds)."""
+    from outlines_core.json_schema import build_regex_from_schema
+
+    regex = build_regex_from_schema(json.dumps(_mark_positive(schema)), whitespace)
+    return re.sub(rf'"{_POSITIVE_MARK}_(\d+)"', lambda m: _one_to(int(m.group(1))), regex)
+
+
+_POSITIVE_MARK = "MEMGPT_POSITIVE_INTEGER"
+
+
+def _mark_positive(node):
+    """The schema with every integer of minimum >= 1 replaced by a constant naming its
+    largest value (0: none)."""
+    if isinstance(node, list):
+        return [_mark_positive(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") == "integer" and node.get("minimum", 0) >= 1:
+        digits = node.get("maxDigits")
+        high = node.get("maximum", 10 ** digits - 1 if digits else 0)
+        return {"const": f"{_POSITIVE_MARK}_{high}"}
+    return {key: _mark_positive(value) for key, value in node.items()}
+
+
+def _one_to(high: int) -> str:
+    """A regex of the integers 1 to high, no leading zero (high 0: no bound)."""
+    if high == 0:
+        return "([1-9][0-9]*)"
+    digits = str(high)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):  # as long as high, smaller in digit i, any after it
+        lowest = 1 if i == 0 else 0
+        rest = len(digits) - i - 1
+        if int(digit) > lowest:
+            parts.append(f"{digits[:i]}[{lowest}-{int(digit) - 1}]"
+                         + (f"[0-9]{{{rest}}}" if rest else ""))
+    return f"({'|'.join(parts + [digits])})"
+
+
 def structural_chars(schema: dict) -> int:
-    """The most characters a call of the schema needs besides the text inside its strings
-    (every optional property written, strings empty, the longest name or label): what is
-    left to write, at most, once every string is closed as soon as it opens."""
+    """The most characters a call of the schema needs besides the free text inside its
+    strings (every optional property written, strings as short as allowed, the longest name
+    or label): what is left to write, at most, once every string is closed as soon as it
+    may be."""
     if "oneOf" in schema:
         return max(structural_chars(variant) for variant in schema["oneOf"])
     if "const" in schema or "enum" in schema:
@@ -290,7 +349,9 @@ def structural_chars(schema: dict) -> int:
         members = [len(json.dumps(key)) + 1 + structural_chars(value)
                    for key, value in schema.get("properties", {}).items()]
         return 2 + sum(members) + max(len(members) - 1, 0)
-    return {"string": 2, "integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
+    if kind == "string":
+        return 2 + _LEAST_TEXT.get(schema.get("pattern"), 0)
+    return {"integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
 
 
 def function_structures(schema: dict) -> dict[str, int]:
@@ -331,11 +392,9 @@ class FunctionCallConstraint:
     def __init__(self, llm, file_key: str, schema: dict, cache_dir: Path,
                  pieces: TokenPieces | None = None, whitespace: str = ""):
         self.outlines_core = _require_outlines_core()
-        from outlines_core.json_schema import build_regex_from_schema
-
         self.schema = schema
         self.n_vocab = llm.n_vocab()
-        self.regex = build_regex_from_schema(json.dumps(schema), whitespace)
+        self.regex = schema_regex(schema, whitespace)
         from importlib.metadata import version
 
         self.key = hashlib.sha256("\n".join(
