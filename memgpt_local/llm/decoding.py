@@ -33,7 +33,8 @@ from ..resources import GRAMMARS_DIR
 ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
 FINISH_MARGIN_TOKENS = 8  # an escape under way (\uXXXX) and the end of generation
-INT_WIDTH = 4  # characters of the widest integer the call schemas allow (3 digits and a sign)
+INT_WIDTH = 4  # characters of the widest integer a call schema allows (3 digits, a sign where
+# the minimum is under 1)
 # The text of a JSON string that holds something besides white space (what Python's strip()
 # does not empty): blanks and blank escapes, then one other character or escape, then any
 # text; in the syntax of Outlines' own string regex (no \u escapes; control characters out).
@@ -325,7 +326,8 @@ def _one_to(high: int) -> str:
     if high == 0:
         return "([1-9][0-9]*)"
     digits = str(high)
-    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    shorter = len(digits) - 2  # the numbers of fewer digits: [1-9] and up to this many more
+    parts = [] if shorter < 0 else ["[1-9]" + (f"[0-9]{{0,{shorter}}}" if shorter else "")]
     for i, digit in enumerate(digits):  # as long as high, smaller in digit i, any after it
         lowest = 1 if i == 0 else 0
         rest = len(digits) - i - 1
