@@ -297,7 +297,8 @@ def function_call_schema(functions: list[dict], envelope_file: Path = ENVELOPE_F
 
 def schema_regex(schema: dict, whitespace: str = "") -> str:
     """Outlines' regex of a JSON schema, except that an integer whose minimum is 1 or more is
-    written without a sign or a zero, up to its maximum (Outlines ignores both bounds)."""
+    written without a sign or a zero, up to its maximum (Outlines ignores both bounds; a
+    minimum above 1 is held as 1)."""
     from outlines_core.json_schema import build_regex_from_schema
 
     regex = build_regex_from_schema(json.dumps(_mark_positive(schema)), whitespace)
