@@ -364,9 +364,9 @@ def test_every_call_the_constraint_allows_is_accepted_by_the_functions(smollm, s
     schema = call_schema(AGENT_LABELS)
     processor = smollm.constraint(schema).processor()
     processor.reset()
-    text = b""
+    text, closing_from = b"", data.draw(st.integers(0, 60))
     for step in range(300):
-        processor.finish(step >= data.draw(st.integers(0, 60)))
+        processor.finish(step >= closing_from)
         allowed = processor.allowed(len(short_tokens))
         choices = (allowed & short_tokens).nonzero()[0]
         choices = choices if len(choices) else allowed.nonzero()[0]
