@@ -94,6 +94,7 @@ def read_cases(runtime: Runtime, task: str, cases: list[Case],
     figures = {name: FormatScore() for name in FORMATS}
     for case in cases:
         tokens = runtime.chat_tokens(prompt_messages(task, case)).tokens
+        passages = brought_passages(task, case)
         for name, processor in processors.items():
             generation = runtime.generate(tokens, budget, processor=processor).finish()
             answer, sent = answer_of(generation.text, processor is not None)
@@ -101,7 +102,7 @@ def read_cases(runtime: Runtime, task: str, cases: list[Case],
             figure.cases += 1
             correct = score(task, answer, case)
             figure.correct += correct
-            figure.echoed += bool(correct) and echoes(answer, brought_passages(task, case))
+            figure.echoed += bool(correct) and echoes(answer, passages)
             figure.send_message_calls += sent
             figure.generated_tokens += generation.stats.generated_tokens
         if progress:
