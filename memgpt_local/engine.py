@@ -312,6 +312,7 @@ class Engine(AgentTransfer):
                 "flushes": record.settings.get("state", {}).get("flushes", 0),
                 "tool_rules": record.settings.get("tool_rules", []),
                 "memory_hits": record.settings.get("memory_hits", 0),
+                "architecture": AgentSettings.from_dict(record.settings).architecture,
                 "extra_functions": record.settings.get("extra_functions", [])}
 
     def delete_agent(self, name: str) -> None:

@@ -2,7 +2,8 @@
 """The chat as a person meets it: the conversation of memgpt_local/bench/conversation.toml
 (facts stated early, then small talk, then questions about the facts) sent to a new agent as
 `memgpt-local chat` does, greedy, on a fixed clock, once per variant: `memgpt` (the defaults
-every new agent gets) and `memgpt-bare` (no tool rules, no memory brought to the turn).
+under the paper's architecture), `memgpt-bare` (no tool rules, no memory brought to the turn)
+and `reply` (the defaults under the reply architecture).
 
 Prints one JSON object with a member per variant. Run inside the project's environment:
     .venv/bin/python scripts/bench_chat.py --json

@@ -20,6 +20,22 @@ install_chromium() {
   "${install[@]}" >/dev/null || { "${as_root[@]}" apt-get update -qq && "${install[@]}" >/dev/null; }
 }
 
+# llama.cpp's build options for this machine. Where the CPU has AMX, ggml's AMX kernels (chosen
+# by a native build) crash at the first batched evaluation wherever the OS does not grant the
+# tile state (seen in a container: a segfault evaluating a 300-token prompt), so the build
+# names this CPU's other instruction sets instead of -march=native.
+llama_cmake_args() {
+  local flags args="-DLLAVA_BUILD=OFF"
+  flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)"
+  case "$flags" in *amx_tile*) ;; *) echo "$args"; return ;; esac
+  args+=" -DGGML_NATIVE=OFF"
+  for pair in avx:AVX avx2:AVX2 bmi2:BMI2 fma:FMA f16c:F16C avx512f:AVX512 \
+      avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+    case " $flags " in *" ${pair%%:*} "*) args+=" -DGGML_${pair#*:}=ON" ;; esac
+  done
+  echo "$args"
+}
+
 if [ "${1:-}" = "--tests" ]; then
   install_chromium
 fi
@@ -49,9 +65,22 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   fi
 fi
 
-# llama-cpp-python compiles from source (about 3 minutes on 2 cores); pip caches the wheel.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
+# llama-cpp-python compiles from source (about 3 minutes on 2 cores), once per set of build
+# options: the wheel is kept in ~/.cache/memgpt-local/wheels/<options>/ (pip's own wheel cache
+# would hand back a wheel built with other options).
+export CMAKE_ARGS="${CMAKE_ARGS:-$(llama_cmake_args)}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)"
+WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/memgpt-local/wheels/$(echo "$LLAMA_VERSION $CMAKE_ARGS" | sha256sum | cut -c1-16)"
+if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  echo "memgpt-local: compiling llama-cpp-python $LLAMA_VERSION ($CMAKE_ARGS): several minutes" >&2
+  "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-deps --no-cache-dir \
+    --wheel-dir "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+fi
+if [ "$(cat "$VENV/.llama-cmake-args" 2>/dev/null)" != "$CMAKE_ARGS" ]; then
+  "${PIP[@]}" --force-reinstall --no-deps "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  echo "$CMAKE_ARGS" > "$VENV/.llama-cmake-args"
+fi
 echo "memgpt-local: installing dependencies (first time: several minutes)" >&2
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" --find-links "$WHEELS" -e ".[test]"
 echo "$want" > "$STAMP"

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memgpt_local.agent.context import queue_entry
-from memgpt_local.agent.loop import Agent, _parse_call
+from memgpt_local.agent.loop import Agent
 from memgpt_local.agent.queue import Summarizer
 from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.agent.steps import parse_call
 from memgpt_local.agent.window import context_report
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord
@@ -245,9 +246,9 @@ def test_cut_off_or_invalid_output_is_an_error_for_the_model(tmp_path):
 
 
 def test_unparsable_output_errors_say_why():
-    assert "cut off at 320 tokens" in _parse_call('{"function": "send', "length", 320)[1]
-    assert "repeated the same words" in _parse_call('{"thoughts": "a a a', "loop", 320)[1]
-    assert _parse_call('{"function": "x", "arguments": {}}', "stop", 320) == (
+    assert "cut off at 320 tokens" in parse_call('{"function": "send', "length", 320)[1]
+    assert "repeated the same words" in parse_call('{"thoughts": "a a a', "loop", 320)[1]
+    assert parse_call('{"function": "x", "arguments": {}}', "stop", 320) == (
         {"function": "x", "arguments": {}}, "")
 
 

@@ -100,6 +100,27 @@ def test_the_solver_follows_letta_semantics():
                                                          Call(SEARCH)])  # has children
 
 
+def test_under_the_reply_architecture_a_reply_is_offered_only_where_it_may_end_the_turn():
+    rules = parse_rules([{"type": "required_before_exit", "tool_name": SEARCH},
+                         {"type": "constrain_child_tools", "tool_name": CONVO,
+                          "children": [SEND, SEARCH]}], NAMES, 6, replies_end_turn=True)
+    solver = RuleSolver(rules, NAMES, replies_end_turn=True)
+    first = solver.allowed([], 0, 6)
+    assert SEND not in first.functions and SEARCH in first.functions
+    assert str(first.narrowed_by[-1]) == f"required_before_exit on {SEARCH}"
+    assert SEND in solver.allowed([Call(SEARCH)], 1, 6).functions  # a reply may end it now
+    assert solver.allowed([Call(SEARCH), Call(CONVO)], 2, 6).functions == [SEND, SEARCH]
+    # the same rules under the paper's architecture allow send_message at once
+    assert SEND in RuleSolver(rules, NAMES).allowed([], 0, 6).functions
+
+
+def test_a_rule_set_that_leaves_a_reply_agent_no_way_out_is_refused():
+    rules = [{"type": "run_first", "tool_name": SEND}, {"type": "continue_loop", "tool_name": SEND}]
+    assert parse_rules(rules, NAMES, 6)  # the paper's agent sends and goes on
+    with pytest.raises(ToolRuleError, match="no function allowed at the first step"):
+        parse_rules(rules, NAMES, 6, replies_end_turn=True)
+
+
 # --- no model output breaks a rule ------------------------------------------------------------
 
 def _rule(kind: str, tool: str, others: list[str], limit: int) -> dict:
@@ -117,16 +138,18 @@ def _rule(kind: str, tool: str, others: list[str], limit: int) -> dict:
 RULES = st.lists(st.builds(_rule, st.sampled_from(KINDS), st.sampled_from(NAMES),
                            st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True),
                            st.integers(1, 3)), max_size=5)
-OUTPUTS = st.lists(st.builds(
+OUTPUTS = st.lists(st.one_of(st.builds(
     lambda function, heartbeat, text: call(function, "t", message=text, query=text,
                                            content=text, label="human", page=1,
                                            request_heartbeat=heartbeat),
     st.sampled_from(NAMES), st.booleans(), st.sampled_from(["", "x", "Sent."])),
+    st.sampled_from(["Hello there.", "  ", "Sure: {not a call}"])),  # plain text (a reply)
     min_size=40, max_size=40)
 
 
 def _broken(solver: RuleSolver, steps: list, stopped: str | None, max_chain: int) -> list[str]:
-    """Every way a turn's steps break the rules."""
+    """Every way a turn's steps break the rules (under the reply architecture, a reply is
+    the turn's last step)."""
     history: list[Call] = []
     problems = []
     for index, step in enumerate(steps):
@@ -142,26 +165,32 @@ def _broken(solver: RuleSolver, steps: list, stopped: str | None, max_chain: int
     for index, step in enumerate(steps[:-1]):
         if solver.of("exit_loop", step.function) and not step.failed:
             problems.append(f"turn went on after exit_loop {step.function} at step {index}")
+        if solver.replies_end_turn and step.kind == "reply":
+            problems.append(f"turn went on after the reply of step {index}")
     return problems
 
 
+@pytest.mark.parametrize("architecture", ["memgpt", "reply"])
 @settings(max_examples=60, deadline=None)
 @given(rules=RULES, outputs=OUTPUTS, max_chain=st.integers(2, 6))
-def test_no_model_output_breaks_the_rules(rules, outputs, max_chain):
+def test_no_model_output_breaks_the_rules(architecture, rules, outputs, max_chain):
+    replies_end_turn = architecture == "reply"
     try:
-        parsed = parse_rules(rules, NAMES, max_chain)
+        parsed = parse_rules(rules, NAMES, max_chain, replies_end_turn)
     except ToolRuleError:
         return  # refused on the way in: tested above
     with tempfile.TemporaryDirectory() as home:
-        agent = make_agent(Path(home), outputs, tool_rules=rules, max_chain=max_chain)
+        agent = make_agent(Path(home), outputs, tool_rules=rules, max_chain=max_chain,
+                           architecture=architecture)
         agent.runtime.enforce_schema = True
-        solver = RuleSolver(parsed, NAMES)
+        solver = RuleSolver(parsed, NAMES, replies_end_turn)
         for text in ("Hello", "Tell me more", "Bye"):
             turn = agent.send(text)
             assert not _broken(solver, turn.steps, turn.stopped, max_chain)
             for step in turn.steps:
                 allowed = step.allowed or NAMES
                 assert step.function in allowed
+                assert (step.kind == "reply") == (replies_end_turn and step.function == SEND)
         agent.close()
         agent.stores.db.close()
 

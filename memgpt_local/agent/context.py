@@ -10,7 +10,7 @@ before the queue, not even in the next process.
 import hashlib
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -21,8 +21,8 @@ from ..llm.base import PromptTokens
 from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..resources import PROMPT_TEMPLATES_DIR
+from .architectures import MEMGPT, architecture, memgpt_entry
 from .functions import offered
-from .recollection import ENTRY_FUNCTION
 from .settings import AgentSettings
 
 MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
@@ -37,27 +37,34 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(MEMGPT_TEMPLATES), undefined=StrictUndefined,
+@lru_cache(maxsize=2)
+def _environment(folder: str = "memgpt") -> Environment:
+    """Templates of prompt_templates/FOLDER, falling back to prompt_templates/memgpt."""
+    folders = [PROMPT_TEMPLATES_DIR / folder] + ([MEMGPT_TEMPLATES] if folder != "memgpt" else [])
+    return Environment(loader=FileSystemLoader(folders), undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
 
 
-def render(template: str, **values) -> str:
-    """Render one of prompt_templates/memgpt/*.jinja."""
-    return _environment().get_template(template).render(**values).strip()
+def render(template: str, folder: str = "memgpt", **values) -> str:
+    """Render one of prompt_templates/FOLDER/*.jinja (else the memgpt one of that name)."""
+    return _environment(folder).get_template(template).render(**values).strip()
 
 
-@lru_cache(maxsize=1)
-def alerts() -> dict[str, str]:
-    """The system event texts of prompt_templates/memgpt/alerts.toml."""
-    with (MEMGPT_TEMPLATES / "alerts.toml").open("rb") as handle:
-        return tomllib.load(handle)
+@lru_cache(maxsize=2)
+def alerts(folder: str = "memgpt") -> dict[str, str]:
+    """The system event texts of prompt_templates/memgpt/alerts.toml, with those of
+    prompt_templates/FOLDER/alerts.toml in their place where it has them."""
+    texts: dict[str, str] = {}
+    for path in dict.fromkeys([MEMGPT_TEMPLATES, PROMPT_TEMPLATES_DIR / folder]):
+        if (path / "alerts.toml").is_file():
+            with (path / "alerts.toml").open("rb") as handle:
+                texts |= tomllib.load(handle)
+    return texts
 
 
-def alert(name: str, **values) -> str:
-    """One system event text with its placeholders filled."""
-    return alerts()[name].format(**values)
+def alert(name: str, folder: str = "memgpt", **values) -> str:
+    """One system event text (of an architecture's folder) with its placeholders filled."""
+    return alerts(folder)[name].format(**values)
 
 
 def default_text(name: str) -> str:
@@ -65,15 +72,20 @@ def default_text(name: str) -> str:
     return (MEMGPT_TEMPLATES / name).read_text().strip()
 
 
-@lru_cache(maxsize=1)
-def static_instructions(instructions: str = "", extra_functions: tuple[str, ...] = ()) -> str:
+@lru_cache(maxsize=4)
+def static_instructions(instructions: str = "", extra_functions: tuple[str, ...] = (),
+                        architecture_name: str = MEMGPT) -> str:
     """System instructions and function specs: identical on every call of every agent, so
     one prefix snapshot of a model serves them all (the agent's name is in core memory) -
     unless an agent has instructions of its own (an imported Letta agent's system prompt),
     which replace ours before the function specs: its prefix snapshot is then its own, as
-    it is for an agent offered optional functions (extra_functions)."""
-    return render("system.jinja", instructions=instructions,
-                  functions=[f.prompt_line() for f in offered(extra_functions).values()])
+    it is for an agent offered optional functions (extra_functions). Each architecture has
+    its own (the reply architecture offers no send_message: a reply is plain text)."""
+    chosen = architecture(architecture_name)
+    functions = [chosen.function_line(f) for f in offered(extra_functions).values()
+                 if chosen.heartbeats or f.name != "send_message"]
+    return render("system.jinja", chosen.template_dir(), instructions=instructions,
+                  functions=functions)
 
 
 def core_memory_text(name: str, core: CoreMemory, counts: dict) -> str:
@@ -94,28 +106,20 @@ def summary_text(summary: str) -> str:
 
 
 def queue_entry(message: Message) -> dict:
-    """A recall message as a chat message in the prompt."""
-    if message.role == "function_call":
-        return {"role": "assistant", "content": message.content}
-    if message.role == "function_result" and message.function_name == ENTRY_FUNCTION:
-        return {"role": "user", "content": f"[memory] {message.content}"}
-    if message.role == "function_result":
-        return {"role": "user", "content": f"[function result: {message.function_name}] "
-                                           f"{message.content}"}
-    if message.role == "system":
-        return {"role": "user", "content": f"[system] {message.content}"}
-    when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else ""
-    return {"role": "user", "content": f"[{when}] {message.content}" if when else message.content}
+    """A recall message as a chat message in the paper's architecture's prompt."""
+    return memgpt_entry(message)
 
 
 @dataclass
 class ContextParts:
-    """The texts of the main context, in prompt order."""
+    """The texts of the main context, in prompt order (keys: the stored message each queue
+    entry shows, by id)."""
 
     static: str
     core: str
     summary: str
     queue: list[dict]
+    keys: list[str] = field(default_factory=list)
 
     def messages(self) -> list[dict]:
         """The chat messages of the prompt; message 0 is the static prefix."""
@@ -132,9 +136,11 @@ class MainContext:
     this process or in the next one that resumes the agent."""
 
     def __init__(self, name: str, counts: Callable[[], dict], state: dict,
-                 instructions: str = "", extra_functions: tuple[str, ...] = ()):
+                 instructions: str = "", extra_functions: tuple[str, ...] = (),
+                 architecture_name: str = MEMGPT):
         self.name = name
-        self.static = static_instructions(instructions, extra_functions)
+        self.architecture = architecture(architecture_name)
+        self.static = static_instructions(instructions, extra_functions, architecture_name)
         self._counts_of = counts
         self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
@@ -150,13 +156,14 @@ class MainContext:
             counts = self._state["core_counts"] = self._counts_of()
             text = core_memory_text(self.name, core, counts)
             self._state["core_digest"] = _digest(text)
+        entries = self.architecture.entries(queue)
         return ContextParts(self.static, text, summary_text(summary),
-                            [queue_entry(m) for m in queue])
+                            [e.message for e in entries], [e.key for e in entries])
 
-    def new_tokens(self, parts: ContextParts, prompt: PromptTokens, queue: list[Message]) -> int:
+    def new_tokens(self, parts: ContextParts, prompt: PromptTokens) -> int:
         """Tokens of the prompt that the previous prompt did not have (messages that are new
         or changed); what any layout must evaluate at least."""
-        keys = ["static", "core", "summary"] + [str(m.id) for m in queue]
+        keys = ["static", "core", "summary"] + parts.keys
         digests = [_digest(m["content"]) for m in parts.messages()]
         spans = [end - start for start, end in
                  zip([0] + prompt.message_ends[:-1], prompt.message_ends, strict=True)]
@@ -181,7 +188,8 @@ def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
         filler = block.value + FILLER * (block.limit // len(FILLER) + 1)
         full.blocks[block.label] = replace(block, value=filler[: block.limit])
     counts = memory_counts(10**6, 10**6, utc_now())
-    texts = [static_instructions(settings.instructions, tuple(settings.extra_functions)),
+    texts = [static_instructions(settings.instructions, tuple(settings.extra_functions),
+                                 settings.architecture),
              core_memory_text(name, full, counts),
              summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens

@@ -63,10 +63,12 @@ class AgentFunction:
     def __post_init__(self) -> None:
         self.takes_heartbeat = any(p.name == "request_heartbeat" for p in self.params)
 
-    def arguments_schema(self, labels: list[str]) -> dict:
-        """The JSON schema of this function's arguments (block labels as an enum)."""
+    def arguments_schema(self, labels: list[str], heartbeat: bool = True) -> dict:
+        """The JSON schema of this function's arguments (block labels as an enum; heartbeat
+        False: without request_heartbeat)."""
         properties = {}
-        for param in self.params:
+        params = [p for p in self.params if heartbeat or p.name != "request_heartbeat"]
+        for param in params:
             schema: dict[str, Any] = {"type": _JSON_TYPES[param.type]}
             if param.type is int:
                 schema.update(minimum=1, maxDigits=INT_MAX_DIGITS)  # pages and minutes
@@ -76,11 +78,13 @@ class AgentFunction:
             schema = TEXT_SCHEMAS.get(param.name, schema)
             properties[param.name] = schema
         return {"type": "object", "properties": properties,
-                "required": [p.name for p in self.params], "additionalProperties": False}
+                "required": [p.name for p in params], "additionalProperties": False}
 
-    def prompt_line(self) -> dict:
-        """Name, compact signature and description, for the system instructions."""
-        signature = ", ".join(f"{p.name}: {_JSON_TYPES[p.type]}" for p in self.params)
+    def prompt_line(self, heartbeat: bool = True) -> dict:
+        """Name, compact signature and description, for the system instructions (heartbeat
+        False: without request_heartbeat, as the reply architecture calls it)."""
+        signature = ", ".join(f"{p.name}: {_JSON_TYPES[p.type]}" for p in self.params
+                              if heartbeat or p.name != "request_heartbeat")
         args = "; ".join(f"{p.name} = {p.description}" for p in self.params
                          if p.name != "request_heartbeat")
         return {"name": self.name, "signature": signature,

@@ -7,7 +7,6 @@ function gives the model another step, up to a cap. Every step is saved in one t
 """
 
 import copy
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -31,12 +30,13 @@ from ..memory.messages import Message
 from ..memory.paging import Page
 from ..memory.stores import AgentStores
 from . import context as ctx
+from .architectures import REPLY
 from .functions import FUNCTIONS, Outcome, execute, offered
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
-from .streaming import ReplyStreamer
+from .steps import CALL, Streamer, steps_for
 
 if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
     from ..memory.archival import ArchivalStorage
@@ -69,6 +69,7 @@ class StepReport:
     warned: bool = False
     summary_eval_tokens: int = 0
     allowed: list[str] | None = None  # the functions the tool rules allowed; None: all
+    kind: str = CALL  # "reply": a plain reply (reply architecture), "call": a function call
 
     def as_dict(self) -> dict:
         """A JSON-ready form."""
@@ -102,12 +103,14 @@ class Agent:
         self.context = ctx.MainContext(record.name, self._counts,
                                        record.settings.setdefault("state", {}),
                                        self.settings.instructions,
-                                       tuple(self.settings.extra_functions))
+                                       tuple(self.settings.extra_functions),
+                                       self.settings.architecture)
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
         self.functions = self.settings.functions()
-        self.rules = RuleSolver(self.settings.rules(), list(self.functions))
-        self._processors: dict[tuple[str, ...], Callable] = {}
+        self.rules = RuleSolver(self.settings.rules(), list(self.functions),
+                                replies_end_turn=self.settings.architecture == REPLY)
+        self.steps = steps_for(self)
         self.processor = self.processor_for(tuple(self.functions))
         self.outbox: list[str] = []
         # around each step's model call, made with no transaction open: a server lets other
@@ -115,16 +118,15 @@ class Agent:
         self.model_gate: Callable[[], AbstractContextManager] = nullcontext
 
     def call_schema(self, functions: tuple[str, ...] | None = None) -> dict:
-        """The JSON schema of one valid call of this agent's functions (or of some of them)."""
-        return call_schema(list(self.core.blocks), functions or tuple(self.functions))
+        """The JSON schema of one valid call of this agent's functions (or of some of them),
+        with request_heartbeat where its architecture has heartbeats."""
+        return call_schema(list(self.core.blocks), functions or tuple(self.functions),
+                           heartbeat=self.context.architecture.heartbeats)
 
     def processor_for(self, functions: tuple[str, ...]) -> Callable:
-        """The constraint's processor for calls of these functions only; one per distinct
-        set, its index built once (and cached by the runtime, in memory and on disk)."""
-        if functions not in self._processors:
-            schema = self.call_schema(functions)
-            self._processors[functions] = self.runtime.constraint(schema).processor()
-        return self._processors[functions]
+        """The constraint's processor for a step that may call these functions (under the
+        reply architecture send_message stands for a plain reply); built once per set."""
+        return self.steps.processor(functions)
 
     def _counts(self) -> dict:
         return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
@@ -265,7 +267,8 @@ class Agent:
             self.stores.open_archival()  # before the transaction: opening commits on its own
         with self.transaction():
             if self.recall.count() == 0:
-                self.queue_manager.append(Message("system", ctx.alert("first_login")))
+                self.queue_manager.append(Message("system", ctx.alert(
+                    "first_login", self.context.architecture.template_dir())))
             if event is not None:
                 self.queue_manager.append(event)
             started = time.perf_counter()
@@ -370,10 +373,12 @@ class Agent:
         summarizer = self.queue_manager.summarizer
         summary_tokens_before = summarizer.evaluated_tokens
         prepared = self._prepare()
-        new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt, self.queue)
-        streamer = ReplyStreamer((lambda text: listener("reply", text)) if listener else None)
+        new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt)
+        streamer = self.steps.streamer((lambda text: listener("reply", text)) if listener
+                                       else None)
         generation = self._generate(prepared.prompt, sampling, allowed, streamer)
-        call, outcome = self._execute(generation.text, generation.stats)
+        done = self.steps.run(generation.text, generation.stats)
+        call, outcome = done.call, done.outcome
         if listener and streamer.emitted and (outcome.failed or outcome.function != "send_message"):
             listener("withdraw", streamer.emitted)  # the user saw text that was not sent
         report = StepReport((call or {}).get("thoughts", ""), outcome.function,
@@ -381,7 +386,7 @@ class Agent:
                             outcome.heartbeat, generation.stats, new_tokens, prepared.flushed,
                             prepared.warned,
                             summarizer.evaluated_tokens - summary_tokens_before,
-                            allowed.functions if allowed.narrowed_by else None)
+                            allowed.functions if allowed.narrowed_by else None, done.kind)
         if listener:
             listener("step", report)
         return report
@@ -406,7 +411,7 @@ class Agent:
             flushed = True
 
     def _generate(self, prompt: PromptTokens, sampling: SamplingSettings, allowed: Allowed,
-                  streamer: ReplyStreamer) -> Generation:
+                  streamer: Streamer) -> Generation:
         """The step's model call, its text fed to the streamer as it comes; through the model
         gate, so a server runs other agents' jobs while a remote model works on this one."""
         processor, avoid = self.processor_for(tuple(allowed.functions)), self.texts_not_to_copy()
@@ -419,20 +424,18 @@ class Agent:
                 streamer.feed(piece)
         return generation
 
-    def _execute(self, text: str, stats: GenerationStats) -> tuple[dict | None, Outcome]:
-        """Run the completed call and store it with its result, in one transaction."""
-        call, error = _parse_call(text, stats.finish_reason, self.settings.response_tokens)
+    def run_call(self, call: dict | None, error: str, stored: Message) -> Outcome:
+        """Run a parsed call (None: the output did not parse, `error` says why) and store it,
+        as `stored`, with its result, in one transaction."""
         if call and str(call.get("function")).startswith("archival_"):
             self.stores.open_archival()  # before the transaction: opening commits on its own
         with self.transaction():
-            self.queue_manager.append(Message(
-                "function_call", text, function_name=(call or {}).get("function"),
-                function_args=(call or {}).get("arguments"), tokens=stats.generated_tokens))
+            self.queue_manager.append(stored)
             outcome = (execute(call, self, self.settings.result_max_chars, self.functions) if call
                        else Outcome("(none)", error, True, True))
-            self.queue_manager.append(Message("function_result", _with_heartbeat_note(outcome),
+            self.queue_manager.append(Message("function_result", self.steps.note(outcome),
                                               function_name=outcome.function))
-        return call, outcome
+        return outcome
 
     def save(self) -> None:
         """Persist the record: core memory, summary, the queue's message ids, state."""
@@ -440,12 +443,15 @@ class Agent:
         self.stores.save(self.record)
 
 
-def call_schema(labels: list[str], functions: tuple[str, ...] | None = None) -> dict:
+def call_schema(labels: list[str], functions: tuple[str, ...] | None = None,
+                heartbeat: bool = True) -> dict:
     """The JSON schema of one valid call of the named functions (default: the standard ones),
-    for an agent whose core memory has these block labels (what the constraint enforces)."""
+    for an agent whose core memory has these block labels (what the constraint enforces;
+    heartbeat False: without request_heartbeat, as the reply architecture calls)."""
     chosen = offered() if functions is None else {
         name: f for name, f in FUNCTIONS.items() if name in functions}
-    return function_call_schema([{"name": f.name, "parameters": f.arguments_schema(labels)}
+    return function_call_schema([{"name": f.name,
+                                  "parameters": f.arguments_schema(labels, heartbeat)}
                                  for f in chosen.values()])
 
 
@@ -454,25 +460,3 @@ def _no_function_allowed(allowed: Allowed, history: list[Call]) -> str:
     rules = ", ".join(str(r) for r in allowed.narrowed_by)
     return f"The agent stopped: its tool rules allow no function after {after} ({rules})."
 
-
-def _parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, str]:
-    """The parsed call, or an error written for the model."""
-    try:
-        call = json.loads(text)
-    except json.JSONDecodeError:
-        if finish_reason == "loop":
-            return None, ("Error: your output was stopped because it repeated the same words "
-                          "over and over. Say something new, in a few words.")
-        if finish_reason == "length":
-            return None, (f"Error: your output was cut off at {limit} tokens. Keep thoughts "
-                          "short and split long messages.")
-        return None, "Error: your output was not one JSON function call."
-    return (call, "") if isinstance(call, dict) else (None, "Error: expected a JSON object.")
-
-
-def _with_heartbeat_note(outcome: Outcome) -> str:
-    if outcome.failed:
-        return f"{outcome.result}\n{ctx.alert('heartbeat_after_error')}"
-    if outcome.heartbeat:
-        return f"{outcome.result}\n{ctx.alert('heartbeat')}"
-    return outcome.result

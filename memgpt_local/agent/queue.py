@@ -72,15 +72,17 @@ class Summarizer:
         return line
 
     def summarize(self, summary: str, evicted: list[Message],
-                  context: list[dict] | None = None) -> str:
+                  context: list[dict] | None = None, shown: int | None = None) -> str:
         """A new summary of the old summary plus the evicted messages.
 
         context: the main context's chat messages (static, core, summary, then the queue that
         starts with the evicted messages). The request is then appended to it, so the runtime
         reuses that prompt's KV cache and evaluates little more than the request. Without it,
-        or when it does not fit, the messages are folded in standalone prompts that fit."""
+        or when it does not fit, the messages are folded in standalone prompts that fit.
+        shown: the queue entries the evicted messages take in the context (an architecture
+        may show fewer than it stores; default: one each)."""
         if context is not None:
-            tokens = self._in_context_tokens(context, len(evicted))
+            tokens = self._in_context_tokens(context, len(evicted) if shown is None else shown)
             if tokens is not None:
                 return self._run(tokens, summary)
         lines = [_transcript_line(m) for m in evicted]
@@ -194,8 +196,11 @@ class QueueManager:
 
     def summary_for(self, eviction: Eviction) -> str:
         """The summary once the eviction's messages are folded in (a model call)."""
-        return self.summarizer.summarize(self.record.summary, self.queue[:eviction.cut],
-                                         context=eviction.parts.messages())
+        evicted = self.queue[:eviction.cut]
+        ids = {str(m.id) for m in evicted}
+        return self.summarizer.summarize(self.record.summary, evicted,
+                                         context=eviction.parts.messages(),
+                                         shown=sum(key in ids for key in eviction.parts.keys))
 
     def evict(self, eviction: Eviction, summary: str) -> None:
         """Take the evicted messages out of the queue; the summary now holds them."""

@@ -13,6 +13,10 @@ returns, so a rule can never be broken by what the model writes. Kinds:
 - conditional: after this call, the next is `child_output_mapping[result]` (the result's
   text, trimmed, compared without case), else `default_child`, else any function; with
   `require_output_mapping` and no match, the turn stops.
+
+Under the reply architecture (`replies_end_turn`), a rule naming send_message means a plain
+reply, and a reply always ends the turn: it is offered only where the rules let the turn end
+after it (no continue_loop or children on send_message, nothing else still required).
 """
 
 from collections.abc import Iterable
@@ -26,6 +30,7 @@ KIND_FIELDS = {"constrain_child_tools": {"children"}, "max_count_per_step": {"ma
                                "require_output_mapping"}}
 LETTA_EXTRA_FIELDS = {"prompt_template", "args", "child_arg_nodes", "id"}  # read, not used
 MAX_RULES = 100
+REPLY = "send_message"  # under the reply architecture: a plain reply
 CONTINUING = ("continue_loop", "constrain_child_tools", "conditional")  # another step follows
 
 
@@ -150,9 +155,11 @@ class RuleSolver:
     """An agent's rules over its functions: what each step may call, whether a call ends the
     turn."""
 
-    def __init__(self, rules: list[ToolRule], functions: list[str]):
+    def __init__(self, rules: list[ToolRule], functions: list[str],
+                 replies_end_turn: bool = False):
         self.rules = rules
         self.functions = functions
+        self.replies_end_turn = replies_end_turn
 
     def of(self, kind: str, function: str | None = None) -> list[ToolRule]:
         """The rules of a kind (on a function)."""
@@ -172,7 +179,19 @@ class RuleSolver:
             if called.count(rule.tool_name) >= rule.max_count_limit:
                 allowed.keep(set(self.functions) - {rule.tool_name}, rule)
         self._before_exit(allowed, self.required_left(history), max_chain - step)
+        if self.replies_end_turn and REPLY in allowed.functions:
+            blocker = self._reply_blocker(history)
+            if blocker is not None:
+                allowed.keep([f for f in allowed.functions if f != REPLY], blocker)
         return allowed
+
+    def _reply_blocker(self, history: list[Call]) -> ToolRule | None:
+        """The rule that keeps a reply from ending the turn now (None: a reply may end it)."""
+        going_on = [r for r in self.rules if r.tool_name == REPLY and r.type in CONTINUING]
+        if going_on:
+            return going_on[0]
+        left = [f for f in self.required_left(history) if f != REPLY]
+        return self.of("required_before_exit", left[0])[0] if left else None
 
     def _before_exit(self, allowed: Allowed, required: list[str], steps_left: int) -> None:
         """While functions are required before the turn ends: no call that ends it early,
@@ -216,9 +235,10 @@ class RuleSolver:
         return bool(self.of("constrain_child_tools", function) or self.of("conditional", function))
 
 
-def parse_rules(data: Any, functions: Iterable[str], max_chain: int) -> list[ToolRule]:
+def parse_rules(data: Any, functions: Iterable[str], max_chain: int,
+                replies_end_turn: bool = False) -> list[ToolRule]:
     """A whole rule set from its JSON list, checked: each rule, then that no step of any turn
-    is left without a function to call."""
+    is left without a function to call (replies_end_turn: under the reply architecture)."""
     names = list(functions)
     if not isinstance(data, list) or len(data) > MAX_RULES:
         raise ToolRuleError(f"tool rules must be a list of at most {MAX_RULES} rules.")
@@ -228,7 +248,7 @@ def parse_rules(data: Any, functions: Iterable[str], max_chain: int) -> list[Too
         if rule.type == "exit_loop" and going_on:
             raise ToolRuleError(f"tool rules exit_loop and {going_on[0].type} both name "
                                 f"{rule.tool_name}: a call cannot both end and continue a turn.")
-    check_reachable(RuleSolver(rules, names), max_chain)
+    check_reachable(RuleSolver(rules, names, replies_end_turn), max_chain)
     return rules
 
 

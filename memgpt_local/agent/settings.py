@@ -4,6 +4,7 @@ rules and the memory brought to each turn."""
 from dataclasses import dataclass, field, fields
 
 from ..llm.base import SamplingSettings
+from .architectures import ARCHITECTURES, MEMGPT, REPLY
 from .functions import OPTIONAL_FUNCTIONS, AgentFunction, offered
 from .rules import ToolRule, parse_rules
 
@@ -73,6 +74,7 @@ class AgentSettings:
     memory_hits: int = 0  # archival and recall hits brought to each user message; 0: off
     instructions: str = ""  # the agent's own instructions in place of ours ("": ours)
     extra_functions: list[str] = field(default_factory=list)  # optional functions it is offered
+    architecture: str = MEMGPT  # memgpt (the paper's) or reply (plain replies, tool calls)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     @classmethod
@@ -95,6 +97,9 @@ class AgentSettings:
             raise ValueError(f"setting instructions must be a text of at most "
                              f"{MAX_INSTRUCTIONS} characters.")
         _check_extra_functions(data.get("extra_functions", []))
+        if data.get("architecture", MEMGPT) not in ARCHITECTURES:
+            raise ValueError(f"setting architecture is {data['architecture']!r}; it must be "
+                             f"one of {', '.join(ARCHITECTURES)}.")
         settings = cls.from_dict(data)
         settings.rules()
         return settings
@@ -111,7 +116,8 @@ class AgentSettings:
     def rules(self) -> list[ToolRule]:
         """The tool rules, checked against the functions and the step cap (ToolRuleError, a
         ValueError, names the rule that is wrong)."""
-        return parse_rules(self.tool_rules, self.functions(), self.max_chain)
+        return parse_rules(self.tool_rules, self.functions(), self.max_chain,
+                           replies_end_turn=self.architecture == REPLY)
 
     def functions(self) -> dict[str, AgentFunction]:
         """The functions this agent is offered, in prompt order."""

@@ -48,3 +48,26 @@ class ReplyStreamer:
         if len(decoded) > self.emitted:
             self.on_text(decoded[self.emitted:])
             self.emitted = len(decoded)
+
+
+class PlainStreamer:
+    """Feed it generated text; it passes the text on as it comes, unless the output is a call
+    (its first character other than a blank is `{`): a reply in the model's own words."""
+
+    def __init__(self, on_text: Callable[[str], None] | None):
+        self.on_text = on_text
+        self.text = ""
+        self.emitted = 0
+        self._is_call: bool | None = None
+
+    def feed(self, piece: str) -> None:
+        """Take the next generated piece and pass it on if the output is a reply."""
+        self.text += piece
+        if self._is_call is None and self.text.strip():
+            self._is_call = self.text.lstrip().startswith("{")
+        if self.on_text is None or self._is_call is not False:
+            return
+        fresh = self.text.lstrip()[self.emitted:]
+        if fresh:
+            self.on_text(fresh)
+            self.emitted += len(fresh)

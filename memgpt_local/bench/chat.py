@@ -4,6 +4,7 @@ measured for replies that repeat an earlier one and for facts recalled once they
 small window."""
 
 import re
+import statistics
 import time
 import tomllib
 from collections.abc import Callable
@@ -36,6 +37,8 @@ class ChatReport:
     flushes: int = 0
     memory_tokens_per_turn: float = 0.0
     memory_s_per_turn: float = 0.0
+    median_first_reply_s: float | None = None  # from a message to the first reply character
+    first_reply_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
 
     def as_dict(self) -> dict:
@@ -82,7 +85,10 @@ def run_chat(engine: Engine, model: str | None, n_ctx: int, settings: dict | Non
         earlier = list(greeting.replies)
         _count(report, greeting)
         for message in load_conversation():
-            turn = agent.send(message["text"])
+            timer = FirstReply()
+            turn = agent.send(message["text"], timer)
+            if timer.seconds is not None:
+                report.first_reply_s.append(round(timer.seconds, 3))
             _score(report, turn, message.get("facts"), earlier, count_tokens)
             earlier += turn.replies
     finally:
@@ -92,7 +98,22 @@ def run_chat(engine: Engine, model: str | None, n_ctx: int, settings: dict | Non
     turns = len(report.replies) or 1
     report.memory_tokens_per_turn = round(report.memory_tokens_per_turn / turns, 1)
     report.memory_s_per_turn = round(report.memory_s_per_turn / turns, 4)
+    if report.first_reply_s:
+        report.median_first_reply_s = round(statistics.median(report.first_reply_s), 3)
     return report
+
+
+class FirstReply:
+    """A turn's listener that times its first reply character, as `chat` would show it."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.seconds: float | None = None
+
+    def __call__(self, kind: str, value) -> None:
+        """Note the time of the first streamed reply text."""
+        if kind == "reply" and value and self.seconds is None:
+            self.seconds = time.perf_counter() - self.start
 
 
 def _count(report: ChatReport, turn: Turn) -> None:

@@ -88,6 +88,11 @@ class ScriptedRuntime:
         self.schema = schema
         return ScriptedConstraint(schema)
 
+    def reply_constraint(self, schema: dict | None) -> "ScriptedConstraint":
+        """A marker constraint that also allows a plain reply (schema None: only that)."""
+        self.schema = schema
+        return ScriptedConstraint(schema, reply=True)
+
     def parallel_slots(self) -> int:
         """One generation at a time."""
         return 1
@@ -112,7 +117,7 @@ class ScriptedRuntime:
             raise WindowExceeded(f"{len(tokens)} + {max_tokens} > {self.n_ctx}")
         text = self._summary() if processor is None else self._completion(sampling)
         if processor is not None and self.enforce_schema:
-            text = constrained(text, processor.schema)
+            text = processor.allow(text)
         finish = "length" if self.count_tokens(text) > max_tokens else "stop"
         if finish == "length":
             text = _first_tokens(text, max_tokens)
@@ -135,13 +140,23 @@ class ScriptedRuntime:
 @dataclass
 class ScriptedConstraint:
     """A scripted runtime's constraint: its processor is itself, a marker that tells agent
-    steps (with a processor) from summaries (without) and carries the schema."""
+    steps (with a processor) from summaries (without) and carries the schema (None: no call
+    allowed) and whether a plain reply is."""
 
-    schema: dict
+    schema: dict | None
+    reply: bool = False
 
     def processor(self) -> "ScriptedConstraint":
         """The marker."""
         return self
+
+    def allow(self, text: str) -> str:
+        """What a constrained decoder could have written for a scripted text: a plain reply
+        where one is allowed and the text is one, else a call the schema allows."""
+        is_reply = bool(text.strip()) and not text.lstrip().startswith("{")
+        if self.reply and (is_reply or self.schema is None):
+            return text if is_reply else "(a reply)"
+        return constrained(text, self.schema)
 
 
 def constrained(text: str, schema: dict) -> str:
@@ -150,6 +165,7 @@ def constrained(text: str, schema: dict) -> str:
     else the first; the arguments asked for where they fit, else the smallest)."""
     import jsonschema
 
+    wanted = None
     try:
         wanted = json.loads(text)
         jsonschema.validate(wanted, schema)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..agent.agentfile import is_agent_file
+from ..agent.architectures import ARCHITECTURES
 from ..agent.functions import OPTIONAL_FUNCTIONS
 from ..memory.core import BlockChange
 from .common import engine, read_text, user_errors, wait_option
@@ -44,9 +45,12 @@ def read_rules_file(path: str) -> list:
 
 
 def settings_changes(rules: tuple[str, ...], rules_file: str | None, no_rules: bool,
-                     memory_hits: int | None, offer: tuple[str, ...] = ()) -> dict:
+                     memory_hits: int | None, offer: tuple[str, ...] = (),
+                     architecture: str | None = None) -> dict:
     """The settings the options change."""
     changes: dict = {"extra_functions": [o for o in offer if o != "none"]} if offer else {}
+    if architecture is not None:
+        changes["architecture"] = architecture
     if rules or rules_file or no_rules:
         listed = read_rules_file(rules_file) if rules_file else []
         if not isinstance(listed, list):
@@ -68,6 +72,10 @@ def settings_options(func):
             click.option("--memory-hits", type=click.IntRange(0, 20),
                          help="Archival and recall hits brought to each user message "
                               "(0: off)."),
+            click.option("--architecture", type=click.Choice(ARCHITECTURES),
+                         help="memgpt: the paper's (every step a JSON call, replies through "
+                              "send_message); reply: plain replies in the model's own words, "
+                              "tool calls between them."),
             click.option("--offer", multiple=True,
                          type=click.Choice([*OPTIONAL_FUNCTIONS, "none"]),
                          help="An optional function the agent is offered besides the "
@@ -102,14 +110,14 @@ def agents() -> None:
 @wait_option
 @user_errors
 def agents_create(name, model, n_ctx, persona, human, block_limit, blocks, describe,
-                  read_only, rules, rules_file, memory_hits, offer, wait) -> None:
+                  read_only, rules, rules_file, memory_hits, architecture, offer, wait) -> None:
     """Create an agent.
 
     \b
     memgpt-local agents create sam --block project=notes.txt \
         --describe "project=What we are building" --read-only persona
     """
-    changes = settings_changes(rules, rules_file, False, memory_hits, offer)
+    changes = settings_changes(rules, rules_file, False, memory_hits, offer, architecture)
     block_changes = _block_changes(blocks, describe, read_only)
     with engine(wait) as eng:
         record, notes = eng.create_agent(name, model, n_ctx, read_text(persona, "persona"),
@@ -169,9 +177,11 @@ def agents_block(name, label, path, limit, description, read_only, wait) -> None
 @click.option("--no-rules", is_flag=True, help="Remove every tool rule.")
 @wait_option
 @user_errors
-def agents_set(name, rules, rules_file, memory_hits, offer, no_rules, wait) -> None:
-    """Change an agent's tool rules (they replace the old ones), memory hits or the optional
-    functions it is offered.
+def agents_set(name, rules, rules_file, memory_hits, architecture, offer, no_rules,
+               wait) -> None:
+    """Change an agent's tool rules (they replace the old ones), memory hits, architecture or
+    the optional functions it is offered (its history is kept: each architecture shows it
+    in its own form).
 
     \b
     memgpt-local agents set sam --rule run_first:archival_memory_search
@@ -179,18 +189,20 @@ def agents_set(name, rules, rules_file, memory_hits, offer, no_rules, wait) -> N
         --rule constrain_child_tools:archival_memory_search:send_message,conversation_search
     memgpt-local agents set sam --memory-hits 3
     memgpt-local agents set sam --offer core_memory_rethink
+    memgpt-local agents set sam --architecture reply
     """
-    changes = settings_changes(rules, rules_file, no_rules, memory_hits, offer)
+    changes = settings_changes(rules, rules_file, no_rules, memory_hits, offer, architecture)
     if not changes:
         raise click.UsageError("Nothing to change: give --rule, --rules-file, --no-rules, "
-                               "--memory-hits or --offer.")
+                               "--memory-hits, --architecture or --offer.")
     with engine(wait) as eng:
         info = eng.configure_agent(name, changes)
     print_settings(info)
 
 
 def print_settings(info: dict) -> None:
-    """An agent's tool rules, memory hits and optional functions as text."""
+    """An agent's architecture, tool rules, memory hits and optional functions as text."""
+    click.echo(f"architecture: {info['architecture']}")
     hits = info["memory_hits"]
     click.echo(f"memory brought to each message: {hits} hits a tier" if hits
                else "memory brought to each message: off")

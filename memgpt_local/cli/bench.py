@@ -47,8 +47,9 @@ def bench() -> None:
 @click.option("--model", "-m", "models", multiple=True,
               help="Model alias (repeatable; default: the registry's default model).")
 @click.option("--variant", default=",".join(VARIANTS), show_default=True,
-              help="Comma-separated: memgpt (the agent with its defaults), memgpt-bare (no "
-                   "tool rules, no memory brought to the turn), baseline, ceiling.")
+              help="Comma-separated: memgpt (the agent with its defaults, the paper's "
+                   "architecture), memgpt-bare (no tool rules, no memory brought to the turn), "
+                   "reply (the defaults, plain replies and tool calls), baseline, ceiling.")
 @click.option("--limit", type=click.IntRange(0), default=DEFAULT_LIMIT, show_default=True,
               help="Cases per level, K or category (0: all).")
 @click.option("--seed", default=1337, show_default=True, help="Chooses and orders the cases.")

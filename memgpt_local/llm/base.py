@@ -1,7 +1,7 @@
 """The model runtime's contract: what the agent and the queue manager call on a loaded model.
 
-`Runtime` is implemented by the llama.cpp runtime (runtime.py) and by the tests' scripted fake;
-a remote OpenAI-compatible backend would be a third implementation. The data types it speaks
+`Runtime` is implemented by the llama.cpp runtime (runtime.py), the inference-server runtime
+(remote.py) and the tests' scripted fake (bench/scripted.py). The data types it speaks
 (tokenized prompts, sampling settings, streamed generations and their stats) live here too.
 """
 
@@ -123,6 +123,10 @@ class Runtime(Protocol):
 
     def constraint(self, schema: dict) -> Constraint:
         """The constraint that makes every completion valid JSON for the schema."""
+
+    def reply_constraint(self, schema: dict | None) -> Constraint:
+        """The constraint of a step that may reply in plain text: from the first token, a
+        reply (not starting with `{`) or, where a schema is given, a call of it."""
 
     def generate(self, tokens: list[int], max_tokens: int = 256,
                  sampling: SamplingSettings | None = None, processor: Callable | None = None,

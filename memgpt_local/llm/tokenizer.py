@@ -13,6 +13,7 @@ from .chat_template import ChatTemplate
 from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_pieces
 from .kvcache import file_key
 from .models import ModelSpec
+from .reply_constraint import ReplyOrCallConstraint
 
 
 class ModelTokenizer:
@@ -42,6 +43,11 @@ class ModelTokenizer:
         """The function-call constraint for a schema on this model (its index built once)."""
         return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
                                       self.pieces)
+
+    def reply_constraint(self, schema: dict | None) -> ReplyOrCallConstraint:
+        """A plain reply, or (schema given) a call of the schema, from the first token on."""
+        call = self.constraint(schema).processor if schema is not None else None
+        return ReplyOrCallConstraint(call, True, self.pieces)
 
     def token_text(self, token: int) -> str:
         """The text of one token, special tokens rendered as their text."""

@@ -25,7 +25,7 @@ from .variants import (
 )
 
 TASKS = ("nested-kv", "doc-qa", "locomo", "call-validity")
-VARIANTS = ("memgpt", "memgpt-bare", "baseline", "ceiling")
+VARIANTS = ("memgpt", "memgpt-bare", "reply", "baseline", "ceiling")
 RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
 DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size

@@ -1,8 +1,9 @@
 """The variants that answer a case: `memgpt` (the real agent with the defaults every new agent
-gets, its memory tiers filled), `memgpt-bare` (the same agent as the paper ran it: no tool
-rules, no memory brought to the turn), `ceiling` (a scripted perfect agent over the same tiers,
-bare) and `baseline` (the same model, the material placed straight in the prompt, as much as
-fits)."""
+gets, under the paper's architecture, its memory tiers filled), `memgpt-bare` (the same agent
+as the paper ran it: no tool rules, no memory brought to the turn), `reply` (the defaults under
+the reply architecture: plain replies, tool calls between them), `ceiling` (a scripted perfect
+agent over the same tiers, bare) and `baseline` (the same model, the material placed straight
+in the prompt, as much as fits)."""
 
 import time
 from dataclasses import dataclass
@@ -25,8 +26,12 @@ from .scoring import contains_answer, locomo_score, uuid_score
 CEILING_N_CTX = 16384  # the scripted policy reads every result; the window never limits it
 CEILING_MAX_CHAIN = 24
 CEILING_PAGE_SIZE = 5  # the agents' default page size
-BARE = {"tool_rules": [], "memory_hits": 0}  # the agent as the paper ran it
-AGENT_VARIANTS = {"memgpt": None, "memgpt-bare": BARE}  # variant: settings (None: defaults)
+# The agent as the paper ran it: its architecture, no tool rules, no memory brought in.
+BARE = {"architecture": "memgpt", "tool_rules": [], "memory_hits": 0}
+# variant: the settings it changes from a new agent's defaults; each names its architecture,
+# so a change of the default changes no variant's meaning
+AGENT_VARIANTS = {"memgpt": {"architecture": "memgpt"}, "memgpt-bare": BARE,
+                  "reply": {"architecture": "reply"}}
 
 
 def score(task: str, reply: str, case: Case) -> float:

@@ -1,0 +1,180 @@
+"""The two agent architectures, each one object the loop and the context assembly ask:
+`memgpt` (the paper's, 2023: every step one JSON call, the user sees only send_message,
+request_heartbeat asks for another step) and `reply` (Letta's letta_v1_agent, 2025: each step is
+a plain reply in the model's own words, which ends the turn, or one tool call, whose result
+gives the model another step; no send_message, no heartbeats).
+
+Both store a turn the same way (a reply is a send_message call and its result, as a Letta
+import has it), so an agent switches architecture without touching its history: each shows
+the stored messages to the model in its own form (`entries`).
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..memory.messages import Message
+from .functions import AgentFunction
+from .recollection import ENTRY_FUNCTION
+
+MEMGPT, REPLY = "memgpt", "reply"
+ARCHITECTURES = (MEMGPT, REPLY)
+REPLY_FUNCTION = "send_message"  # what a rule naming it means under `reply`: a plain reply
+REPLY_RESULT = "Sent."
+
+
+@dataclass
+class Entry:
+    """One chat message of the prompt's queue part and the stored message it shows."""
+
+    key: str
+    message: dict
+
+
+class Architecture(Protocol):
+    """What differs between the architectures: the instructions, the queue's form, the call
+    schema's arguments."""
+
+    name: str
+    heartbeats: bool  # calls carry request_heartbeat (else every call gets another step)
+
+    def template_dir(self) -> str:
+        """The folder of prompt_templates holding its system.jinja and alerts.toml."""
+
+    def function_line(self, function: AgentFunction) -> dict:
+        """A function as its instructions list it."""
+
+    def entries(self, queue: list[Message]) -> list[Entry]:
+        """The queue as chat messages in this architecture's form."""
+
+
+def user_entry(message: Message) -> dict:
+    """A user message with its time stamp, as the paper's agent sees it."""
+    when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else ""
+    return {"role": "user", "content": f"[{when}] {message.content}" if when else message.content}
+
+
+def shared_entry(message: Message) -> dict | None:
+    """The form both architectures give memory entries, results and system events (None for
+    the other roles)."""
+    if message.role == "function_result" and message.function_name == ENTRY_FUNCTION:
+        return {"role": "user", "content": f"[memory] {message.content}"}
+    if message.role == "function_result":
+        return {"role": "user", "content": f"[function result: {message.function_name}] "
+                                           f"{message.content}"}
+    if message.role == "system":
+        return {"role": "user", "content": f"[system] {message.content}"}
+    return None
+
+
+class MemgptArchitecture:
+    """The paper's architecture, exactly as it was: calls as the model wrote them."""
+
+    name = MEMGPT
+    heartbeats = True
+
+    def template_dir(self) -> str:
+        """prompt_templates/memgpt."""
+        return "memgpt"
+
+    def function_line(self, function: AgentFunction) -> dict:
+        """Name, signature (request_heartbeat included) and description."""
+        return function.prompt_line()
+
+    def entries(self, queue: list[Message]) -> list[Entry]:
+        """Every message, calls as written."""
+        return [Entry(str(m.id), memgpt_entry(m)) for m in queue]
+
+
+def memgpt_entry(message: Message) -> dict:
+    """A recall message as the paper's agent sees it."""
+    if message.role == "function_call":
+        return {"role": "assistant", "content": message.content}
+    return shared_entry(message) or user_entry(message)
+
+
+class ReplyArchitecture:
+    """Plain replies, and calls in the fallback tool format (a JSON object, for chat templates
+    that define no tool calls)."""
+
+    name = REPLY
+    heartbeats = False
+
+    def template_dir(self) -> str:
+        """prompt_templates/reply."""
+        return "reply"
+
+    def function_line(self, function: AgentFunction) -> dict:
+        """Name, signature and description, without request_heartbeat."""
+        return function.prompt_line(heartbeat=False)
+
+    def entries(self, queue: list[Message]) -> list[Entry]:
+        """Replies as the assistant's plain text (their "Sent." results left out), calls as
+        the JSON object the tool format asks for, user messages as written."""
+        shown = []
+        for message in queue:
+            entry = self._entry(message)
+            if entry is not None:
+                shown.append(Entry(str(message.id), entry))
+        return shown
+
+    def _entry(self, message: Message) -> dict | None:
+        if message.role == "function_result" and message.function_name == REPLY_FUNCTION:
+            return None
+        if message.role == "function_call":
+            return {"role": "assistant", "content": call_text(message)}
+        if message.role == "user":
+            return {"role": "user", "content": message.content}
+        return shared_entry(message) or {"role": message.role, "content": message.content}
+
+
+def call_text(message: Message) -> str:
+    """A stored call as the reply architecture shows it: a reply's text, or the call as one
+    JSON object without request_heartbeat (a call that did not parse: as written)."""
+    arguments = message.function_args
+    if not isinstance(arguments, dict) or not message.function_name:
+        return message.content
+    if message.function_name == REPLY_FUNCTION and isinstance(arguments.get("message"), str):
+        return arguments["message"]
+    kept = {k: v for k, v in arguments.items() if k != "request_heartbeat"}
+    return json.dumps({"function": message.function_name, "arguments": kept},
+                      ensure_ascii=False)
+
+
+def stored_call(function: str, arguments: dict) -> Message:
+    """A reply-architecture call stored as the paper's agent would have written it (a reply
+    as send_message; request_heartbeat true where the function takes it: it continues)."""
+    content = json.dumps({"function": function, "arguments": arguments}, ensure_ascii=False)
+    return Message("function_call", content, function_name=function, function_args=arguments)
+
+
+def architecture(name: str) -> Architecture:
+    """The architecture of that name."""
+    return {MEMGPT: MemgptArchitecture, REPLY: ReplyArchitecture}[name]()
+
+
+_REPEAT_MIN_CHARS = 8
+
+
+def without_repeats(text: str, repeats: int = 3) -> str:
+    """A reply that ended in a loop, with the repeated tail kept once: the loop guard stops a
+    span written `repeats` times in a row; the reader gets it once."""
+    for span in range(_REPEAT_MIN_CHARS, len(text) // repeats + 1):
+        tail = text[-span:]
+        if all(text[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):
+            return text[: len(text) - (repeats - 1) * span].rstrip()
+    return text
+
+
+def is_call_text(text: str) -> bool:
+    """Whether a reply-architecture output is a call (the constraint's call branch)."""
+    return text.lstrip().startswith("{")
+
+
+_SPACES = re.compile(r"[ \t]+\n")
+
+
+def tidy_reply(text: str) -> str:
+    """A reply's text as the user gets it: blanks trimmed at both ends and line ends."""
+    return _SPACES.sub("\n", text).strip()

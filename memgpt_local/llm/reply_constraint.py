@@ -1,0 +1,147 @@
+"""The reply-or-call constraint of the `reply` architecture: from its first token an output is
+either one call (the call constraint then decides every token, as in the paper's
+architecture) or a plain reply in the model's own words (free text whose first character is
+neither blank nor `{`). Either branch can be switched off: the tool rules may force a call or
+forbid one.
+
+In process, the branch is chosen by the first token the model samples among both branches'
+first tokens; a server gets the same language as one regex (`regex`) and each of its tokens is
+checked here (`accept`).
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .decoding import FunctionCallProcessor, TokenPieces
+
+CALL, REPLY = "call", "reply"
+# The reply branch as a regex (for a server's grammar): blanks, then a character that is
+# neither blank nor "{", then any text.
+REPLY_REGEX = r"[\x20\x09\x0A\x0D]*[^{\x00-\x20][^\x00]*"
+
+
+def reply_start_mask(pieces: TokenPieces) -> np.ndarray:
+    """True for every token that may begin a plain reply: text that is not blank and does not
+    start (after blanks) with `{`. Built once per model's pieces."""
+    cached = getattr(pieces, "_reply_start_mask", None)
+    if cached is None:
+        cached = np.array([_starts_reply(pieces.piece(t)) for t in range(pieces.n_vocab)],
+                          dtype=bool)
+        pieces._reply_start_mask = cached
+    return cached
+
+
+def _starts_reply(piece: bytes) -> bool:
+    text = piece.lstrip()
+    return bool(text) and not text.startswith(b"{")
+
+
+class ReplyOrCallProcessor:
+    """A logits processor over two branches: a call (`call`, None where no call is allowed) or
+    a plain reply (`reply`: whether one is allowed). Once the first token is written, `branch`
+    says which; the call branch then behaves exactly as the call processor."""
+
+    def __init__(self, call: FunctionCallProcessor | None, reply: bool, pieces: TokenPieces):
+        if call is None and not reply:
+            raise ValueError("a reply-or-call constraint needs at least one branch")
+        self.call = call
+        self.reply = reply
+        self.pieces = pieces
+        self.branch: str | None = None
+        self._blank_lead = False  # a server wrote blanks first: only a reply can follow
+        self._started = False
+
+    @property
+    def regex(self) -> str:
+        """The language of both branches, for a server's grammar."""
+        branches = ([f"(?:{self.call.regex})"] if self.call is not None else []) + (
+            [f"(?:{REPLY_REGEX})"] if self.reply else [])
+        return "|".join(branches)
+
+    def reset(self) -> None:
+        """Start a new output (call before each generation)."""
+        self.branch, self._blank_lead, self._started = None, False, False
+        if self.call is not None:
+            self.call.reset()
+
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Mask what the branch allows; the first token after the first mask picks it."""
+        if self._started and self.branch is None:
+            self._choose(int(input_ids[-1]))
+        self._started = True
+        if self.branch == CALL:
+            return self.call(input_ids, logits)
+        if self.branch is None:
+            logits[~self.allowed(len(logits))] = -np.inf
+        return logits
+
+    def allowed(self, n_vocab: int) -> np.ndarray:
+        """The tokens allowed next."""
+        if self.branch == CALL:
+            return self.call.allowed(n_vocab)
+        if self.branch == REPLY:
+            return np.ones(n_vocab, dtype=bool)
+        allowed = np.zeros(n_vocab, dtype=bool)
+        if self.reply:
+            allowed |= reply_start_mask(self.pieces)[:n_vocab]
+        if self.call is not None and not self._blank_lead:
+            allowed |= self.call.allowed(n_vocab)
+        return allowed
+
+    def accept(self, token: int) -> bool:
+        """Follow a token sampled elsewhere (a server's); False if no branch allows it."""
+        if self.branch == CALL:
+            return self.call.accept(token)
+        if self.branch == REPLY:
+            return True
+        piece = self.pieces.piece(token) if 0 <= token < self.pieces.n_vocab else b""
+        if self.reply and piece and not piece.strip():
+            self._blank_lead = True
+            return True
+        if not 0 <= token < self.pieces.n_vocab or not self.allowed(self.pieces.n_vocab)[token]:
+            return False
+        self._choose(token)
+        return self.call.accept(token) if self.branch == CALL else True
+
+    def _choose(self, token: int) -> None:
+        piece = self.pieces.piece(token)
+        self.branch = CALL if self.call is not None and piece.startswith(b"{") else REPLY
+
+    def close_string(self) -> bool:
+        """Close the looping string of a call; a reply that loops is ended instead (False)."""
+        return self.branch == CALL and self.call.close_string()
+
+    @property
+    def finish_tokens(self) -> int:
+        """The call's reserve while a call may still be written; none for a reply."""
+        if self.call is None or self.branch == REPLY:
+            return 0
+        return self.call.finish_tokens
+
+    def finish(self, on: bool = True) -> None:
+        """Have a call end within its reserve (a reply needs none)."""
+        if self.call is not None and self.branch != REPLY:
+            self.call.finish(on)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the output so far may end: a complete call, or a reply begun."""
+        if self.branch == CALL:
+            return self.call.finished
+        return self.branch == REPLY
+
+
+class ReplyOrCallConstraint:
+    """Hands out ReplyOrCallProcessors for one set of branches (the call's index built once)."""
+
+    def __init__(self, call_processor: Callable[[], FunctionCallProcessor] | None, reply: bool,
+                 pieces: TokenPieces):
+        self.call_processor = call_processor
+        self.reply = reply
+        self.pieces = pieces
+
+    def processor(self) -> ReplyOrCallProcessor:
+        """A fresh processor (reset by the runtime before use)."""
+        call = self.call_processor() if self.call_processor is not None else None
+        return ReplyOrCallProcessor(call, self.reply, self.pieces)

@@ -1,0 +1,173 @@
+"""The reply architecture with a scripted model: plain replies end the turn, calls continue it,
+the history is stored as the paper's agent stores it and shown in each architecture's form."""
+
+import json
+
+import numpy as np
+from fakes import call
+from test_agent import make_agent, roles
+
+from memgpt_local.agent.architectures import (
+    MemgptArchitecture,
+    ReplyArchitecture,
+    without_repeats,
+)
+from memgpt_local.agent.context import static_instructions
+from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.agent.streaming import PlainStreamer
+from memgpt_local.llm.decoding import TokenPieces
+from memgpt_local.llm.gbnf import regex_to_gbnf
+from memgpt_local.llm.reply_constraint import ReplyOrCallProcessor
+
+
+def reply_agent(tmp_path, script, **settings):
+    return make_agent(tmp_path, script, architecture="reply", **settings)
+
+
+def test_a_plain_reply_streams_reaches_the_user_and_ends_the_turn(tmp_path):
+    agent = reply_agent(tmp_path, ["Hello Priya, nice to meet you!"])
+    streamed = []
+    turn = agent.send("Hi, I am Priya.", lambda kind, value: kind == "reply" and
+                      streamed.append(value))
+    assert turn.replies == ["Hello Priya, nice to meet you!"]
+    assert "".join(streamed) == turn.replies[0]
+    assert [(s.kind, s.function, s.heartbeat) for s in turn.steps] == [
+        ("reply", "send_message", False)]
+    assert roles(agent) == ["system", "user", "function_call", "function_result"]
+    stored = agent.queue[2]
+    assert stored.function_name == "send_message"
+    assert stored.function_args == {"message": "Hello Priya, nice to meet you!"}
+
+
+def test_a_call_runs_and_another_step_follows_without_heartbeats(tmp_path):
+    script = [json.dumps({"function": "core_memory_append",
+                          "arguments": {"label": "human", "content": "Name: Priya"}}),
+              "Nice to meet you, Priya."]
+    agent = reply_agent(tmp_path, script)
+    agent.runtime.enforce_schema = True
+    turn = agent.send("I am Priya.")
+    assert [s.kind for s in turn.steps] == ["call", "reply"]
+    assert "Name: Priya" in agent.core.blocks["human"].value
+    schema = json.dumps(agent.call_schema())
+    assert "request_heartbeat" not in schema and "send_message" in schema
+    shown = agent.queue_manager.parts().queue
+    assert shown[-3:] == [
+        {"role": "assistant", "content": json.dumps(
+            {"function": "core_memory_append",
+             "arguments": {"label": "human", "content": "Name: Priya"}})},
+        {"role": "user", "content": shown[-2]["content"]},
+        {"role": "assistant", "content": "Nice to meet you, Priya."}]
+    assert shown[-2]["content"].startswith("[function result: core_memory_append]")
+    assert "Heartbeat" not in shown[-2]["content"]
+    assert all(e["content"] != "Sent." and "Sent." not in e["content"] for e in shown)
+
+
+def test_switching_architecture_shows_the_same_history_in_the_other_form(tmp_path):
+    agent = make_agent(tmp_path, [call("send_message", message="Hi! Who are you?")])
+    agent.send("Hello")
+    memgpt_view = MemgptArchitecture().entries(agent.queue)
+    reply_view = ReplyArchitecture().entries(agent.queue)
+    assert json.loads(memgpt_view[-2].message["content"])["function"] == "send_message"
+    assert reply_view[-1].message == {"role": "assistant", "content": "Hi! Who are you?"}
+    assert len(reply_view) == len(memgpt_view) - 1  # its "Sent." result is not shown
+    # and back: a reply agent's reply reads as a send_message call to the paper's agent
+    other = reply_agent(tmp_path / "other", ["Fine, thanks."])
+    other.send("How are you?")
+    call_text = MemgptArchitecture().entries(other.queue)[-2].message["content"]
+    assert json.loads(call_text) == {"function": "send_message",
+                                     "arguments": {"message": "Fine, thanks."}}
+
+
+def test_the_reply_instructions_offer_no_send_message_and_no_heartbeats():
+    reply = static_instructions("", (), "reply")
+    assert "send_message" not in reply and "request_heartbeat" not in reply
+    assert "conversation_search(query: string, page: integer)" in reply
+    assert "send_message" in static_instructions("", (), "memgpt")
+
+
+def test_settings_name_a_known_architecture():
+    assert AgentSettings.from_dict({}).architecture == "memgpt"  # agents stored before
+    assert AgentSettings.checked({"architecture": "reply"}).architecture == "reply"
+    try:
+        AgentSettings.checked({"architecture": "letta"})
+    except ValueError as exc:
+        assert "memgpt, reply" in str(exc)
+    else:
+        raise AssertionError("an unknown architecture was accepted")
+
+
+def test_a_reply_that_loops_is_kept_once():
+    looped = "I like cats. " + "You are my friend and " * 3
+    assert without_repeats(looped.rstrip()) == "I like cats. You are my friend and"
+    assert without_repeats("No loop here at all.") == "No loop here at all."
+
+
+def test_the_plain_streamer_passes_replies_and_holds_calls_back():
+    seen = []
+    reply = PlainStreamer(seen.append)
+    for piece in ["  ", "Hel", "lo"]:
+        reply.feed(piece)
+    assert "".join(seen) == "Hello"
+    held = []
+    called = PlainStreamer(held.append)
+    for piece in [" ", "{\"function\"", ": \"x\"}"]:
+        called.feed(piece)
+    assert held == [] and called.emitted == 0
+
+
+PIECES = [b"{", b'{"', b"Hello", b" Hi", b" ", b"\n", b" {", b"", b"ok"]
+
+
+class _CallStub:
+    """A call processor over PIECES that allows only tokens starting with `{` at first."""
+
+    regex = r"\{.*\}"
+
+    def __init__(self):
+        self.advanced = []
+
+    def reset(self):
+        self.advanced = []
+
+    def allowed(self, n):
+        return np.array([p.startswith(b"{") for p in PIECES][:n])
+
+    def __call__(self, input_ids, logits):
+        self.advanced.append(int(input_ids[-1]))
+        return logits
+
+
+def _processor(reply=True, call=True):
+    pieces = TokenPieces(lambda t: PIECES[t], len(PIECES))
+    return ReplyOrCallProcessor(_CallStub() if call else None, reply, pieces)
+
+
+def test_the_first_token_offers_exactly_a_call_or_a_reply_not_starting_with_a_brace():
+    processor = _processor()
+    logits = processor(np.array([100]), np.zeros(len(PIECES)))
+    allowed = [PIECES[t] for t in np.flatnonzero(np.isfinite(logits))]
+    assert allowed == [b"{", b'{"', b"Hello", b" Hi", b"ok"]
+    text_only = _processor(call=False)(np.array([100]), np.zeros(len(PIECES)))
+    assert [PIECES[t] for t in np.flatnonzero(np.isfinite(text_only))] == [b"Hello", b" Hi",
+                                                                           b"ok"]
+
+
+def test_a_brace_first_hands_every_later_token_to_the_call_constraint():
+    processor = _processor()
+    processor(np.array([100]), np.zeros(len(PIECES)))
+    processor(np.array([100, 1]), np.zeros(len(PIECES)))
+    assert processor.branch == "call" and processor.call.advanced == [1]
+    text = _processor()
+    text(np.array([100]), np.zeros(len(PIECES)))
+    after = text(np.array([100, 2]), np.zeros(len(PIECES)))
+    assert text.branch == "reply" and np.isfinite(after).all() and text.finished
+    assert text.finish_tokens == 0 and not text.close_string()
+
+
+def test_a_server_gets_both_branches_as_one_grammar():
+    grammar = regex_to_gbnf(_processor().regex)
+    assert grammar.startswith("root ::= (") and "|" in grammar
+    processor = _processor()
+    assert processor.accept(4)  # a blank first: only a reply may follow
+    assert not processor.accept(0)
+    assert processor.accept(2) and processor.branch == "reply"
