@@ -279,6 +279,19 @@ def test_optional_functions_are_offered_through_the_api(agent_client):
     assert made.status_code == 201 and made.json()["extra_functions"] == ["core_memory_rethink"]
 
 
+def test_the_architecture_is_chosen_switched_and_carried_over_http(agent_client):
+    assert agent_client.get("/agents/ann").json()["architecture"] == "memgpt"
+    refused = agent_client.patch("/agents/ann", json={"architecture": "letta"})
+    assert refused.status_code == 422 and "'memgpt' or 'reply'" in refused.text
+    changed = agent_client.patch("/agents/ann", json={"architecture": "reply"})
+    assert changed.status_code == 200 and changed.json()["architecture"] == "reply"
+    document = agent_client.get("/agents/ann/export").json()
+    copy = agent_client.post("/agents/import", params={"name": "ann-reply"}, json=document)
+    assert copy.status_code == 201 and copy.json()["architecture"] == "reply"
+    made = agent_client.post("/agents", json={"name": "bob", "architecture": "reply"})
+    assert made.status_code == 201 and made.json()["architecture"] == "reply"
+
+
 LETTA_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
 
 

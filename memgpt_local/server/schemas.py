@@ -5,9 +5,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..agent.architectures import ARCHITECTURES
+
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
 EXTRA_FUNCTIONS = ("Optional functions offered besides the standard ones (core_memory_rethink); "
                    "replaces the list")
+Architecture = Literal[ARCHITECTURES]  # type: ignore[valid-type]  # "memgpt" or "reply"
+ARCHITECTURE = ("memgpt: the paper's (every step a JSON call, replies through send_message); "
+                "reply: plain replies in the model's own words, tool calls between them")
 
 
 class ErrorBody(BaseModel):
@@ -50,12 +55,14 @@ class AgentCreate(BaseModel):
         {}, max_length=50, description="Core-memory blocks besides persona and human, by label")
     extra_functions: list[str] | None = Field(
         None, max_length=10, description=EXTRA_FUNCTIONS)
+    architecture: Architecture | None = Field(None, description=ARCHITECTURE)
 
     def settings(self) -> dict:
         """The settings the request changes from the defaults."""
         return {k: v for k, v in {"tool_rules": self.tool_rules,
                                   "memory_hits": self.memory_hits,
-                                  "extra_functions": self.extra_functions}.items()
+                                  "extra_functions": self.extra_functions,
+                                  "architecture": self.architecture}.items()
                 if v is not None}
 
 
@@ -75,6 +82,7 @@ class AgentSettingsIn(BaseModel):
     memory_hits: int | None = Field(None, ge=0, le=20)
     extra_functions: list[str] | None = Field(None, max_length=10,
                                               description=EXTRA_FUNCTIONS)
+    architecture: Architecture | None = Field(None, description=ARCHITECTURE)
 
     def changes(self) -> dict:
         """The settings given."""
@@ -109,6 +117,7 @@ class AgentDetail(BaseModel):
     tool_rules: list[dict[str, Any]] = []
     memory_hits: int = 0
     extra_functions: list[str] = []
+    architecture: Architecture = "memgpt"
     notes: list[str] = []
 
 
