@@ -31,10 +31,10 @@ class AgentTransfer:
         """The Letta Agent File (.af) document of an agent and its messages (passages are
         not in Letta's files)."""
         record = self.records.get(name)
-        own = record.settings.get("instructions") or ""
-        extra = tuple(record.settings.get("extra_functions") or ())
+        settings = AgentSettings.from_dict(record.settings)
+        ours = static_instructions("", tuple(settings.extra_functions), settings.architecture)
         return agent_file(record, self.recall_storage(name).all(),
-                          own or static_instructions("", extra))
+                          settings.instructions or ours)
 
     def export_agent(self, name: str, path: Path, letta: bool = False) -> dict:
         """Write one portable JSON file with the agent, its messages and its passages (or a

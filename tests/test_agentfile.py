@@ -65,7 +65,10 @@ def test_every_published_agent_is_read_whole(path):
         stamped = {_when(m["created_at"]) for m in letta["messages"] if m.get("created_at")}
         assert {m.created_at for m in messages} <= stamped  # each with its own date
         assert agent.export.record.settings["n_ctx"] <= 2048
-        assert agent.summary().startswith(f"{letta['name']}: ")
+        architecture = {"letta_v1_agent": "reply", "sleeptime_agent": "reply"}.get(
+            letta["agent_type"], "memgpt")
+        assert agent.export.record.settings["architecture"] == architecture
+        assert agent.summary().startswith(f"{letta['name']}: architecture {architecture}; ")
 
 
 def test_tool_calls_results_and_rules_are_mapped_to_ours():
@@ -377,6 +380,8 @@ def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engi
         document = json.loads(out.read_text())
         assert _letta_errors(document) == []
         (letta,) = document["agents"]
+        assert letta["agent_type"] == {"reply": "letta_v1_agent", "memgpt": "memgpt_agent"}[
+            agent.export.record.settings["architecture"]]
         blocks = {b["id"]: b for b in document["blocks"]}
         assert [(blocks[i]["label"], blocks[i]["value"], bool(blocks[i]["read_only"]))
                 for i in letta["block_ids"]] == [
@@ -385,6 +390,8 @@ def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engi
         assert len(letta["messages"]) == len(agent.export.messages)
         assert letta["tool_rules"] == agent.export.record.settings["tool_rules"]
         (again,) = parse_agent_file(document, "smollm2-135m", 2048)
+        assert again.export.record.settings["architecture"] == agent.export.record.settings[
+            "architecture"]
         assert [(m.role, m.content) for m in again.export.messages] == [
             (m.role, m.content) for m in agent.export.messages]
         tools = {t["id"]: t["name"] for t in document["tools"]}
@@ -412,9 +419,11 @@ def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp
             agent.send("Hi!")
             engine.close_agent(agent)
         exported = engine.export_letta_document("memgpt_agent")
-    assert seen[0].startswith(system.strip()) and "\nFunctions:\n- send_message(" in seen[0]
+    # a letta_v1_agent: the reply architecture's tools follow its own prompt
+    assert seen[0].startswith(system.strip()) and "\nTools:\n- core_memory_append(" in seen[0]
+    assert "send_message" not in seen[0].split("</base_instructions>")[-1]
     assert not seen[-1].startswith(system.strip())
-    assert seen[-1].startswith("You are a companion with a memory")
+    assert seen[-1].startswith("You are a friendly companion with a long memory")
     assert exported["agents"][0]["system"] == system  # and back out as it came
 
 

@@ -171,3 +171,9 @@ def test_a_server_gets_both_branches_as_one_grammar():
     assert processor.accept(4)  # a blank first: only a reply may follow
     assert not processor.accept(0)
     assert processor.accept(2) and processor.branch == "reply"
+
+
+def test_a_reply_written_as_a_send_message_call_is_the_reply(tmp_path):
+    agent = reply_agent(tmp_path, [call("send_message", message="Hello there.")])
+    turn = agent.send("Hi")
+    assert turn.replies == ["Hello there."] and [s.kind for s in turn.steps] == ["reply"]

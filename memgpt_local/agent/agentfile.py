@@ -24,6 +24,7 @@ from typing import Any
 from ..memory.agents import AgentRecord, check_agent_name
 from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import Message
+from .architectures import MEMGPT, REPLY
 from .context import static_instructions
 from .functions import OPTIONAL_FUNCTIONS
 from .portable import AgentExport, ExportFileError, parse_time
@@ -57,6 +58,9 @@ SKIP_REASONS = {  # by Letta tool_type: why such a tool is not imported
 SENT = "Sent."  # what send_message answers (functions.py)
 OUR_KEY = "memgpt_local"  # the agent metadata where an export of ours keeps what Letta lacks
 ALERT_TYPES = ("system_alert", "heartbeat", "login")
+LETTA_ARCHITECTURES = {"letta_v1_agent": REPLY, "sleeptime_agent": REPLY,
+                       "memgpt_agent": MEMGPT, "memgpt_v2_agent": MEMGPT}
+LETTA_AGENT_TYPES = {MEMGPT: "memgpt_agent", REPLY: "letta_v1_agent"}  # what an export writes
 
 
 @dataclass
@@ -75,7 +79,8 @@ class AfAgent:
         """One line: what was imported and what was not."""
         record = self.export.record
         skipped = ", ".join(f"{name} ({why})" for name, why in self.tools_skipped.items())
-        parts = [f"{len(record.core_memory.blocks)} block(s)",
+        parts = [f"architecture {record.settings.get('architecture', MEMGPT)}",
+                 f"{len(record.core_memory.blocks)} block(s)",
                  f"{len(self.export.messages)} message(s) "
                  f"({len(self.export.in_context_seqs)} in context)",
                  f"{len(record.settings['tool_rules'])} rule(s)" + (
@@ -83,6 +88,13 @@ class AfAgent:
                  f"tools mapped: {', '.join(sorted(self.tools_mapped)) or 'none'}",
                  f"skipped: {skipped or 'none'}"]
         return f"{record.name}: " + "; ".join(parts + self.rules_dropped + self.notes)
+
+
+def architecture_of(agent_type: Any) -> str:
+    """Our architecture for a Letta agent type: its current loop (letta_v1_agent, and the
+    sleep-time agent that runs beside one) is `reply`; the MemGPT agents, and any other
+    type, are `memgpt`."""
+    return LETTA_ARCHITECTURES.get(agent_type, MEMGPT) if isinstance(agent_type, str) else MEMGPT
 
 
 def is_agent_file(path: Path) -> bool:
@@ -170,8 +182,8 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
     result.export.record.core_memory = _core(agent, blocks, name)
     _map_tools(agent, tools, result)
     ours = _ours(agent)
-    settings = {**NEW_AGENT_SETTINGS, **ours.get("settings", {}),
-                "n_ctx": _window(agent, n_ctx, result)}
+    settings = {**NEW_AGENT_SETTINGS, "architecture": architecture_of(agent.get("agent_type")),
+                **ours.get("settings", {}), "n_ctx": _window(agent, n_ctx, result)}
     _offer_optional(settings, result.tools_mapped)
     result.limits_fitted = bool(ours) and settings["n_ctx"] == ours.get("settings", {}).get(
         "n_ctx")

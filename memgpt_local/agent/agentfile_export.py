@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 from ..memory.agents import AgentRecord
 from ..memory.messages import Message
-from .agentfile import LETTA_NAMES, OUR_KEY, call_text
+from .agentfile import LETTA_AGENT_TYPES, LETTA_NAMES, OUR_KEY, call_text
 from .functions import FUNCTIONS
+from .settings import AgentSettings
 
 TOOL_TYPES = {"core_memory_append": "letta_memory_core", "core_memory_replace":
               "letta_memory_core", "core_memory_rethink": "letta_sleeptime_core"}  # else letta_core
@@ -40,8 +41,9 @@ def agent_file(record: AgentRecord, messages: list[Message], instructions: str) 
     call_texts = {f"message-{m.seq}": m.content for m in messages
                   if m.role == "function_call" and m.content != _canonical(m)}
     n_ctx = int(record.settings.get("n_ctx") or 0)
+    architecture = AgentSettings.from_dict(record.settings).architecture
     agent = {
-        "id": "agent-0", "name": record.name, "agent_type": "memgpt_agent",
+        "id": "agent-0", "name": record.name, "agent_type": LETTA_AGENT_TYPES[architecture],
         "system": instructions, "description": None,
         "block_ids": [b["id"] for b in blocks], "tool_ids": [t["id"] for t in tools],
         "tool_rules": record.settings.get("tool_rules", []),

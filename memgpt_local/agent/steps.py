@@ -113,6 +113,10 @@ class ReplySteps:
         if not is_call_text(text):
             return self._reply(text, stats)
         call, error = parse_call(text, stats.finish_reason, self.agent.settings.response_tokens)
+        message = (call or {}).get("arguments", {})
+        if (call or {}).get("function") == REPLY_FUNCTION and isinstance(message, dict) \
+                and isinstance(message.get("message"), str):  # a reply written as a call
+            return self._reply(message["message"], stats)
         if call is not None:
             call = with_heartbeat(call, self.agent)
         stored = (stored_call(call["function"], call.get("arguments"))
