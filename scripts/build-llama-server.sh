@@ -2,13 +2,15 @@
 # Build llama.cpp's llama-server from the llama.cpp source that ships inside the installed
 # llama-cpp-python's source package (the same llama.cpp as the in-process runtime), once:
 # the binary is cached under ~/.cache/memgpt-local/llama-server/VERSION/ and its path is the
-# last line printed. CMAKE_ARGS is honoured as for llama-cpp-python (e.g. -DGGML_CUDA=on).
+# last line printed. CMAKE_ARGS is honoured as for llama-cpp-python (e.g. -DGGML_CUDA=on); by
+# default, the options setup.sh builds llama-cpp-python with (scripts/llama-build-options.sh).
 # About 10 minutes on 2 cores the first time; instant afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version="$(.venv/bin/python -c 'import llama_cpp; print(llama_cpp.__version__)')"
-flags="${CMAKE_ARGS:-}"
+source scripts/llama-build-options.sh
+flags="${CMAKE_ARGS:-$(llama_cmake_args)}"
 tag="$version-$(echo "$flags" | sha256sum | cut -c1-8)"
 home="${MEMGPT_LOCAL_BUILD_CACHE:-$HOME/.cache/memgpt-local}/llama-server/$tag"
 binary="$home/bin/llama-server"
