@@ -21,7 +21,7 @@ from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from .errors import MemgptLocalError, SettingsError
 from .files import parse_size
 from .llm.base import DEFAULT_SEED, Runtime
-from .llm.gguf import vocab_counter
+from .llm.gguf import tool_format_name, vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.pool import RuntimePool
@@ -345,6 +345,7 @@ class Engine(AgentTransfer):
                            "path": str(path) if present else None,
                            "how_to_get": None if present else spec.how_to_get(),
                            "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads(),
+                           "tool_format": tool_format_name(spec) if present else None,
                            "server": _server_report(spec)})
         return {**hardware_report(), "home": str(self.home),
                 "store": self.config.store and redact_url(self.config.store), "models": models}

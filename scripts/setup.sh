@@ -30,7 +30,25 @@ fi
 VENV=.venv
 STAMP="$VENV/.memgpt-local-installed"
 want="$(cat pyproject.toml scripts/setup.sh scripts/llama-build-options.sh | sha256sum | cut -d' ' -f1)"
+LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)"
+# llama.cpp's chat templates (models/templates in llama-cpp-python's source package), kept for
+# the tests of native tool-call formats, which read them in place.
+TEMPLATES="$VENV/share/llama-cpp-python-$LLAMA_VERSION/models/templates"
+keep_llama_templates() {
+  [ -d "$TEMPLATES" ] && return 0
+  local work; work="$(mktemp -d)"
+  echo "memgpt-local: fetching llama.cpp's chat templates (llama-cpp-python $LLAMA_VERSION)" >&2
+  "$VENV/bin/python" -m pip download --disable-pip-version-check --quiet --no-binary \
+    llama-cpp-python --no-deps --dest "$work" "llama-cpp-python==$LLAMA_VERSION"
+  tar -xzf "$work/llama_cpp_python-$LLAMA_VERSION.tar.gz" -C "$work" --wildcards \
+    "llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/models/templates/*"
+  mkdir -p "$(dirname "$TEMPLATES")"
+  mv "$work/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/models/templates" "$TEMPLATES"
+  rm -rf "$work"
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  if [ "${1:-}" = "--tests" ]; then keep_llama_templates; fi
   exit 0
 fi
 
@@ -57,7 +75,6 @@ fi
 # would hand back a wheel built with other options).
 export CMAKE_ARGS="${CMAKE_ARGS:-$(llama_cmake_args)}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)"
 WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/memgpt-local/wheels/$(echo "$LLAMA_VERSION $CMAKE_ARGS" | sha256sum | cut -c1-16)"
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
   echo "memgpt-local: compiling llama-cpp-python $LLAMA_VERSION ($CMAKE_ARGS): several minutes" >&2
@@ -70,4 +87,5 @@ if [ "$(cat "$VENV/.llama-cmake-args" 2>/dev/null)" != "$CMAKE_ARGS" ]; then
 fi
 echo "memgpt-local: installing dependencies (first time: several minutes)" >&2
 "${PIP[@]}" --find-links "$WHEELS" -e ".[test]"
+if [ "${1:-}" = "--tests" ]; then keep_llama_templates; fi
 echo "$want" > "$STAMP"

@@ -68,7 +68,8 @@ class ScriptedRuntime:
         """Tokens in a plain text."""
         return len(self.tokenize(text))
 
-    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True):
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
+                    tools: list[dict] | None = None):
         """A token per word, with a start and end marker around each message."""
         self.last_messages = messages
         tokens: list[int] = []
@@ -83,12 +84,12 @@ class ScriptedRuntime:
         """Nothing to free."""
         self.closed = True
 
-    def constraint(self, schema: dict) -> "ScriptedConstraint":
+    def constraint(self, schema: dict, tool_format=None) -> "ScriptedConstraint":
         """A marker constraint that carries its schema (kept as .schema too)."""
         self.schema = schema
         return ScriptedConstraint(schema)
 
-    def reply_constraint(self, schema: dict | None) -> "ScriptedConstraint":
+    def reply_constraint(self, schema: dict | None, tool_format=None) -> "ScriptedConstraint":
         """A marker constraint that also allows a plain reply (schema None: only that)."""
         self.schema = schema
         return ScriptedConstraint(schema, reply=True)

@@ -125,8 +125,9 @@ def doctor(as_json: bool) -> None:
                                             if report["store"] else ""))
     for model in report["models"]:
         where = model["path"] or f"missing. {model['how_to_get']}"
+        tools = f"tool calls: {model['tool_format']:<7} " if model["tool_format"] else ""
         click.echo(f"  {model['alias']:<16} n_gpu_layers={model['n_gpu_layers']:<3} "
-                   f"threads={model['threads']:<3} {where}")
+                   f"threads={model['threads']:<3} {tools}{where}")
         if model["server"]:
             click.echo(f"  {'':<16} {_server_line(model['server'])}")
 

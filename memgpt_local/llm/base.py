@@ -117,14 +117,16 @@ class Runtime(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens in a plain text, by the model's own tokenizer."""
 
-    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True
-                    ) -> PromptTokens:
-        """Chat messages rendered through the template and tokenized (text stays inert)."""
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
+                    tools: list[dict] | None = None) -> PromptTokens:
+        """Chat messages (and tools, as the template lists them) rendered through the
+        template and tokenized (text stays inert)."""
 
-    def constraint(self, schema: dict) -> Constraint:
-        """The constraint that makes every completion valid JSON for the schema."""
+    def constraint(self, schema: dict, tool_format=None) -> Constraint:
+        """The constraint that makes every completion a valid call for the schema, written
+        in a tool format (tool_formats.ToolFormat; default: our JSON)."""
 
-    def reply_constraint(self, schema: dict | None) -> Constraint:
+    def reply_constraint(self, schema: dict | None, tool_format=None) -> Constraint:
         """The constraint of a step that may reply in plain text: from the first token, a
         reply (not starting with `{`) or, where a schema is given, a call of it."""
 

@@ -29,6 +29,8 @@ import numpy as np
 from ..errors import ConstraintUnavailableError
 from ..files import sweep_temporaries, write_atomic
 from ..resources import GRAMMARS_DIR
+from .tool_formats import JSON as JSON_FORMAT
+from .tool_formats import ToolFormat
 
 ENVELOPE_FILE = GRAMMARS_DIR / "function_call.schema.json"
 VOCABULARY_VERSION = "1"  # bump when _vocabulary() changes what it produces
@@ -75,7 +77,8 @@ class JsonStrings:
 
     NAME_LIMIT = 64  # bytes of a string kept: enough for any key or function name
 
-    def __init__(self):
+    def __init__(self, name_key: bytes = b"function"):
+        self.name_key = name_key  # the key whose value names the function
         self.inside = False
         self.escaped = False
         self.structure = 0  # structural characters written so far
@@ -102,7 +105,7 @@ class JsonStrings:
         self.structure += 1
         if self.inside:
             self._text.clear()
-        elif self._key == b"function" and self.function is None:
+        elif self._key == self.name_key and self.function is None:
             self.function = self._text.decode("utf-8", errors="replace")
             self.structure += len(self._text)
 
@@ -142,20 +145,22 @@ class FunctionCallProcessor:
     (finish), so that a call ends valid instead of being cut."""
 
     def __init__(self, index, n_vocab: int, pieces: TokenPieces | None = None,
-                 structures: dict[str, int] | None = None, regex: str = ""):
+                 structures: dict[str, int] | None = None, regex: str = "",
+                 name_key: str = "function"):
         self.index = index
+        self.name_key = name_key.encode()
         self.regex = regex  # the language the index accepts (a server's grammar is made of it)
         self.pieces = pieces
         self.structures = structures or {}  # structural_chars of each function's calls
         self.guide = None
         self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
-        self.strings = JsonStrings()
+        self.strings = JsonStrings(self.name_key)
         self.closing = self.finishing = False
 
     def reset(self) -> None:
         """Start again at the beginning of the schema (call before each generation)."""
         self.guide = None
-        self.strings = JsonStrings()
+        self.strings = JsonStrings(self.name_key)
         self.closing = self.finishing = False
 
     def close_string(self) -> bool:
@@ -357,15 +362,18 @@ def structural_chars(schema: dict) -> int:
     return {"integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
 
 
-def function_structures(schema: dict) -> dict[str, int]:
-    """structural_chars of the calls of each function of a call schema, by function name."""
+def function_structures(schema: dict, name_key: str = "function", around: int = 0
+                        ) -> dict[str, int]:
+    """structural_chars of the calls of each function of a call schema, by function name
+    (around: the characters a tool format writes around the call's JSON)."""
     variants = schema.get("oneOf", [schema])
-    return {variant["properties"]["function"]["const"]: structural_chars(variant)
+    return {variant["properties"][name_key]["const"]: structural_chars(variant) + around
             for variant in variants}
 
 
-def _vocabulary(llm):
-    """An outlines-core Vocabulary of the model's tokens, control tokens left out."""
+def _vocabulary(llm, specials: tuple[str, ...] = ()):
+    """An outlines-core Vocabulary of the model's tokens, control tokens left out (except
+    those whose text is one of `specials`: a tool format's opening token)."""
     import llama_cpp
     from outlines_core import Vocabulary
 
@@ -373,7 +381,12 @@ def _vocabulary(llm):
     eos = llm.token_eos()
     pieces: dict[bytes, list[int]] = {}
     for token in range(llm.n_vocab()):
-        if token == eos or llama_cpp.llama_vocab_is_control(vocab, token):
+        if token == eos:
+            continue
+        if llama_cpp.llama_vocab_is_control(vocab, token):
+            text = llm.detokenize([token], special=True)
+            if text.decode("utf-8", errors="replace") in specials:
+                pieces.setdefault(text, []).append(token)
             continue
         piece = llm._model.token_to_piece(token).rstrip(b"\0")
         if piece:
@@ -393,22 +406,28 @@ class FunctionCallConstraint:
     """The compiled constraint for one schema on one model; hands out fresh processors."""
 
     def __init__(self, llm, file_key: str, schema: dict, cache_dir: Path,
-                 pieces: TokenPieces | None = None, whitespace: str = ""):
+                 pieces: TokenPieces | None = None, whitespace: str = "",
+                 tool_format: "ToolFormat | None" = None):
         self.outlines_core = _require_outlines_core()
         self.schema = schema
         self.n_vocab = llm.n_vocab()
-        self.regex = schema_regex(schema, whitespace)
+        self.tool_format = tool_format or JSON_FORMAT
+        self.regex = self.tool_format.wrap_regex(
+            schema_regex(schema, whitespace or self.tool_format.whitespace))
+        self.specials = tuple(t for t in (self.tool_format.prefix,) if t)
         from importlib.metadata import version
 
         self.key = hashlib.sha256("\n".join(
-            [file_key, self.regex, version("outlines-core"), VOCABULARY_VERSION]
-        ).encode()).hexdigest()
+            [file_key, self.regex, version("outlines-core"), VOCABULARY_VERSION,
+             *self.specials]).encode()).hexdigest()
         start = time.perf_counter()
         self.index, source = self._load_or_build(llm, cache_dir)
         self.build = IndexBuild(source, time.perf_counter() - start)
         self.pieces = pieces or token_pieces(llm)
-        self.structures = function_structures(schema)
-        self.finish_tokens = structural_chars(schema) + FINISH_MARGIN_TOKENS
+        fmt = self.tool_format
+        around = len(fmt.prefix) + len(fmt.suffix) + 2 * fmt.in_list
+        self.structures = function_structures(schema, fmt.name_key, around)
+        self.finish_tokens = structural_chars(schema) + around + FINISH_MARGIN_TOKENS
 
     def _load_or_build(self, llm, cache_dir: Path):
         if self.key in _INDEX_MEMORY:
@@ -419,7 +438,7 @@ class FunctionCallConstraint:
         index = _read_index(path)
         source = "disk"
         if index is None:
-            index = self.outlines_core.Index(self.regex, _vocabulary(llm))
+            index = self.outlines_core.Index(self.regex, _vocabulary(llm, self.specials))
             _write_index(path, index)
             source = "built"
         _INDEX_MEMORY[self.key] = index
@@ -428,7 +447,7 @@ class FunctionCallConstraint:
     def processor(self) -> FunctionCallProcessor:
         """A fresh logits processor over the cached Index (cheap; reset before each call)."""
         return FunctionCallProcessor(self.index, self.n_vocab, self.pieces, self.structures,
-                                     self.regex)
+                                     self.regex, self.tool_format.name_key)
 
 
 def token_pieces(llm) -> TokenPieces:

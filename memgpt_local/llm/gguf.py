@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import MemgptLocalError, ModelFileError
 from .models import ModelSpec
+from .tool_formats import detect
 
 
 def read_model_info(spec: ModelSpec) -> dict:
@@ -21,6 +22,7 @@ def read_model_info(spec: ModelSpec) -> dict:
     meta = dict(llm.metadata)
     arch = meta.get("general.architecture", "?")
     template = meta.get("tokenizer.chat_template")
+    used = spec.chat_template_path()
     return {
         "alias": spec.alias,
         "file": str(path),
@@ -31,6 +33,7 @@ def read_model_info(spec: ModelSpec) -> dict:
         "trained_context": int(meta.get(f"{arch}.context_length", 0)),
         "registry_n_ctx": spec.n_ctx,
         "template_used": spec.chat_template,
+        "tool_format": detect(used.read_text() if used else template or "").name,
         "chat_template": template or "(none in the file)",
     }
 
@@ -47,6 +50,15 @@ def download(spec: ModelSpec) -> Path:
         return Path(hf_hub_download(spec.hf_repo, spec.hf_file, local_dir=target))
     except Exception as exc:  # network and hub errors all become one readable message
         raise MemgptLocalError(f"Download of {spec.hf_repo}/{spec.hf_file} failed: {exc}") from exc
+
+
+def tool_format_name(spec: ModelSpec) -> str:
+    """The tool-call format of the chat template a model is run with (its file's, or the one
+    models.toml names), read without loading the weights."""
+    used = spec.chat_template_path()
+    source = used.read_text() if used else dict(
+        _vocabulary_only(str(spec.locate())).metadata).get("tokenizer.chat_template", "")
+    return detect(source).name
 
 
 def vocab_counter(spec: ModelSpec):

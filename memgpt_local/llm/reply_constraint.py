@@ -51,6 +51,7 @@ class ReplyOrCallProcessor:
         self.branch: str | None = None
         self._blank_lead = False  # a server wrote blanks first: only a reply can follow
         self._started = False
+        self._call_first: np.ndarray | None = None  # the tokens a call may begin with
 
     @property
     def regex(self) -> str:
@@ -62,6 +63,7 @@ class ReplyOrCallProcessor:
     def reset(self) -> None:
         """Start a new output (call before each generation)."""
         self.branch, self._blank_lead, self._started = None, False, False
+        self._call_first = None
         if self.call is not None:
             self.call.reset()
 
@@ -83,11 +85,20 @@ class ReplyOrCallProcessor:
         if self.branch == REPLY:
             return np.ones(n_vocab, dtype=bool)
         allowed = np.zeros(n_vocab, dtype=bool)
+        call_first = self._first_of_call(n_vocab)
         if self.reply:
-            allowed |= reply_start_mask(self.pieces)[:n_vocab]
-        if self.call is not None and not self._blank_lead:
-            allowed |= self.call.allowed(n_vocab)
+            allowed |= reply_start_mask(self.pieces)[:n_vocab] & ~call_first
+        if not self._blank_lead:
+            allowed |= call_first
         return allowed
+
+    def _first_of_call(self, n_vocab: int) -> np.ndarray:
+        """The tokens a call may begin with (none without a call branch): a reply never
+        begins with one, so the first token tells the branches apart."""
+        if self._call_first is None or len(self._call_first) != n_vocab:
+            self._call_first = (self.call.allowed(n_vocab).copy() if self.call is not None
+                                else np.zeros(n_vocab, dtype=bool))
+        return self._call_first
 
     def accept(self, token: int) -> bool:
         """Follow a token sampled elsewhere (a server's); False if no branch allows it."""
@@ -105,8 +116,8 @@ class ReplyOrCallProcessor:
         return self.call.accept(token) if self.branch == CALL else True
 
     def _choose(self, token: int) -> None:
-        piece = self.pieces.piece(token)
-        self.branch = CALL if self.call is not None and piece.startswith(b"{") else REPLY
+        call_first = self._first_of_call(self.pieces.n_vocab)
+        self.branch = CALL if token < len(call_first) and call_first[token] else REPLY
 
     def close_string(self) -> bool:
         """Close the looping string of a call; a reply that loops is ended instead (False)."""

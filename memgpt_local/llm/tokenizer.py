@@ -14,6 +14,7 @@ from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_
 from .kvcache import file_key
 from .models import ModelSpec
 from .reply_constraint import ReplyOrCallConstraint
+from .tool_formats import ToolFormat, detect
 
 
 class ModelTokenizer:
@@ -39,14 +40,22 @@ class ModelTokenizer:
         return ChatTemplate(source, self.token_text(self.llm.token_bos()),
                             self.token_text(self.llm.token_eos()))
 
-    def constraint(self, schema: dict) -> FunctionCallConstraint:
-        """The function-call constraint for a schema on this model (its index built once)."""
-        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
-                                      self.pieces)
+    @property
+    def tool_format(self) -> ToolFormat:
+        """The tool-call format the chat template defines (ours where it defines none)."""
+        return detect(self.template.source)
 
-    def reply_constraint(self, schema: dict | None) -> ReplyOrCallConstraint:
+    def constraint(self, schema: dict, tool_format: ToolFormat | None = None
+                   ) -> FunctionCallConstraint:
+        """The function-call constraint for a schema on this model (its index built once), in
+        a tool format (default: ours)."""
+        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
+                                      self.pieces, tool_format=tool_format)
+
+    def reply_constraint(self, schema: dict | None, tool_format: ToolFormat | None = None
+                         ) -> ReplyOrCallConstraint:
         """A plain reply, or (schema given) a call of the schema, from the first token on."""
-        call = self.constraint(schema).processor if schema is not None else None
+        call = self.constraint(schema, tool_format).processor if schema is not None else None
         return ReplyOrCallConstraint(call, True, self.pieces)
 
     def token_text(self, token: int) -> str:
@@ -76,14 +85,18 @@ class ModelTokenizer:
         """Text of a token sequence."""
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
 
-    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True) -> PromptTokens:
-        """Render chat messages and tokenize them; message text never yields control tokens."""
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
+                    tools: list[dict] | None = None) -> PromptTokens:
+        """Render chat messages (and tools, as the template lists them) and tokenize them;
+        message text never yields control tokens."""
         tokens: list[int] = []
         ends = [0] * len(messages)
-        for segment in self.template.segments(messages, add_generation_prompt):
+        for segment in self.template.segments(messages, add_generation_prompt, tools):
             tokens += self.tokenize(segment.text, special=segment.is_template)
             if segment.message_index is not None:
                 ends[segment.message_index] = len(tokens)
+        for index in range(1, len(ends)):  # a message with no text of its own (a bare call)
+            ends[index] = max(ends[index], ends[index - 1])
         bos = self.llm.token_bos()
         if self.llm._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
             tokens.insert(0, bos)
