@@ -177,3 +177,42 @@ def test_a_reply_written_as_a_send_message_call_is_the_reply(tmp_path):
     agent = reply_agent(tmp_path, [call("send_message", message="Hello there.")])
     turn = agent.send("Hi")
     assert turn.replies == ["Hello there."] and [s.kind for s in turn.steps] == ["reply"]
+
+
+def test_a_model_with_a_native_tool_format_calls_in_it_and_sees_its_calls_that_way(tmp_path):
+    from fakes import FakeRuntime
+
+    from memgpt_local.llm.tool_formats import HERMES
+
+    script = [HERMES.call_text("core_memory_append", {"label": "human",
+                                                      "content": "Name: Priya"}),
+              "Nice to meet you, Priya."]
+    runtime = FakeRuntime(script)
+    runtime.tool_format = HERMES
+    agent = make_agent(tmp_path, None, architecture="reply")
+    agent = type(agent)(agent.record, runtime, agent.stores)
+    streamed = []
+    turn = agent.send("I am Priya.", lambda kind, value: kind == "reply" and
+                      streamed.append(value))
+    assert [s.kind for s in turn.steps] == ["call", "reply"]
+    assert "Name: Priya" in agent.core.blocks["human"].value
+    assert "".join(streamed) == "Nice to meet you, Priya."  # the call was never streamed
+    names = [t["function"]["name"] for t in runtime.last_tools]
+    assert "core_memory_append" in names and "send_message" not in names
+    assert "Tools:" not in runtime.last_messages[0]["content"]  # the template lists them
+    call, result = runtime.last_messages[-2:]  # the reply's prompt ends with the result
+    assert call["tool_calls"][0]["function"] == {
+        "name": "core_memory_append", "arguments": {"label": "human", "content": "Name: Priya"}}
+    assert result["role"] == "tool" and result["tool_call_id"] == call["tool_calls"][0]["id"]
+
+
+def test_the_plain_streamer_waits_until_a_native_opener_is_ruled_out():
+    seen = []
+    streamer = PlainStreamer(seen.append, "<tool_call>")
+    for piece in ["<", "tool", "_call>", "{}"]:
+        streamer.feed(piece)
+    assert seen == []
+    reply = PlainStreamer(seen.append, "<tool_call>")
+    for piece in ["<", "3 you"]:
+        reply.feed(piece)
+    assert "".join(seen) == "<3 you"

@@ -288,7 +288,7 @@ def test_the_architecture_is_chosen_switched_and_carried_over_http(agent_client)
     document = agent_client.get("/agents/ann/export").json()
     copy = agent_client.post("/agents/import", params={"name": "ann-reply"}, json=document)
     assert copy.status_code == 201 and copy.json()["architecture"] == "reply"
-    made = agent_client.post("/agents", json={"name": "bob", "architecture": "reply"})
+    made = agent_client.post("/agents", json={"name": "rae", "architecture": "reply"})
     assert made.status_code == 201 and made.json()["architecture"] == "reply"
 
 

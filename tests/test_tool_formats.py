@@ -136,3 +136,37 @@ def test_a_reply_never_begins_as_a_native_call(smollm):
             + "\n</tool_call>"):
         assert processor.accept(token)
     assert processor.finished
+
+
+def test_a_reply_agent_runs_through_a_real_native_template_end_to_end(registry, tmp_path):
+    """SmolLM2's weights under Qwen2.5's template (Hermes format): the prompt lists the tools
+    as the template does, and every step is a reply or a call that parses and runs."""
+    from conftest import load_runtime
+    from test_agent import fake_stores
+
+    from memgpt_local.agent.loop import Agent
+    from memgpt_local.memory.agents import AgentRecord
+    from memgpt_local.memory.core import CoreMemory
+    from memgpt_local.memory.embedded import EmbeddedStore
+
+    runtime = load_runtime(registry.get("smollm2-135m"), tmp_path / "kv")
+    runtime.template = ChatTemplate(_source("Qwen-Qwen2.5-7B-Instruct.jinja"), "", "<|im_end|>")
+    assert runtime.tool_format is HERMES
+    db = EmbeddedStore(tmp_path / "home")
+    db.records().save(AgentRecord("sam", "smollm2-135m", {"n_ctx": 2048,
+                                                           "architecture": "reply"},
+                                  CoreMemory.default("I am Sam.", "Nothing yet.")))
+    agent = Agent(db.records().get("sam"), runtime, fake_stores(db, "sam"))
+    try:
+        prompt = agent.queue_manager.parts().prompt(runtime)
+        text = runtime.detokenize(prompt.tokens)
+        assert "# Tools" in text and '"name": "conversation_search"' in text
+        assert "Tools:\n-" not in text  # not listed twice
+        for message in ("Hi, I am Priya.", "Search for my cat."):
+            turn = agent.send(message)
+            assert turn.steps and turn.steps[-1].kind in ("reply", "call")
+            assert all(not s.failed for s in turn.steps if s.kind == "call")
+    finally:
+        agent.close()
+        db.close()
+        runtime.close()

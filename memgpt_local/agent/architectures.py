@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..llm.tool_formats import JSON, ToolFormat, assistant_call, tool_result
 from ..memory.messages import Message
 from .functions import AgentFunction
 from .recollection import ENTRY_FUNCTION
@@ -38,6 +39,8 @@ class Architecture(Protocol):
 
     name: str
     heartbeats: bool  # calls carry request_heartbeat (else every call gets another step)
+    native_tools: bool  # the chat template lists the tools and renders calls and results
+    tool_format: ToolFormat
 
     def template_dir(self) -> str:
         """The folder of prompt_templates holding its system.jinja and alerts.toml."""
@@ -73,6 +76,8 @@ class MemgptArchitecture:
 
     name = MEMGPT
     heartbeats = True
+    native_tools = False
+    tool_format = JSON
 
     def template_dir(self) -> str:
         """prompt_templates/memgpt."""
@@ -95,11 +100,15 @@ def memgpt_entry(message: Message) -> dict:
 
 
 class ReplyArchitecture:
-    """Plain replies, and calls in the fallback tool format (a JSON object, for chat templates
-    that define no tool calls)."""
+    """Plain replies, and calls in the model's own tool format (its template's), or in ours
+    (a JSON object listed in the instructions) where its template defines none."""
 
     name = REPLY
     heartbeats = False
+
+    def __init__(self, tool_format: ToolFormat = JSON):
+        self.tool_format = tool_format
+        self.native_tools = tool_format.native
 
     def template_dir(self) -> str:
         """prompt_templates/reply."""
@@ -111,17 +120,26 @@ class ReplyArchitecture:
 
     def entries(self, queue: list[Message]) -> list[Entry]:
         """Replies as the assistant's plain text (their "Sent." results left out), calls as
-        the JSON object the tool format asks for, user messages as written."""
-        shown = []
+        the tool format has them, user messages as written."""
+        shown, call_seq = [], 0
         for message in queue:
-            entry = self._entry(message)
+            if message.role == "function_call":
+                call_seq = message.seq or message.id or 0
+            entry = self._entry(message, call_seq)
             if entry is not None:
                 shown.append(Entry(str(message.id), entry))
         return shown
 
-    def _entry(self, message: Message) -> dict | None:
+    def _entry(self, message: Message, call_seq: int) -> dict | None:
         if message.role == "function_result" and message.function_name == REPLY_FUNCTION:
             return None
+        native = self.native_tools and isinstance(message.function_args, dict)
+        if message.role == "function_call" and native and \
+                message.function_name != REPLY_FUNCTION:
+            return assistant_call(message.function_name, without_heartbeat(
+                message.function_args), call_seq)
+        if message.role == "function_result" and native_result(message, self.native_tools):
+            return tool_result(message.function_name, message.content, call_seq)
         if message.role == "function_call":
             return {"role": "assistant", "content": call_text(message)}
         if message.role == "user":
@@ -137,9 +155,19 @@ def call_text(message: Message) -> str:
         return message.content
     if message.function_name == REPLY_FUNCTION and isinstance(arguments.get("message"), str):
         return arguments["message"]
-    kept = {k: v for k, v in arguments.items() if k != "request_heartbeat"}
-    return json.dumps({"function": message.function_name, "arguments": kept},
-                      ensure_ascii=False)
+    return json.dumps({"function": message.function_name,
+                       "arguments": without_heartbeat(arguments)}, ensure_ascii=False)
+
+
+def without_heartbeat(arguments: dict) -> dict:
+    """A call's arguments as the reply architecture writes them."""
+    return {k: v for k, v in arguments.items() if k != "request_heartbeat"}
+
+
+def native_result(message: Message, native: bool) -> bool:
+    """Whether a stored result is shown as a tool's result (a native format's), not as a
+    labelled user message (memory brought in is never a tool's)."""
+    return native and message.function_name not in (ENTRY_FUNCTION, None)
 
 
 def stored_call(function: str, arguments: dict) -> Message:
@@ -149,9 +177,9 @@ def stored_call(function: str, arguments: dict) -> Message:
     return Message("function_call", content, function_name=function, function_args=arguments)
 
 
-def architecture(name: str) -> Architecture:
-    """The architecture of that name."""
-    return {MEMGPT: MemgptArchitecture, REPLY: ReplyArchitecture}[name]()
+def architecture(name: str, tool_format: ToolFormat = JSON) -> Architecture:
+    """The architecture of that name (the reply architecture in a model's tool format)."""
+    return ReplyArchitecture(tool_format) if name == REPLY else MemgptArchitecture()
 
 
 _REPEAT_MIN_CHARS = 8
@@ -165,11 +193,6 @@ def without_repeats(text: str, repeats: int = 3) -> str:
         if all(text[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):
             return text[: len(text) - (repeats - 1) * span].rstrip()
     return text
-
-
-def is_call_text(text: str) -> bool:
-    """Whether a reply-architecture output is a call (the constraint's call branch)."""
-    return text.lstrip().startswith("{")
 
 
 _SPACES = re.compile(r"[ \t]+\n")

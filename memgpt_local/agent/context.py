@@ -17,7 +17,8 @@ from functools import lru_cache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..errors import MemgptLocalError
-from ..llm.base import PromptTokens
+from ..llm.base import PromptTokens, Runtime
+from ..llm.tool_formats import JSON, ToolFormat
 from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..resources import PROMPT_TEMPLATES_DIR
@@ -72,20 +73,21 @@ def default_text(name: str) -> str:
     return (MEMGPT_TEMPLATES / name).read_text().strip()
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def static_instructions(instructions: str = "", extra_functions: tuple[str, ...] = (),
-                        architecture_name: str = MEMGPT) -> str:
+                        architecture_name: str = MEMGPT, tool_format: ToolFormat = JSON) -> str:
     """System instructions and function specs: identical on every call of every agent, so
     one prefix snapshot of a model serves them all (the agent's name is in core memory) -
     unless an agent has instructions of its own (an imported Letta agent's system prompt),
     which replace ours before the function specs: its prefix snapshot is then its own, as
     it is for an agent offered optional functions (extra_functions). Each architecture has
-    its own (the reply architecture offers no send_message: a reply is plain text)."""
-    chosen = architecture(architecture_name)
+    its own (the reply architecture offers no send_message: a reply is plain text, and a
+    template with a tool format of its own lists the tools itself)."""
+    chosen = architecture(architecture_name, tool_format)
     functions = [chosen.function_line(f) for f in offered(extra_functions).values()
                  if chosen.heartbeats or f.name != "send_message"]
     return render("system.jinja", chosen.template_dir(), instructions=instructions,
-                  functions=functions)
+                  functions=functions, native_tools=chosen.native_tools)
 
 
 def core_memory_text(name: str, core: CoreMemory, counts: dict) -> str:
@@ -120,6 +122,7 @@ class ContextParts:
     summary: str
     queue: list[dict]
     keys: list[str] = field(default_factory=list)
+    tools: list[dict] | None = None  # for a template that lists them itself (native formats)
 
     def messages(self) -> list[dict]:
         """The chat messages of the prompt; message 0 is the static prefix."""
@@ -127,6 +130,16 @@ class ContextParts:
                  {"role": "system", "content": self.core},
                  {"role": "system", "content": self.summary}]
                 + self.queue)
+
+    def prompt(self, runtime: Runtime) -> PromptTokens:
+        """The prompt's tokens, by the runtime's template (with the tools it lists)."""
+        return runtime.chat_tokens(self.messages(), tools=self.tools)
+
+    def bare(self, keep_queue: bool = False) -> "ContextParts":
+        """The same context without summary and messages (keep_queue: with every message
+        emptied instead): the part no eviction can shrink."""
+        queue = [{**entry, "content": ""} for entry in self.queue] if keep_queue else []
+        return replace(self, summary="", queue=queue, keys=self.keys if keep_queue else [])
 
 
 class MainContext:
@@ -137,10 +150,13 @@ class MainContext:
 
     def __init__(self, name: str, counts: Callable[[], dict], state: dict,
                  instructions: str = "", extra_functions: tuple[str, ...] = (),
-                 architecture_name: str = MEMGPT):
+                 architecture_name: str = MEMGPT, tool_format: ToolFormat = JSON,
+                 tools: list[dict] | None = None):
         self.name = name
-        self.architecture = architecture(architecture_name)
-        self.static = static_instructions(instructions, extra_functions, architecture_name)
+        self.architecture = architecture(architecture_name, tool_format)
+        self.static = static_instructions(instructions, extra_functions, architecture_name,
+                                          tool_format)
+        self.tools = tools if self.architecture.native_tools else None
         self._counts_of = counts
         self._state = state  # the agent's stored state: core_counts, core_digest, last_prompt
 
@@ -158,7 +174,7 @@ class MainContext:
             self._state["core_digest"] = _digest(text)
         entries = self.architecture.entries(queue)
         return ContextParts(self.static, text, summary_text(summary),
-                            [e.message for e in entries], [e.key for e in entries])
+                            [e.message for e in entries], [e.key for e in entries], self.tools)
 
     def new_tokens(self, parts: ContextParts, prompt: PromptTokens) -> int:
         """Tokens of the prompt that the previous prompt did not have (messages that are new

@@ -24,6 +24,7 @@ from ..llm.base import (
     SavedContext,
 )
 from ..llm.decoding import function_call_schema
+from ..llm.tool_formats import JSON, ToolFormat, plain_parameters, tool_spec
 from ..memory.agents import AgentRecord
 from ..memory.core import CoreMemory
 from ..memory.messages import Message
@@ -104,7 +105,8 @@ class Agent:
                                        record.settings.setdefault("state", {}),
                                        self.settings.instructions,
                                        tuple(self.settings.extra_functions),
-                                       self.settings.architecture)
+                                       self.settings.architecture, runtime.tool_format,
+                                       self._tool_specs())
         self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
                                           clock)
         self.functions = self.settings.functions()
@@ -119,9 +121,18 @@ class Agent:
 
     def call_schema(self, functions: tuple[str, ...] | None = None) -> dict:
         """The JSON schema of one valid call of this agent's functions (or of some of them),
-        with request_heartbeat where its architecture has heartbeats."""
+        with request_heartbeat where its architecture has heartbeats, in its tool format."""
+        chosen = self.context.architecture
         return call_schema(list(self.core.blocks), functions or tuple(self.functions),
-                           heartbeat=self.context.architecture.heartbeats)
+                           heartbeat=chosen.heartbeats, tool_format=chosen.tool_format)
+
+    def _tool_specs(self) -> list[dict]:
+        """The functions as a chat template lists them (a native tool format's), without
+        send_message and request_heartbeat."""
+        labels = list(self.core.blocks)
+        return [tool_spec(f.name, f.description,
+                          plain_parameters(f.arguments_schema(labels, heartbeat=False)))
+                for f in self.settings.functions().values() if f.name != "send_message"]
 
     def processor_for(self, functions: tuple[str, ...]) -> Callable:
         """The constraint's processor for a step that may call these functions (under the
@@ -444,15 +455,16 @@ class Agent:
 
 
 def call_schema(labels: list[str], functions: tuple[str, ...] | None = None,
-                heartbeat: bool = True) -> dict:
+                heartbeat: bool = True, tool_format: ToolFormat = JSON) -> dict:
     """The JSON schema of one valid call of the named functions (default: the standard ones),
     for an agent whose core memory has these block labels (what the constraint enforces;
-    heartbeat False: without request_heartbeat, as the reply architecture calls)."""
+    heartbeat False: without request_heartbeat, as the reply architecture calls; a native
+    tool format: the call's JSON as that format writes it)."""
     chosen = offered() if functions is None else {
         name: f for name, f in FUNCTIONS.items() if name in functions}
-    return function_call_schema([{"name": f.name,
-                                  "parameters": f.arguments_schema(labels, heartbeat)}
-                                 for f in chosen.values()])
+    specs = [{"name": f.name, "parameters": f.arguments_schema(labels, heartbeat)}
+             for f in chosen.values()]
+    return function_call_schema(specs) if tool_format is JSON else tool_format.call_schema(specs)
 
 
 def _no_function_allowed(allowed: Allowed, history: list[Call]) -> str:

@@ -72,7 +72,8 @@ class Summarizer:
         return line
 
     def summarize(self, summary: str, evicted: list[Message],
-                  context: list[dict] | None = None, shown: int | None = None) -> str:
+                  context: list[dict] | None = None, shown: int | None = None,
+                  tools: list[dict] | None = None) -> str:
         """A new summary of the old summary plus the evicted messages.
 
         context: the main context's chat messages (static, core, summary, then the queue that
@@ -80,9 +81,11 @@ class Summarizer:
         reuses that prompt's KV cache and evaluates little more than the request. Without it,
         or when it does not fit, the messages are folded in standalone prompts that fit.
         shown: the queue entries the evicted messages take in the context (an architecture
-        may show fewer than it stores; default: one each)."""
+        may show fewer than it stores; default: one each); tools: those the context's
+        template lists."""
         if context is not None:
-            tokens = self._in_context_tokens(context, len(evicted) if shown is None else shown)
+            tokens = self._in_context_tokens(context, len(evicted) if shown is None else shown,
+                                             tools)
             if tokens is not None:
                 return self._run(tokens, summary)
         lines = [_transcript_line(m) for m in evicted]
@@ -93,14 +96,15 @@ class Summarizer:
             summary = self._generate(summary, chunk)
         return summary
 
-    def _in_context_tokens(self, context: list[dict], evicted: int) -> list[int] | None:
+    def _in_context_tokens(self, context: list[dict], evicted: int,
+                           tools: list[dict] | None = None) -> list[int] | None:
         """The main context plus the summary request, leaving out the newest queue entries
         (not needed for the summary) until it fits with the summary; None if it cannot."""
         request = {"role": "user", "content": render(
             "summary_request.jinja", count=evicted, max_words=self.max_words)}
         messages = list(context)
         while len(messages) >= CONTEXT_HEAD + evicted:
-            tokens = self.runtime.chat_tokens(messages + [request]).tokens
+            tokens = self.runtime.chat_tokens(messages + [request], tools=tools).tokens
             if len(tokens) + self.max_tokens + SUMMARY_MARGIN_TOKENS <= self.runtime.n_ctx:
                 return tokens
             messages.pop()
@@ -171,7 +175,7 @@ class QueueManager:
         limit = self.runtime.n_ctx - self.settings.response_tokens
         while True:
             parts = self.parts()
-            prompt = self.runtime.chat_tokens(parts.messages())
+            prompt = parts.prompt(self.runtime)
             if len(prompt.tokens) > limit:
                 self._check_fixed_part(parts, limit)
                 cut = eviction_point(self.queue, self.settings.evict_fraction)
@@ -200,7 +204,8 @@ class QueueManager:
         ids = {str(m.id) for m in evicted}
         return self.summarizer.summarize(self.record.summary, evicted,
                                          context=eviction.parts.messages(),
-                                         shown=sum(key in ids for key in eviction.parts.keys))
+                                         shown=sum(key in ids for key in eviction.parts.keys),
+                                         tools=eviction.parts.tools)
 
     def evict(self, eviction: Eviction, summary: str) -> None:
         """Take the evicted messages out of the queue; the summary now holds them."""
@@ -213,7 +218,7 @@ class QueueManager:
         """Last resort: cut the longest queue entries (or the summary) in the prompt only.
         The fixed part (instructions, core memory) fits: prepare() checked it."""
         while True:
-            prompt = self.runtime.chat_tokens(parts.messages())
+            prompt = parts.prompt(self.runtime)
             if len(prompt.tokens) <= limit:
                 return prompt
             _cut_longest(parts)
@@ -221,16 +226,12 @@ class QueueManager:
     def room(self) -> int:
         """Tokens the queue may take: the window less the reply's reserve and the prompt
         with an empty summary and no queue (instructions and core memory)."""
-        parts = self.parts()
-        bare = ContextParts(parts.static, parts.core, "", [])
-        fixed = len(self.runtime.chat_tokens(bare.messages()).tokens)
+        fixed = len(self.parts().bare().prompt(self.runtime).tokens)
         return self.runtime.n_ctx - self.settings.response_tokens - fixed
 
     def _check_fixed_part(self, parts: ContextParts, limit: int) -> None:
         """Raise, saying what to change, if the prompt cannot fit with every entry empty."""
-        bare = ContextParts(parts.static, parts.core, "",
-                            [{**entry, "content": ""} for entry in parts.queue])
-        fixed = len(self.runtime.chat_tokens(bare.messages()).tokens)
+        fixed = len(parts.bare(keep_queue=True).prompt(self.runtime).tokens)
         if fixed > limit:
             needed = fixed + self.settings.response_tokens + MIN_QUEUE_TOKENS
             raise ContextOverflowError(

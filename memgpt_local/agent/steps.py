@@ -16,7 +16,6 @@ from ..memory.messages import Message
 from . import context as ctx
 from .architectures import (
     REPLY_FUNCTION,
-    is_call_text,
     stored_call,
     tidy_reply,
     without_repeats,
@@ -89,6 +88,7 @@ class ReplySteps:
 
     def __init__(self, agent: "Agent"):
         self.agent = agent
+        self.tool_format = agent.context.architecture.tool_format
         self._processors: dict[tuple[str, ...], Callable] = {}
 
     def processor(self, functions: tuple[str, ...]) -> Callable:
@@ -97,22 +97,25 @@ class ReplySteps:
         if functions not in self._processors:
             calls = tuple(f for f in functions if f != REPLY_FUNCTION)
             schema = self.agent.call_schema(calls) if calls else None
-            runtime = self.agent.runtime
-            constraint = (runtime.reply_constraint(schema) if REPLY_FUNCTION in functions
-                          else runtime.constraint(schema))
+            runtime, fmt = self.agent.runtime, self.tool_format
+            constraint = (runtime.reply_constraint(schema, fmt) if REPLY_FUNCTION in functions
+                          else runtime.constraint(schema, fmt))
             self._processors[functions] = constraint.processor()
         return self._processors[functions]
 
     def streamer(self, on_text: Callable[[str], None] | None) -> Streamer:
         """The output itself, unless it is a call."""
-        return PlainStreamer(on_text)
+        return PlainStreamer(on_text, self.tool_format.opener)
 
     def run(self, text: str, stats: GenerationStats) -> Done:
         """Send a reply, or run a call (another step follows it); stored as the paper's agent
         stores them, so the agent can switch architecture."""
-        if not is_call_text(text):
+        if not self.tool_format.starts_call(text):
             return self._reply(text, stats)
         call, error = parse_call(text, stats.finish_reason, self.agent.settings.response_tokens)
+        if self.tool_format.native:
+            call = self.tool_format.parse(text)
+            error = error if call is None else ""
         message = (call or {}).get("arguments", {})
         if (call or {}).get("function") == REPLY_FUNCTION and isinstance(message, dict) \
                 and isinstance(message.get("message"), str):  # a reply written as a call

@@ -52,10 +52,12 @@ class ReplyStreamer:
 
 class PlainStreamer:
     """Feed it generated text; it passes the text on as it comes, unless the output is a call
-    (its first character other than a blank is `{`): a reply in the model's own words."""
+    (it begins, after blanks, with the tool format's `opener`: `{` for ours): a reply in the
+    model's own words. Nothing is passed on while the text could still become the opener."""
 
-    def __init__(self, on_text: Callable[[str], None] | None):
+    def __init__(self, on_text: Callable[[str], None] | None, opener: str = "{"):
         self.on_text = on_text
+        self.opener = opener
         self.text = ""
         self.emitted = 0
         self._is_call: bool | None = None
@@ -63,8 +65,10 @@ class PlainStreamer:
     def feed(self, piece: str) -> None:
         """Take the next generated piece and pass it on if the output is a reply."""
         self.text += piece
-        if self._is_call is None and self.text.strip():
-            self._is_call = self.text.lstrip().startswith("{")
+        begun = self.text.lstrip()
+        if self._is_call is None and begun and not (
+                len(begun) < len(self.opener) and self.opener.startswith(begun)):
+            self._is_call = begun.startswith(self.opener)
         if self.on_text is None or self._is_call is not False:
             return
         fresh = self.text.lstrip()[self.emitted:]

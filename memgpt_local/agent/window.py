@@ -15,7 +15,7 @@ def context_report(agent: "Agent") -> dict:
     tokens per part (they add up to the prompt), the reply's reserve, what is free, the
     warning and flush thresholds, and what the KV cache holds for it."""
     parts = agent.queue_manager.parts()
-    prompt = agent.runtime.chat_tokens(parts.messages())
+    prompt = parts.prompt(agent.runtime)
     starts = [0] + prompt.message_ends[:CONTEXT_HEAD]
     ends = prompt.message_ends[:CONTEXT_HEAD] + [len(prompt.tokens)]
     tokens = {part: end - start for part, start, end in zip(PARTS, starts, ends, strict=True)}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..llm.base import Generation, GenerationStats, PromptTokens
+from ..llm.tool_formats import JSON
 
 Script = list[str] | Callable[[list[dict]], str]
 
@@ -42,6 +43,7 @@ class ScriptedRuntime:
     max_tokens, as a real model's would be."""
 
     concurrent = False
+    tool_format = JSON  # a test may give it a native one
 
     def __init__(self, script: Script, n_ctx: int = 2048,
                  summarize: Callable[[list[dict]], str] | None = None,
@@ -51,6 +53,7 @@ class ScriptedRuntime:
         self.n_ctx = n_ctx
         self.summarize = summarize
         self.last_messages: list[dict] = []
+        self.last_tools: list[dict] | None = None
         self.prompt_lengths: list[int] = []
         self.summary_calls = 0
         self.steps = 0
@@ -71,7 +74,7 @@ class ScriptedRuntime:
     def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
                     tools: list[dict] | None = None):
         """A token per word, with a start and end marker around each message."""
-        self.last_messages = messages
+        self.last_messages, self.last_tools = messages, tools
         tokens: list[int] = []
         ends = []
         for message in messages:

@@ -7,7 +7,10 @@
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .tool_formats import ToolFormat
 
 DEFAULT_SEED = 1337
 
@@ -110,6 +113,7 @@ class Runtime(Protocol):
 
     n_ctx: int
     concurrent: bool  # generate waits on another process: other work may run meanwhile
+    tool_format: "ToolFormat"  # the tool-call syntax its chat template defines (tool_formats.py)
 
     def parallel_slots(self) -> int:
         """How many generations the model's backend runs at once."""

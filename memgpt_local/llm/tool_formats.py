@@ -82,10 +82,14 @@ class ToolFormat:
             return None
         return {"function": data[self.name_key], "arguments": data.get(self.arguments_key)}
 
+    @property
+    def opener(self) -> str:
+        """The text every call of this format begins with."""
+        return self.prefix.strip() or ("[" if self.in_list else "{")
+
     def starts_call(self, text: str) -> bool:
         """Whether an output begins as a call in this format (else it is a reply)."""
-        opener = (self.prefix or ("[" if self.in_list else "{")).strip() or "{"
-        return text.lstrip().startswith(opener)
+        return text.lstrip().startswith(self.opener)
 
 
 # ours, for templates that define no tool calls (the packaged models')
