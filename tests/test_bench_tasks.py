@@ -336,13 +336,13 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
     assert counts.pop(("call-validity", "free")) == probes
     assert 8 <= probes <= 8 * 3  # 1 case a level, K, category; up to 3 steps each
     assert counts == {(task, variant): n for task, n in expected_cases.items()
-                      for variant in ("memgpt", "memgpt-bare", "baseline", "ceiling")}
+                      for variant in ("memgpt", "memgpt-bare", "reply", "baseline", "ceiling")}
     # the constraint makes every completion a valid call: none is cut short any more
     assert all(r["score"] == 1.0 and not r["stopped"] for r in rows
                if r["variant"] == "constrained")
     for row in rows:
         assert 0.0 <= row["score"] <= 1.0 and row["wall_s"] >= 0
-        if row["variant"].startswith("memgpt"):
+        if row["variant"].startswith("memgpt") or row["variant"] == "reply":
             assert row["calls"] and row["model"] == "smollm2-135m"
             assert row["prompt_tokens"] <= 2048 and row["evaluated_tokens"] > 0
         if row["variant"] == "baseline":
@@ -351,6 +351,9 @@ def test_every_task_and_variant_runs_end_to_end_and_resumes(tmp_path):
                if r["variant"] == "ceiling" and r["task"] != "locomo")
     summary = (out / "summary.md").read_text()
     assert "| smollm2-135m | nested-kv | memgpt | 4 |" in summary
+    assert "| smollm2-135m | doc-qa | reply | 2 |" in summary
+    assert all("echoed" in r["extra"] for r in rows if r["task"] == "doc-qa" and r["score"]
+               and r["variant"] in ("memgpt", "memgpt-bare", "reply"))
     assert f"| smollm2-135m | free | {probes} |" in summary  # the call-validity table
     assert (out / "nested_kv.png").stat().st_size > 0 and (out / "doc_qa.png").is_file()
     again = CliRunner().invoke(cli, args)  # resumes: every case is done already
@@ -371,6 +374,9 @@ def test_the_summary_counts_agent_steps_and_failed_ones_where_they_were_recorded
 
     table = summary_table([row("memgpt", 1), row("memgpt", 0), row("memgpt-bare"),
                            row("constrained", task="call-validity")])
-    assert "| m | doc-qa | memgpt | 2 | 0.000 | 0 | 6 (1) | 2 |" in table
-    assert "| m | doc-qa | memgpt-bare | 1 | 0.000 | 0 | 3 | 1 |" in table  # older results
-    assert "| m | call-validity | constrained | 1 | 0.000 | 0 |  | 1 |" in table
+    assert "| m | doc-qa | memgpt | 2 | 0.000 |  | 0 | 6 (1) | 2 |" in table
+    assert "| m | doc-qa | memgpt-bare | 1 | 0.000 |  | 0 | 3 | 1 |" in table  # older results
+    assert "| m | call-validity | constrained | 1 | 0.000 |  | 0 |  | 1 |" in table
+    echoed = summary_table([{**row("reply", 0), "score": 1.0, "extra": {"echoed": True}},
+                            {**row("reply", 0), "score": 1.0, "extra": {"echoed": False}}])
+    assert "| m | doc-qa | reply | 2 | 1.000 | 2 (1) | 0 |" in echoed

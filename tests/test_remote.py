@@ -444,12 +444,13 @@ def _remote_home(home, url) -> None:
 
 
 @pytest.mark.real
-def test_an_agent_on_a_remote_entry_runs_whole_valid_steps(server, tmp_path):
+@pytest.mark.parametrize("architecture", ["memgpt", "reply"])
+def test_an_agent_on_a_remote_entry_runs_whole_valid_steps(server, tmp_path, architecture):
     from memgpt_local.engine import Engine, EngineConfig
 
     _remote_home(tmp_path, server.url)
     with Engine(EngineConfig(tmp_path)) as engine:
-        engine.create_agent("far", model="smol-remote")
+        engine.create_agent("far", model="smol-remote", settings={"architecture": architecture})
         agent = engine.open_agent("far")
         assert isinstance(agent.runtime, RemoteRuntime)
         for text in ("Hi, I am Ana and I keep bees.", "What do I keep?"):
@@ -459,6 +460,7 @@ def test_an_agent_on_a_remote_entry_runs_whole_valid_steps(server, tmp_path):
             assert turn.steps and all(step.function != "(none)" for step in turn.steps)
             assert all(step.stats.constrained and step.stats.prefix_source == "server"
                        for step in turn.steps)
+            assert turn.replies or architecture == "memgpt"  # a reply agent always answers
         second = turn.steps[0].stats
         assert second.evaluated_tokens < second.prompt_tokens // 2  # the server's cache
 

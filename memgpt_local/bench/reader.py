@@ -6,7 +6,6 @@ call constrained to any of the agent's functions (what the agent decodes). Only 
 changes between them, so the differences are what the call costs a model, not retrieval."""
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -18,13 +17,13 @@ from ..llm.base import Runtime
 from ..memory.core import DEFAULT_LABELS
 from ..memory.messages import Message
 from .tasks.data import Case
+from .tasks.scoring import echoes
 from .tasks.suite import BENCH_NOW
 from .tasks.variants import score
 
 FORMATS = ("plain", "send_message call", "any call")
 HITS = NEW_AGENT_SETTINGS["memory_hits"]  # passages in the entry, as a new agent brings
 LABELS = list(DEFAULT_LABELS)
-ECHO_WORDS = 8  # a run of this many words copied from a passage: an echo, not an answer
 
 
 @dataclass
@@ -59,18 +58,6 @@ def prompt_messages(task: str, case: Case) -> list[dict]:
     memory = Message("function_result", entry, function_name=ENTRY_FUNCTION)
     return [{"role": "system", "content": ctx.static_instructions()},
             ctx.queue_entry(question), ctx.queue_entry(memory)]
-
-
-def _word_runs(text: str, words: int) -> set[tuple[str, ...]]:
-    found = re.findall(r"\w+", text.lower())
-    return {tuple(found[i:i + words]) for i in range(len(found) - words + 1)}
-
-
-def echoes(reply: str, passages: list[str], words: int = ECHO_WORDS) -> bool:
-    """Whether the reply copies `words` words in a row of one of the passages (its answer
-    then may come with the copy rather than from reading the question)."""
-    copied = _word_runs(reply, words)
-    return any(copied & _word_runs(passage, words) for passage in passages)
 
 
 def answer_of(text: str, constrained: bool) -> tuple[str, bool]:

@@ -35,14 +35,19 @@ def _grouped(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """One row per model, task and variant: cases, mean score, cases stopped (step cap,
-    failures), agent steps and those that failed (None for call validity's probes, and
-    failed_steps None for results recorded without them), wall time."""
+    """One row per model, task and variant: cases, mean score, the answers found correct and
+    those among them that copy a brought passage (None where not recorded: doc-QA records
+    them), cases stopped (step cap, failures), agent steps and those that failed (None for
+    call validity's probes, and failed_steps None for results recorded without them), wall
+    time."""
     out = []
     for (model, task, variant), group in _grouped(rows, "model", "task", "variant").items():
         steps, failed = _steps(group)
+        judged = [r for r in group if "echoed" in r.get("extra", {})]
         out.append({"model": model, "task": task, "variant": variant, "cases": len(group),
                     "score": mean(r["score"] for r in group),
+                    "correct": len(judged) or None,
+                    "echoed": sum(r["extra"]["echoed"] for r in judged),
                     "stopped": sum(bool(r.get("stopped")) for r in group), "steps": steps,
                     "failed_steps": failed, "wall_s": sum(r["wall_s"] for r in group)})
     return out
@@ -50,14 +55,16 @@ def summary_rows(rows: list[dict]) -> list[dict]:
 
 def summary_table(rows: list[dict]) -> str:
     """The Markdown table of summary_rows."""
-    lines = ["| model | task | variant | cases | score | stopped | steps (failed) "
-             "| wall time (s) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | task | variant | cases | score | correct (echoed) | stopped "
+             "| steps (failed) | wall time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in summary_rows(rows):
         steps = "" if row["steps"] is None else str(row["steps"])
         if row["failed_steps"] is not None:
             steps += f" ({row['failed_steps']})"
+        correct = f"{row['correct']} ({row['echoed']})" if row["correct"] else ""
         lines.append(f"| {row['model']} | {row['task']} | {row['variant']} | {row['cases']} | "
-                     f"{row['score']:.3f} | {row['stopped']} | {steps} | {row['wall_s']:.0f} |")
+                     f"{row['score']:.3f} | {correct} | {row['stopped']} | {steps} | "
+                     f"{row['wall_s']:.0f} |")
     return "\n".join(lines)
 
 

@@ -75,3 +75,18 @@ def locomo_score(reply: str, answer, category: int) -> float:
     parts = [p.strip() for p in reply.split(",")]
     golds = [g.strip() for g in expected.split(",")]
     return sum(max(token_f1(p, g) for p in parts) for g in golds) / len(golds)
+
+
+ECHO_WORDS = 8  # a run of this many words copied from a passage: an echo, not an answer
+
+
+def _word_runs(text: str, words: int) -> set[tuple[str, ...]]:
+    found = re.findall(r"\w+", text.lower())
+    return {tuple(found[i:i + words]) for i in range(len(found) - words + 1)}
+
+
+def echoes(reply: str, passages: list[str], words: int = ECHO_WORDS) -> bool:
+    """Whether the reply copies `words` words in a row of one of the passages (its answer
+    then may come with the copy rather than from reading the question)."""
+    copied = _word_runs(reply, words)
+    return any(copied & _word_runs(passage, words) for passage in passages)

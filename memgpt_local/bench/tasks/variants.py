@@ -21,7 +21,7 @@ from .runner import (
     fresh_agent,
     turn_result,
 )
-from .scoring import contains_answer, locomo_score, uuid_score
+from .scoring import contains_answer, echoes, locomo_score, uuid_score
 
 CEILING_N_CTX = 16384  # the scripted policy reads every result; the window never limits it
 CEILING_MAX_CHAIN = 24
@@ -84,6 +84,8 @@ def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
     turn = ask(engine, name, case.question)
     result = turn_result(turn, case, start, model=run.label, task=task, variant=variant)
     result.score = score(task, result.given, case)
+    if task == "doc-qa" and result.score:  # a correct answer: read, or copied out?
+        result.extra["echoed"] = echoes(result.given, case.passages)
     return result
 
 
