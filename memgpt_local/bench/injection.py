@@ -57,6 +57,7 @@ class ProbeRuntime:
     def __init__(self, runtime: "ModelRuntime", control: dict[int, str], report: InjectionReport):
         self.runtime = runtime
         self.n_ctx = runtime.n_ctx
+        self.tool_format = runtime.tool_format
         self.control = control
         self.report = report
         self.script: list[str] = []
@@ -68,12 +69,13 @@ class ProbeRuntime:
         """The real tokenizer's count."""
         return self.runtime.count_tokens(text)
 
-    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True):
+    def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
+                    tools: list[dict] | None = None):
         """The real template and tokenizer."""
         self._messages = messages
-        return self.runtime.chat_tokens(messages, add_generation_prompt)
+        return self.runtime.chat_tokens(messages, add_generation_prompt, tools)
 
-    def constraint(self, schema: dict):
+    def constraint(self, schema: dict, tool_format=None):
         """No constraint is needed for scripted calls."""
         return self
 
