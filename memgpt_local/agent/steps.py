@@ -44,7 +44,8 @@ class Streamer(Protocol):
 
     emitted: int
 
-    def feed(self, piece: str) -> None: ...
+    def feed(self, piece: str) -> None:
+        """Take the next generated piece."""
 
 
 class CallSteps:
