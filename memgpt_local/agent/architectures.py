@@ -22,7 +22,6 @@ from .recollection import ENTRY_FUNCTION
 MEMGPT, REPLY = "memgpt", "reply"
 ARCHITECTURES = (MEMGPT, REPLY)
 REPLY_FUNCTION = "send_message"  # what a rule naming it means under `reply`: a plain reply
-REPLY_RESULT = "Sent."
 
 
 @dataclass

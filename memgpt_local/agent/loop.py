@@ -31,7 +31,6 @@ from ..memory.messages import Message
 from ..memory.paging import Page
 from ..memory.stores import AgentStores
 from . import context as ctx
-from .architectures import REPLY
 from .functions import FUNCTIONS, Outcome, execute, offered
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
@@ -111,7 +110,7 @@ class Agent:
                                           clock)
         self.functions = self.settings.functions()
         self.rules = RuleSolver(self.settings.rules(), list(self.functions),
-                                replies_end_turn=self.settings.architecture == REPLY)
+                                replies_end_turn=self.settings.replies_end_turn)
         self.steps = steps_for(self)
         self.processor = self.processor_for(tuple(self.functions))
         self.outbox: list[str] = []

@@ -117,7 +117,12 @@ class AgentSettings:
         """The tool rules, checked against the functions and the step cap (ToolRuleError, a
         ValueError, names the rule that is wrong)."""
         return parse_rules(self.tool_rules, self.functions(), self.max_chain,
-                           replies_end_turn=self.architecture == REPLY)
+                           replies_end_turn=self.replies_end_turn)
+
+    @property
+    def replies_end_turn(self) -> bool:
+        """Whether a plain reply ends the turn (the reply architecture)."""
+        return self.architecture == REPLY
 
     def functions(self) -> dict[str, AgentFunction]:
         """The functions this agent is offered, in prompt order."""

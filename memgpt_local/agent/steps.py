@@ -169,4 +169,4 @@ def parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, 
 
 def steps_for(agent: "Agent") -> CallSteps | ReplySteps:
     """The step kind of the agent's architecture."""
-    return ReplySteps(agent) if agent.context.architecture.name == REPLY else CallSteps(agent)
+    return ReplySteps(agent) if agent.settings.replies_end_turn else CallSteps(agent)

@@ -22,7 +22,6 @@ def read_model_info(spec: ModelSpec) -> dict:
     meta = dict(llm.metadata)
     arch = meta.get("general.architecture", "?")
     template = meta.get("tokenizer.chat_template")
-    used = spec.chat_template_path()
     return {
         "alias": spec.alias,
         "file": str(path),
@@ -33,7 +32,7 @@ def read_model_info(spec: ModelSpec) -> dict:
         "trained_context": int(meta.get(f"{arch}.context_length", 0)),
         "registry_n_ctx": spec.n_ctx,
         "template_used": spec.chat_template,
-        "tool_format": detect(used.read_text() if used else template or "").name,
+        "tool_format": detect(spec.template_source(meta)).name,
         "chat_template": template or "(none in the file)",
     }
 
@@ -55,10 +54,9 @@ def download(spec: ModelSpec) -> Path:
 def tool_format_name(spec: ModelSpec) -> str:
     """The tool-call format of the chat template a model is run with (its file's, or the one
     models.toml names), read without loading the weights."""
-    used = spec.chat_template_path()
-    source = used.read_text() if used else dict(
-        _vocabulary_only(str(spec.locate())).metadata).get("tokenizer.chat_template", "")
-    return detect(source).name
+    metadata = {} if spec.chat_template_path() else dict(
+        _vocabulary_only(str(spec.locate())).metadata)
+    return detect(spec.template_source(metadata)).name
 
 
 def vocab_counter(spec: ModelSpec):

@@ -95,6 +95,12 @@ class ModelSpec:
                                 f"not found. Valid: gguf, {', '.join(known)}")
         return path
 
+    def template_source(self, metadata: dict) -> str:
+        """The chat template the model runs with: the file models.toml names, else the one
+        in the GGUF's metadata ("" where it has none)."""
+        path = self.chat_template_path()
+        return path.read_text() if path else metadata.get("tokenizer.chat_template") or ""
+
 
 def _find_in_package(package: str, filename: str) -> Path | None:
     """Find a file shipped inside a package without importing the package."""

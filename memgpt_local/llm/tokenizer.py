@@ -31,8 +31,7 @@ class ModelTokenizer:
         self.pieces = token_pieces(llm)  # the constraints' token texts, for this model
 
     def _load_template(self) -> ChatTemplate:
-        path = self.spec.chat_template_path()
-        source = path.read_text() if path else self.metadata.get("tokenizer.chat_template")
+        source = self.spec.template_source(self.metadata)
         if not source:
             raise MemgptLocalError(
                 f"{self.path.name} has no chat template. Set chat_template for "
