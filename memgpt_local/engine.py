@@ -30,7 +30,13 @@ from .llm.system import hardware_report
 from .memory.agents import AgentRecord, AgentStore
 from .memory.archival import ArchivalStorage
 from .memory.core import DEFAULT_LIMIT, BlockChange, CoreMemory
-from .memory.documents import LoadReport, load_documents
+from .memory.documents import (
+    EmbeddedAhead,
+    LoadReport,
+    PreparedDocuments,
+    prepare_documents,
+    store_documents,
+)
 from .memory.embedded import EmbeddedStore
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
 from .memory.recall import RecallStorage
@@ -318,7 +324,8 @@ class Engine(AgentTransfer):
     def delete_agent(self, name: str) -> None:
         """Delete an agent with its messages, passages, archival index files and context
         snapshots."""
-        self.records.delete(name)
+        with self.db.transaction():
+            self.records.delete(name)
         self.db.forget_files(name)
         self.snapshots.delete_contexts(name)
 
@@ -327,9 +334,23 @@ class Engine(AgentTransfer):
                        ) -> LoadReport:
         """Put files into an existing agent's archival memory."""
         self.records.get(name)
-        archival = self.archival_storage(name)
+        prepared = self.prepare_documents(paths, max_tokens, overlap, on_passages)
+        return self.store_documents(name, prepared)
+
+    def prepare_documents(self, paths: list[Path], max_tokens: int = 200, overlap: int = 30,
+                          on_passages: Callable[[int], None] | None = None,
+                          sources: dict[Path, str] | None = None) -> PreparedDocuments:
+        """Read, split and embed files; touches no store, so a server runs it outside its
+        lock (sources: the name each path is stored under)."""
+        return prepare_documents(paths, self.embedder(), max_tokens, overlap, on_passages,
+                                 sources)
+
+    def store_documents(self, name: str, prepared: PreparedDocuments) -> LoadReport:
+        """Store prepared passages in an agent's archival memory (nothing embedded again)."""
+        self.records.get(name)
+        archival = self.db.archival(name, EmbeddedAhead(self.embedder(), prepared))
         try:
-            return load_documents(paths, archival, max_tokens, overlap, on_passages)
+            return store_documents(prepared, archival)
         finally:
             archival.close()
 

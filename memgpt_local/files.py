@@ -24,9 +24,22 @@ def write_atomic(path: Path, *parts: bytes | memoryview) -> None:
         with temporary.open("wb") as file:
             for part in parts:
                 file.write(part)
-        os.replace(temporary, path)
+            file.flush()
+            os.fsync(file.fileno())  # the content is on disk before the name points at it
+        replace_durably(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def replace_durably(temporary: Path, path: Path) -> None:
+    """Rename a written (and synced) temporary over path, and sync the folder so the rename
+    survives a power cut."""
+    os.replace(temporary, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _alive(pid: int) -> bool:

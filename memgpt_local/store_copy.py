@@ -10,6 +10,7 @@ from pathlib import Path
 from .engine import STORE_SCHEMES, EngineConfig, open_store
 from .errors import MemgptLocalError
 from .memory.copying import read_agent, write_agent
+from .memory.database import DB_FILE
 
 
 class StoreCopyError(MemgptLocalError):
@@ -23,10 +24,19 @@ def store_config(place: str, base: EngineConfig) -> EngineConfig:
     return replace(base, home=Path(place).expanduser(), store=None)
 
 
+def check_source(config: EngineConfig) -> None:
+    """A source home must hold a store (opening one would make an empty one and copy
+    nothing, reported as equal)."""
+    if not config.store and not (config.home / DB_FILE).is_file():
+        raise StoreCopyError(f"{config.home} holds no memgpt-local store ({DB_FILE}): give the "
+                             "home folder an earlier run used, or a PostgreSQL URL.")
+
+
 def copy_store(source: EngineConfig, target: EngineConfig,
                progress: Callable[[str], None] = lambda line: None) -> list[dict]:
     """Copy every agent of the source store that the target lacks; check the ones it has.
     Returns, per agent: its counts, its digest and whether it was copied now."""
+    check_source(source)
     origin = open_store(source)
     try:
         destination = open_store(target)

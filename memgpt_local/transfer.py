@@ -146,7 +146,7 @@ class AgentTransfer:
         """Remove rows and index files stored under a name that has no agent (left by a
         failed import of an older version), so a new agent of that name starts empty."""
         with self.db.transaction():
-            self.records.delete_rows(name)
+            self.records.delete_orphan_rows(name)
         self.db.forget_files(name)
         self.snapshots.delete_contexts(name)
 

@@ -5,20 +5,36 @@
     .venv/bin/python scripts/bench_faults.py --skip fuzz,injection,bad-input --store URL
 
 Every failure count should be 0: prompt_over_window, invariant_violations, messages_lost,
-messages_duplicated, agents_unopenable, index_mismatches, injections, tracebacks, home_changed.
+messages_duplicated, agents_unopenable, index_mismatches, injections, tracebacks, home_changed,
+and the import campaign's import_tracebacks, import_server_errors, import_unclear_refusals,
+import_store_changed, import_agents_unreadable.
 """
 
 import argparse
 import json
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from memgpt_local.bench.bad_input import run_bad_inputs
+import httpx
+
+from memgpt_local.bench.bad_input import home_digest, run_bad_inputs
 from memgpt_local.bench.fuzz import run_fuzz
+from memgpt_local.bench.import_fuzz import (
+    ImportFuzzReport,
+    encoded,
+    mutated,
+    seed_documents,
+    try_cli_import,
+    try_http_import,
+)
 from memgpt_local.bench.injection import run_injection
 from memgpt_local.bench.kills import run_kills
+from memgpt_local.server.process import ServerProcess
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 
@@ -80,14 +96,68 @@ def bad_inputs(folder: Path) -> dict:
             "home_changed": report.home_changed, "bad_input_problems": report.problems}
 
 
+def imports(http_cases: int, cli_cases: int, folder: Path, seed: int = 1) -> dict:
+    """The import campaign's figures: mutated agent files through a real server's import and
+    the command line's."""
+    start = time.perf_counter()
+    documents = seed_documents(SHARED, folder / "seed")
+    names = sorted(documents)
+    rng = random.Random(seed)
+    report = ImportFuzzReport()
+    server = ServerProcess(_folder(folder / "server"))
+    try:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
+            def request(method: str, path: str, **kwargs) -> tuple[int, str]:
+                response = client.request(method, path, **kwargs)
+                return response.status_code, response.text
+
+            for number in range(http_cases):
+                name = rng.choice(names)
+                kind, document = documents[name]
+                changed, what = mutated(document, rng)
+                try_http_import(request, kind, encoded(changed, rng), f"{name}: {what}", report)
+                if number % 50 == 0:
+                    _log(f"imports over HTTP: {number}/{http_cases}")
+    finally:
+        server.stop()
+    for number in range(cli_cases):
+        name = rng.choice(names)
+        kind, document = documents[name]
+        changed, what = mutated(document, rng)
+        try_cli_import(folder / "cli-home", _folder(folder / "cli"), kind,
+                       encoded(changed, rng), f"{name}: {what}", report, _digest)
+        _log(f"imports on the command line: {number + 1}/{cli_cases}")
+    return {"import_cases": report.import_cases, "imports_accepted": report.accepted,
+            "imports_refused": report.refused, "import_tracebacks": report.tracebacks,
+            "import_server_errors": report.server_errors,
+            "import_unclear_refusals": report.unclear_refusals,
+            "import_store_changed": report.store_changed,
+            "import_agents_unreadable": report.agents_unreadable,
+            "import_problems": report.problems,
+            "imports_s": round(time.perf_counter() - start, 1)}
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _digest(home: Path) -> str:
+    return home_digest(home) if (home / "memgpt.duckdb").exists() else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz-steps", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--import-cases", type=int, default=500,
+                        help="Mutated agent files sent to a server's import.")
+    parser.add_argument("--cli-import-cases", type=int, default=40,
+                        help="Mutated agent files imported on the command line.")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="Models whose control tokens the injection campaign tries.")
     parser.add_argument("--skip", default="", help="Campaigns to leave out, comma-separated "
-                        "(fuzz, kills, injection, bad-input).")
+                        "(fuzz, kills, injection, bad-input, imports).")
     parser.add_argument("--store", metavar="URL", help="Run the kill campaign on this "
                         "PostgreSQL store (an empty database; scripts/postgres.sh start DIR).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON object.")
@@ -103,6 +173,8 @@ def main() -> None:
             results |= injection(args.models.split(","))
         if "bad-input" not in skip:
             results |= bad_inputs(Path(folder))
+        if "imports" not in skip:
+            results |= imports(args.import_cases, args.cli_import_cases, Path(folder))
     print(json.dumps(results, indent=None if args.json else 2))
 
 

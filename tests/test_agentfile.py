@@ -143,8 +143,8 @@ def _write(tmp_path, document, name="agent.af") -> Path:
     ('{"agents": [{"name": "ann"', "not a readable JSON file"),
     ({"version": "0.6.2", "name": "ann", "core_memory": []}, "older single-agent format"),
     ({"agents": []}, "holds no agent"),
-    ({**_minimal(), "blocks": [{"id": "b1", "label": "human", "value": "x" * 101,
-                                "limit": 100}]}, "holds 101 characters, over its limit of 100"),
+    ({**_minimal(), "blocks": [{"id": "b1", "label": "human", "value": "x" * 100_001,
+                                "limit": 100}]}, "holds 100001 characters, more than a block"),
     ({**_minimal(block_ids=["b1", "b2"]),
       "blocks": [{"id": "b1", "label": "human", "value": "", "limit": 10},
                  {"id": "b2", "label": "human", "value": "", "limit": 10}]},
@@ -164,6 +164,18 @@ def test_a_bad_file_is_one_line_and_nothing_is_read(tmp_path, document, message)
         _read(path)
     assert str(caught.value).startswith(f"Cannot import {path}:")
     assert "\n" not in str(caught.value)
+
+
+def test_a_block_over_its_stated_limit_comes_over_whole_with_its_limit_raised(tmp_path):
+    """Letta does not enforce block limits, so files it exports hold such blocks (one
+    published file had three of 56): the text is kept, the limit raised, the summary says."""
+    document = json.loads(json.loads((SHARED / "memgpt_agent.af").read_text()))
+    human = next(b for b in document["blocks"] if b["label"] == "human")
+    human["value"], human["limit"] = "Likes bees." * 600, 5000  # 6,600 characters
+    (agent,) = _read(_write(tmp_path, document))
+    block = agent.export.record.core_memory.blocks["human"]
+    assert block.value == human["value"] and block.limit == 6600
+    assert "block 'human': limit raised from 5000 to 6600" in agent.summary()
 
 
 def test_an_enormous_file_is_refused_before_it_is_read(tmp_path):

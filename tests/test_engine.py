@@ -216,3 +216,80 @@ def test_an_agent_fitted_to_a_small_window_takes_any_plain_edit_within_its_limit
         for label in ("human", "persona", "notes"):
             for sentence in SENTENCES:
                 engine.edit_block("dee", label, BlockChange(value=sentence))
+
+
+def _agent_with_a_turn(engine: Engine) -> None:
+    engine.create_agent("ann", "smollm2-135m", 2048)
+    agent = engine.open_agent("ann")
+    agent.send("Hello.")
+    engine.close_agent(agent)
+
+
+def test_a_delete_that_fails_half_way_deletes_nothing(config, monkeypatch):
+    from memgpt_local.memory.agents import AgentStore
+
+    script = [call("send_message", message="Hi.")]
+    with Engine(config, runtime_factory=lambda *a, **k: FakeRuntime(script, 2048)) as engine:
+        _agent_with_a_turn(engine)
+        before = len(engine.recall_storage("ann").all())
+        delete_rows = AgentStore.delete_rows
+
+        def fail_after_messages(self, name):
+            self.con.execute("DELETE FROM messages WHERE agent = ?", [name])
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(AgentStore, "delete_rows", fail_after_messages)
+        with pytest.raises(OSError):
+            engine.delete_agent("ann")
+        monkeypatch.setattr(AgentStore, "delete_rows", delete_rows)
+        assert before > 0 and len(engine.recall_storage("ann").all()) == before
+
+
+def test_clearing_leftovers_of_a_name_never_touches_an_agents_rows(config):
+    """A name is checked, then its leftover rows deleted: another server may create the agent
+    in between (no lease is held), so only rows no agent owns may go."""
+    script = [call("send_message", message="Hi.")]
+    with Engine(config, runtime_factory=lambda *a, **k: FakeRuntime(script, 2048)) as engine:
+        _agent_with_a_turn(engine)
+        before = len(engine.recall_storage("ann").all())
+        engine._clear_leftovers("ann")  # as if ann were created right after the check
+        assert len(engine.recall_storage("ann").all()) == before > 0
+
+
+def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from memgpt_local.files import write_atomic
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode),
+                                                 real_fsync(fd)))
+    write_atomic(tmp_path / "state.json", b"{}")
+    assert [stat.S_ISREG(m) for m in synced] == [True, False]  # the file, then its folder
+    assert (tmp_path / "state.json").read_bytes() == b"{}"
+
+
+@pytest.mark.parametrize("state", [{"core_counts": {"agent_name": "x", "blocks": 1}},
+                                   {"core_counts": [1], "core_digest": 5, "warned": "yes"},
+                                   {"flushes": -3, "last_prompt": {"x": 1}}, "not an object"])
+def test_an_imported_agents_state_is_rebuilt_not_trusted(tmp_path, state):
+    """A crafted core_counts reached the prompt template as **counts: every later turn and
+    context view of the agent failed."""
+    def script(messages):
+        return call("send_message", message="Hi.")
+
+    with Engine(EngineConfig(tmp_path),
+                runtime_factory=lambda *a, **k: FakeRuntime(script, 2048)) as engine:
+        _agent_with_a_turn(engine)
+        document = engine.export_document("ann")
+        document["agent"]["settings"]["state"] = state
+        if not isinstance(state, dict):
+            with pytest.raises(MemgptLocalError, match="state must be an object"):
+                engine.import_document(document, "bad")
+            return
+        record = engine.import_document(document, "crafted")
+        assert set(record.settings["state"]) <= {"flushes", "warned"}
+        agent = engine.open_agent("crafted")
+        assert agent.send("Hello again.").replies == ["Hi."]

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from fakes import HashingEmbedder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memgpt_local.memory.agents import AgentRecord
 from memgpt_local.memory.archival import ArchivalStorage
 from memgpt_local.memory.core import CoreMemory, CoreMemoryError
 from memgpt_local.memory.database import MIGRATIONS, Database, HomeLockedError
+from memgpt_local.memory.documents import split_passages
 from memgpt_local.memory.keywords import KeywordIndex
 from memgpt_local.memory.recall import Message
 
@@ -302,6 +305,46 @@ def test_passages_fit_the_embedding_models_token_budget(embedder):
     for before, after in zip(passages, passages[1:], strict=False):
         assert after.split()[0] in before.split()  # neighbours overlap
     assert passages[-1].split()[-1] == "word599"
+
+
+class CountingTokenizer:
+    """A tokenizer that records how many characters it was given: per word, or (joined) one
+    token per word and one per space, so words counted apart undercount a passage."""
+
+    def __init__(self, joined: bool):
+        self.joined, self.chars = joined, 0
+
+    def __call__(self, text: str) -> int:
+        self.chars += len(text)
+        words = text.split()
+        return len(words) + (len(words) - 1 if self.joined else 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=st.lists(st.text("abcdé.,", min_size=1, max_size=12), max_size=300),
+       max_tokens=st.integers(6, 90), overlap_share=st.floats(0, 0.45), joined=st.booleans())
+def test_passages_cover_the_text_in_order_and_fit_the_budget(words, max_tokens, overlap_share,
+                                                             joined):
+    words = [f"{word}{index}" for index, word in enumerate(words)]  # each word findable
+    count = CountingTokenizer(joined)
+    passages = split_passages(" ".join(words), count, max_tokens, int(max_tokens * overlap_share))
+    spans = [(words.index(p.split()[0]), words.index(p.split()[-1]) + 1) for p in passages]
+    assert [p.split() for p in passages] == [words[a:b] for a, b in spans]
+    assert (spans[0][0] if spans else 0) == 0 and (spans[-1][1] if spans else 0) == len(words)
+    for (a, b), (c, _) in zip(spans, spans[1:], strict=False):
+        assert a < c <= b  # each starts inside or right after the one before: nothing skipped
+    assert all(count(p) <= max_tokens or len(p.split()) == 1 for p in passages)
+
+
+def test_splitting_counts_each_token_a_bounded_number_of_times():
+    """Four times the text is four times the tokenizer's work (it was quadratic: each passage's
+    end searched by counting up to half the rest of the document)."""
+    work = []
+    for size in (2_000, 8_000):
+        count = CountingTokenizer(joined=False)
+        split_passages(" ".join(f"w{i % 5000}" for i in range(size)), count, 200, 30)
+        work.append(count.chars)
+    assert work[1] / work[0] < 4.5
 
 
 def test_passages_made_by_another_embedder_are_embedded_again(store, embedder):

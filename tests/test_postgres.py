@@ -275,6 +275,62 @@ def test_store_copy_moves_a_home_to_postgresql_and_back_with_equal_digests(
     assert "Agent 'cy' is in the target already, with other contents" in clash.output
 
 
+def _home_of_bare_agents(home) -> list[str]:
+    """Agents with no passages, no messages, and neither; blocks in an order sorting would
+    change, and a stored call whose arguments are not in sorted order."""
+    from memgpt_local.engine import Engine
+    from memgpt_local.memory.core import BlockChange
+    from memgpt_local.memory.messages import Message
+
+    with Engine(EngineConfig(home), embedder=HashingEmbedder()) as engine:
+        for name in ("bare", "talk", "docs"):
+            engine.create_agent(name, "smollm2-135m", 2048,
+                                blocks={"aardvark": BlockChange(value="First added.")})
+        engine.recall_storage("talk").append(Message(
+            "function_call", "", "send_message", {"message": "Hi.", "a_later_key": 1}))
+        archival = engine.archival_storage("docs", progress=False)
+        archival.insert(["A passage."])
+        archival.close()
+        return [list(engine.show_agent(name)["core_memory"]) for name in ("bare", "talk")]
+
+
+def test_store_copy_carries_agents_without_passages_or_messages_and_keeps_every_order(
+        postgres_server, tmp_path):
+    """Both ways: an agent with no passages used to end the copy in a DuckDB traceback, and
+    JSONB gave core memory back with its blocks (and a call its arguments) sorted."""
+    from conftest import _database_for
+
+    from memgpt_local.engine import Engine
+
+    orders = _home_of_bare_agents(tmp_path / "home")
+    assert orders[0] == ["persona", "human", "aardvark"]
+    url = _database_for(postgres_server, tmp_path)
+    env = {"MEMGPT_LOCAL_HOME": str(tmp_path / "unused")}
+    digests = []
+    for source, target in ((str(tmp_path / "home"), url), (url, str(tmp_path / "back"))):
+        result = CliRunner().invoke(cli, ["store", "copy", "--from", source, "--to", target,
+                                          "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        report = _report(result.output)
+        assert {n: (a["messages"], a["passages"]) for n, a in report.items()} == {
+            "bare": (0, 0), "talk": (1, 0), "docs": (0, 1)}
+        digests.append({n: a["digest"] for n, a in report.items()})
+    assert digests[0] == digests[1]
+    for config in (EngineConfig(tmp_path / "x", store=url), EngineConfig(tmp_path / "back")):
+        with Engine(config, embedder=HashingEmbedder()) as engine:
+            assert list(engine.show_agent("bare")["core_memory"]) == orders[0]
+            (call_message,) = engine.recall_storage("talk").all()
+            assert list(call_message.function_args) == ["message", "a_later_key"]
+
+
+def test_store_copy_from_a_home_that_does_not_exist_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["store", "copy", "--from", str(tmp_path / "nowhere"),
+                                      "--to", str(tmp_path / "to")],
+                                env={"MEMGPT_LOCAL_HOME": str(tmp_path / "unused")})
+    assert result.exit_code == 1 and "holds no memgpt-local store" in result.output
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "to").exists()
+
+
 def test_an_agent_open_in_one_process_is_refused_to_another_in_one_line(
         postgres_server, tmp_path):
     """A chat holds its agent's lease on a shared store: a send from elsewhere waits, then

@@ -561,3 +561,23 @@ def test_serve_runs_turns_of_different_agents_at_once(two_slot_server, tmp_path)
     finally:
         two_slot_server.resume()
         assert served.stop() == 0
+
+
+@pytest.mark.parametrize("token", [1_000_000, -7, 49_152, "12", 3.0, True, None, [1]])
+def test_a_token_id_outside_the_vocabulary_is_the_servers_fault(smol_spec, tmp_path, token):
+    """llama.cpp aborts the whole process on a token id it does not have (std::out_of_range):
+    every id a server sends is checked first, on free completions (summaries, `run`) too."""
+    runtime = _scripted(smol_spec, tmp_path, [])
+    runtime.server.script = [*runtime.tokenize("Hello"), token]
+    with pytest.raises(RemoteServerError, match="scripted sent token id .* of the model's"):
+        runtime.generate([1, 2, 3], max_tokens=40).finish()
+
+
+@pytest.mark.parametrize("answer", [{"tokens": "abc"}, {"tokens": [5], "timings": []},
+                                    {"tokens": [5], "timings": {"prompt_n": "x"}},
+                                    {"tokens": [5], "stop": True, "timings": {"prompt_n": -1}}])
+def test_odd_values_in_a_llama_server_answer_are_never_a_python_error(answer):
+    from memgpt_local.llm.llama_server import _event
+
+    event = _event(answer)
+    assert event.evaluated is None and isinstance(event.tokens, list)

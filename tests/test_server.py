@@ -73,6 +73,11 @@ def test_agents_memory_and_messages(http):
     assert refused.status_code == 400 and "cat.png" in refused.json()["error"]["message"]
     found = http.get("/agents/ada/archival", params={"query": "launch code"}).json()
     assert found["total"] >= 1 and "4242" in found["items"][0]["content"]
+    dots = http.post("/agents/ada/documents", files=[("files", ("..", b"Dots are fine."))])
+    assert dots.status_code == 201 and dots.json()["passages"] == 1
+    sources = [p["source"] for p in http.get("/agents/ada/export").json()["passages"]]
+    assert "notes.md" in sources and "upload.txt" in sources  # never the server's temp path
+    assert not [s for s in sources if s and "memgpt-upload" in s]
 
     turn = http.post("/agents/ada/messages", json={"text": "Hi, I am Dana."}).json()
     assert turn["steps"] and all({"thoughts", "function", "arguments", "result", "stats"}
@@ -311,10 +316,11 @@ def test_the_key_opens_the_api_and_limits_uploads(keyed):
     assert httpx.get(f"{keyed.url}/agents/up", headers=headers).json()["archival_passages"] == 0
 
 
-def test_serving_beyond_loopback_needs_a_key(tmp_path):
+def test_serving_beyond_loopback_needs_the_names_clients_use(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"],
                                 env={"MEMGPT_LOCAL_HOME": str(tmp_path)})
-    assert result.exit_code == 1 and "without an API key" in result.output
+    assert result.exit_code == 1 and "--allowed-host NAME" in result.output
+    assert result.output.count("\n") == 1
     (tmp_path / "short").write_text("abc\n")
     result = CliRunner().invoke(cli, ["serve", "--api-key-file", str(tmp_path / "short")],
                                 env={"MEMGPT_LOCAL_HOME": str(tmp_path)})

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import FakeRuntime, HashingEmbedder
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,7 +168,7 @@ def test_other_jobs_run_while_every_turn_waits_on_its_model():
 def app_client(tmp_path):
     app = create_app(Engine(EngineConfig(tmp_path)),
                      ServerSettings(max_waiting=1, queue_timeout_s=0.3))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, app.state.host.worker
 
 
@@ -202,7 +203,7 @@ AGENT_BODIES = st.fixed_dictionaries({}, optional={
 @given(body=AGENT_BODIES | JSON)
 def test_no_body_makes_a_500_or_a_half_written_agent(tmp_path_factory, body):
     app = create_app(Engine(EngineConfig(tmp_path_factory.mktemp("home"))))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         response = client.post("/agents", json=body)
         assert response.status_code in (201, 400, 409, 422), response.text
         listed = client.get("/agents").json()
@@ -217,7 +218,7 @@ def test_no_body_makes_a_500_or_a_half_written_agent(tmp_path_factory, body):
 def agent_client(tmp_path_factory):
     """An app on the real model with one agent, for many requests."""
     app = create_app(Engine(EngineConfig(tmp_path_factory.mktemp("home"))))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         assert client.post("/agents", json={"name": "ann", "n_ctx": 2048}).status_code == 201
         yield client
 
@@ -344,3 +345,42 @@ def test_blocks_of_any_label_are_created_edited_and_listed_over_http(agent_clien
     too_big = agent_client.put("/agents/blocky/core-memory/todo", json={"limit": 100_000})
     assert too_big.status_code == 400 and "too little for messages" in too_big.text
     assert agent_client.get("/agents/blocky/core-memory").json()["todo"]["limit"] == 50
+
+
+def test_an_upload_is_split_and_embedded_while_other_agents_jobs_run(tmp_path, monkeypatch):
+    """Only the writes of an upload wait their turn on the worker: while its documents are
+    read, split and embedded, another agent's job runs (it used to wait on the whole load)."""
+    engine = Engine(EngineConfig(tmp_path), embedder=HashingEmbedder(),
+                    runtime_factory=lambda *args, **kw: FakeRuntime(lambda m: "", 2048))
+    preparing, release = threading.Event(), threading.Event()
+    prepare = engine.prepare_documents
+
+    def slow_prepare(*args, **kwargs):
+        preparing.set()
+        assert release.wait(10)
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "prepare_documents", slow_prepare)
+    with TestClient(create_app(engine), base_url="http://127.0.0.1") as client:
+        assert client.post("/agents", json={"name": "doc", "n_ctx": 2048}).status_code == 201
+        upload = threading.Thread(target=lambda: uploads.append(client.post(
+            "/agents/doc/documents", files=[("files", ("a.md", b"Bees make honey."))])))
+        uploads: list = []
+        upload.start()
+        assert preparing.wait(10)
+        assert client.get("/agents/doc").json()["archival_passages"] == 0  # not waiting on it
+        release.set()
+        upload.join(10)
+    assert uploads[0].status_code == 201 and uploads[0].json()["passages"] == 1
+
+
+@pytest.mark.parametrize("content", [[{"type": "text", "text": 5}], [{"text": "no type"}],
+                                     [{"type": "text", "text": ["x"]}], 7, [[]]])
+def test_an_odd_openai_message_content_is_a_422_not_a_500(tmp_path, content):
+    engine = Engine(EngineConfig(tmp_path), embedder=HashingEmbedder(),
+                    runtime_factory=lambda *args, **kw: FakeRuntime(lambda m: "", 2048))
+    with TestClient(create_app(engine), base_url="http://127.0.0.1",
+                    raise_server_exceptions=False) as client:
+        response = client.post("/v1/chat/completions", json={
+            "model": "x", "messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 422, response.text

@@ -27,6 +27,7 @@ from ..memory.messages import Message
 from .architectures import MEMGPT, REPLY
 from .context import static_instructions
 from .functions import OPTIONAL_FUNCTIONS
+from .json_checks import check_document, loads_checked
 from .portable import AgentExport, ExportFileError, parse_time
 from .rules import KINDS
 from .settings import NEW_AGENT_SETTINGS, AgentSettings
@@ -132,7 +133,7 @@ def checked_agent_file(document: dict | str, model: str, n_ctx: int,
 def _document(raw: bytes) -> dict:
     """The JSON document, decoded a second time where it was stored as one string."""
     try:
-        return _decoded(json.loads(raw))
+        return _decoded(loads_checked(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a readable JSON file ({exc}).") from None
 
@@ -141,9 +142,10 @@ def _decoded(data: Any) -> dict:
     """A decoded document, checked to be an agent file (a string: decoded once more)."""
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = loads_checked(data)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a readable JSON file ({exc}).") from None
+    check_document(data)
     if isinstance(data, dict) and "agents" not in data and "version" in data:
         raise ValueError(f"it is in Letta's older single-agent format (version "
                          f"{data['version']!r}); export it again from Letta 0.8 or later.")
@@ -179,7 +181,7 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
         raise ValueError("each agent must be an object.")
     name = check_agent_name(_text(agent.get("name"), "agent.name"))
     result = AfAgent(AgentExport(AgentRecord(name, model, {}, CoreMemory()), [], [], []))
-    result.export.record.core_memory = _core(agent, blocks, name)
+    result.export.record.core_memory = _core(agent, blocks, name, result.notes)
     _map_tools(agent, tools, result)
     ours = _ours(agent)
     settings = {**NEW_AGENT_SETTINGS, "architecture": architecture_of(agent.get("agent_type")),
@@ -191,6 +193,7 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
     if rules:  # none in the file: a new agent's defaults (or the ones we exported)
         settings["tool_rules"], result.rules_from_file = rules, True
     AgentSettings.checked(settings)
+    settings["state"] = AgentSettings.imported_state(settings.get("state"))
     result.export.record.settings = settings
     result.export.record.summary = _text(ours.get("summary", ""), "metadata summary")
     messages, in_context = _messages(agent, result.tools_mapped, name,
@@ -219,33 +222,40 @@ def _instructions(result: AfAgent, letta: dict, ours_wanted: bool) -> None:
 def _ours(agent: dict) -> dict:
     """What an export of ours carries in the agent's metadata (agentfile_export.py): the
     summary, our settings and the exact text of calls; empty for other files."""
-    ours = (agent.get("metadata") or {}).get(OUR_KEY) or {}
+    ours = _object(agent.get("metadata"), "an agent's metadata").get(OUR_KEY) or {}
     if not isinstance(ours, dict) or not isinstance(ours.get("settings", {}), dict):
         raise ValueError(f"metadata.{OUR_KEY} must be an object with settings an object.")
     return ours
 
 
-def _core(agent: dict, blocks: dict, name: str) -> CoreMemory:
+def _core(agent: dict, blocks: dict, name: str, notes: list[str]) -> CoreMemory:
     core = CoreMemory()
     for block_id in agent.get("block_ids") or []:
         if str(block_id) not in blocks:
             raise ValueError(f"agent {name!r} names block {block_id!r}, which the file lacks.")
-        block = _block(blocks[str(block_id)], name)
+        block = _block(blocks[str(block_id)], name, notes)
         if block.label in core.blocks:
             raise ValueError(f"agent {name!r} has two blocks labelled {block.label!r}.")
         core.blocks[block.label] = block
     return core
 
 
-def _block(data: dict, agent: str) -> Block:
+def _block(data: dict, agent: str, notes: list[str]) -> Block:
+    """A block of the file; one whose text is over its stated limit (Letta does not enforce
+    them) gets its limit raised to fit, with a note: nothing the user brought is cut."""
     label = _text(data.get("label"), f"a block of {agent!r}: label")
     where = f"block {label!r} of {agent!r}"
     value = _text(data.get("value") or "", f"{where}: value")
     limit = data.get("limit")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"{where} has limit {limit!r}; limits are 1 to {MAX_LIMIT}.")
+    if len(value) > MAX_LIMIT:
+        raise ValueError(f"{where} holds {len(value)} characters, more than a block may hold "
+                         f"({MAX_LIMIT}).")
     if len(value) > limit:
-        raise ValueError(f"{where} holds {len(value)} characters, over its limit of {limit}.")
+        notes.append(f"block {label!r}: limit raised from {limit} to {len(value)} to hold "
+                     "its text")
+        limit = len(value)
     return Block(label, value, limit, description=_text(data.get("description") or "",
                                                         f"{where}: description"),
                  read_only=bool(data.get("read_only")))
@@ -276,7 +286,7 @@ def _offer_optional(settings: dict, mapped: dict[str, str]) -> None:
 
 
 def _window(agent: dict, n_ctx: int, result: AfAgent) -> int:
-    theirs = (agent.get("llm_config") or {}).get("context_window") or agent.get(
+    theirs = _object(agent.get("llm_config"), "llm_config").get("context_window") or agent.get(
         "context_window_limit")
     if isinstance(theirs, int) and theirs > n_ctx:
         result.notes.append(f"window {theirs} capped to the local model's {n_ctx}")
@@ -286,7 +296,7 @@ def _window(agent: dict, n_ctx: int, result: AfAgent) -> int:
 def _rules(agent: dict, result: AfAgent) -> list[dict]:
     """The agent's rules on the tools that were mapped, in our names; the rest reported."""
     kept = []
-    for rule in agent.get("tool_rules") or []:
+    for rule in _objects(agent.get("tool_rules"), "tool_rules"):
         kind, tool = rule.get("type"), rule.get("tool_name")
         if kind not in KINDS:
             result.rules_dropped.append(f"rule of unknown kind {kind!r} on {tool!r} dropped")
@@ -301,10 +311,12 @@ def _rules(agent: dict, result: AfAgent) -> list[dict]:
 
 def _mapped_rule(rule: dict, mapped: dict[str, str]) -> dict | None:
     """A rule with its tool names in ours (None if it names a tool that was not mapped)."""
-    names = [rule.get("tool_name"), *(rule.get("children") or []),
+    where = f"tool rule {rule.get('type')!r}"
+    names = [rule.get("tool_name"), *_names(rule.get("children"), f"{where}: children"),
              *([rule["default_child"]] if rule.get("default_child") else []),
-             *(rule.get("child_output_mapping") or {}).values()]
-    if not all(name in mapped for name in names):
+             *_object(rule.get("child_output_mapping"), f"{where}: child_output_mapping"
+                      ).values()]
+    if not all(isinstance(name, str) and name in mapped for name in names):
         return None
     out = {key: value for key, value in rule.items() if key not in ("prompt_template", "id")}
     out["tool_name"] = mapped[rule["tool_name"]]
@@ -371,7 +383,7 @@ def _user(text: str) -> Message:
     """A user message; Letta sends alerts and heartbeats as user messages in JSON."""
     try:
         packed = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return Message("user", text)
     if isinstance(packed, dict) and packed.get("type") in ALERT_TYPES:
         return Message("system", str(packed.get("message", text)))
@@ -387,8 +399,8 @@ def _assistant(letta: dict, text: str, mapped: dict[str, str], answered: bool
     send_message call and its result."""
     thoughts = _content_text(letta.get("content"), "reasoning")
     calls = []
-    for call in letta.get("tool_calls") or []:
-        function = call.get("function") or {}
+    for call in _objects(letta.get("tool_calls"), "a message's tool_calls"):
+        function = _object(call.get("function"), "a tool call's function")
         tool, arguments = str(function.get("name") or ""), _arguments(function)
         calls.append(_call(thoughts, _our_function(tool, arguments, mapped), arguments))
     if calls:
@@ -421,7 +433,7 @@ def _arguments(function: dict) -> dict:
     arguments = function.get("arguments")
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            arguments = loads_checked(arguments)
         except json.JSONDecodeError:
             return {"raw": arguments}
     return arguments if isinstance(arguments, dict) else {}
@@ -439,6 +451,33 @@ def _content_text(content: Any, kind: str) -> str:
 
 def _date(value: Any, where: str) -> datetime | None:
     return None if value is None else parse_time(value, f"{where}: created_at")
+
+
+def _object(value: Any, where: str) -> dict:
+    """An object of the file (absent: empty); anything else is a ValueError naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object, not {type(value).__name__}.")
+    return value
+
+
+def _objects(value: Any, where: str) -> list[dict]:
+    """A list of objects of the file (absent: empty); anything else is a ValueError."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"{where} must be a list of objects.")
+    return value
+
+
+def _names(value: Any, where: str) -> list[str]:
+    """A list of tool names of the file (absent: empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{where} must be a list of names.")
+    return value
 
 
 def _text(value: Any, where: str) -> str:

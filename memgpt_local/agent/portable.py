@@ -15,6 +15,7 @@ from ..errors import MemgptLocalError
 from ..memory.agents import AgentRecord, check_agent_name
 from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import ROLES, Message
+from .json_checks import check_document
 from .settings import AgentSettings
 
 FORMAT = "memgpt-local-agent"
@@ -61,6 +62,8 @@ def read_export(path: Path) -> AgentExport:
     """Read and validate an agent file; any problem is one ExportFileError naming it."""
     try:
         data = json.loads(path.read_bytes())
+    except RecursionError:
+        raise ExportFileError(f"Cannot import {path}: it is nested too deeply.") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ExportFileError(f"Cannot import {path}: not a readable JSON file ({exc}).") \
             from None
@@ -71,6 +74,7 @@ def checked_export(data: Any, source: str = "the agent") -> AgentExport:
     """Validate an exported agent's document; any problem is one ExportFileError naming its
     source."""
     try:
+        check_document(data)
         return parse_export(data)
     except (TypeError, ValueError, KeyError) as exc:
         raise ExportFileError(f"Cannot import {source}: {exc}") from None
@@ -98,6 +102,7 @@ def _parse_agent(agent: Any, seqs: set[int]) -> tuple[AgentRecord, list[int]]:
     check_agent_name(_typed(agent["name"], str, "agent.name"))
     settings = _typed(agent["settings"], dict, "agent.settings")
     AgentSettings.checked(settings)
+    settings = {**settings, "state": AgentSettings.imported_state(settings.get("state"))}
     in_context = [_typed(s, int, "agent.in_context_seqs[]")
                   for s in _list(agent["in_context_seqs"], "agent.in_context_seqs")]
     if not set(in_context) <= seqs:

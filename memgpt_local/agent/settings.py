@@ -2,6 +2,7 @@
 rules and the memory brought to each turn."""
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..llm.base import SamplingSettings
 from .architectures import ARCHITECTURES, MEMGPT, REPLY
@@ -127,6 +128,19 @@ class AgentSettings:
     def functions(self) -> dict[str, AgentFunction]:
         """The functions this agent is offered, in prompt order."""
         return offered(self.extra_functions)
+
+    @staticmethod
+    def imported_state(state: Any) -> dict:
+        """An imported agent's run-time state, rebuilt rather than trusted: its counters kept
+        where they are what they claim, its caches (core counts, digests) left to be made
+        again."""
+        state = state if isinstance(state, dict) else {}
+        kept: dict = {}
+        if type(state.get("flushes")) is int and state["flushes"] >= 0:
+            kept["flushes"] = state["flushes"]
+        if type(state.get("warned")) is bool:
+            kept["warned"] = state["warned"]
+        return kept
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentSettings":

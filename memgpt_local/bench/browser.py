@@ -12,6 +12,7 @@ MISSING = ("Chromium is not installed: `scripts/setup.sh --tests` installs it (a
            "sudo), or `apt-get install chromium`.")
 
 
-def launch(playwright):
-    """A headless Chromium browser from a started Playwright."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def launch(playwright, *extra_args: str):
+    """A headless Chromium browser from a started Playwright (with extra switches)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM,
+                                      args=[*CHROMIUM_ARGS, *extra_args])

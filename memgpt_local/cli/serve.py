@@ -1,23 +1,13 @@
 """CLI commands for a workstation: the HTTP server, and a report of what the machine offers."""
 
-import ipaddress
 import json
 import os
 from pathlib import Path
 
 import click
 
+from ..server.guard import Access, is_loopback_name
 from .common import STORE_HELP, ByteSize, engine, read_text, user_errors
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address reaches only this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_api_key(path: Path | None) -> str | None:
@@ -34,7 +24,14 @@ def read_api_key(path: Path | None) -> str | None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but loopback needs --api-key-file.")
+              help="Address to bind; anything but loopback needs --allowed-host (and "
+                   "should have --api-key-file).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A name or address clients use to reach the server, beyond loopback "
+                   "(the Host header it answers); repeat for more.")
+@click.option("--allowed-origin", "allowed_origins", multiple=True, metavar="URL",
+              help="A web page origin (scheme://host:port) that may change agents, beyond "
+                   "the server's own page; repeat for more.")
 @click.option("--port", default=8283, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", "-m", "models", multiple=True,
               help="Load this model (alias) at start; repeat for more. Others load on first use.")
@@ -59,7 +56,8 @@ def read_api_key(path: Path | None) -> str | None:
               help="A benchmark report (memgpt-local bench report --out DIR) for the web "
                    "page's Results tab.")
 @user_errors
-def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | None,
+def serve(host: str, port: int, allowed_hosts: tuple[str, ...],
+          allowed_origins: tuple[str, ...], models: tuple[str, ...], api_key_file: Path | None,
           kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int,
           parallel: int | None, store: str | None, report_dir: Path | None) -> None:
     """Serve agents over HTTP: a web page at /, an API with OpenAPI docs at /docs, and an
@@ -69,24 +67,35 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_file: Path | No
     from ..server.app import create_app
     from ..server.host import ServerSettings
 
-    key = read_api_key(api_key_file)
-    if key is None and not is_loopback(host):
-        raise click.ClickException(f"Refusing to serve on {host} without an API key: pass "
-                                   "--api-key-file FILE (or bind to 127.0.0.1).")
+    access = Access(read_api_key(api_key_file), allowed_hosts, allowed_origins)
+    _check_exposure(host, port, access)
     eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)),
                  holder=f"the server at {host}:{port} (pid {os.getpid()})",
                  **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
-    settings = ServerSettings(api_key=key, max_upload_bytes=max_upload, max_waiting=queue_size,
+    settings = ServerSettings(access=access, max_upload_bytes=max_upload, max_waiting=queue_size,
                               queue_timeout_s=queue_timeout, max_turns=parallel,
                               report_dir=report_dir)
     app = create_app(eng, settings)
     _warm_up(app.state.host, models)
-    access = "with an API key" if key else "loopback only, no API key"
-    click.echo(f"memgpt-local serving {eng.db.describe()} on http://{host}:{port} ({access}, "
+    keyed = "with an API key" if access.api_key else "no API key"
+    click.echo(f"memgpt-local serving {eng.db.describe()} on http://{host}:{port} ({keyed}, "
                f"up to {parallel} turn{'s' if parallel > 1 else ''} at once); the web page at /, "
                "API docs at /docs. Ctrl-C stops it.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_exposure(host: str, port: int, access: Access) -> None:
+    """Refuse a non-loopback bind that names no host clients use; warn when it has no key."""
+    if is_loopback_name(host):
+        return
+    if not access.allowed_hosts:
+        raise click.ClickException(
+            f"Refusing to serve on {host} with no --allowed-host: add --allowed-host NAME for "
+            "each name or address clients use to reach this machine (e.g. its LAN address).")
+    if access.api_key is None:
+        click.echo(f"Warning: no API key: anyone who can reach {host}:{port} can read and "
+                   "change every agent; pass --api-key-file FILE.", err=True)
 
 
 def _warm_up(host, models: tuple[str, ...]) -> None:

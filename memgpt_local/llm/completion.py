@@ -7,7 +7,7 @@ API and its answers back into CompletionEvents; the runtime (remote.py) sees onl
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,6 +33,19 @@ class CompletionEvent:
     tokens: list[int] = field(default_factory=list)
     stop: str | None = None  # "eos" (the model ended), "limit" (n_predict); None: more comes
     evaluated: int | None = None  # prompt tokens the server evaluated (its cache took the rest)
+
+
+def token_list(value: Any) -> list:
+    """A server's token ids as a list, each checked where it is used (a stray value kept, so
+    that check names it)."""
+    if isinstance(value, list):
+        return list(value)
+    return [] if value is None else [value]
+
+
+def count_or_none(value: Any) -> int | None:
+    """A count a server reports, if it is one (a non-negative int), else None."""
+    return value if type(value) is int and value >= 0 else None
 
 
 class CompletionServer(Protocol):

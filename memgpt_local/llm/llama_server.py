@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 
 from ..errors import RemoteServerError
-from .completion import CompletionEvent, CompletionRequest
+from .completion import CompletionEvent, CompletionRequest, count_or_none, token_list
 from .gbnf import regex_to_gbnf
 from .server_http import ServerHttp
 
@@ -122,9 +122,9 @@ def _event(answer: dict) -> CompletionEvent:
     stop = None
     if answer.get("stop"):
         stop = "eos" if answer.get("stop_type") == "eos" else "limit"
-    timings = answer.get("timings") or {}
-    evaluated = int(timings["prompt_n"]) if "prompt_n" in timings else None
-    return CompletionEvent(list(answer.get("tokens") or []), stop, evaluated)
+    timings = answer.get("timings") if isinstance(answer.get("timings"), dict) else {}
+    return CompletionEvent(token_list(answer.get("tokens")), stop,
+                           count_or_none(timings.get("prompt_n")))
 
 
 @lru_cache(maxsize=64)

@@ -244,6 +244,7 @@ class _Decode:
     def _take(self, token: int, start: float, streamed: bool = False) -> Iterator[str]:
         """Follow one token: check it, keep it, yield its text, watch for loops and the
         budget. A streamed token the no-copy rule bans is dropped and steering begins."""
+        self._check_id(token)
         if self.stats.ttft_s == 0.0:
             self.stats.ttft_s = time.perf_counter() - start
         if self.runtime.is_end_of_generation(token):
@@ -259,6 +260,15 @@ class _Decode:
         if piece:
             yield piece
         self._watch()
+
+    def _check_id(self, token) -> None:
+        """A token id is an int of the model's vocabulary (llama.cpp aborts the process on any
+        other)."""
+        n_vocab = self.runtime.llm.n_vocab()
+        if type(token) is not int or not 0 <= token < n_vocab:
+            raise self.runtime.server.fault(
+                f"sent token id {str(token)[:40]!r}, not one of the model's {n_vocab} token ids: "
+                "does it serve the same model?")
 
     def _check(self, token: int) -> None:
         if self.processor is not None and not self.processor.accept(token):

@@ -12,7 +12,13 @@ token counts as evaluated). vLLM has no slots and no slot files.
 from collections.abc import Iterator
 
 from ..errors import RemoteServerError
-from .completion import CompletionEvent, CompletionRequest, allowed_ids
+from .completion import (
+    CompletionEvent,
+    CompletionRequest,
+    allowed_ids,
+    count_or_none,
+    token_list,
+)
 from .server_http import ServerHttp
 
 DEFAULT_PARALLEL = 8  # turns at once where the server does not say (serve --parallel sets it)
@@ -107,23 +113,26 @@ class VllmServer(ServerHttp):
 
     def _event(self, chunk: dict) -> CompletionEvent:
         """A /v1/completions answer or streamed chunk as a CompletionEvent."""
-        choice = (chunk.get("choices") or [{}])[0]
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else {}
+        if not isinstance(choice, dict):
+            raise self.fault(f"sent a choice that is not an object: {str(choice)[:80]!r}")
         if choice.get("text") and choice.get("token_ids") is None:
             raise self.fault("sent text without token ids: it needs return_token_ids "
                              "(vLLM 0.10.2 or later)")
         reason = choice.get("finish_reason")
-        return CompletionEvent(list(choice.get("token_ids") or []),
+        return CompletionEvent(token_list(choice.get("token_ids")),
                                FINISH.get(reason, "limit") if reason else None,
                                _evaluated(chunk.get("usage")))
 
 
-def _cached(usage: dict | None) -> int:
-    details = (usage or {}).get("prompt_tokens_details") or {}
-    return int(details.get("cached_tokens") or 0)
+def _cached(usage) -> int:
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    return (count_or_none(details.get("cached_tokens")) if isinstance(details, dict)
+            else None) or 0
 
 
-def _evaluated(usage: dict | None) -> int | None:
+def _evaluated(usage) -> int | None:
     """Prompt tokens evaluated: the prompt less what the prefix cache held."""
-    if not usage or "prompt_tokens" not in usage:
-        return None
-    return int(usage["prompt_tokens"]) - _cached(usage)
+    prompt = count_or_none(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    return None if prompt is None else max(0, prompt - _cached(usage))

@@ -101,7 +101,7 @@ class AgentStore:
              json.dumps(agent.in_context), now, now])
 
     def delete(self, name: str) -> None:
-        """Delete an agent with its messages and passages."""
+        """Delete an agent with its messages and passages (in the caller's transaction)."""
         self.get(name)
         self.delete_rows(name)
 
@@ -124,8 +124,16 @@ class AgentStore:
             "WHERE old.agent = ? AND new.agent = ?", [source, target]).fetchall())
 
     def delete_rows(self, name: str) -> None:
-        """Delete every row stored under a name: the record, messages and passages (rows a
-        failed import of an older version may have left without a record, too)."""
+        """Delete every row stored under a name: the record, messages and passages (in the
+        caller's transaction)."""
         for table in ("messages", "passages"):
             self.con.execute(f"DELETE FROM {table} WHERE agent = ?", [name])
         self.con.execute("DELETE FROM agents WHERE name = ?", [name])
+
+    def delete_orphan_rows(self, name: str) -> None:
+        """Delete messages and passages stored under a name no agent has (left by a failed
+        import of an older version); never those of an agent, even one another process has
+        just created."""
+        for table in ("messages", "passages"):
+            self.con.execute(f"DELETE FROM {table} WHERE agent = ? AND NOT EXISTS "
+                             "(SELECT 1 FROM agents WHERE name = ?)", [name, name])

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from ..files import sweep_temporaries, temporary_for, write_atomic
+from ..files import replace_durably, sweep_temporaries, temporary_for, write_atomic
 from .keywords import KeywordIndex
 from .paging import Page, page_bounds
 
@@ -251,7 +251,9 @@ class ArchivalStorage(HybridSearch):
         self._index_ready()
         temporary = temporary_for(self.index_path)
         self._index.save_index(str(temporary))
-        os.replace(temporary, self.index_path)
+        with temporary.open("rb+") as written:
+            os.fsync(written.fileno())
+        replace_durably(temporary, self.index_path)
         write_atomic(self.meta_path, json.dumps(self._fingerprint()).encode())
         self.dirty = False
         self.saved_at = time.monotonic()

@@ -25,16 +25,17 @@ class AgentRows:
     passages: list[tuple]  # PASSAGE_COLUMNS, the embedding as float32 values
 
     def digest(self) -> str:
-        """A digest of everything copied (ids aside, which each store assigns)."""
+        """A digest of everything copied (ids aside, which each store assigns), the order of
+        core memory's blocks and of a call's arguments included: both are in the prompt."""
         digest = hashlib.sha256()
         record = self.record
-        digest.update(json.dumps([record.name, record.model, record.settings,
-                                  record.core_memory.to_dict(), record.summary,
+        digest.update(json.dumps([record.name, record.model, record.settings, record.summary,
                                   self.in_context_seqs], sort_keys=True).encode())
+        digest.update(json.dumps(record.core_memory.to_dict()).encode())
         for m in self.messages:
             digest.update(json.dumps([m.seq, m.role, m.content, m.function_name,
                                       m.function_args, m.created_at.isoformat(), m.tokens],
-                                     sort_keys=True, default=str).encode())
+                                     default=str).encode())
         for content, hashed, source, metadata, embedding, created, embedded_with in \
                 self.passages:
             digest.update(json.dumps([content, hashed, source, _json(metadata),

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ""}
 
 
@@ -39,62 +41,152 @@ def read_texts(path: Path) -> list[str]:
 def split_passages(text: str, count_tokens: Callable[[str], int], max_tokens: int = 200,
                    overlap_tokens: int = 30) -> list[str]:
     """Split text into passages of at most max_tokens (by the embedding model's tokenizer),
-    on word boundaries, each starting with the last overlap_tokens of the one before."""
+    on word boundaries, each starting with the last overlap_tokens of the one before. Linear
+    in the text: each distinct word is counted once, and each passage once more to check it."""
     words = text.split()
+    sizes = _word_sizes(words, count_tokens)
     passages: list[str] = []
     start = 0
     while start < len(words):
-        end = _fit(words, start, count_tokens, max_tokens)
+        end = _window_end(sizes, start, max_tokens)
+        end = _shrink_to_fit(words, start, end, count_tokens, max_tokens)
         passages.append(" ".join(words[start:end]))
         if end >= len(words):
             break
-        back = end
-        while back > start + 1 and count_tokens(" ".join(words[back - 1:end])) <= overlap_tokens:
+        back, overlap = end, sizes[end - 1]
+        while back > start + 1 and overlap <= overlap_tokens:
             back -= 1
+            overlap += sizes[back - 1]
         start = max(back, start + 1)
     return passages
 
 
-def _fit(words: list[str], start: int, count_tokens, max_tokens: int) -> int:
-    """The largest end such that words[start:end] fits in max_tokens (at least one word)."""
-    low, high = start + 1, len(words)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if count_tokens(" ".join(words[start:middle])) <= max_tokens:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _word_sizes(words: list[str], count_tokens: Callable[[str], int]) -> list[int]:
+    """Each word's token count (a document repeats its words: each distinct one counted once)."""
+    known: dict[str, int] = {}
+    sizes = []
+    for word in words:
+        size = known.get(word)
+        if size is None:
+            size = known[word] = count_tokens(word)
+        sizes.append(size)
+    return sizes
 
 
-def load_documents(paths: list[Path], archival, max_tokens: int = 200,
-                   overlap_tokens: int = 30, on_passages: Callable[[int], None] | None = None
-                   ) -> LoadReport:
-    """Put files into an agent's archival storage; unreadable files are reported, not fatal."""
-    report = LoadReport()
+def _window_end(sizes: list[int], start: int, max_tokens: int) -> int:
+    """The end of the longest run of words from start whose counts add up to max_tokens (at
+    least one word)."""
+    end, total = start + 1, sizes[start]
+    while end < len(sizes) and total + sizes[end] <= max_tokens:
+        total += sizes[end]
+        end += 1
+    return end
+
+
+def _shrink_to_fit(words: list[str], start: int, end: int, count_tokens: Callable[[str], int],
+                   max_tokens: int) -> int:
+    """The window checked as one text (a tokenizer may count words apart differently than
+    together): shortened by a tenth at a time until it fits."""
+    while end > start + 1 and count_tokens(" ".join(words[start:end])) > max_tokens:
+        end -= max(1, (end - start) // 10)
+    return end
+
+
+@dataclass
+class PreparedFile:
+    """One file's passages and their embeddings, made before the store is touched."""
+
+    source: str
+    passages: list[str]
+    vectors: np.ndarray
+
+
+@dataclass
+class PreparedDocuments:
+    """Files read, split and embedded (outside any lock); what failed, and the seconds it took."""
+
+    files: list[PreparedFile] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def prepare_documents(paths: list[Path], embedder, max_tokens: int = 200,
+                      overlap_tokens: int = 30, on_passages: Callable[[int], None] | None = None,
+                      sources: dict[Path, str] | None = None) -> PreparedDocuments:
+    """Read, split and embed files for an archival store (no store needed: run it outside the
+    engine's lock); unreadable files are reported, not fatal. sources: the name each path is
+    stored under (default: the path)."""
+    prepared = PreparedDocuments()
     start = time.perf_counter()
-    count = archival.embedder.count_tokens
     for path in paths:
+        source = (sources or {}).get(path, str(path))
         try:
             passages = [p for text in read_texts(path)
-                        for p in split_passages(text, count, max_tokens, overlap_tokens)]
+                        for p in split_passages(text, embedder.count_tokens, max_tokens,
+                                                overlap_tokens)]
         except UnicodeDecodeError:
-            report.failed[str(path)] = "not UTF-8 text (convert it, e.g. with iconv)"
+            prepared.failed[source] = "not UTF-8 text (convert it, e.g. with iconv)"
             continue
         except (OSError, ValueError) as exc:
-            report.failed[str(path)] = getattr(exc, "strerror", None) or str(exc)
+            prepared.failed[source] = getattr(exc, "strerror", None) or str(exc)
             continue
         if not passages:
-            report.failed[str(path)] = "it holds no text"
+            prepared.failed[source] = "it holds no text"
             continue
+        prepared.files.append(PreparedFile(source, passages, _embed(passages, embedder,
+                                                                    on_passages)))
+    prepared.seconds = time.perf_counter() - start
+    return prepared
+
+
+def _embed(passages: list[str], embedder, on_passages: Callable[[int], None] | None
+           ) -> np.ndarray:
+    parts = []
+    for batch in _batches(passages, 256):
+        parts.append(embedder.embed(batch))
+        if on_passages:
+            on_passages(len(batch))
+    return np.concatenate(parts)
+
+
+class EmbeddedAhead:
+    """An embedder that answers with vectors made ahead for known texts (the rest it embeds
+    through the model it wraps), so storing prepared passages embeds nothing again."""
+
+    def __init__(self, inner, prepared: PreparedDocuments):
+        self.inner = inner
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        self.known = {text: vector for file in prepared.files
+                      for text, vector in zip(file.passages, file.vectors, strict=True)}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The made-ahead vectors of the texts (any other text embedded now)."""
+        missing = [text for text in texts if text not in self.known]
+        if missing:
+            self.known.update(zip(missing, self.inner.embed(missing), strict=True))
+        return np.stack([self.known[text] for text in texts]).astype(np.float32, copy=False)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A query's embedding, from the wrapped model."""
+        return self.inner.embed_query(text)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a text, by the wrapped model's tokenizer."""
+        return self.inner.count_tokens(text)
+
+
+def store_documents(prepared: PreparedDocuments, archival) -> LoadReport:
+    """Store prepared passages in an archival storage opened over EmbeddedAhead(prepared) (the
+    only part that needs the store); duplicates of stored passages are skipped."""
+    report = LoadReport(failed=dict(prepared.failed))
+    start = time.perf_counter()
+    for file in prepared.files:
         report.files += 1
-        for batch in _batches(passages, 256):
-            stored = archival.insert(batch, source=str(path))
+        for batch in _batches(file.passages, 256):
+            stored = archival.insert(batch, source=file.source)
             report.passages += len(stored)
             report.skipped_duplicates += len(batch) - len(stored)
-            if on_passages:
-                on_passages(len(batch))
-    report.seconds = time.perf_counter() - start
+    report.seconds = prepared.seconds + time.perf_counter() - start
     return report
 
 

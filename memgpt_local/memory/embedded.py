@@ -57,6 +57,8 @@ class EmbeddedStore(Database):
     def put_passages(self, name: str, rows: list[tuple]) -> None:
         """Store passages with their embeddings as they are (a copy from another store; the
         index takes them in from their embeddings when it is next opened)."""
+        if not rows:  # DuckDB refuses an executemany of nothing
+            return
         self.con.executemany(
             "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
             "embedding, created_at, embedded_with) VALUES (nextval('passage_ids'), ?, ?, ?, ?, "

@@ -73,7 +73,7 @@ class PostgresArchival(HybridSearch):
         rows = self.con.execute(
             "INSERT INTO passages (id, agent, content, content_hash, source, metadata, "
             "embedding, created_at, embedded_with) SELECT nextval('passage_ids'), ?, c, h, ?, "
-            "?::jsonb, e::vector, ?, ? FROM unnest(?::text[], ?::text[], ?::text[]) "
+            "?::json, e::vector, ?, ? FROM unnest(?::text[], ?::text[], ?::text[]) "
             "WITH ORDINALITY AS t(c, h, e, n) ORDER BY n RETURNING id",
             [self.agent, source, meta, now, self.embedder.name, fresh,
              [content_hash(t) for t in fresh], [vector_text(v) for v in vectors]]).fetchall()

@@ -58,7 +58,20 @@ def _m002_leases(con) -> None:
         agent TEXT PRIMARY KEY, holder TEXT NOT NULL, since TIMESTAMPTZ NOT NULL)""")
 
 
-MIGRATIONS: list[Callable] = [_m001_schema, _m002_leases]
+def _m003_json_as_written(con) -> None:
+    # JSONB sorts an object's keys: core memory came back with its blocks in another order
+    # (the prompt changed) and a stored call with its arguments reordered. JSON keeps the text
+    # as written, as DuckDB does. (Rows stored before keep the order JSONB gave them.)
+    for table, column in (("agents", "settings"), ("agents", "core_memory"),
+                          ("agents", "in_context"), ("messages", "function_args"),
+                          ("passages", "metadata")):
+        con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT")
+        con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE JSON "
+                    f"USING {column}::text::json")
+    con.execute("ALTER TABLE agents ALTER COLUMN in_context SET DEFAULT '[]'")
+
+
+MIGRATIONS: list[Callable] = [_m001_schema, _m002_leases, _m003_json_as_written]
 
 
 LOST = ("The connection to the PostgreSQL store was lost mid-step (the server restarted or "

@@ -1,10 +1,9 @@
 """The FastAPI application: routers, the key check, body limits and JSON errors."""
 
-import hmac
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +17,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ..memory.agents import AgentExistsError, AgentNotFoundError
+from .guard import Gate
 from .host import AgentHost, ServerSettings
 from .limits import BodyLimit
 from .routes import agents, context, health, memory, messages, openai, report
@@ -33,7 +33,8 @@ TYPE_OF = {400: "invalid_request_error", 401: "authentication_error", 404: "not_
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
-    """The server over one engine: every route runs its engine work on the host's worker."""
+    """The server over one engine: every route runs its engine work on the host's worker;
+    every request passes the gate (Host, origin, key, body type) before its body is read."""
     host = AgentHost(engine, settings or ServerSettings())
 
     @asynccontextmanager
@@ -48,25 +49,13 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.state.host = host
     app.add_middleware(BodyLimit, body_bytes=host.settings.max_body_bytes,
                        upload_bytes=host.settings.max_upload_bytes)
+    app.add_middleware(Gate, access=host.settings.access)  # added last: runs first
     _add_error_handlers(app)
     app.include_router(health.router)
     add_web(app)
     for module in (agents, context, memory, messages, openai, report):
-        app.include_router(module.router, dependencies=[Depends(require_key)])
+        app.include_router(module.router)
     return app
-
-
-def require_key(request: Request, authorization: str | None = Header(None)) -> None:
-    """Every route but health needs `Authorization: Bearer KEY` when the server has a key
-    (compared in constant time)."""
-    key = request.app.state.host.settings.api_key
-    if key is None:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             key.encode()):
-        raise HTTPException(401, "Missing or wrong API key: send 'Authorization: Bearer KEY'.",
-                            headers={"WWW-Authenticate": "Bearer"})
 
 
 def error_response(status: int, message: str, headers: dict | None = None,

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from ..agent.loop import Agent
 from ..engine import Engine
+from .guard import Access
 from .worker import EngineWorker
 
 T = TypeVar("T")
@@ -17,9 +18,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The server's limits and its key (None: no key, loopback only)."""
+    """The server's limits and who may use it (its key, the Host names and page origins it
+    accepts)."""
 
-    api_key: str | None = None
+    access: Access = Access()
     max_body_bytes: int = 1024**2
     max_upload_bytes: int = 32 * 1024**2
     max_waiting: int = 16

@@ -4,7 +4,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UPLOAD_SUFFIXES = ("/documents", "/agents/import", "/agents/import/af")
+from .guard import is_upload
+
 DRAIN_BYTES = 256 * 1024**2  # read and dropped before a 413, so the client reads the answer
 
 
@@ -22,7 +23,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = (self.upload_bytes if scope["path"].endswith(UPLOAD_SUFFIXES)
+        limit = (self.upload_bytes if is_upload(scope["method"], scope["path"])
                  else self.body_bytes)
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:

@@ -182,11 +182,19 @@ class TurnOut(BaseModel):
     memory: str | None = None  # the memory brought to the model before its first step
 
 
+class ContentPart(BaseModel):
+    """A part of an OpenAI message's content: text parts are read, others ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
 class ChatMessage(BaseModel):
     """One message of an OpenAI chat request (only the last user message is used)."""
 
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class ChatCompletionRequest(BaseModel):

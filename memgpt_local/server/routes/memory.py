@@ -93,17 +93,20 @@ def message_dict(message) -> dict:
 @router.post("/documents", response_model=LoadResult, status_code=201)
 def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
                      host: Host) -> dict:
-    """Load text, Markdown or JSONL files into archival memory."""
+    """Load text, Markdown or JSONL files into archival memory: read, split and embedded on
+    this request's thread while other agents' turns go on, then stored (each passage's source
+    is the file's name)."""
+    engine = host.engine
+    host.run(lambda: (engine.records.get(name), engine.embedder()), name)  # 404 first
     with tempfile.TemporaryDirectory(prefix="memgpt-upload-") as folder:
         uploaded = _save_uploads(files, Path(folder))
-
-        report = host.run(lambda: host.change(
-            name, lambda: host.engine.load_documents(name, list(uploaded))), name)
-    failed = {uploaded[Path(path)]: why for path, why in report.failed.items()}
-    if failed and not report.files:
+        prepared = engine.prepare_documents(list(uploaded), sources=uploaded)
+    report = host.run(lambda: host.change(
+        name, lambda: engine.store_documents(name, prepared)), name)
+    if report.failed and not report.files:
         raise HTTPException(400, "Nothing was loaded: " + "; ".join(
-            f"{file}: {why}" for file, why in failed.items()))
-    return {**report.__dict__, "failed": failed}
+            f"{file}: {why}" for file, why in report.failed.items()))
+    return report.__dict__
 
 
 def _save_uploads(files: list[UploadFile], folder: Path) -> dict[Path, str]:
@@ -111,7 +114,9 @@ def _save_uploads(files: list[UploadFile], folder: Path) -> dict[Path, str]:
     it); the client's file name of each saved file."""
     saved = {}
     for number, upload in enumerate(files):
-        original = Path(upload.filename or "upload.txt").name or "upload.txt"
+        original = Path(upload.filename or "").name
+        if not original.strip("."):  # "", ".", "..": a name that is a folder
+            original = "upload.txt"
         path = folder / str(number) / original
         path.parent.mkdir()
         path.write_bytes(upload.file.read())

@@ -50,8 +50,7 @@ def last_user_text(body: ChatCompletionRequest) -> str:
             continue
         content = message.content
         if isinstance(content, list):
-            content = "".join(part.get("text", "") for part in content
-                              if part.get("type") == "text")
+            content = "".join(part.text or "" for part in content if part.type == "text")
         if content and content.strip():
             return content
         break

@@ -1,0 +1,47 @@
+"""Checks on a JSON document from outside (an agent file) before any field of it is read:
+nesting bounded, and no text a store cannot hold (a lone surrogate, a NUL character)."""
+
+import json
+import re
+from typing import Any
+
+MAX_DEPTH = 64  # an agent file nests about 8 deep; tool schemas a few more
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raise ValueError naming the first place nested deeper than max_depth or holding text
+    no store can hold (checked without recursion, so any depth is safe)."""
+    pending: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while pending:
+        value, where, depth = pending.pop()
+        if isinstance(value, str | dict | list) and depth > max_depth:
+            raise ValueError(f"it is nested more than {max_depth} levels deep (at "
+                             f"{where[:80] or 'the top'}).")
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(str(key), f"{where}.{str(key)[:40]}")
+                pending.append((item, f"{where}.{str(key)[:40]}".lstrip("."), depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{where}[{index}]", depth + 1)
+                           for index, item in enumerate(value))
+
+
+def _check_text(text: str, where: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found:
+        raise ValueError(f"{where or 'the document'} holds U+{ord(found.group()):04X}, a "
+                         "character no store can hold (text that is not valid Unicode).")
+
+
+def loads_checked(text: str | bytes) -> Any:
+    """json.loads, with the document checked (ValueError for bad JSON or a bad document,
+    however deep)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep.") from None
+    check_document(data)
+    return data
