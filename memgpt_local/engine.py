@@ -21,7 +21,7 @@ from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from .errors import MemgptLocalError, SettingsError
 from .files import parse_size
 from .llm.base import DEFAULT_SEED, Runtime
-from .llm.gguf import tool_format_name, vocab_counter
+from .llm.gguf import memory_estimate, tool_format_name, trained_context, vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.pool import RuntimePool
@@ -58,6 +58,7 @@ class EngineConfig:
     embedding_model: str | None = None  # a local sentence-transformers folder; None: packaged
     embedding_precision: str = "int8"
     max_loaded_models: int = 2
+    model_memory_bytes: int | None = None  # loaded models' weights and KV together (None: any)
     kv_budget_bytes: int = DEFAULT_BUDGET_BYTES  # every KV snapshot file together
     kv_memory_bytes: int = 0  # agents' context snapshots kept in memory (a server's switches)
     n_gpu_layers: int | None = None  # None: each model's own setting in models.toml
@@ -134,7 +135,8 @@ class Engine(AgentTransfer):
         self._runtime_wrapper = runtime_wrapper  # instruments every runtime (benchmarks)
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self._embedder = embedder  # None: the configured model, loaded on first use
-        self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models)
+        self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models,
+                                    self.config.model_memory_bytes, memory_estimate)
         self._db: Store | None = None
         self._open: list[Agent] = []
 
@@ -184,7 +186,21 @@ class Engine(AgentTransfer):
     def runtime(self, alias: str | None = None, n_ctx: int | None = None) -> Runtime:
         """A loaded model (the registry's default when no alias), shared through the pool."""
         spec = self.model_spec(alias)
+        self.check_window(spec, n_ctx or spec.n_ctx)
         return self.runtimes.acquire(spec, n_ctx or spec.n_ctx)
+
+    @staticmethod
+    def check_window(spec: ModelSpec, n_ctx: int) -> None:
+        """Refuse a window larger than the model was trained for (an inference server checks
+        its own), unless the entry stretches it."""
+        if spec.server:
+            return
+        largest = spec.largest_window(trained_context(spec))
+        if largest and n_ctx > largest:
+            raise SettingsError(
+                f"A window of {n_ctx} tokens is more than '{spec.alias}' can use ({largest}, "
+                f"as trained): choose n_ctx {largest} or less, or stretch it with "
+                "rope_freq_scale in its models.toml entry (0.5 doubles it).")
 
     def parallel_slots(self, alias: str | None = None) -> int:
         """How many generations a model's backend runs at once (1 in process, not loaded)."""
@@ -218,6 +234,7 @@ class Engine(AgentTransfer):
         spec = self.model_spec(model)
         defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
         settings = AgentSettings.from_dict(self._updated_settings(defaults, settings or {}))
+        self.check_window(spec, settings.n_ctx)
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)
@@ -267,13 +284,32 @@ class Engine(AgentTransfer):
             self.db.acquire(name, self.holder)
             undo.callback(self.db.release, name)
             record = self.records.get(name)
-            runtime = self.runtimes.acquire(self.model_spec(model or record.model),
-                                            AgentSettings.from_dict(record.settings).n_ctx)
+            spec = self.model_spec(model or record.model)
+            problem = self._fit_problem(record, spec)
+            if problem:
+                raise SettingsError(problem)
+            runtime = self.runtimes.acquire(spec, AgentSettings.from_dict(record.settings).n_ctx)
             undo.callback(self.runtimes.release, runtime)
             agent = Agent(record, runtime, self._stores(name), self.clock)
             undo.pop_all()
         self._open.append(agent)
         return agent
+
+    def run_problem(self, record: AgentRecord) -> str | None:
+        """Why an agent cannot run (its model missing, a window the model cannot use, or one
+        its instructions and core memory fill), in one line; None when it can."""
+        try:
+            return self._fit_problem(record, self.model_spec(record.model))
+        except MemgptLocalError as exc:
+            return str(exc)
+
+    def _fit_problem(self, record: AgentRecord, spec: ModelSpec) -> str | None:
+        """Why an agent does not fit its window on a model; errors for a window the model
+        cannot use or a model that is not there."""
+        settings = AgentSettings.from_dict(record.settings)
+        self.check_window(spec, settings.n_ctx)
+        return ctx.window_problem(vocab_counter(spec), record.name, record.core_memory,
+                                  settings)
 
     def _stores(self, name: str) -> AgentStores:
         return AgentStores(self.db, name, self.records, self.recall_storage(name),
@@ -316,6 +352,7 @@ class Engine(AgentTransfer):
                 "recall_messages": self.recall_storage(name).count(),
                 "archival_passages": self.db.passage_count(name),
                 "flushes": record.settings.get("state", {}).get("flushes", 0),
+                "cannot_run": self.run_problem(record),
                 "tool_rules": record.settings.get("tool_rules", []),
                 "memory_hits": record.settings.get("memory_hits", 0),
                 "architecture": AgentSettings.from_dict(record.settings).architecture,

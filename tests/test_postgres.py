@@ -331,6 +331,53 @@ def test_store_copy_from_a_home_that_does_not_exist_is_one_line(tmp_path):
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "to").exists()
 
 
+def test_a_process_that_lost_its_lease_writes_nothing_once_another_took_the_agent(
+        postgres_server, tmp_path):
+    """The lease is an advisory lock on its own connection: when that connection drops, a
+    second server may take the agent. A step's transaction checks the lease's epoch and keeps
+    its row locked to the commit: the first server's step in flight lands before the second
+    takes over, and nothing of the first lands after; it says what happened."""
+    import threading
+
+    from conftest import _database_for
+
+    from memgpt_local.engine import Engine
+    from memgpt_local.errors import LeaseLostError
+    from memgpt_local.memory.messages import Message
+
+    url = _database_for(postgres_server, tmp_path)
+
+    def engine(folder: str, holder: str) -> Engine:
+        return Engine(EngineConfig(tmp_path / folder, store=url, holder=holder),
+                      embedder=HashingEmbedder(), runtime_factory=lambda *a, **k: FakeRuntime(
+                          lambda messages: call("send_message", message="Hi."), 2048))
+
+    with engine("a", "server A") as first, engine("b", "server B") as second:
+        first.create_agent("sam", "smollm2-135m", 2048)
+        agent = first.open_agent("sam")
+        first.db.acquire("sam", "server A")
+        taken = threading.Thread(target=second.db.acquire, args=("sam", "server B", 10))
+        with agent.stores.transaction():  # a step in flight when the lease session drops
+            agent.stores.recall.append(Message("user", "In flight."))
+            _terminate(postgres_server, first.db._leases.info.backend_pid)
+            taken.start()
+            taken.join(1)
+            assert taken.is_alive()  # the second waits for this step's commit
+        taken.join(10)
+        assert not taken.is_alive()
+        with pytest.raises(LeaseLostError, match="server B took the agent since"):
+            agent.send("After the takeover.")
+        texts = [m.content for m in second.recall_storage("sam").all()]
+        assert "In flight." in texts and "After the takeover." not in texts
+        first.db.release("sam")  # the lock went with the session: nothing to give back
+        second.db.release("sam")
+
+
+def _terminate(admin_url: str, pid: int) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
 def test_an_agent_open_in_one_process_is_refused_to_another_in_one_line(
         postgres_server, tmp_path):
     """A chat holds its agent's lease on a shared store: a send from elsewhere waits, then

@@ -313,11 +313,16 @@ def test_letta_agent_files_in_and_out_over_http(agent_client):
     assert again.status_code == 409
     builder = json.loads((LETTA_FILES / "lettabot-builder.af").read_text())
     assert len(json.dumps(builder)) > 2**20  # over the JSON limit, within the upload one
-    refused = agent_client.post("/agents/import/af", json=builder)  # one agent's blocks do
-    assert refused.status_code == 400 and "does not fit" in refused.text  # not fit the model
+    both = agent_client.post("/agents/import/af", json=builder)  # one agent's blocks do not
+    assert both.status_code == 201 and "does not fit" in both.text  # fit the model: it comes
+    sleeper = "Nameless Agent-sleeptime"  # over whole, and says why it cannot run
+    assert "does not fit" in agent_client.get(f"/agents/{sleeper}").json()["cannot_run"]
+    run = agent_client.post(f"/agents/{sleeper}/messages", json={"text": "Hi"})
+    assert run.status_code == 400 and "does not fit its" in run.json()["error"]["message"]
     one = agent_client.post("/agents/import/af", json=builder,
-                            params={"agent": "lettabot-builder", "our_instructions": True})
-    assert one.status_code == 201 and [r["name"] for r in one.json()] == ["lettabot-builder"]
+                            params={"agent": "lettabot-builder", "our_instructions": True,
+                                    "name": "builder-2"})
+    assert one.status_code == 201 and [r["name"] for r in one.json()] == ["builder-2"]
     bad = agent_client.post("/agents/import/af", json={"agents": [{"name": "x",
                                                                    "block_ids": ["nope"]}]})
     assert bad.status_code == 400 and "names block 'nope'" in bad.json()["error"]["message"]

@@ -182,6 +182,40 @@ def test_a_new_agent_chats_with_its_reply_streamed_and_its_steps_folded(tab, htt
     screenshot(tab, "web-chat.png")
 
 
+def test_the_architecture_is_chosen_and_switched_on_the_page(tab, http):
+    page = tab.open().page
+    page.click("#create-agent summary")
+    page.fill("#create-form [name=name]", "rae")
+    page.fill("#create-form [name=n_ctx]", str(N_CTX))
+    page.select_option("#create-form [name=architecture]", "reply")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#agent-list li[data-agent=rae]")
+    assert http.get("/agents/rae").json()["architecture"] == "reply"
+    assert page.input_value("#agent-architecture") == "reply"
+    page.select_option("#agent-architecture", "memgpt")
+    for _ in range(50):
+        if http.get("/agents/rae").json()["architecture"] == "memgpt":
+            break
+        page.wait_for_timeout(100)
+    assert http.get("/agents/rae").json()["architecture"] == "memgpt"
+    send(tab, "Hello!")
+    assert page.locator(".turn").count() == 1
+
+
+def test_an_agent_that_cannot_run_says_why_on_the_page(tab, http):
+    builder = json.loads((Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"
+                          / "lettabot-builder.af").read_text())
+    made = http.post("/agents/import/af", json=builder, params={"agent": "lettabot-builder",
+                                                                 "name": "big-builder"})
+    assert made.status_code == 201, made.text
+    page = tab.open("?agent=big-builder").page
+    page.wait_for_selector("#cannot-run:not([hidden])")
+    assert "does not fit its 8192-token window" in page.locator("#cannot-run").inner_text()
+    create(http, "sue")
+    tab.open("?agent=sue").page.wait_for_selector("form.block[data-label=human]")
+    assert page.locator("#cannot-run").is_hidden()
+
+
 def test_a_bookmarked_agent_opens_with_its_history(tab, http):
     create(http, "cy")
     http.post("/agents/cy/messages", json={"text": "Hi, I'm Cy."})

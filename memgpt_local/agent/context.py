@@ -196,6 +196,20 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def window_problem(count: Callable[[str], int], name: str, core: CoreMemory,
+                   settings: AgentSettings) -> str | None:
+    """Why an agent cannot run in its window (its instructions and core memory leave no room
+    for messages), naming the ways out; None when it fits."""
+    fixed = _fixed_tokens(count, name, core, settings)
+    if fixed + MIN_QUEUE_TOKENS <= settings.n_ctx:
+        return None
+    own = ", or with our instructions (--our-instructions)" if settings.instructions else ""
+    return (f"Agent '{name}' does not fit its {settings.n_ctx}-token window: its instructions "
+            f"and core memory take {fixed} tokens and leave no room for messages. Import it "
+            f"again on a model with a larger window (--model){own}, or make its blocks "
+            f"smaller (memgpt-local agents block {name} LABEL FILE --limit N).")
+
+
 def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
                   settings: AgentSettings) -> int:
     """Tokens the prompt needs before any message, with every block full."""

@@ -233,6 +233,8 @@ def agents_list(wait: bool) -> None:
 def print_overview(info: dict) -> None:
     """An agent's overview (Engine.show_agent) as text."""
     click.echo(f"{info['name']}: {info['model']}, {info['n_ctx']}-token window")
+    if info.get("cannot_run"):
+        click.echo(f"Cannot run: {info['cannot_run']}")
     click.echo(f"messages: {info['in_context_messages']} in context, "
                f"{info['recall_messages']} in recall; passages: {info['archival_passages']}; "
                f"flushes: {info['flushes']}")

@@ -40,6 +40,10 @@ def read_api_key(path: Path | None) -> str | None:
 @click.option("--kv-memory", type=ByteSize(), default="2GiB", show_default=True,
               help="Memory for agents' context snapshots, so a switch of agents evaluates "
                    "only what is new; beyond it they go to disk (--kv-budget).")
+@click.option("--model-memory", type=ByteSize(),
+              help="Memory for loaded models (weights and KV caches, estimated from their "
+                   "files): beyond it the least recently used idle model is unloaded, and a "
+                   "request that cannot fit gets 503. Default: 80% of this machine's RAM.")
 @click.option("--queue-size", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Requests that may wait for the model; more get 503 with Retry-After.")
 @click.option("--queue-timeout", default=300.0, show_default=True, type=click.FloatRange(1),
@@ -58,8 +62,9 @@ def read_api_key(path: Path | None) -> str | None:
 @user_errors
 def serve(host: str, port: int, allowed_hosts: tuple[str, ...],
           allowed_origins: tuple[str, ...], models: tuple[str, ...], api_key_file: Path | None,
-          kv_memory: int, queue_size: int, queue_timeout: float, max_upload: int,
-          parallel: int | None, store: str | None, report_dir: Path | None) -> None:
+          kv_memory: int, model_memory: int | None, queue_size: int, queue_timeout: float,
+          max_upload: int, parallel: int | None, store: str | None,
+          report_dir: Path | None) -> None:
     """Serve agents over HTTP: a web page at /, an API with OpenAPI docs at /docs, and an
     OpenAI-compatible /v1/chat/completions where `model` names an agent."""
     import uvicorn
@@ -70,6 +75,7 @@ def serve(host: str, port: int, allowed_hosts: tuple[str, ...],
     access = Access(read_api_key(api_key_file), allowed_hosts, allowed_origins)
     _check_exposure(host, port, access)
     eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)),
+                 model_memory_bytes=model_memory or machine_memory() * 4 // 5,
                  holder=f"the server at {host}:{port} (pid {os.getpid()})",
                  **({"store": store} if store else {}))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
@@ -83,6 +89,11 @@ def serve(host: str, port: int, allowed_hosts: tuple[str, ...],
                f"up to {parallel} turn{'s' if parallel > 1 else ''} at once); the web page at /, "
                "API docs at /docs. Ctrl-C stops it.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _check_exposure(host: str, port: int, access: Access) -> None:

@@ -51,6 +51,36 @@ def download(spec: ModelSpec) -> Path:
         raise MemgptLocalError(f"Download of {spec.hf_repo}/{spec.hf_file} failed: {exc}") from exc
 
 
+def trained_context(spec: ModelSpec) -> int:
+    """The window a model was trained for, from its GGUF metadata (0: the file does not
+    say), read without loading the weights."""
+    metadata = _vocabulary_only(str(spec.locate())).metadata
+    value = metadata.get(f"{metadata.get('general.architecture', '')}.context_length", "0")
+    return int(value) if str(value).isdigit() else 0
+
+
+def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
+    """Bytes a runtime of this model and window holds: its weights (the file) and an f16 KV
+    cache of every layer over the whole window, a tenth more for llama.cpp's buffers (0 for a
+    model on an inference server, which holds it there)."""
+    if spec.server:
+        return 0
+    path = spec.locate()
+    metadata = _vocabulary_only(str(path)).metadata
+    arch = metadata.get("general.architecture", "")
+
+    def number(key: str, default: int = 0) -> int:
+        value = str(metadata.get(f"{arch}.{key}", default))
+        return int(value) if value.isdigit() else default
+
+    heads = max(1, number("attention.head_count", 1))
+    head_size = number("embedding_length") // heads
+    per_token = number("attention.head_count_kv", heads) * (
+        number("attention.key_length", head_size) + number("attention.value_length", head_size))
+    kv_bytes = number("block_count") * n_ctx * per_token * 2
+    return int((path.stat().st_size + kv_bytes) * 1.1)
+
+
 def tool_format_name(spec: ModelSpec) -> str:
     """The tool-call format of the chat template a model is run with (its file's, or the one
     models.toml names), read without loading the weights."""

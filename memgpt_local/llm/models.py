@@ -24,6 +24,7 @@ class ModelSpec:
     hf_file: str | None = None
     chat_template: str = "gguf"
     n_ctx: int = 4096
+    rope_freq_scale: float = 0.0  # 0: as trained; 0.5 stretches the trained window twice
     n_gpu_layers: int = 0
     n_threads: int = 0
     assemble: bool = False
@@ -41,6 +42,13 @@ class ModelSpec:
             return Path(self.api_key_file).expanduser().read_text().strip()
         except OSError as exc:
             raise RegistryError(f"Model '{self.alias}': cannot read api_key_file: {exc}") from exc
+
+    def largest_window(self, trained: int) -> int:
+        """The largest window this entry may run with, for a model trained on `trained`
+        tokens (stretched by its rope_freq_scale; 0 when the file does not say)."""
+        if not trained or self.rope_freq_scale <= 0:
+            return trained
+        return int(trained / self.rope_freq_scale)
 
     def threads(self) -> int:
         """Threads to use: the configured number, or every core when it is 0."""

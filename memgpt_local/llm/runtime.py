@@ -80,7 +80,7 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
         return CountingLlama(
             model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
             n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
-            swa_full=True, verbose=False)
+            swa_full=True, verbose=False, rope_freq_scale=spec.rope_freq_scale)
 
 
 class ModelRuntime(ModelTokenizer):

@@ -34,6 +34,9 @@ class EmbeddedStore(Database):
     def release(self, name: str) -> None:
         """No lease is held (see lease)."""
 
+    def fence(self, name: str) -> None:
+        """Nothing to check: no other process can write the home (see lease)."""
+
     def records(self) -> AgentStore:
         """The agent records."""
         return AgentStore(self.con)

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from ..errors import AgentLeasedError, MemgptLocalError, StoreUnavailableError
+from ..errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
 from .pg_archival import PostgresArchival, vector_text
 from .pg_recall import PostgresRecall
@@ -71,9 +71,18 @@ def _m003_json_as_written(con) -> None:
     con.execute("ALTER TABLE agents ALTER COLUMN in_context SET DEFAULT '[]'")
 
 
-MIGRATIONS: list[Callable] = [_m001_schema, _m002_leases, _m003_json_as_written]
+def _m004_lease_epochs(con) -> None:
+    # each taking of a lease counts up its epoch; a step's transaction checks the epoch its
+    # process took, so a process that lost its lease session (and its lock) writes nothing
+    con.execute("ALTER TABLE leases ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0")
 
 
+MIGRATIONS: list[Callable] = [_m001_schema, _m002_leases, _m003_json_as_written,
+                              _m004_lease_epochs]
+
+
+LEASES_LOST = ("The connection holding this process's leases on the PostgreSQL store was lost; "
+               "its agents may be taken by another process. Try again.")
 LOST = ("The connection to the PostgreSQL store was lost mid-step (the server restarted or "
         "dropped it); the step was rolled back, and the next one reconnects.")
 
@@ -157,6 +166,7 @@ class PostgresStore:
                                    check=ConnectionPool.check_connection)
         self._leases = None  # the session holding this process's leases, made on first use
         self._lease_guard = threading.Lock()
+        self._held: dict[str, list[int]] = {}  # agent -> [epoch taken, acquires not released]
         self.raw = self._connection()
         self.con = Connection(self)
         try:
@@ -263,13 +273,42 @@ class PostgresStore:
                     f"Agent '{name}' is in use by {row[0] if row else 'another process'}; "
                     f"waited {wait_s:g} s. Try again when it is done.")
             time.sleep(0.05)
-        self._lease_query("INSERT INTO leases VALUES (%s, %s, now()) ON CONFLICT (agent) DO "
-                          "UPDATE SET holder = excluded.holder, since = excluded.since "
-                          "RETURNING agent", [name, holder])
+        if name in self._held:  # taken again by this process (the lock is re-entrant)
+            self._held[name][1] += 1
+            return
+        epoch = self._lease_query(
+            "INSERT INTO leases VALUES (%s, %s, now(), 1) ON CONFLICT (agent) DO UPDATE SET "
+            "holder = excluded.holder, since = excluded.since, epoch = leases.epoch + 1 "
+            "RETURNING epoch", [name, holder])[0]
+        self._held[name] = [epoch, 1]
 
     def release(self, name: str) -> None:
-        """Give back one acquire() of an agent's lease."""
-        self._lease_query("SELECT pg_advisory_unlock(%s)", [_lease_key(name)])
+        """Give back one acquire() of an agent's lease (a lease session that broke has given
+        them all back already)."""
+        held = self._held.get(name)
+        if held is not None:
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._held[name]
+        try:
+            self._lease_query("SELECT pg_advisory_unlock(%s)", [_lease_key(name)])
+        except StoreUnavailableError:
+            self._held.clear()  # the session ended: no lock of this process is left
+
+    def fence(self, name: str) -> None:
+        """Inside a transaction of an agent's: refuse to write unless this process still holds
+        the lease it took (another process that took it since has counted its epoch up); the
+        row stays locked until the commit, so no one takes the lease in between."""
+        held = self._held.get(name)
+        if held is None:
+            return
+        row = self.con.execute("SELECT epoch, holder FROM leases WHERE agent = ? FOR SHARE",
+                               [name]).fetchone()
+        if row is None or row[0] != held[0]:
+            raise LeaseLostError(
+                f"This process lost its lease on agent '{name}' (its lease connection to "
+                f"PostgreSQL dropped) and {row[1] if row else 'another process'} took the "
+                "agent since: this step was not stored; its turn goes on there.")
 
     def _lease_query(self, sql: str, params: list) -> tuple | None:
         """One statement on the lease session (opened on first use, kept: it holds the
@@ -284,7 +323,7 @@ class PostgresStore:
                     raise
                 self.pool.putconn(self._leases)
                 self._leases = None
-                raise StoreUnavailableError(LOST) from None
+                raise StoreUnavailableError(LEASES_LOST) from None
 
     def records(self) -> AgentStore:
         """The agent records."""

@@ -13,6 +13,7 @@ from ..errors import (
     AgentLeasedError,
     MemgptLocalError,
     ModelFileMissingError,
+    ModelMemoryError,
     StoreUnavailableError,
     UnknownModelError,
 )
@@ -26,7 +27,7 @@ from .worker import ServerBusyError
 
 STATUS_OF = {AgentNotFoundError: 404, AgentExistsError: 409, ServerBusyError: 503,
              UnknownModelError: 400, ModelFileMissingError: 503, AgentLeasedError: 409,
-             StoreUnavailableError: 503}
+             StoreUnavailableError: 503, ModelMemoryError: 503}
 TYPE_OF = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
            409: "conflict_error", 413: "request_too_large", 422: "invalid_request_error",
            503: "unavailable_error"}

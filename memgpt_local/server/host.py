@@ -44,6 +44,7 @@ class AgentHost:
         self.worker = EngineWorker(settings.max_waiting, settings.queue_timeout_s,
                                    settings.max_turns)
         self._open: OrderedDict[str, Agent] = OrderedDict()
+        engine.runtimes.reclaim = self._close_an_idle_agent  # its model may then be unloaded
 
     def run(self, job: Callable[[], T], key: str | None = None, turn: bool = False) -> T:
         """Run a job on the worker, after the jobs before it and never beside another job with
@@ -81,6 +82,16 @@ class AgentHost:
         with self.engine.db.lease(name, self.engine.holder, self.settings.lease_wait_s):
             self.release(name)
             return work()
+
+    def _close_an_idle_agent(self) -> bool:
+        """Close the least recently used open agent that no job is using (its model then
+        has one user fewer); whether there was one."""
+        busy = self.worker.busy_keys()
+        idle = next((name for name in self._open if name not in busy), None)
+        if idle is None:
+            return False
+        self.engine.close_agent(self._open.pop(idle))
+        return True
 
     def _close_beyond_limit(self) -> None:
         busy = self.worker.busy_keys()

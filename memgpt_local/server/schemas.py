@@ -118,6 +118,7 @@ class AgentDetail(BaseModel):
     memory_hits: int = 0
     extra_functions: list[str] = []
     architecture: Architecture = "memgpt"
+    cannot_run: str | None = None  # why the agent cannot run on its model; None: it can
     notes: list[str] = []
 
 

@@ -81,7 +81,7 @@ export function wireAgentForms(open) {
     event.preventDefault();
     const form = event.target.elements;
     const body = { name: form.name.value.trim(), blocks: blocksOf(form.blocks.value) };
-    for (const field of ["model", "persona", "human"]) {
+    for (const field of ["model", "persona", "human", "architecture"]) {
       if (form[field].value.trim()) body[field] = form[field].value;
     }
     if (form.n_ctx.value) body.n_ctx = Number(form.n_ctx.value);

@@ -1,6 +1,6 @@
 // The page: the agents list, the open agent's chat and memory; ?agent=NAME opens one.
 
-import { agentPath, askKey, getJson } from "./api.js";
+import { agentPath, askKey, getJson, sendJson } from "./api.js";
 import { loadAgents, wireAgentForms } from "./agents.js";
 import { loadHistory, sendMessage } from "./chat.js";
 import { byId, guarded, showError } from "./dom.js";
@@ -12,6 +12,9 @@ const state = { agent: null, tab: "core" };
 async function refreshPanels() {
   if (!state.agent) return;
   const agent = await getJson(agentPath(state.agent));
+  byId("cannot-run").textContent = agent.cannot_run ? `Cannot run: ${agent.cannot_run}` : "";
+  byId("cannot-run").hidden = !agent.cannot_run;
+  byId("agent-architecture").value = agent.architecture;
   showBlocks(state.agent, agent, guarded(refreshPanels));
   if (state.tab === "context") await showContext(state.agent);
   await loadAgents(state.agent, openAgent);
@@ -28,6 +31,7 @@ const openAgent = guarded(async (name) => {
   byId("current-agent").textContent = name || "no agent open";
   byId("transcript").replaceChildren();
   byId("blocks").replaceChildren();
+  byId("cannot-run").hidden = true;
   if (!name) {
     await loadAgents(null, openAgent);
     return;
@@ -81,6 +85,10 @@ function start() {
     if (await askKey()) openAgent(state.agent);
   });
   byId("context-refresh").addEventListener("click", () => guarded(showContext)(state.agent));
+  byId("agent-architecture").addEventListener("change", guarded(async (event) => {
+    await sendJson("PATCH", agentPath(state.agent), { architecture: event.target.value });
+    await refreshPanels();
+  }));
   wireAgentForms(openAgent);
   wireMemoryForms(() => state.agent, guarded(refreshPanels));
   wireChat();
