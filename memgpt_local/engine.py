@@ -189,11 +189,11 @@ class Engine(AgentTransfer):
         self.check_window(spec, n_ctx or spec.n_ctx)
         return self.runtimes.acquire(spec, n_ctx or spec.n_ctx)
 
-    @staticmethod
-    def check_window(spec: ModelSpec, n_ctx: int) -> None:
+    def check_window(self, spec: ModelSpec, n_ctx: int) -> None:
         """Refuse a window larger than the model was trained for (an inference server checks
-        its own), unless the entry stretches it."""
-        if spec.server:
+        its own), unless the entry stretches it; an engine given its own runtime factory (a
+        scripted one) runs no model file, so has no trained window to keep to."""
+        if spec.server or self._runtime_factory is not runtime_for:
             return
         largest = spec.largest_window(trained_context(spec))
         if largest and n_ctx > largest:

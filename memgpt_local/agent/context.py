@@ -196,11 +196,20 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def _filled(core: CoreMemory) -> CoreMemory:
+    """Core memory with every block full: its text now, the rest of its limit plain prose."""
+    full = CoreMemory()
+    for block in core.blocks.values():
+        filler = block.value + FILLER * (block.limit // len(FILLER) + 1)
+        full.blocks[block.label] = replace(block, value=filler[: block.limit])
+    return full
+
+
 def window_problem(count: Callable[[str], int], name: str, core: CoreMemory,
                    settings: AgentSettings) -> str | None:
     """Why an agent cannot run in its window (its instructions and core memory leave no room
     for messages), naming the ways out; None when it fits."""
-    fixed = _fixed_tokens(count, name, core, settings)
+    fixed = _fixed_tokens(count, name, core, settings, full_blocks=False)
     if fixed + MIN_QUEUE_TOKENS <= settings.n_ctx:
         return None
     own = ", or with our instructions (--our-instructions)" if settings.instructions else ""
@@ -211,16 +220,13 @@ def window_problem(count: Callable[[str], int], name: str, core: CoreMemory,
 
 
 def _fixed_tokens(count: Callable[[str], int], name: str, core: CoreMemory,
-                  settings: AgentSettings) -> int:
-    """Tokens the prompt needs before any message, with every block full."""
-    full = CoreMemory()
-    for block in core.blocks.values():  # its text now, the rest of its limit plain prose
-        filler = block.value + FILLER * (block.limit // len(FILLER) + 1)
-        full.blocks[block.label] = replace(block, value=filler[: block.limit])
+                  settings: AgentSettings, full_blocks: bool = True) -> int:
+    """Tokens the prompt needs before any message, with every block full (or as it is)."""
+    shown = _filled(core) if full_blocks else core
     counts = memory_counts(10**6, 10**6, utc_now())
     texts = [static_instructions(settings.instructions, tuple(settings.extra_functions),
                                  settings.architecture),
-             core_memory_text(name, full, counts),
+             core_memory_text(name, shown, counts),
              summary_text("")]
     return (sum(count(t) for t in texts) + settings.summary_tokens
             + settings.response_tokens + PER_MESSAGE_OVERHEAD * len(texts))

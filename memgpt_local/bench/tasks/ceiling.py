@@ -27,20 +27,24 @@ def more_pages(result: str, page: int) -> bool:
     return bool(match) and page < min(int(match.group(2)), MAX_PAGES)
 
 
-def search(function: str, query: str, page: int) -> str:
-    """A search call that asks for another step."""
+def search(function: str, query: str, page: int, reply: bool = False) -> str:
+    """A search call that asks for another step (under the reply architecture every call is
+    followed by one)."""
+    if reply:
+        return call(function, query=query, page=page)
     return call(function, query=query, page=page, request_heartbeat=True)
 
 
-def answer(text: str) -> str:
-    """The final reply."""
-    return call("send_message", message=text)
+def answer(text: str, reply: bool = False) -> str:
+    """The final reply: a send_message call, or (the reply architecture) the plain text."""
+    return text if reply else call("send_message", message=text)
 
 
 @dataclass
 class NestedKvPolicy:
     """Search for the current key, follow its value, until a value is no key: the answer."""
 
+    reply: bool = False  # play the reply architecture: plain replies, no heartbeats
     key: str = ""
     page: int = 1
     seen: set = field(default_factory=set)
@@ -49,16 +53,16 @@ class NestedKvPolicy:
         function, text = last_result(messages)
         if function is None:  # the question: start from its key
             self.key, self.page, self.seen = UUID.findall(text.lower())[0], 1, set()
-            return search("archival_memory_search", self.key, 1)
+            return search("archival_memory_search", self.key, 1, self.reply)
         found = re.search(rf"key {self.key} has value ({UUID.pattern})", text)
         if found and found.group(1) not in self.seen:
             self.seen.add(self.key)
             self.key, self.page = found.group(1), 1
-            return search("archival_memory_search", self.key, 1)
+            return search("archival_memory_search", self.key, 1, self.reply)
         if more_pages(text, self.page):
             self.page += 1
-            return search("archival_memory_search", self.key, self.page)
-        return answer(self.key)
+            return search("archival_memory_search", self.key, self.page, self.reply)
+        return answer(self.key, self.reply)
 
 
 @dataclass
@@ -67,6 +71,7 @@ class AnswerInResultsPolicy:
     (what a perfect reader would take from them); page on, then give up."""
 
     function: str
+    reply: bool = False  # play the reply architecture: plain replies, no heartbeats
     answers: list[str] = field(default_factory=list)
     query: str = ""
     page: int = 1
@@ -80,12 +85,12 @@ class AnswerInResultsPolicy:
     def __call__(self, messages: list[dict]) -> str:
         function, text = last_result(messages)
         if function is None:
-            return search(self.function, self.query, 1)
+            return search(self.function, self.query, 1, self.reply)
         normalised = squad_normalise(text)
         for gold in self.answers:
             if squad_normalise(gold) and squad_normalise(gold) in normalised:
-                return answer(gold)
+                return answer(gold, self.reply)
         if more_pages(text, self.page):
             self.page += 1
-            return search(self.function, self.query, self.page)
-        return answer(NOT_FOUND)
+            return search(self.function, self.query, self.page, self.reply)
+        return answer(NOT_FOUND, self.reply)

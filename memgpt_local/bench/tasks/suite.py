@@ -17,6 +17,7 @@ from .runner import CachingEmbedder, CaseResult
 from .validity import SOURCES, ProbingRuntime, run_validity_case
 from .variants import (
     AGENT_VARIANTS,
+    CEILING_VARIANTS,
     AgentRun,
     ceiling_engine,
     locomo_evidence_recall,
@@ -25,7 +26,7 @@ from .variants import (
 )
 
 TASKS = ("nested-kv", "doc-qa", "locomo", "call-validity")
-VARIANTS = ("memgpt", "memgpt-bare", "reply", "baseline", "ceiling")
+VARIANTS = ("memgpt", "memgpt-bare", "reply", "baseline", "ceiling", "ceiling-reply")
 RESULTS = "results.jsonl"
 MEMGPT_MAX_CHAIN = 8  # steps per question: nested-KV level 4 takes 6 (5 searches, the answer)
 DEFAULT_LIMIT = 10  # cases per level, K or category: the default suite's size
@@ -149,7 +150,7 @@ class BenchRun:
                     self._validity(model)
                 continue
             cases, turns = task_cases(task, self.config)
-            if "ceiling" in self.config.variants:
+            if set(CEILING_VARIANTS) & set(self.config.variants):
                 self._ceiling(task, cases, turns)
             for model in self.config.models:
                 self._model(task, model, cases, turns)
@@ -174,11 +175,14 @@ class BenchRun:
         engine, runtime = ceiling_engine(lambda factory: self.engine("ceiling",
                                                                      runtime_factory=factory))
         with engine:
-            if turns is not None:
-                self._evidence_recall(engine, task, cases, turns)
+            if turns is not None:  # what the ceiling measures here is retrieval alone
+                if "ceiling" in self.config.variants:
+                    self._evidence_recall(engine, task, cases, turns)
                 return
-            for case, save in self.cases("ceiling", task, "ceiling", cases):
-                save(run_ceiling_case(engine, runtime, task, case))
+            for variant in CEILING_VARIANTS:
+                if variant in self.config.variants:
+                    for case, save in self.cases("ceiling", task, variant, cases):
+                        save(run_ceiling_case(engine, runtime, task, case, variant))
 
     def _evidence_recall(self, engine, task, cases, turns) -> None:
         todo = self.todo("ceiling", task, "ceiling", cases)

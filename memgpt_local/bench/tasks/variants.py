@@ -32,6 +32,8 @@ BARE = {"architecture": "memgpt", "tool_rules": [], "memory_hits": 0}
 # so a change of the default changes no variant's meaning
 AGENT_VARIANTS = {"memgpt": {"architecture": "memgpt"}, "memgpt-bare": BARE,
                   "reply": {"architecture": "reply"}}
+# the scripted perfect agent in each architecture, bare
+CEILING_VARIANTS = {"ceiling": BARE, "ceiling-reply": {**BARE, "architecture": "reply"}}
 
 
 def score(task: str, reply: str, case: Case) -> float:
@@ -43,21 +45,23 @@ def score(task: str, reply: str, case: Case) -> float:
     return locomo_score(reply, case.expected, case.group)
 
 
-def ceiling_policy(task: str, case: Case):
-    """The scripted perfect agent for a task's case."""
+def ceiling_policy(task: str, case: Case, reply: bool = False):
+    """The scripted perfect agent for a task's case (in the reply architecture's form)."""
     if task == "nested-kv":
-        return NestedKvPolicy()
-    policy = AnswerInResultsPolicy("archival_memory_search")
+        return NestedKvPolicy(reply)
+    policy = AnswerInResultsPolicy("archival_memory_search", reply)
     policy.start(case)
     return policy
 
 
-def run_ceiling_case(engine: Engine, runtime: ScriptedRuntime, task: str, case: Case
-                     ) -> CaseResult:
-    """One archival case played by the scripted policy through the agent's real loop."""
-    runtime.script = ceiling_policy(task, case)
-    run = AgentRun("ceiling", None, CEILING_N_CTX, CEILING_MAX_CHAIN, BARE, greet=False)
-    return run_agent_case(engine, task, case, run, "ceiling")
+def run_ceiling_case(engine: Engine, runtime: ScriptedRuntime, task: str, case: Case,
+                     variant: str = "ceiling") -> CaseResult:
+    """One archival case played by the scripted policy through the agent's real loop, in the
+    variant's architecture."""
+    settings = CEILING_VARIANTS[variant]
+    runtime.script = ceiling_policy(task, case, settings["architecture"] == "reply")
+    run = AgentRun("ceiling", None, CEILING_N_CTX, CEILING_MAX_CHAIN, settings, greet=False)
+    return run_agent_case(engine, task, case, run, variant)
 
 
 @dataclass(frozen=True)
