@@ -371,16 +371,24 @@ class Engine(AgentTransfer):
                        ) -> LoadReport:
         """Put files into an existing agent's archival memory."""
         self.records.get(name)
-        prepared = self.prepare_documents(paths, max_tokens, overlap, on_passages)
+        prepared = self.prepare_documents(paths, max_tokens, overlap, on_passages,
+                                          known=self.db.passage_hashes(name))
         return self.store_documents(name, prepared)
 
     def prepare_documents(self, paths: list[Path], max_tokens: int = 200, overlap: int = 30,
                           on_passages: Callable[[int], None] | None = None,
-                          sources: dict[Path, str] | None = None) -> PreparedDocuments:
+                          sources: dict[Path, str] | None = None,
+                          known: frozenset[str] | set[str] = frozenset()
+                          ) -> PreparedDocuments:
         """Read, split and embed files; touches no store, so a server runs it outside its
-        lock (sources: the name each path is stored under)."""
+        lock (sources: the name each path is stored under; known: the content hashes an
+        agent holds, from passage_hashes: not embedded again)."""
         return prepare_documents(paths, self.embedder(), max_tokens, overlap, on_passages,
-                                 sources)
+                                 sources, known)
+
+    def passage_hashes(self, name: str) -> set[str]:
+        """The content hashes of an agent's passages (what a load need not embed again)."""
+        return self.db.passage_hashes(name)
 
     def store_documents(self, name: str, prepared: PreparedDocuments) -> LoadReport:
         """Store prepared passages in an agent's archival memory (nothing embedded again)."""

@@ -68,14 +68,20 @@ def test_three_agents_share_one_runtime_and_answer_from_their_own_memory(config)
     assert factory.built[0].closed  # closing the engine unloads the model
 
 
-def test_pool_unloads_the_least_recently_used_idle_runtime():
-    loaded = []
-
+def tracked_loader(loaded: list):
+    """A pool's load function making fake runtimes, each in `loaded` until it is closed."""
     def load(spec, n_ctx):
         runtime = FakeRuntime([], n_ctx)
         runtime.close = lambda: loaded.remove(runtime)
         loaded.append(runtime)
         return runtime
+
+    return load
+
+
+def test_pool_unloads_the_least_recently_used_idle_runtime():
+    loaded: list = []
+    load = tracked_loader(loaded)
 
     from memgpt_local.llm.models import Registry
 
@@ -156,6 +162,22 @@ class CountingEmbedder:
 
     def count_tokens(self, text):
         return self.inner.count_tokens(text)
+
+
+def test_loading_the_same_documents_again_embeds_nothing(config, tmp_path):
+    """Passages an agent holds are left out before embedding (a load is embedded outside the
+    store's lock now, so the store's own duplicate check came too late to save the work)."""
+    embedder = CountingEmbedder()
+    document = tmp_path / "notes.md"
+    document.write_text(" ".join(f"Bees visit flower number {i}." for i in range(400)))
+    with Engine(config, runtime_factory=CountingFactory(), embedder=embedder) as engine:
+        engine.create_agent("ann", "smollm2-135m", 2048)
+        first = engine.load_documents("ann", [document])
+        embedded = embedder.embedded
+        again = engine.load_documents("ann", [document])
+    assert first.passages > 1 and embedded >= first.passages
+    assert (again.passages, again.skipped_duplicates) == (0, first.passages)
+    assert embedder.embedded == embedded
 
 
 def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(config):
@@ -327,13 +349,8 @@ def test_loaded_models_stay_within_their_memory_budget(steps, budget, limit):
     from memgpt_local.errors import ModelMemoryError
     from memgpt_local.llm.models import Registry
 
-    loaded = []
-
-    def load(spec, n_ctx):
-        runtime = FakeRuntime([], n_ctx)
-        runtime.close = lambda: loaded.remove(runtime)
-        loaded.append(runtime)
-        return runtime
+    loaded: list = []
+    load = tracked_loader(loaded)
 
     spec = Registry.load().get("smollm2-135m")
     pool = RuntimePool(load, limit, budget, lambda spec, n_ctx: n_ctx)

@@ -62,6 +62,12 @@ def passage_count(con: duckdb.DuckDBPyConnection, agent: str) -> int:
     return con.execute("SELECT count(*) FROM passages WHERE agent = ?", [agent]).fetchone()[0]
 
 
+def passage_hashes(con, agent: str) -> set[str]:
+    """The content hashes of an agent's passages (what a new one must not repeat)."""
+    return {row[0] for row in con.execute("SELECT content_hash FROM passages WHERE agent = ?",
+                                          [agent]).fetchall()}
+
+
 def stored_passages(con: duckdb.DuckDBPyConnection, agent: str) -> list[dict]:
     """An agent's passages (content, source, metadata), oldest first, without embeddings."""
     rows = con.execute("SELECT content, source, metadata FROM passages WHERE agent = ? "

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .archival import content_hash
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ""}
 
 
@@ -99,6 +101,7 @@ class PreparedFile:
     source: str
     passages: list[str]
     vectors: np.ndarray
+    known: int = 0  # passages left out before embedding: the store holds them already
 
 
 @dataclass
@@ -112,10 +115,12 @@ class PreparedDocuments:
 
 def prepare_documents(paths: list[Path], embedder, max_tokens: int = 200,
                       overlap_tokens: int = 30, on_passages: Callable[[int], None] | None = None,
-                      sources: dict[Path, str] | None = None) -> PreparedDocuments:
+                      sources: dict[Path, str] | None = None,
+                      known: frozenset[str] | set[str] = frozenset()) -> PreparedDocuments:
     """Read, split and embed files for an archival store (no store needed: run it outside the
     engine's lock); unreadable files are reported, not fatal. sources: the name each path is
-    stored under (default: the path)."""
+    stored under (default: the path); known: content hashes the store holds (not embedded
+    again)."""
     prepared = PreparedDocuments()
     start = time.perf_counter()
     for path in paths:
@@ -133,15 +138,16 @@ def prepare_documents(paths: list[Path], embedder, max_tokens: int = 200,
         if not passages:
             prepared.failed[source] = "it holds no text"
             continue
-        prepared.files.append(PreparedFile(source, passages, _embed(passages, embedder,
-                                                                    on_passages)))
+        fresh = [p for p in passages if content_hash(p) not in known]
+        prepared.files.append(PreparedFile(source, fresh, _embed(fresh, embedder, on_passages),
+                                           len(passages) - len(fresh)))
     prepared.seconds = time.perf_counter() - start
     return prepared
 
 
 def _embed(passages: list[str], embedder, on_passages: Callable[[int], None] | None
            ) -> np.ndarray:
-    parts = []
+    parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
     for batch in _batches(passages, 256):
         parts.append(embedder.embed(batch))
         if on_passages:
@@ -182,6 +188,7 @@ def store_documents(prepared: PreparedDocuments, archival) -> LoadReport:
     start = time.perf_counter()
     for file in prepared.files:
         report.files += 1
+        report.skipped_duplicates += file.known
         for batch in _batches(file.passages, 256):
             stored = archival.insert(batch, source=file.source)
             report.passages += len(stored)

@@ -5,7 +5,13 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from .agents import AgentStore
-from .archival import ArchivalStorage, delete_index_files, passage_count, stored_passages
+from .archival import (
+    ArchivalStorage,
+    delete_index_files,
+    passage_count,
+    passage_hashes,
+    stored_passages,
+)
 from .database import Database
 from .recall import RecallStorage
 
@@ -52,6 +58,10 @@ class EmbeddedStore(Database):
     def passage_count(self, name: str) -> int:
         """Passages stored for an agent (no embedding model, no index)."""
         return passage_count(self.con, name)
+
+    def passage_hashes(self, name: str) -> set[str]:
+        """The content hashes of an agent's passages."""
+        return passage_hashes(self.con, name)
 
     def stored_passages(self, name: str) -> list[dict]:
         """An agent's passages (content, source, metadata), oldest first."""

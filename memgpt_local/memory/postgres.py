@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
+from .archival import passage_hashes
 from .pg_archival import PostgresArchival, vector_text
 from .pg_recall import PostgresRecall
 from .stores import redact_url
@@ -341,6 +342,10 @@ class PostgresStore:
         """Passages stored for an agent (no embedding model)."""
         return self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
                                 [name]).fetchone()[0]
+
+    def passage_hashes(self, name: str) -> set[str]:
+        """The content hashes of an agent's passages."""
+        return passage_hashes(self.con, name)
 
     def stored_passages(self, name: str) -> list[dict]:
         """An agent's passages (content, source, metadata), oldest first."""

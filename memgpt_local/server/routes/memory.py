@@ -97,10 +97,16 @@ def upload_documents(name: str, files: Annotated[list[UploadFile], File()],
     this request's thread while other agents' turns go on, then stored (each passage's source
     is the file's name)."""
     engine = host.engine
-    host.run(lambda: (engine.records.get(name), engine.embedder()), name)  # 404 first
+
+    def stored_hashes() -> set[str]:
+        engine.records.get(name)  # an unknown agent is a 404 before anything is read
+        engine.embedder()  # loaded once, on the worker
+        return engine.passage_hashes(name)
+
+    known = host.run(stored_hashes, name)
     with tempfile.TemporaryDirectory(prefix="memgpt-upload-") as folder:
         uploaded = _save_uploads(files, Path(folder))
-        prepared = engine.prepare_documents(list(uploaded), sources=uploaded)
+        prepared = engine.prepare_documents(list(uploaded), sources=uploaded, known=known)
     report = host.run(lambda: host.change(
         name, lambda: engine.store_documents(name, prepared)), name)
     if report.failed and not report.files:
