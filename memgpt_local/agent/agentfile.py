@@ -27,7 +27,7 @@ from ..memory.messages import Message
 from .architectures import MEMGPT, REPLY
 from .context import static_instructions
 from .functions import OPTIONAL_FUNCTIONS
-from .json_checks import check_document, loads_checked
+from .json_checks import check_document, loads, loads_checked
 from .portable import AgentExport, ExportFileError, parse_time
 from .rules import KINDS
 from .settings import NEW_AGENT_SETTINGS, AgentSettings
@@ -133,7 +133,7 @@ def checked_agent_file(document: dict | str, model: str, n_ctx: int,
 def _document(raw: bytes) -> dict:
     """The JSON document, decoded a second time where it was stored as one string."""
     try:
-        return _decoded(loads_checked(raw))
+        return _decoded(loads(raw))  # checked there, once
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a readable JSON file ({exc}).") from None
 
@@ -142,7 +142,7 @@ def _decoded(data: Any) -> dict:
     """A decoded document, checked to be an agent file (a string: decoded once more)."""
     if isinstance(data, str):
         try:
-            data = loads_checked(data)
+            data = loads(data)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a readable JSON file ({exc}).") from None
     check_document(data)

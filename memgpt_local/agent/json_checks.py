@@ -22,8 +22,9 @@ def check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
             _check_text(value, where)
         elif isinstance(value, dict):
             for key, item in value.items():
-                _check_text(str(key), f"{where}.{str(key)[:40]}")
-                pending.append((item, f"{where}.{str(key)[:40]}".lstrip("."), depth + 1))
+                place = f"{where}.{str(key)[:40]}".lstrip(".")
+                _check_text(str(key), place)
+                pending.append((item, place, depth + 1))
         elif isinstance(value, list):
             pending.extend((item, f"{where}[{index}]", depth + 1)
                            for index, item in enumerate(value))
@@ -36,12 +37,18 @@ def _check_text(text: str, where: str) -> None:
                          "character no store can hold (text that is not valid Unicode).")
 
 
-def loads_checked(text: str | bytes) -> Any:
-    """json.loads, with the document checked (ValueError for bad JSON or a bad document,
-    however deep)."""
+def loads(text: str | bytes) -> Any:
+    """json.loads, JSON nested past Python's recursion limit a ValueError (unchecked: call
+    check_document on what it gives, once)."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep.") from None
+
+
+def loads_checked(text: str | bytes) -> Any:
+    """loads, with the document checked (ValueError for bad JSON or a bad document, however
+    deep)."""
+    data = loads(text)
     check_document(data)
     return data

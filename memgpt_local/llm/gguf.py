@@ -54,9 +54,7 @@ def download(spec: ModelSpec) -> Path:
 def trained_context(spec: ModelSpec) -> int:
     """The window a model was trained for, from its GGUF metadata (0: the file does not
     say), read without loading the weights."""
-    metadata = _vocabulary_only(str(spec.locate())).metadata
-    value = metadata.get(f"{metadata.get('general.architecture', '')}.context_length", "0")
-    return int(value) if str(value).isdigit() else 0
+    return _arch_number(_vocabulary_only(str(spec.locate())).metadata, "context_length")
 
 
 def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
@@ -67,11 +65,9 @@ def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
         return 0
     path = spec.locate()
     metadata = _vocabulary_only(str(path)).metadata
-    arch = metadata.get("general.architecture", "")
 
     def number(key: str, default: int = 0) -> int:
-        value = str(metadata.get(f"{arch}.{key}", default))
-        return int(value) if value.isdigit() else default
+        return _arch_number(metadata, key, default)
 
     heads = max(1, number("attention.head_count", 1))
     head_size = number("embedding_length") // heads
@@ -79,6 +75,13 @@ def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
         number("attention.key_length", head_size) + number("attention.value_length", head_size))
     kv_bytes = number("block_count") * n_ctx * per_token * 2
     return int((path.stat().st_size + kv_bytes) * 1.1)
+
+
+def _arch_number(metadata: dict, key: str, default: int = 0) -> int:
+    """A whole number the GGUF's metadata gives for its architecture (`llama.block_count`),
+    else the default."""
+    value = str(metadata.get(f"{metadata.get('general.architecture', '')}.{key}", default))
+    return int(value) if value.isdigit() else default
 
 
 def tool_format_name(spec: ModelSpec) -> str:

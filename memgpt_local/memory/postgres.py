@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
 from .agents import AgentStore
-from .archival import passage_hashes
+from .archival import passage_count, passage_hashes
 from .pg_archival import PostgresArchival, vector_text
 from .pg_recall import PostgresRecall
 from .stores import redact_url
@@ -340,8 +340,7 @@ class PostgresStore:
 
     def passage_count(self, name: str) -> int:
         """Passages stored for an agent (no embedding model)."""
-        return self.con.execute("SELECT count(*) FROM passages WHERE agent = ?",
-                                [name]).fetchone()[0]
+        return passage_count(self.con, name)
 
     def passage_hashes(self, name: str) -> set[str]:
         """The content hashes of an agent's passages."""
