@@ -135,6 +135,22 @@ def create(http: httpx.Client, name: str, **fields) -> dict:
     return response.json()
 
 
+def create_on_page(tab: Page, name: str, human: str | None = None,
+                   architecture: str | None = None):
+    """Create an agent with the page's form (a 2k window); the page, once it lists it."""
+    page = tab.open().page
+    page.click("#create-agent summary")
+    page.fill("#create-form [name=name]", name)
+    page.fill("#create-form [name=n_ctx]", str(N_CTX))
+    if human is not None:
+        page.fill("#create-form [name=human]", human)
+    if architecture is not None:
+        page.select_option("#create-form [name=architecture]", architecture)
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector(f"#agent-list li[data-agent={name}]")
+    return page
+
+
 def send(tab: Page, text: str) -> None:
     """Send a message from the page and wait until the turn is done."""
     page = tab.page
@@ -151,13 +167,7 @@ def screenshot(tab: Page, name: str) -> None:
 
 # --- chat ------------------------------------------------------------------------------------
 def test_a_new_agent_chats_with_its_reply_streamed_and_its_steps_folded(tab, http):
-    page = tab.open().page
-    page.click("#create-agent summary")
-    page.fill("#create-form [name=name]", "ann")
-    page.fill("#create-form [name=n_ctx]", str(N_CTX))
-    page.fill("#create-form [name=human]", "The user likes long walks.")
-    page.click("#create-form button[type=submit]")
-    page.wait_for_selector("#agent-list li[data-agent=ann]")
+    page = create_on_page(tab, "ann", human="The user likes long walks.")
     assert page.url.endswith("?agent=ann")
     assert http.get("/agents/ann").json()["core_memory"]["human"]["value"] == \
         "The user likes long walks."
@@ -183,13 +193,7 @@ def test_a_new_agent_chats_with_its_reply_streamed_and_its_steps_folded(tab, htt
 
 
 def test_the_architecture_is_chosen_and_switched_on_the_page(tab, http):
-    page = tab.open().page
-    page.click("#create-agent summary")
-    page.fill("#create-form [name=name]", "rae")
-    page.fill("#create-form [name=n_ctx]", str(N_CTX))
-    page.select_option("#create-form [name=architecture]", "reply")
-    page.click("#create-form button[type=submit]")
-    page.wait_for_selector("#agent-list li[data-agent=rae]")
+    page = create_on_page(tab, "rae", architecture="reply")
     assert http.get("/agents/rae").json()["architecture"] == "reply"
     assert page.input_value("#agent-architecture") == "reply"
     page.select_option("#agent-architecture", "memgpt")
