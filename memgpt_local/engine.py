@@ -20,6 +20,7 @@ from .agent.loop import Agent
 from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from .errors import MemgptLocalError, SettingsError
 from .files import parse_size
+from .llm.adapters import adapter_report
 from .llm.base import DEFAULT_SEED, Runtime
 from .llm.gguf import memory_estimate, tool_format_name, trained_context, vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
@@ -412,6 +413,7 @@ class Engine(AgentTransfer):
                            "how_to_get": None if present else spec.how_to_get(),
                            "n_gpu_layers": spec.n_gpu_layers, "threads": spec.threads(),
                            "tool_format": tool_format_name(spec) if present else None,
+                           "adapter": adapter_report(spec),
                            "server": _server_report(spec)})
         return {**hardware_report(), "home": str(self.home),
                 "store": self.config.store and redact_url(self.config.store), "models": models}

@@ -51,3 +51,7 @@ class AgentLeasedError(MemgptLocalError):
 
 class LeaseLostError(AgentLeasedError):
     """A lease this process held and lost: another process took the agent meanwhile."""
+
+
+class AdapterError(MemgptLocalError):
+    """A LoRA adapter that is missing or does not fit the model it is named for."""

@@ -31,24 +31,41 @@ VENV=.venv
 STAMP="$VENV/.memgpt-local-installed"
 want="$(cat pyproject.toml scripts/setup.sh scripts/llama-build-options.sh | sha256sum | cut -d' ' -f1)"
 LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)"
-# llama.cpp's chat templates (models/templates in llama-cpp-python's source package), kept for
-# the tests of native tool-call formats, which read them in place.
-TEMPLATES="$VENV/share/llama-cpp-python-$LLAMA_VERSION/models/templates"
-keep_llama_templates() {
-  [ -d "$TEMPLATES" ] && return 0
+# From llama-cpp-python's source package, kept in $LLAMA_SOURCES: llama.cpp's chat templates
+# (models/templates, read in place by the tests of native tool-call formats) and its LoRA
+# converter with what it imports (convert_lora_to_gguf.py, conversion/, gguf-py/), which
+# scripts/train_adapter.py runs.
+LLAMA_SOURCES="$VENV/share/llama-cpp-python-$LLAMA_VERSION"
+KEPT=(models/templates convert_lora_to_gguf.py conversion gguf-py)
+keep_llama_sources() {
+  local missing=() part
+  for part in "${KEPT[@]}"; do [ -e "$LLAMA_SOURCES/$part" ] || missing+=("$part"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
   local work; work="$(mktemp -d)"
-  echo "memgpt-local: fetching llama.cpp's chat templates (llama-cpp-python $LLAMA_VERSION)" >&2
+  local root="llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp"
+  echo "memgpt-local: fetching llama.cpp's templates and LoRA converter (llama-cpp-python" \
+    "$LLAMA_VERSION)" >&2
   "$VENV/bin/python" -m pip download --disable-pip-version-check --quiet --no-binary \
     llama-cpp-python --no-deps --dest "$work" "llama-cpp-python==$LLAMA_VERSION"
-  tar -xzf "$work/llama_cpp_python-$LLAMA_VERSION.tar.gz" -C "$work" --wildcards \
-    "llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/models/templates/*"
-  mkdir -p "$(dirname "$TEMPLATES")"
-  mv "$work/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/models/templates" "$TEMPLATES"
+  tar -xzf "$work/llama_cpp_python-$LLAMA_VERSION.tar.gz" -C "$work" \
+    "${missing[@]/#/$root/}"
+  for part in "${missing[@]}"; do
+    mkdir -p "$(dirname "$LLAMA_SOURCES/$part")"
+    mv "$work/$root/$part" "$LLAMA_SOURCES/$part"
+  done
   rm -rf "$work"
 }
 
+# The tests' extras: the adapter pipeline's packages (peft, accelerate, gguf, faker: the tune
+# extra, not part of the chat install) and llama.cpp's sources above.
+for_tests() {
+  "$VENV/bin/python" -c "import peft, accelerate, gguf, faker" 2>/dev/null ||
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[tune]"
+  keep_llama_sources
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-  if [ "${1:-}" = "--tests" ]; then keep_llama_templates; fi
+  if [ "${1:-}" = "--tests" ]; then for_tests; fi
   exit 0
 fi
 
@@ -87,5 +104,5 @@ if [ "$(cat "$VENV/.llama-cmake-args" 2>/dev/null)" != "$CMAKE_ARGS" ]; then
 fi
 echo "memgpt-local: installing dependencies (first time: several minutes)" >&2
 "${PIP[@]}" --find-links "$WHEELS" -e ".[test]"
-if [ "${1:-}" = "--tests" ]; then keep_llama_templates; fi
+if [ "${1:-}" = "--tests" ]; then for_tests; fi
 echo "$want" > "$STAMP"

@@ -242,6 +242,7 @@ class ScriptedServer:
         self.slot_files = False
         self.steered = 0
         self.bodies: list[dict] = []
+        self.applied: dict[str, float] = {}  # the adapters it applies
 
     def window(self) -> int:
         return self.n_ctx
@@ -271,6 +272,9 @@ class ScriptedServer:
         if not self.slot_files:
             return None
         return {"n_saved": 9, "n_written": 900, "timings": {"save_ms": 5.0}}
+
+    def adapters(self) -> dict[str, float]:
+        return self.applied
 
     def close(self) -> None:
         pass

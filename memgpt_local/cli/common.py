@@ -80,3 +80,12 @@ def read_message(message: str) -> str:
     except UnicodeDecodeError:
         raise click.ClickException("The message on standard input is not UTF-8 text.") \
             from None
+
+
+def adapter_line(adapter: dict) -> str:
+    """One line on a model's LoRA adapter, from its report (llm/adapters.py)."""
+    where = f"adapter {adapter['adapter']} x{adapter['scale']}"
+    if adapter["problem"]:
+        return f"{where}: {adapter['problem']}"
+    digest = f" (sha256 {adapter['digest']}...)" if adapter["digest"] else ""
+    return f"{where}{digest}" + ("" if adapter["fits"] else ": its model file is missing")

@@ -5,9 +5,10 @@ import sys
 
 import click
 
+from ..llm.adapters import adapter_report, check_adapter
 from ..llm.base import DEFAULT_SEED, SamplingSettings
 from ..llm.models import ModelSpec
-from .common import engine, user_errors
+from .common import adapter_line, engine, user_errors
 
 
 @click.group()
@@ -35,7 +36,8 @@ def models_list(as_json: bool) -> None:
                      "file": spec.file or spec.hf_file or spec.path, "size": size,
                      "n_ctx": spec.n_ctx, "template": spec.chat_template, "present": present,
                      "source": spec.source(), "server": spec.server,
-                     "server_kind": spec.server_kind if spec.server else None})
+                     "server_kind": spec.server_kind if spec.server else None,
+                     "adapter": adapter_report(spec)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -45,6 +47,8 @@ def models_list(as_json: bool) -> None:
         name = row["alias"] + ("*" if row["default"] else "")
         click.echo(f"{name:<16} {str(row['file']):<36} {row['size']:>8} {row['n_ctx']:>6} "
                    f"{row['template']:<9} {'yes' if row['present'] else 'no'}")
+        if row["adapter"]:
+            click.echo(f"{'':<16} {adapter_line(row['adapter'])}")
         if row["server"]:
             click.echo(f"{'':<16} runs on {row['server_kind']} at {row['server']} "
                        "(`memgpt-local doctor` probes it)")
@@ -59,23 +63,36 @@ def models_info(alias: str, as_json: bool) -> None:
     """Show a model's GGUF metadata: architecture, vocabulary, trained context, template."""
     from ..llm.gguf import read_model_info
 
-    info = read_model_info(engine().registry.get(alias))
+    spec = engine().registry.get(alias)
+    info = {**read_model_info(spec), "adapter": adapter_report(spec)}
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     for key, value in info.items():
         if key == "chat_template":
             click.echo(f"{key}:\n{value}")
+        elif key == "adapter" and value:
+            click.echo(adapter_line(value))
         else:
             click.echo(f"{key}: {value}")
 
 
 @models.command("path")
 @click.argument("alias")
+@click.option("--llama-server", "server_args", is_flag=True,
+              help="Print llama-server's arguments for it instead, one per line: the model "
+                   "and its adapter (scripts/llama-server.sh uses them).")
 @user_errors
-def models_path(alias: str) -> None:
+def models_path(alias: str, server_args: bool) -> None:
     """Print where a model's GGUF file is (scripts/llama-server.sh serves it from there)."""
-    click.echo(str(engine().registry.get(alias).locate()))
+    spec = engine().registry.get(alias)
+    model = spec.locate()
+    if not server_args:
+        click.echo(str(model))
+        return
+    adapter = check_adapter(spec, model)
+    click.echo("\n".join(["--model", str(model)] + (
+        ["--lora-scaled", f"{adapter}:{spec.adapter_scale}"] if adapter else [])))
 
 
 @models.command("download")

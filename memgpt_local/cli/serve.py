@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..server.guard import Access, is_loopback_name
-from .common import STORE_HELP, ByteSize, engine, read_text, user_errors
+from .common import STORE_HELP, ByteSize, adapter_line, engine, read_text, user_errors
 
 
 def read_api_key(path: Path | None) -> str | None:
@@ -148,6 +148,8 @@ def doctor(as_json: bool) -> None:
         tools = f"tool calls: {model['tool_format']:<7} " if model["tool_format"] else ""
         click.echo(f"  {model['alias']:<16} n_gpu_layers={model['n_gpu_layers']:<3} "
                    f"threads={model['threads']:<3} {tools}{where}")
+        if model["adapter"]:
+            click.echo(f"  {'':<16} {adapter_line(model['adapter'])}")
         if model["server"]:
             click.echo(f"  {'':<16} {_server_line(model['server'])}")
 

@@ -69,6 +69,9 @@ class CompletionServer(Protocol):
     def slot_action(self, slot: int, action: str, filename: str) -> dict | None:
         """Save or restore a slot on the server's disk; None where it keeps no slot files."""
 
+    def adapters(self) -> dict[str, float]:
+        """The LoRA adapters it applies: file name -> scale (none: {})."""
+
     def check(self) -> dict:
         """Whether it answers, what it serves, and whether it applies a constraint."""
 

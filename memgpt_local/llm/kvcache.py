@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import sweep_temporaries, write_atomic
+from .adapters import adapter_key
 from .base import SavedContext
 from .models import ModelSpec
 
@@ -58,7 +59,8 @@ def model_key(path: Path, spec: ModelSpec, n_ctx: int) -> str:
     import llama_cpp
 
     facts = {"file": file_key(path), "n_ctx": n_ctx, "n_gpu_layers": spec.n_gpu_layers,
-             "swa_full": True, "llama_cpp": llama_cpp.__version__}
+             "swa_full": True, "llama_cpp": llama_cpp.__version__,
+             "adapter": adapter_key(spec)}
     return _digest(json.dumps(facts, sort_keys=True).encode())
 
 

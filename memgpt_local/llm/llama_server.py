@@ -8,6 +8,7 @@ rest), and saves and restores slots to and from files on its own disk.
 
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import PurePath
 
 import httpx
 import numpy as np
@@ -47,6 +48,12 @@ class LlamaServer(ServerHttp):
     def slots(self) -> int:
         """The server's parallel slots (`/props` total_slots; 1 if it does not say)."""
         return max(1, int((self._props or self.props()).get("total_slots") or 1))
+
+    def adapters(self) -> dict[str, float]:
+        """The LoRA adapters the server applies (`/lora-adapters`): file name -> scale."""
+        listed = self.json("GET", "/lora-adapters", expect=list)
+        return {PurePath(str(a.get("path", ""))).name: float(a.get("scale") or 0.0)
+                for a in listed if isinstance(a, dict)}
 
     def stream(self, request: CompletionRequest) -> Iterator[CompletionEvent]:
         """The completion's events (each with the evaluated count so far)."""

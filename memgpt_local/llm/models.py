@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..errors import ModelFileMissingError, RegistryError, UnknownModelError
+from ..errors import AdapterError, ModelFileMissingError, RegistryError, UnknownModelError
 from ..resources import CHAT_TEMPLATES_DIR, MODELS_TOML
 
 
@@ -32,6 +32,9 @@ class ModelSpec:
     server_kind: str = "llama-server"  # or "vllm"
     served_model: str | None = None  # the model name the server knows (vLLM)
     api_key_file: str | None = None  # a file holding the server's API key
+    adapter: str | None = None  # a LoRA adapter GGUF: a path (relative: to the models.toml
+    #                              naming it), ~/..., or package:NAME/FILE
+    adapter_scale: float = 1.0
     models_dir: str | None = None  # where hf_repo files are downloaded to (set by the registry)
 
     def api_key(self) -> str | None:
@@ -91,6 +94,24 @@ class ModelSpec:
             return (f"Download it on a machine with a network: "
                     f"memgpt-local models download {self.alias}")
         return "Check the path in models.toml."
+
+    def adapter_path(self) -> Path | None:
+        """The adapter's file (None without one); a missing one is an error naming it."""
+        if not self.adapter:
+            return None
+        path = self._adapter_location()
+        if path is None or not path.is_file():
+            raise AdapterError(f"Adapter for '{self.alias}' not found: {path or self.adapter}. "
+                               "Check `adapter` in models.toml (scripts/train_adapter.py "
+                               "makes one).")
+        return path
+
+    def _adapter_location(self) -> Path | None:
+        name = str(self.adapter)
+        if name.startswith("package:"):
+            package, _, filename = name.removeprefix("package:").partition("/")
+            return _find_in_package(package, filename)
+        return Path(name).expanduser()
 
     def chat_template_path(self) -> Path | None:
         """The template file from prompt_templates/chat/, or None to use the GGUF's own."""
@@ -152,6 +173,17 @@ def _read_toml(path: Path) -> dict:
         raise RegistryError(f"Cannot read {path}: {exc}") from exc
 
 
+def _models_in(path: Path) -> tuple[dict[str, dict], str | None]:
+    """A models.toml's tables and default; adapter paths relative to its folder made whole."""
+    data = _read_toml(path)
+    tables = {alias: dict(table) for alias, table in data.get("models", {}).items()}
+    for table in tables.values():
+        adapter = table.get("adapter")
+        if isinstance(adapter, str) and not adapter.startswith(("package:", "~", "/")):
+            table["adapter"] = str(path.parent / adapter)
+    return tables, data.get("default")
+
+
 def _entry(alias: str, table: dict, origin: Path, models_dir: Path | None) -> ModelSpec:
     unknown = set(table) - _SPEC_FIELDS
     if unknown:
@@ -174,6 +206,9 @@ def _check_server(spec: ModelSpec, origin: Path) -> None:
     if spec.server_kind not in SERVER_KINDS:
         raise RegistryError(f"{origin}: model '{spec.alias}' has server_kind "
                             f"'{spec.server_kind}'. Valid: {', '.join(SERVER_KINDS)}")
+    if spec.adapter and spec.server_kind == "vllm":
+        raise RegistryError(f"{origin}: model '{spec.alias}' names an adapter; vLLM does not "
+                            "load GGUF adapters (run it on llama-server, or in process)")
     if spec.server is not None and not spec.server.startswith(("http://", "https://")):
         raise RegistryError(f"{origin}: model '{spec.alias}' has server '{spec.server}': "
                             "give a URL such as http://127.0.0.1:8080")
@@ -190,16 +225,15 @@ class Registry:
     def load(cls, user_toml: Path | None = None, models_dir: Path | None = None) -> "Registry":
         """Load the built-in registry and overlay the user's file if it exists; downloaded
         (hf_repo) files live in models_dir."""
-        base = _read_toml(MODELS_TOML)
-        tables = {alias: dict(t) for alias, t in base.get("models", {}).items()}
-        default = base.get("default", "smollm2-135m")
+        tables, default = _models_in(MODELS_TOML)
+        default = default or "smollm2-135m"
         origins = dict.fromkeys(tables, MODELS_TOML)
         if user_toml is not None and user_toml.is_file():
-            extra = _read_toml(user_toml)
-            for alias, table in extra.get("models", {}).items():
+            extra, user_default = _models_in(user_toml)
+            for alias, table in extra.items():
                 tables.setdefault(alias, {}).update(table)
                 origins[alias] = user_toml
-            default = extra.get("default", default)
+            default = user_default or default
         specs = {alias: _entry(alias, t, origins[alias], models_dir)
                  for alias, t in tables.items()}
         return cls(specs, default)

@@ -75,7 +75,7 @@ class RemoteRuntime(ModelTokenizer):
         self.n_ctx = n_ctx or spec.n_ctx
         self.server = server or server_for(spec)
         self.snapshot_owner = f"{snapshots.directory.resolve()}\0{spec.alias}"
-        self._window_checked = False
+        self._server_checked = False
         self._slots: AgentSlots | None = None
         self._slot_files = True  # until the server says it keeps none
 
@@ -142,7 +142,7 @@ class RemoteRuntime(ModelTokenizer):
         if len(tokens) >= self.n_ctx:
             raise ContextOverflowError(
                 f"Prompt has {len(tokens)} tokens; the context window is {self.n_ctx}.")
-        self._check_window()
+        self._check_server()
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=processor is not None)
         decode = _Decode(self, tokens, min(max_tokens, self.n_ctx - len(tokens)),
                          sampling or SamplingSettings(), processor, self.no_copy(avoid), stats)
@@ -151,17 +151,29 @@ class RemoteRuntime(ModelTokenizer):
         generation.stream = decode.run(generation)
         return generation
 
-    def _check_window(self) -> None:
-        """Once: the server's window for one request must hold this runtime's."""
-        if self._window_checked:
+    def _check_server(self) -> None:
+        """Once: the server's window for one request must hold this runtime's, and it must
+        apply the entry's adapter (and no other)."""
+        if self._server_checked:
             return
+        self._check_adapters()
         served = self.server.window()
         if served and served < self.n_ctx:
             raise self.server.fault(
                 f"has a window of {served} tokens per request; '{self.spec.alias}' needs "
                 f"{self.n_ctx}. Give it a larger one (llama-server: --ctx-size, shared by its "
                 "--parallel slots; vLLM: --max-model-len) or lower n_ctx.")
-        self._window_checked = True
+        self._server_checked = True
+
+    def _check_adapters(self) -> None:
+        wanted = self.spec.adapter_path()
+        applied = {name: scale for name, scale in self.server.adapters().items() if scale}
+        expected = {wanted.name: self.spec.adapter_scale} if wanted else {}
+        if applied != expected:
+            raise self.server.fault(
+                f"applies adapter(s) {applied or 'none'}; '{self.spec.alias}' needs "
+                f"{expected or 'none'}. Start it with scripts/llama-server.sh "
+                f"{self.spec.alias} (it passes the entry's adapter as --lora-scaled).")
 
 
 class _Decode:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ContextOverflowError
+from .adapters import check_adapter
 from .base import (
     DEFAULT_SEED,
     Generation,
@@ -63,6 +64,7 @@ def _finish_near_budget(processor, stats: GenerationStats, max_tokens: int) -> N
 
 
 def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
+    """The model (and its adapter, checked first) loaded by llama.cpp."""
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
@@ -75,12 +77,14 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
             self.evaluated_total += len(tokens)
             super().eval(tokens)
 
+    adapter = check_adapter(spec, path)
     # llama.cpp logs to stderr even when quiet
     with suppress_stdout_stderr(disable=False), unreadable_model_errors(path):
         return CountingLlama(
             model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
             n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
-            swa_full=True, verbose=False, rope_freq_scale=spec.rope_freq_scale)
+            swa_full=True, verbose=False, rope_freq_scale=spec.rope_freq_scale,
+            lora_path=str(adapter) if adapter else None, lora_scale=spec.adapter_scale)
 
 
 class ModelRuntime(ModelTokenizer):

@@ -59,11 +59,11 @@ class ServerHttp:
         finally:
             close()
 
-    def json(self, method: str, path: str, **kwargs) -> dict:
-        """One request answered with a JSON object."""
+    def json(self, method: str, path: str, expect: type = dict, **kwargs):
+        """One request answered with a JSON object (or what `expect` names: a list)."""
         response, _ = self._answered(
             lambda: (self.http.request(method, path, **kwargs), lambda: None))
-        return self._decode(response.text)
+        return self._decode(response.text, expect)
 
     def _answered(self, send: Callable[[], tuple[httpx.Response, Callable[[], None]]]):
         """A response (and how to close it) whose status was OK; sent again, with backoff,
@@ -90,12 +90,12 @@ class ServerHttp:
             raise self.fault(f"{what}; tried {self.retries + 1} time(s). Is it running?")
         time.sleep(BACKOFF_S * 2 ** attempt)
 
-    def _decode(self, text: str) -> dict:
+    def _decode(self, text: str, expect: type = dict):
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             raise self.fault(f"answered something that is not JSON: {text[:80]!r}") from None
-        if not isinstance(value, dict):
+        if not isinstance(value, expect):
             raise self.fault(f"answered {text[:80]!r}")
         return value
 

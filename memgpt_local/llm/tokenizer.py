@@ -8,6 +8,7 @@ constraints are computed here the same way whichever process runs the model.
 from pathlib import Path
 
 from ..errors import MemgptLocalError
+from .adapters import adapter_key
 from .base import PromptTokens
 from .chat_template import ChatTemplate
 from .decoding import COPY_SPAN, FunctionCallConstraint, NoCopyProcessor, token_pieces
@@ -48,7 +49,8 @@ class ModelTokenizer:
                    ) -> FunctionCallConstraint:
         """The function-call constraint for a schema on this model (its index built once), in
         a tool format (default: ours)."""
-        return FunctionCallConstraint(self.llm, file_key(self.path), schema, self.grammar_dir,
+        model = f"{file_key(self.path)}:{adapter_key(self.spec)}"
+        return FunctionCallConstraint(self.llm, model, schema, self.grammar_dir,
                                       self.pieces, tool_format=tool_format)
 
     def reply_constraint(self, schema: dict | None, tool_format: ToolFormat | None = None

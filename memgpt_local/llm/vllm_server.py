@@ -93,6 +93,10 @@ class VllmServer(ServerHttp):
         """vLLM keeps no slot files."""
         return None
 
+    def adapters(self) -> dict[str, float]:
+        """None: the registry gives no vLLM entry an adapter (it loads no GGUF ones)."""
+        return {}
+
     def check(self) -> dict:
         """Whether the server answers, what it serves, whether it applies the constraint (a
         probe whose regex allows one answer only) and whether it reports cached tokens (the
