@@ -121,3 +121,8 @@ def unreadable_model_errors(path: Path) -> Iterator[None]:
             f"{path} cannot be loaded by llama.cpp ({exc}): the file is truncated, corrupt or "
             "not a GGUF model. Download it again (memgpt-local models list shows where it "
             "comes from).") from None
+
+
+def vocabulary(spec: ModelSpec):
+    """A model's vocabulary alone (a llama_cpp.Llama without weights), loaded once."""
+    return _vocabulary_only(str(spec.locate()))
