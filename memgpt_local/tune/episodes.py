@@ -23,6 +23,9 @@ SMALL_TALK = [("Hi! How are you today?", ["I'm doing well, thanks for asking! Ho
                                                "through today!"]),
               ("The weather is lovely here.", ["Nice! Enjoy the sunshine.",
                                                "Lovely - a good day for a walk."])]
+GREETINGS = ["Hello! I'm glad you're here. What's your name?",
+             "Hi there! Nice to meet you - what should I call you?",
+             "Hey! Welcome. What's your name?"]
 TRAINING_SETTINGS = {"architecture": "reply"}  # a new agent's other defaults are kept
 
 
@@ -126,6 +129,10 @@ def play(engine: Engine, recorder: Recorder, episode: Episode, name: str) -> Non
     recorder.summarize = episode.summarize or SummaryPolicy([])
     agent = engine.open_agent(name)
     try:
+        if not episode.history:  # a new user: the agent greets first, as `chat` starts
+            recorder.policy = SayPolicy(GREETINGS, len(episode.turns[0].text))
+            recorder.skill = "greeting"
+            agent.first_login()
         for turn in episode.turns:
             recorder.policy, recorder.skill = turn.policy, turn.skill
             agent.send(turn.text)
