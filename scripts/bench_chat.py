@@ -5,8 +5,11 @@
 under the paper's architecture), `memgpt-bare` (no tool rules, no memory brought to the turn)
 and `reply` (the defaults under the reply architecture).
 
-Prints one JSON object with a member per variant. Run inside the project's environment:
+Prints one JSON object with a member per variant (per model, with several --model: the
+packaged model beside its adapter, say). Run inside the project's environment:
     .venv/bin/python scripts/bench_chat.py --json
+    .venv/bin/python scripts/bench_chat.py --json --model smollm2-135m \
+        --model smollm2-135m-memory --variants reply
 """
 
 import argparse
@@ -22,22 +25,37 @@ from memgpt_local.engine import Engine, EngineConfig
 def main() -> None:
     """Run every variant and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", action="append", dest="models",
+                        help="A registry alias; repeat it to run models side by side "
+                             "(default: smollm2-135m).")
     parser.add_argument("--n-ctx", type=int, default=2048,
                         help="A small window, so the early facts leave it (default 2048).")
     parser.add_argument("--variants", default=",".join(AGENT_VARIANTS))
     parser.add_argument("--json", action="store_true", help="Print JSON (the only output).")
     args = parser.parse_args()
-    figures: dict = {"model": args.model, "n_ctx": args.n_ctx}
-    for variant in args.variants.split(","):
+    models = args.models or ["smollm2-135m"]
+    per_model = {model: model_figures(model, args.n_ctx, args.variants.split(","))
+                 for model in models}
+    figures: dict = {"n_ctx": args.n_ctx}
+    if len(models) == 1:
+        figures |= {"model": models[0], **per_model[models[0]]}
+    else:
+        figures["models"] = per_model
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+
+
+def model_figures(model: str, n_ctx: int, variants: list[str]) -> dict:
+    """The conversation's figures for one model, a member per variant."""
+    figures = {}
+    for variant in variants:
         with tempfile.TemporaryDirectory(prefix="memgpt-chat-bench-") as home, \
                 Engine(EngineConfig(Path(home)), clock=lambda: CLOCK) as engine:
-            runtime = engine.runtime(args.model, args.n_ctx)
-            report = run_chat(engine, args.model, args.n_ctx, AGENT_VARIANTS[variant],
+            runtime = engine.runtime(model, n_ctx)
+            report = run_chat(engine, model, n_ctx, AGENT_VARIANTS[variant],
                               runtime.count_tokens)
             engine.runtimes.release(runtime)
         figures[variant] = report.as_dict()
-    print(json.dumps(figures, indent=2, ensure_ascii=False))
+    return figures
 
 
 if __name__ == "__main__":
