@@ -33,6 +33,8 @@ def options() -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--max-tokens", type=int, default=2048,
                         help="Leave out longer examples.")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="Train on this many examples of the shuffled order (0: all).")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="Stop training after this long (run again to resume).")
     parser.add_argument("--install", type=Path, default=None,
@@ -45,7 +47,8 @@ def main() -> int:
     """Run the pipeline; errors are one line."""
     args = options()
     train = TrainConfig(rank=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
-                        epochs=args.epochs, max_tokens=args.max_tokens)
+                        epochs=args.epochs, max_tokens=args.max_tokens,
+                        max_steps=args.max_steps)
     run_options = RunOptions(args.out.expanduser(), args.episodes, args.data_seed,
                              args.max_minutes, train, progress=not args.quiet)
     try:

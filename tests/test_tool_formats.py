@@ -8,6 +8,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memgpt_local.agent.loop import call_schema
 from memgpt_local.llm.chat_template import ChatTemplate
@@ -76,7 +78,7 @@ def test_the_template_renders_our_tools_and_past_calls_in_its_own_syntax(name, e
     template = ChatTemplate(_source(name), "<s>", "</s>")
     tools = [tool_spec(SEARCH["name"], "Search past messages.",
                        plain_parameters(SEARCH["parameters"]))]
-    messages = _conversation(with_core=expected is not MISTRAL)  # Nemo: one system message
+    messages = _conversation()  # Nemo takes one system message: the layout joins them
     segments = template.segments(messages, tools=tools)
     rendered = "".join(s.text for s in segments)
     assert "conversation_search" in "".join(s.text for s in segments if s.is_template)
@@ -170,3 +172,73 @@ def test_a_reply_agent_runs_through_a_real_native_template_end_to_end(registry, 
         agent.close()
         db.close()
         runtime.close()
+
+
+STRICT_TEMPLATES = ["mistralai-Mistral-Nemo-Instruct-2407.jinja",
+                    "Mistral-Small-3.2-24B-Instruct-2506.jinja"]
+AGENT_TURNS = {  # what an agent's queue holds, by kind
+    "user": lambda i: {"role": "user", "content": f"user text {i}"},
+    "memory": lambda i: {"role": "user", "content": f"[memory] note {i}"},
+    "reply": lambda i: {"role": "assistant", "content": f"reply text {i}"},
+    "call": lambda i: assistant_call("conversation_search", {"query": f"q{i}", "page": 1}, i),
+    "system": lambda i: {"role": "system", "content": f"[system] event {i}"}}
+
+
+def _agent_prompt(kinds: list[str]) -> list[dict]:
+    """The head an agent's prompt starts with (instructions, core memory, summary) and a queue
+    of these kinds, each call followed by its result."""
+    messages = [{"role": "system", "content": f"head part {i}"} for i in range(3)]
+    for i, kind in enumerate(kinds):
+        messages.append(AGENT_TURNS[kind](i))
+        if kind == "call":
+            messages.append(tool_result("conversation_search", f"result text {i}", i))
+    return messages
+
+
+@pytest.mark.parametrize("name", STRICT_TEMPLATES)
+def test_strict_templates_are_recognised(name):
+    assert ChatTemplate(_source(name), "<s>", "</s>").strict_turns
+    assert not ChatTemplate(_source("Qwen-Qwen2.5-7B-Instruct.jinja")).strict_turns
+
+
+@settings(max_examples=60, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(AGENT_TURNS)), min_size=1, max_size=12),
+       name=st.sampled_from(STRICT_TEMPLATES))
+def test_any_agent_prompt_renders_through_a_strict_template(kinds, name):
+    """Whatever the queue holds, a template that takes one system message and alternating
+    turns renders it, every message's text once, owned by its own message."""
+    template = ChatTemplate(_source(name), "<s>", "</s>")
+    messages = _agent_prompt(kinds)
+    tools = [tool_spec(SEARCH["name"], "Search past messages.",
+                       plain_parameters(SEARCH["parameters"]))]
+    segments = template.segments(messages, tools=tools)
+    for index, message in enumerate(messages):
+        texts = [s.text for s in segments if s.message_index == index and s.text != "(continued)"]
+        if message.get("tool_calls"):
+            assert texts == [message["tool_calls"][0]["function"]["arguments"]["query"]]
+        else:
+            assert texts == [message["content"]]
+
+
+def test_a_strict_template_has_no_static_prefix_and_counts_each_message(smollm):
+    """Nemo puts the system message into the last user turn: the prompt is out of message
+    order, so no static prefix is kept; each message's tokens are still counted for it."""
+    from memgpt_local.llm.tokenizer import ModelTokenizer
+
+    nemo = ModelTokenizer.__new__(ModelTokenizer)
+    nemo.__dict__.update(smollm.__dict__)
+    nemo.template = ChatTemplate(_source(STRICT_TEMPLATES[0]), "<s>", "</s>")
+    messages = _agent_prompt(["user", "call", "reply", "memory", "user"])
+    prompt = nemo.chat_tokens(messages)
+    assert not prompt.in_order and prompt.static_prefix == 0
+    assert all(count > 0 for count in prompt.message_tokens)
+    assert sum(prompt.message_tokens) <= len(prompt.tokens)
+    ordered = smollm.chat_tokens(messages)
+    assert ordered.in_order and ordered.static_prefix == ordered.message_ends[0] > 0
+    assert sum(ordered.message_tokens) == ordered.message_ends[-1]
+
+
+def test_templates_that_break_out_of_loops_load():
+    """Jinja's loop controls ({% break %}), which Cohere's and Kimi's templates use."""
+    for name in ("CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja", "Kimi-K3.jinja"):
+        assert ChatTemplate(_source(name), "<s>", "</s>").source

@@ -181,9 +181,8 @@ class MainContext:
         or changed); what any layout must evaluate at least."""
         keys = ["static", "core", "summary"] + parts.keys
         digests = [_digest(m["content"]) for m in parts.messages()]
-        spans = [end - start for start, end in
-                 zip([0] + prompt.message_ends[:-1], prompt.message_ends, strict=True)]
-        new = len(prompt.tokens) - prompt.message_ends[-1]
+        spans = prompt.message_tokens
+        new = len(prompt.tokens) - sum(spans)
         last = self._state.get("last_prompt", {})
         for key, digest, span in zip(keys, digests, spans, strict=True):
             if last.get(key) != digest:

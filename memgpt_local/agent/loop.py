@@ -428,7 +428,7 @@ class Agent:
         with self.model_gate():
             generation = self.runtime.generate(
                 prompt.tokens, max_tokens=self.settings.response_tokens, sampling=sampling,
-                processor=processor, prefix_len=prompt.message_ends[0],
+                processor=processor, prefix_len=prompt.static_prefix,
                 context=self.record.name, avoid=avoid)
             for piece in generation:
                 streamer.feed(piece)

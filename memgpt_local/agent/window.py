@@ -16,9 +16,8 @@ def context_report(agent: "Agent") -> dict:
     warning and flush thresholds, and what the KV cache holds for it."""
     parts = agent.queue_manager.parts()
     prompt = parts.prompt(agent.runtime)
-    starts = [0] + prompt.message_ends[:CONTEXT_HEAD]
-    ends = prompt.message_ends[:CONTEXT_HEAD] + [len(prompt.tokens)]
-    tokens = {part: end - start for part, start, end in zip(PARTS, starts, ends, strict=True)}
+    head = prompt.message_tokens[:CONTEXT_HEAD]
+    tokens = dict(zip(PARTS, [*head, len(prompt.tokens) - sum(head)], strict=True))
     settings, window = agent.settings, agent.runtime.n_ctx
     return {
         "window": window,
@@ -29,6 +28,6 @@ def context_report(agent: "Agent") -> dict:
         "warning_tokens": int(settings.warning_fraction * window),
         "flush_tokens": window - settings.response_tokens,
         "queue_messages": len(agent.queue),
-        "kv_cache": agent.runtime.cache_report(prompt.tokens, prompt.message_ends[0],
+        "kv_cache": agent.runtime.cache_report(prompt.tokens, prompt.static_prefix,
                                                agent.record.name),
     }

@@ -17,10 +17,27 @@ DEFAULT_SEED = 1337
 
 @dataclass
 class PromptTokens:
-    """A tokenized chat prompt and the token index at which each message's text ends."""
+    """A tokenized chat prompt: the token index at which each message's text ends (in
+    message order), the tokens each message takes (its markup and text), and whether the
+    template keeps the messages in their order (one that moves the system message into the
+    last turn, as Mistral Nemo's does, does not: such a prompt has no static prefix)."""
 
     tokens: list[int]
     message_ends: list[int]
+    message_tokens: list[int] = field(default_factory=list)
+    in_order: bool = True
+
+    def __post_init__(self):
+        if not self.message_tokens:
+            self.message_tokens = [end - start for start, end in
+                                   zip([0, *self.message_ends[:-1]], self.message_ends,
+                                       strict=True)]
+
+    @property
+    def static_prefix(self) -> int:
+        """The tokens of the first message at the prompt's head (the instructions, computed
+        once and reused); 0 where the template does not put it first."""
+        return self.message_ends[0] if self.in_order and self.message_ends else 0
 
 
 @dataclass

@@ -87,7 +87,8 @@ class ChatTemplate:
     """A compiled chat template that renders messages into prompt segments."""
 
     def __init__(self, source: str, bos_token: str = "", eos_token: str = ""):
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
         env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
         env.filters["tojson"] = _tojson
         try:
@@ -97,13 +98,22 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self.strict_turns = self._refuses(LOOSE) and not self._refuses(STRICT)
+        # Nemo's shows the system message only in a last turn that is the user's: an agent's
+        # step after a tool's result would lose its instructions, so they go into the last
+        # user turn here, always
+        self.system_in_last_user = self.strict_turns and SYSTEM_MARK not in self._render(
+            STRICT[:3])
 
     def segments(self, messages: list[dict], add_generation_prompt: bool = True,
                  tools: list[dict] | None = None) -> list[Segment]:
         """Render messages (and the tools, where given) into template and content segments,
         in prompt order."""
         inert = _Inert()
-        stand_ins = [inert.stand_in(m, i) for i, m in enumerate(messages)]
+        if self.strict_turns:
+            stand_ins = alternating(messages, inert, self.system_in_last_user)
+        else:
+            stand_ins = [inert.stand_in(m, i) for i, m in enumerate(messages)]
         extra = {"tools": tools, "tools_in_user_message": False} if tools else {}
         try:
             rendered = self._template.render(
@@ -112,6 +122,85 @@ class ChatTemplate:
         except TemplateError as exc:
             raise MemgptLocalError(f"Chat template failed: {exc}") from exc
         return _split(rendered, inert)
+
+
+    def _refuses(self, messages: list[dict]) -> bool:
+        """Whether the template raises on these messages."""
+        try:
+            self._template.render(messages=messages, add_generation_prompt=True,
+                                  bos_token=self.bos_token, eos_token=self.eos_token)
+        except TemplateError:
+            return True
+        except Exception:  # noqa: BLE001 - a template failing otherwise says nothing here
+            return False
+        return False
+
+    def _render(self, messages: list[dict]) -> str:
+        """The template's text for these messages ("" where it fails)."""
+        try:
+            return self._template.render(messages=messages, add_generation_prompt=True,
+                                         bos_token=self.bos_token, eos_token=self.eos_token)
+        except Exception:  # noqa: BLE001 - probing only
+            return ""
+
+
+# what an agent's prompt has (several system messages, users in a row) against what strict
+# templates accept (one system message, then user and assistant in turn)
+LOOSE = [{"role": "system", "content": "a"}, {"role": "system", "content": "b"},
+         {"role": "user", "content": "c"}, {"role": "user", "content": "d"}]
+SYSTEM_MARK = "\ue010"
+STRICT = [{"role": "system", "content": SYSTEM_MARK}, {"role": "user", "content": "c"},
+          {"role": "assistant", "content": "d"}, {"role": "user", "content": "e"}]
+JOIN = "\n\n"
+FILLER = "(continued)"  # the text of a turn a strict template needs where the agent has none
+
+
+def alternating(messages: list[dict], inert: _Inert, system_in_last_user: bool = False
+                ) -> list[dict]:
+    """The messages laid out for a template that takes one system message and then user and
+    assistant turns in alternation (Mistral's, Gemma's): the leading system messages joined
+    into one (or, system_in_last_user, put at the head of the last user turn), later ones and
+    memory notes joined into the user's turn, a filler turn where one is missing; tool calls
+    and results pass as they are. Each text keeps its placeholder, so it still counts for the
+    message it came from."""
+    head = 0
+    while head < len(messages) and messages[head]["role"] == "system":
+        head += 1
+    system = {"role": "system", "content": JOIN.join(
+        inert.hold(str(m["content"]), i) for i, m in enumerate(messages[:head]))}
+    laid = _turns(messages, head, inert)
+    if not any(m["role"] == "user" for m in laid):  # such templates show the system message
+        laid.insert(0, {"role": "user",  # with a user's turn
+                        "content": inert.hold(FILLER, min(head, len(messages) - 1))})
+    if not head:
+        return laid
+    if not system_in_last_user:
+        return [system, *laid]
+    last_user = [m for m in laid if m["role"] == "user"][-1]
+    last_user["content"] = JOIN.join(t for t in (system["content"], last_user["content"]) if t)
+    return laid
+
+
+def _turns(messages: list[dict], head: int, inert: _Inert) -> list[dict]:
+    """The messages after the system head in alternating user and assistant turns."""
+    laid: list[dict] = []
+    expected, last_plain = "user", None
+    for index, message in enumerate(messages[head:], start=head):
+        if message.get("tool_calls") or message["role"] == "tool":
+            laid.append(inert.stand_in(message, index))
+            last_plain = None
+            continue
+        role = "assistant" if message["role"] == "assistant" else "user"
+        text = inert.hold(str(message["content"]), index) if message["content"] else ""
+        if last_plain is not None and last_plain["role"] == role:
+            last_plain["content"] = JOIN.join(t for t in (last_plain["content"], text) if t)
+            continue
+        if role != expected:
+            laid.append({"role": expected, "content": inert.hold(FILLER, index)})
+        last_plain = {"role": role, "content": text}
+        laid.append(last_plain)
+        expected = "user" if role == "assistant" else "assistant"
+    return laid
 
 
 def _split(rendered: str, inert: _Inert) -> list[Segment]:

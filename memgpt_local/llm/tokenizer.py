@@ -91,18 +91,26 @@ class ModelTokenizer:
         """Render chat messages (and tools, as the template lists them) and tokenize them;
         message text never yields control tokens."""
         tokens: list[int] = []
-        ends = [0] * len(messages)
+        ends, counts, markup = [0] * len(messages), [0] * len(messages), 0
         for segment in self.template.segments(messages, add_generation_prompt, tools):
-            tokens += self.tokenize(segment.text, special=segment.is_template)
-            if segment.message_index is not None:
-                ends[segment.message_index] = len(tokens)
+            piece = self.tokenize(segment.text, special=segment.is_template)
+            tokens += piece
+            if segment.message_index is None:
+                markup += len(piece)  # counted with the message whose text follows it
+                continue
+            ends[segment.message_index] = len(tokens)
+            counts[segment.message_index] += markup + len(piece)
+            markup = 0
+        owned = [end for end in ends if end]
+        in_order = owned == sorted(owned)
         for index in range(1, len(ends)):  # a message with no text of its own (a bare call)
             ends[index] = max(ends[index], ends[index - 1])
         bos = self.llm.token_bos()
         if self.llm._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
             tokens.insert(0, bos)
             ends = [e + 1 for e in ends]
-        return PromptTokens(tokens, ends)
+            counts[:1] = [c + 1 for c in counts[:1]]
+        return PromptTokens(tokens, ends, counts, in_order)
 
     def is_end_of_generation(self, token: int) -> bool:
         """Whether a token ends a turn (EOS, end-of-turn and the like)."""

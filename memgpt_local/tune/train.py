@@ -27,6 +27,7 @@ class TrainConfig:
     epochs: int = 1
     warmup_steps: int = 10
     max_tokens: int = 2048  # longer examples are left out
+    max_steps: int = 0  # train on the first this many of the order (0: all of it)
     checkpoint_every: int = 20
     seed: int = 1337
     bf16: bool | None = None  # None: where the CPU computes bf16 natively (AMX)
@@ -87,7 +88,7 @@ def schedule(examples: list[dict], config: TrainConfig) -> tuple[list[int], int]
         shuffled = list(kept)
         random.Random(config.seed + epoch).shuffle(shuffled)
         order += shuffled
-    return order, len(examples) - len(kept)
+    return order[:config.max_steps or None], len(examples) - len(kept)
 
 
 def use_bf16(config: TrainConfig) -> bool:
