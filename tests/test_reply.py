@@ -216,3 +216,19 @@ def test_the_plain_streamer_waits_until_a_native_opener_is_ruled_out():
     for piece in ["<", "3 you"]:
         reply.feed(piece)
     assert "".join(seen) == "<3 you"
+
+
+def test_a_native_call_that_does_not_parse_goes_back_to_the_model_as_an_error(tmp_path):
+    """An output that opens a call in the model's format but is not one: the step fails with
+    a readable error as its result, and the model gets another step."""
+    from fakes import FakeRuntime
+
+    from memgpt_local.llm.tool_formats import HERMES
+
+    runtime = FakeRuntime(["<tool_call>\n{\"name\": \"core_memory_append\"", "Hello!"])
+    runtime.tool_format = HERMES
+    agent = make_agent(tmp_path, None, architecture="reply")
+    agent = type(agent)(agent.record, runtime, agent.stores)
+    turn = agent.send("Hi")
+    assert [s.kind for s in turn.steps] == ["call", "reply"] and turn.steps[0].failed
+    assert "not one JSON function call" in runtime.last_messages[-1]["content"]

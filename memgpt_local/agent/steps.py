@@ -113,10 +113,7 @@ class ReplySteps:
         stores them, so the agent can switch architecture."""
         if not self.tool_format.starts_call(text):
             return self._reply(text, stats)
-        call, error = parse_call(text, stats.finish_reason, self.agent.settings.response_tokens)
-        if self.tool_format.native:
-            call = self.tool_format.parse(text)
-            error = error if call is None else ""
+        call, error = self._parse(text, stats)
         message = (call or {}).get("arguments", {})
         if (call or {}).get("function") == REPLY_FUNCTION and isinstance(message, dict) \
                 and isinstance(message.get("message"), str):  # a reply written as a call
@@ -129,6 +126,14 @@ class ReplySteps:
         stored.tokens = stats.generated_tokens
         outcome = self.agent.run_call(call, error, stored)
         return Done(call, Outcome(outcome.function, outcome.result, outcome.failed, True))
+
+    def _parse(self, text: str, stats: GenerationStats) -> tuple[dict | None, str]:
+        """The call in the output, in the agent's tool format, or an error for the model."""
+        limit = self.agent.settings.response_tokens
+        if not self.tool_format.native:
+            return parse_call(text, stats.finish_reason, limit)
+        call = self.tool_format.parse(text)
+        return (call, "") if call is not None else (None, unparsed(stats.finish_reason, limit))
 
     def _reply(self, text: str, stats: GenerationStats) -> Done:
         reply = tidy_reply(without_repeats(text) if stats.finish_reason == "loop" else text)
@@ -157,14 +162,19 @@ def parse_call(text: str, finish_reason: str, limit: int) -> tuple[dict | None, 
     try:
         call = json.loads(text)
     except json.JSONDecodeError:
-        if finish_reason == "loop":
-            return None, ("Error: your output was stopped because it repeated the same words "
-                          "over and over. Say something new, in a few words.")
-        if finish_reason == "length":
-            return None, (f"Error: your output was cut off at {limit} tokens. Keep thoughts "
-                          "short and split long messages.")
-        return None, "Error: your output was not one JSON function call."
+        return None, unparsed(finish_reason, limit)
     return (call, "") if isinstance(call, dict) else (None, "Error: expected a JSON object.")
+
+
+def unparsed(finish_reason: str, limit: int) -> str:
+    """The error for an output that is no call, written for the model: why it ended."""
+    if finish_reason == "loop":
+        return ("Error: your output was stopped because it repeated the same words over and "
+                "over. Say something new, in a few words.")
+    if finish_reason == "length":
+        return (f"Error: your output was cut off at {limit} tokens. Keep thoughts short and "
+                "split long messages.")
+    return "Error: your output was not one JSON function call."
 
 
 def steps_for(agent: "Agent") -> CallSteps | ReplySteps:
