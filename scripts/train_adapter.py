@@ -16,8 +16,7 @@ from pathlib import Path
 
 from memgpt_local.errors import MemgptLocalError
 from memgpt_local.llm.models import Registry
-from memgpt_local.tune.pipeline import RunOptions, run
-from memgpt_local.tune.train import TrainConfig
+from memgpt_local.tune.train import TrainConfig, require_tune_extra
 
 
 def options() -> argparse.Namespace:
@@ -46,6 +45,13 @@ def options() -> argparse.Namespace:
 def main() -> int:
     """Run the pipeline; errors are one line."""
     args = options()
+    try:
+        require_tune_extra()
+    except MemgptLocalError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    from memgpt_local.tune.pipeline import RunOptions, run  # needs the extra's packages
+
     train = TrainConfig(rank=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                         epochs=args.epochs, max_tokens=args.max_tokens,
                         max_steps=args.max_steps)

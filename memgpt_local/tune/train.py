@@ -48,6 +48,7 @@ def require_tune_extra() -> None:
     """One line naming the install when the training packages are missing."""
     try:
         import accelerate  # noqa: F401
+        import faker  # noqa: F401
         import gguf  # noqa: F401
         import peft  # noqa: F401
     except ImportError as exc:
