@@ -457,9 +457,13 @@ RULES = [{"type": "run_first", "tool_name": "archival_memory_search"},
          {"type": "exit_loop", "tool_name": "send_message"},
          {"type": "max_count_per_step", "tool_name": "conversation_search",
           "max_count_limit": 2}]
+# text an agent can hold: no NUL (messages refuse it; the constraint never writes it) and no
+# lone surrogate
+STORABLE = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 BLOCK = st.builds(lambda value, extra, description, read_only: Block(
     "x", value, len(value) + extra, description, read_only),
-    st.text(max_size=40), st.integers(1, 100), st.text(max_size=20), st.booleans())
+    st.text(STORABLE, max_size=40), st.integers(1, 100), st.text(STORABLE, max_size=20),
+    st.booleans())
 
 
 def _step(kind: str, text: str, function: str) -> list[Message]:
@@ -479,14 +483,15 @@ def _step(kind: str, text: str, function: str) -> list[Message]:
 
 
 STEPS = st.lists(st.tuples(st.sampled_from(["user", "system", "call", "raw"]),
-                           st.text(max_size=30), st.sampled_from(EXPORTED)), max_size=10)
+                           st.text(STORABLE, max_size=30), st.sampled_from(EXPORTED)),
+                 max_size=10)
 
 
 @settings(max_examples=60, deadline=None)
 @given(blocks=st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), BLOCK,
                               min_size=1, max_size=4),
        steps=STEPS, rules=st.lists(st.sampled_from(RULES), unique_by=lambda r: r["type"]),
-       hits=st.integers(0, 5), summary=st.text(max_size=60), rethink=st.booleans(),
+       hits=st.integers(0, 5), summary=st.text(STORABLE, max_size=60), rethink=st.booleans(),
        data=st.data())
 def test_generated_agents_survive_ours_to_af_to_ours(blocks, steps, rules, hits, summary,
                                                      rethink, data):

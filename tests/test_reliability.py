@@ -346,12 +346,14 @@ def test_streamed_text_of_a_failed_call_is_withdrawn(tmp_path, capsys):
     assert shown.index("Half a reply") < shown.index("[withdrawn") < shown.index("The whole")
 
 
-@pytest.mark.parametrize("text", ["", "  \n ", "word " * 1500, "x" * 100_000])
-def test_empty_or_too_long_messages_are_refused_with_nothing_stored(tmp_path, text):
+@pytest.mark.parametrize("text", ["", "  \n ", "word " * 1500, "x" * 100_000, "hi\x00there",
+                                  "lone \ud800 half"])
+def test_empty_too_long_or_unstorable_messages_are_refused_with_nothing_stored(tmp_path, text):
     from memgpt_local.agent.loop import MessageError
 
     agent = make_agent(tmp_path, [call("send_message", message="Hi.")])
-    with pytest.raises(MessageError, match="empty|too long for the 2048-token window"):
+    with pytest.raises(MessageError,
+                       match="empty|too long for the 2048-token window|no store can hold"):
         agent.send(text)
     assert agent.recall.count() == 0 and agent.queue == []
 

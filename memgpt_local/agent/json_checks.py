@@ -30,10 +30,17 @@ def check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
                            for index, item in enumerate(value))
 
 
-def _check_text(text: str, where: str) -> None:
+def unstorable(text: str) -> str | None:
+    """The first character of the text no store can hold (NUL, a lone surrogate), as U+XXXX;
+    None if there is none."""
     found = _UNSTORABLE.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _check_text(text: str, where: str) -> None:
+    found = unstorable(text)
     if found:
-        raise ValueError(f"{where or 'the document'} holds U+{ord(found.group()):04X}, a "
+        raise ValueError(f"{where or 'the document'} holds {found}, a "
                          "character no store can hold (text that is not valid Unicode).")
 
 

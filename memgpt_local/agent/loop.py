@@ -32,6 +32,7 @@ from ..memory.paging import Page
 from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute, offered
+from .json_checks import unstorable
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
@@ -237,9 +238,14 @@ class Agent:
         return self.handle(Message("user", text), listener)
 
     def _check_message(self, text: str) -> None:
-        """Refuse an empty message, or one longer than half the window."""
+        """Refuse an empty message, one with a character no store can hold, or one longer
+        than half the window."""
         if not text.strip():
             raise MessageError("The message is empty: write something to send.")
+        bad = unstorable(text)
+        if bad:
+            raise MessageError(f"The message holds {bad}, a character no store can hold "
+                               "(text that is not valid Unicode): remove it and send again.")
         limit = self.runtime.n_ctx // 2
         if len(text) > 16 * limit:  # far too long: not worth counting
             size = f"{len(text)} characters"
