@@ -223,3 +223,23 @@ def test_an_adapter_may_be_a_file_a_package_ships(registry):
     assert spec.adapter_path() == base.locate()
     with pytest.raises(AdapterError, match="is not a LoRA adapter"):
         check_adapter(spec, base.locate())
+
+
+def test_the_shipped_adapter_matches_its_card_and_loads_over_the_base(registry, tmp_path):
+    """adapters/ holds the trained adapter (at most 20 MB) with its card: the card's digests
+    are the files', the registry entry names it, and it loads over the packaged base."""
+    from memgpt_local.llm.adapters import file_digest
+
+    spec = registry.get("smollm2-135m-memory")
+    adapter = spec.adapter_path()
+    card = json.loads(adapter.with_suffix(".json").read_text())
+    assert card["adapter_sha256"] == file_digest(adapter)
+    assert card["base_sha256"] == file_digest(spec.locate())
+    assert card["finished"] and card["data"]["benchmark_strings_found"] == 0
+    assert adapter.stat().st_size <= 20 * 1024 * 1024
+    assert check_adapter(spec, spec.locate()) == adapter
+    runtime = load_runtime(spec, tmp_path)
+    try:
+        assert _answer(runtime).strip()
+    finally:
+        runtime.close()

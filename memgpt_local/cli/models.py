@@ -41,16 +41,16 @@ def models_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'alias':<16} {'file':<36} {'size':>8} {'n_ctx':>6} {'template':<9} present"
+    header = f"{'alias':<20} {'file':<36} {'size':>8} {'n_ctx':>6} {'template':<9} present"
     click.echo(header)
     for row in rows:
         name = row["alias"] + ("*" if row["default"] else "")
-        click.echo(f"{name:<16} {str(row['file']):<36} {row['size']:>8} {row['n_ctx']:>6} "
+        click.echo(f"{name:<20} {str(row['file']):<36} {row['size']:>8} {row['n_ctx']:>6} "
                    f"{row['template']:<9} {'yes' if row['present'] else 'no'}")
         if row["adapter"]:
-            click.echo(f"{'':<16} {adapter_line(row['adapter'])}")
+            click.echo(f"{'':<20} {adapter_line(row['adapter'])}")
         if row["server"]:
-            click.echo(f"{'':<16} runs on {row['server_kind']} at {row['server']} "
+            click.echo(f"{'':<20} runs on {row['server_kind']} at {row['server']} "
                        "(`memgpt-local doctor` probes it)")
     click.echo("* default model")
 

@@ -44,6 +44,8 @@ def converter() -> Path:
 
 def convert(peft_dir: Path, base_dir: Path, out: Path) -> Path:
     """A PEFT adapter as a GGUF adapter (f16), by llama.cpp's convert_lora_to_gguf.py."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(converter()), "--base", str(base_dir), "--outfile",
                str(out), "--outtype", "f16", str(peft_dir)]
     done = subprocess.run(command, capture_output=True, text=True)
