@@ -98,12 +98,12 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self.strict_turns = self._refuses(LOOSE) and not self._refuses(STRICT)
+        self.strict_turns = self._probe(LOOSE)[1] and not self._probe(STRICT)[1]
         # Nemo's shows the system message only in a last turn that is the user's: an agent's
         # step after a tool's result would lose its instructions, so they go into the last
         # user turn here, always
-        self.system_in_last_user = self.strict_turns and SYSTEM_MARK not in self._render(
-            STRICT[:3])
+        self.system_in_last_user = self.strict_turns and SYSTEM_MARK not in self._probe(
+            STRICT[:3])[0]
 
     def segments(self, messages: list[dict], add_generation_prompt: bool = True,
                  tools: list[dict] | None = None) -> list[Segment]:
@@ -124,24 +124,16 @@ class ChatTemplate:
         return _split(rendered, inert)
 
 
-    def _refuses(self, messages: list[dict]) -> bool:
-        """Whether the template raises on these messages."""
-        try:
-            self._template.render(messages=messages, add_generation_prompt=True,
-                                  bos_token=self.bos_token, eos_token=self.eos_token)
-        except TemplateError:
-            return True
-        except Exception:  # noqa: BLE001 - a template failing otherwise says nothing here
-            return False
-        return False
-
-    def _render(self, messages: list[dict]) -> str:
-        """The template's text for these messages ("" where it fails)."""
+    def _probe(self, messages: list[dict]) -> tuple[str, bool]:
+        """The template's text for these messages ("" where it fails), and whether it refused
+        them (raised a TemplateError; any other failure says nothing here)."""
         try:
             return self._template.render(messages=messages, add_generation_prompt=True,
-                                         bos_token=self.bos_token, eos_token=self.eos_token)
+                                         bos_token=self.bos_token, eos_token=self.eos_token), False
+        except TemplateError:
+            return "", True
         except Exception:  # noqa: BLE001 - probing only
-            return ""
+            return "", False
 
 
 # what an agent's prompt has (several system messages, users in a row) against what strict

@@ -63,7 +63,7 @@ def companion(world: World, rng: random.Random) -> Episode:
                                                       index), skill))
     turns.insert(rng.randint(2, len(turns)), Turn(untold.question, AnswerPolicy(
         None, "conversation_search", untold.query, 2), "unknown"))
-    return Episode("\n".join(f.note for f in [core]), turns, history=history,
+    return Episode(core.note, turns, history=history,
                    summarize=SummaryPolicy([core, earlier, stated]))
 
 
