@@ -12,7 +12,12 @@ from fakes import FakeRuntime, HashingEmbedder, call
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memgpt_local.agent.agentfile import MAX_FILE_BYTES, parse_agent_file, read_agent_file
+from memgpt_local.agent.agentfile import (
+    MAX_FILE_BYTES,
+    checked_agent_file,
+    parse_agent_file,
+    read_agent_file,
+)
 from memgpt_local.agent.agentfile_export import agent_file
 from memgpt_local.agent.context import static_instructions
 from memgpt_local.agent.portable import ExportFileError
@@ -265,22 +270,26 @@ def test_our_own_files_keep_a_blocks_description_and_read_only(engine):
     assert set(human) == {"value", "limit"}  # unset fields are not written: older readers
 
 
+# Text an agent can hold: a NUL or a lone surrogate is refused before anything is parsed
+# (test_a_nul_in_a_call_is_refused_in_one_line).
+STORABLE = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+TEXT = st.text(STORABLE)
 LETTA_MESSAGE = st.one_of(
-    st.builds(lambda t: {"role": "user", "content": [{"type": "text", "text": t}]}, st.text()),
+    st.builds(lambda t: {"role": "user", "content": [{"type": "text", "text": t}]}, TEXT),
     st.builds(lambda t: {"role": "user", "content": json.dumps(
-        {"type": "system_alert", "message": t})}, st.text()),
+        {"type": "system_alert", "message": t})}, TEXT),
     st.builds(lambda r, t: {"role": "assistant", "content": [
         {"type": "reasoning", "reasoning": r}, {"type": "text", "text": t}]},
-        st.text(), st.text()),
+        TEXT, TEXT),
     st.builds(lambda r, names: {"role": "assistant", "content": [
         {"type": "reasoning", "reasoning": r}], "tool_calls": [
         {"id": f"c{i}", "function": {"name": n, "arguments": json.dumps({"query": r})}}
-        for i, n in enumerate(names)]}, st.text(),
+        for i, n in enumerate(names)]}, TEXT,
         st.lists(st.sampled_from(["conversation_search", "memory_insert", "web_search"]),
                  min_size=1, max_size=3)),
     st.builds(lambda n, t: {"role": "tool", "name": n, "content": t,
                             "tool_returns": [{"func_response": t}]},
-              st.sampled_from(["conversation_search", "web_search"]), st.text()))
+              st.sampled_from(["conversation_search", "web_search"]), TEXT))
 
 
 @settings(max_examples=60, deadline=None)
@@ -457,9 +466,6 @@ RULES = [{"type": "run_first", "tool_name": "archival_memory_search"},
          {"type": "exit_loop", "tool_name": "send_message"},
          {"type": "max_count_per_step", "tool_name": "conversation_search",
           "max_count_limit": 2}]
-# text an agent can hold: no NUL (messages refuse it; the constraint never writes it) and no
-# lone surrogate
-STORABLE = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 BLOCK = st.builds(lambda value, extra, description, read_only: Block(
     "x", value, len(value) + extra, description, read_only),
     st.text(STORABLE, max_size=40), st.integers(1, 100), st.text(STORABLE, max_size=20),
@@ -549,3 +555,18 @@ def test_each_published_file_imports_or_is_refused_and_its_agents_answer(tmp_pat
     assert refused == ["memgpt_agent_with_convo.af"]  # its agent's name is taken
     assert cannot_run == ["lettabot-builder", "Nameless Agent-sleeptime"]  # blocks too big
     assert len(answered) == 4 and all(sent for _, sent in answered), answered
+
+
+@pytest.mark.parametrize("where", ["text", "call"])
+def test_a_nul_in_a_call_is_refused_in_one_line(where):
+    """A NUL in a message's text or inside a call's argument string (JSON-escaped, so only
+    seen once the arguments are decoded) is refused naming what holds it."""
+    message = ({"role": "user", "content": [{"type": "text", "text": "hi\x00"}]}
+               if where == "text" else
+               {"role": "assistant", "content": [], "tool_calls": [{"id": "c0", "function": {
+                   "name": "conversation_search", "arguments": json.dumps({"query": "\x00"})}}]})
+    document = _minimal(messages=[{**message, "id": "m0"}], tool_ids=["t1"])
+    document["tools"] = [{"id": "t1", "name": "conversation_search", "tool_type": "letta_core"}]
+    with pytest.raises(ExportFileError, match=r"U\+0000") as refused:
+        checked_agent_file(json.dumps(document), "smollm2-135m", 2048)
+    assert "\n" not in str(refused.value)
