@@ -22,11 +22,13 @@ from .errors import MemgptLocalError, SettingsError
 from .files import parse_size
 from .llm.adapters import adapter_report
 from .llm.base import DEFAULT_SEED, Runtime
+from .llm.catalogue import ModelCatalogue
 from .llm.gguf import memory_estimate, tool_format_name, trained_context, vocab_counter
 from .llm.kvcache import DEFAULT_BUDGET_BYTES, SnapshotStore
 from .llm.models import ModelSpec, Registry
 from .llm.pool import RuntimePool
 from .llm.runtime import ModelRuntime
+from .llm.scan import suggestion
 from .llm.system import hardware_report
 from .memory.agents import AgentRecord, AgentStore
 from .memory.archival import ArchivalStorage
@@ -48,6 +50,7 @@ HOME_ENV = "MEMGPT_LOCAL_HOME"
 STORE_ENV = "MEMGPT_LOCAL_STORE"
 STORE_SCHEMES = ("postgresql://", "postgres://")
 KV_BUDGET_ENV = "MEMGPT_LOCAL_KV_BUDGET"
+GPU_BUDGET_ENV = "MEMGPT_LOCAL_GPU_BUDGET"
 RuntimeFactory = Callable[..., Runtime]
 
 
@@ -63,6 +66,7 @@ class EngineConfig:
     kv_budget_bytes: int = DEFAULT_BUDGET_BYTES  # every KV snapshot file together
     kv_memory_bytes: int = 0  # agents' context snapshots kept in memory (a server's switches)
     n_gpu_layers: int | None = None  # None: each model's own setting in models.toml
+    gpu_budget_bytes: int | None = None  # GPU memory "auto" layers may fill (None: all free)
     store: str | None = None  # a PostgreSQL URL; None: the embedded store in the home
     holder: str = ""  # how other processes on a shared store name this one ("": host and pid)
 
@@ -76,16 +80,19 @@ class EngineConfig:
         if not home:
             home = str(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "memgpt-local")
         return cls(Path(home).expanduser(), os.environ.get(MODEL_ENV) or None,
-                   os.environ.get(PRECISION_ENV) or "int8", kv_budget_bytes=_kv_budget(),
+                   os.environ.get(PRECISION_ENV) or "int8",
+                   kv_budget_bytes=_size_from(KV_BUDGET_ENV, DEFAULT_BUDGET_BYTES),
+                   gpu_budget_bytes=_size_from(GPU_BUDGET_ENV, None),
                    store=os.environ.get(STORE_ENV) or None)
 
 
-def _kv_budget() -> int:
-    budget = os.environ.get(KV_BUDGET_ENV)
+def _size_from(variable: str, default: int | None) -> int | None:
+    """A size an environment variable gives (4GiB, 500MB), else the default."""
+    value = os.environ.get(variable)
     try:
-        return parse_size(budget) if budget else DEFAULT_BUDGET_BYTES
+        return parse_size(value) if value else default
     except ValueError as exc:
-        raise MemgptLocalError(f"${KV_BUDGET_ENV}: {exc}") from None
+        raise MemgptLocalError(f"${variable}: {exc}") from None
 
 
 def open_store(config: EngineConfig, wait: bool = False) -> Store:
@@ -136,8 +143,10 @@ class Engine(AgentTransfer):
         self._runtime_wrapper = runtime_wrapper  # instruments every runtime (benchmarks)
         self.clock = clock  # the agents' time (a fixed one makes greedy runs reproducible)
         self._embedder = embedder  # None: the configured model, loaded on first use
+        self.models = ModelCatalogue(self.home / "models.toml", lambda: self.registry,
+                                     self._reload_registry, self.config.gpu_budget_bytes)
         self.runtimes = RuntimePool(self._load_runtime, self.config.max_loaded_models,
-                                    self.config.model_memory_bytes, memory_estimate)
+                                    self.config.model_memory_bytes, self._memory_estimate)
         self._db: Store | None = None
         self._open: list[Agent] = []
 
@@ -146,6 +155,9 @@ class Engine(AgentTransfer):
     def registry(self) -> Registry:
         """The models of models.toml, with the user's $home/models.toml laid over them."""
         return Registry.load(self.home / "models.toml", self.home / "models")
+
+    def _reload_registry(self) -> None:
+        self.__dict__.pop("registry", None)
 
     @property
     def db(self) -> Store:
@@ -173,12 +185,18 @@ class Engine(AgentTransfer):
         return load_embedder(self.config.embedding_model, self.config.embedding_precision)
 
     def _load_runtime(self, spec: ModelSpec, n_ctx: int) -> Runtime:
+        spec = self.models.placed(spec, n_ctx)
         runtime = self._runtime_factory(spec, self.snapshots, self.home / "cache" / "grammar",
                                         n_ctx=n_ctx, seed=DEFAULT_SEED)
         return self._runtime_wrapper(runtime) if self._runtime_wrapper else runtime
 
+    def _memory_estimate(self, spec: ModelSpec, n_ctx: int) -> int:
+        return memory_estimate(self.models.placed(spec, n_ctx), n_ctx)
+
     def model_spec(self, alias: str | None = None) -> ModelSpec:
-        """A registered model (the default when no alias), with the engine's GPU setting."""
+        """A registered model (the default when no alias; a model on disk named by its
+        source is added first), with the engine's GPU setting."""
+        alias = self.models.alias_for(alias)  # first: adding one reloads the registry
         spec = self.registry.get(alias)
         if self.config.n_gpu_layers is None:
             return spec
@@ -415,8 +433,12 @@ class Engine(AgentTransfer):
                            "tool_format": tool_format_name(spec) if present else None,
                            "adapter": adapter_report(spec),
                            "server": _server_report(spec)})
+        found = self.models.scan()
+        chosen = suggestion(found.models)
         return {**hardware_report(), "home": str(self.home),
-                "store": self.config.store and redact_url(self.config.store), "models": models}
+                "store": self.config.store and redact_url(self.config.store), "models": models,
+                "found": [m.as_dict() for m in found.models], "found_skipped": found.skipped,
+                "suggested": chosen.as_dict() if chosen else None}
 
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

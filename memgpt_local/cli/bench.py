@@ -74,7 +74,7 @@ def run(task: str, models: tuple[str, ...], variant: str, limit: int, seed: int,
         validity_cases: int) -> None:
     """Run a task (or all) for each model and variant; results go to --out."""
     with engine() as eng:  # the aliases are checked before anything runs
-        aliases = [eng.registry.get(m or None).alias for m in models or [None]]
+        aliases = [eng.model_spec(m or None).alias for m in models or [None]]
     config = BenchConfig(list(TASKS) if task == "all" else [task], aliases, _variants(variant),
                          limit or None, seed, data, out, n_ctx, _int_list(levels, "--levels", 1, 6),
                          _int_list(distractors, "--k", 0, 199), validity_cases)

@@ -2,12 +2,16 @@
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from ..llm.adapters import adapter_report, check_adapter
 from ..llm.base import DEFAULT_SEED, SamplingSettings
+from ..llm.discovery import Places
+from ..llm.fit import describe_bytes, describe_parameters
 from ..llm.models import ModelSpec
+from ..llm.scan import ScannedModel
 from .common import adapter_line, engine, user_errors
 
 
@@ -73,6 +77,8 @@ def models_info(alias: str, as_json: bool) -> None:
             click.echo(f"{key}:\n{value}")
         elif key == "adapter" and value:
             click.echo(adapter_line(value))
+        elif key == "memory_estimate":
+            continue
         else:
             click.echo(f"{key}: {value}")
 
@@ -93,6 +99,87 @@ def models_path(alias: str, server_args: bool) -> None:
     adapter = check_adapter(spec, model)
     click.echo("\n".join(["--model", str(model)] + (
         ["--lora-scaled", f"{adapter}:{spec.adapter_scale}"] if adapter else [])))
+
+
+@models.command("scan")
+@click.option("--dir", "folders", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Another folder to look in (any number of times).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def models_scan(folders: tuple[Path, ...], as_json: bool) -> None:
+    """List the GGUF models Ollama, LM Studio, the Hugging Face cache, llama.cpp and GPT4All
+    keep here, with what each needs and whether it fits this machine."""
+    catalogue = engine().models
+    found = catalogue.scan(list(folders))
+    if as_json:
+        click.echo(json.dumps({"models": [m.as_dict() for m in found.models],
+                               "skipped": found.skipped}, indent=2))
+        return
+    click.echo(f"Looked in: {', '.join(_places(catalogue.places.with_dirs(list(folders))))}")
+    for model in found.models:
+        click.echo(scanned_lines(model))
+    for line in found.skipped:
+        click.echo(f"  ({line})")
+    click.echo(f"{len(found.models)} model(s). Use one: memgpt-local models add ALIAS SOURCE, "
+               "or --model SOURCE on any command.")
+
+
+def _places(places: Places) -> list[str]:
+    """The places looked in that exist (a tilde for the home)."""
+    home = str(Path.home())
+    return [f"{store} {str(path).replace(home, '~', 1)}" for store, path in places.stores
+            if path.is_dir()] or ["(none of the usual places exists)"]
+
+
+@models.command("add")
+@click.argument("alias")
+@click.argument("source")
+@click.option("--n-ctx", type=click.IntRange(256), default=None,
+              help="The window (default: the largest that fits this machine, up to the "
+                   "trained context or 32768).")
+@click.option("--n-gpu-layers", default=None, metavar="N|auto",
+              help="Layers on the GPU (default auto: as many as fit its free memory).")
+@click.option("--force", is_flag=True, help="Replace an entry of that alias.")
+@user_errors
+def models_add(alias: str, source: str, n_ctx: int | None, n_gpu_layers: str | None,
+               force: bool) -> None:
+    """Register a model on disk under ALIAS, its settings read from the file. SOURCE is a path,
+    ollama:NAME[:TAG], hf:ORG/REPO[/FILE] or lmstudio:PUBLISHER/REPO[/FILE]."""
+    layers = _gpu_layers(n_gpu_layers)
+    with engine() as eng:
+        spec, model = eng.models.add(alias, source, force, n_ctx, layers)
+    click.echo(scanned_lines(model))
+    click.echo(f"Added '{spec.alias}' to {eng.home / 'models.toml'}: window {spec.n_ctx}, "
+               f"n_gpu_layers {spec.n_gpu_layers}, chat template {spec.chat_template}. Try: "
+               f"memgpt-local chat --model {spec.alias}")
+
+
+def _gpu_layers(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        layers = int(value)
+    except ValueError:
+        layers = -2
+    if layers < -1:
+        raise click.BadParameter(f"'{value}' is not a number of layers (-1: all) or auto.",
+                                 param_hint="--n-gpu-layers")
+    return layers
+
+
+def scanned_lines(model: ScannedModel) -> str:
+    """A found model in a few lines: name, facts, where it is, whether it fits, notes."""
+    shape, fit = model.shape, model.fit
+    tools = f"tool calls: {model.tool_format}" if model.has_template else "no chat template"
+    fits = (f"fits: window {model.window}, {model.gpu_layers} GPU layers, about "
+            f"{describe_bytes(fit.total)}" if fit else "does not fit this machine")
+    lines = [f"{model.name}", f"    {shape.architecture}, {describe_parameters(shape.parameters)} "
+             f"parameters, {shape.quantisation}, {describe_bytes(model.size)}"
+             f"{f' in {len(model.parts)} parts' if len(model.parts) > 1 else ''}, trained "
+             f"context {shape.trained_context}, {tools}; {fits}",
+             *(f"    source: {found.source}" for found in model.sources),
+             *(f"    {note}" for found in model.sources for note in found.notes)]
+    return "\n".join(lines)
 
 
 @models.command("download")

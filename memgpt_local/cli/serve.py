@@ -152,6 +152,20 @@ def doctor(as_json: bool) -> None:
             click.echo(f"  {'':<16} {adapter_line(model['adapter'])}")
         if model["server"]:
             click.echo(f"  {'':<16} {_server_line(model['server'])}")
+    _found_lines(report)
+
+
+def _found_lines(report: dict) -> None:
+    """The models other tools keep here, and the one doctor would chat with."""
+    click.echo(f"Models found on this machine (memgpt-local models scan): {len(report['found'])}")
+    for model in report["found"]:
+        fits = f"fits a {model['fits_window']}-token window" if model["fits_window"] else \
+            "does not fit"
+        click.echo(f"  {model['sources'][0]}: {model['architecture']}, {model['quantisation']},"
+                   f" tool calls: {model['tool_format']}; {fits}")
+    chosen = report["suggested"]
+    if chosen:
+        click.echo(f"Suggested for chat here: memgpt-local chat --model {chosen['sources'][0]}")
 
 
 def _server_line(server: dict) -> str:

@@ -7,6 +7,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import MemgptLocalError, ModelFileError
+from .fit import (
+    ModelShape,
+    describe_bytes,
+    describe_parameters,
+    estimate,
+    fitting_window,
+    free_ram,
+    shape_of,
+)
+from .gguf_header import read_header, split_parts
 from .models import ModelSpec
 from .tool_formats import detect
 
@@ -33,8 +43,25 @@ def read_model_info(spec: ModelSpec) -> dict:
         "registry_n_ctx": spec.n_ctx,
         "template_used": spec.chat_template,
         "tool_format": detect(spec.template_source(meta)).name,
+        **memory_report(spec),
         "chat_template": template or "(none in the file)",
     }
+
+
+def memory_report(spec: ModelSpec) -> dict:
+    """What the model needs at its window, and the largest window that fits this machine's
+    free memory now (its GPU layers as the entry says; "auto" counted as none here)."""
+    shape = model_shape(spec)
+    layers = spec.n_gpu_layers if isinstance(spec.n_gpu_layers, int) else 0
+    need = estimate(shape, spec.n_ctx, layers)
+    return {"parameters": describe_parameters(shape.parameters),
+            "quantisation": shape.quantisation,
+            "memory": f"about {describe_bytes(need.total)} at {spec.n_ctx} tokens (weights "
+                      f"{describe_bytes(need.weights)}, KV cache {describe_bytes(need.kv_cache)}"
+                      f", compute {describe_bytes(need.compute)}); "
+                      f"{describe_bytes(free_ram())} free here, where a window up to "
+                      f"{fitting_window(shape, free_ram())} fits",
+            "memory_estimate": need.as_dict()}
 
 
 def download(spec: ModelSpec) -> Path:
@@ -58,23 +85,17 @@ def trained_context(spec: ModelSpec) -> int:
 
 
 def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
-    """Bytes a runtime of this model and window holds: its weights (the file) and an f16 KV
-    cache of every layer over the whole window, a tenth more for llama.cpp's buffers (0 for a
-    model on an inference server, which holds it there)."""
+    """Bytes a runtime of this model and window holds in this machine's memory: weights, KV
+    cache and compute buffer as llama.cpp allocates them, less what its GPU layers hold (0
+    for a model on an inference server, which holds it there)."""
     if spec.server:
         return 0
-    path = spec.locate()
-    metadata = _vocabulary_only(str(path)).metadata
+    return estimate(model_shape(spec), n_ctx, spec.n_gpu_layers).in_ram
 
-    def number(key: str, default: int = 0) -> int:
-        return _arch_number(metadata, key, default)
 
-    heads = max(1, number("attention.head_count", 1))
-    head_size = number("embedding_length") // heads
-    per_token = number("attention.head_count_kv", heads) * (
-        number("attention.key_length", head_size) + number("attention.value_length", head_size))
-    kv_bytes = number("block_count") * n_ctx * per_token * 2
-    return int((path.stat().st_size + kv_bytes) * 1.1)
+def model_shape(spec: ModelSpec) -> ModelShape:
+    """The sizes of a model's file (every part of a split one), from the headers alone."""
+    return shape_of([read_header(part) for part in split_parts(spec.locate())])
 
 
 def _arch_number(metadata: dict, key: str, default: int = 0) -> int:

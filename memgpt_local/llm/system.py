@@ -51,3 +51,12 @@ def hardware_report() -> dict:
             "system_info": llama_cpp.llama_print_system_info().decode().strip(" |"),
             "devices": devices(), "cpu_cores": os.cpu_count(),
             "memory_bytes": pages * page_size}
+
+
+def gpu_free_bytes() -> int:
+    """Free memory on the GPUs llama.cpp can offload to (0 on a CPU build or without one)."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return 0
+    return sum(d["memory_free_bytes"] for d in devices() if not d["name"].upper().startswith("CPU"))
