@@ -389,3 +389,13 @@ def test_an_odd_openai_message_content_is_a_422_not_a_500(tmp_path, content):
         response = client.post("/v1/chat/completions", json={
             "model": "x", "messages": [{"role": "user", "content": content}]})
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("model", ["ollama:llama3.2:3b", "/etc/passwd.gguf", "hf:org/repo"])
+def test_a_client_names_registered_models_only(app_client, tmp_path, model):
+    """A model on the server's disk is never read or registered on a client's word."""
+    client, _ = app_client
+    refused = client.post("/agents", json={"name": "bob", "model": model})
+    assert refused.status_code == 422 and "models add" in refused.text
+    assert client.get("/agents/bob").status_code == 404
+    assert not (tmp_path / "models.toml").exists()

@@ -13,7 +13,8 @@ Environment:
   MEMGPT_LOCAL_EMBEDDING_MODEL       another local sentence-transformers model folder
   MEMGPT_LOCAL_EMBEDDING_PRECISION   int8 (default) or fp32
   MEMGPT_LOCAL_KV_BUDGET             the default of --kv-budget
-  MEMGPT_LOCAL_STORE                 the default of --store"""
+  MEMGPT_LOCAL_STORE                 the default of --store
+  MEMGPT_LOCAL_GPU_BUDGET            GPU memory "auto" GPU layers may fill (default: all free)"""
 
 
 @click.group(epilog=ENVIRONMENT)

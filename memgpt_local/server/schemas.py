@@ -3,9 +3,10 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.architectures import ARCHITECTURES
+from ..llm.scan import is_source
 
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
 EXTRA_FUNCTIONS = ("Optional functions offered besides the standard ones (core_memory_rethink); "
@@ -43,7 +44,9 @@ class AgentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     name: str = Field(min_length=1, max_length=64)
-    model: str | None = Field(None, description="A models.toml alias; default: the default model")
+    model: str | None = Field(None, max_length=200, description=(
+        "A models.toml alias; default: the default model. A model on the server's disk is "
+        "registered there first (`memgpt-local models add`)"))
     n_ctx: int | None = Field(None, ge=512, le=1_048_576, description="Context window")
     persona: str | None = Field(None, max_length=MAX_TEXT)
     human: str | None = Field(None, max_length=MAX_TEXT)
@@ -56,6 +59,15 @@ class AgentCreate(BaseModel):
     extra_functions: list[str] | None = Field(
         None, max_length=10, description=EXTRA_FUNCTIONS)
     architecture: Architecture | None = Field(None, description=ARCHITECTURE)
+
+    @field_validator("model")
+    @classmethod
+    def _an_alias(cls, model: str | None) -> str | None:
+        """A client names registered models only: it never makes the server read a path."""
+        if model is not None and is_source(model):
+            raise ValueError(f"'{model}' is not a models.toml alias: register a model on the "
+                             "server's disk there with `memgpt-local models add ALIAS SOURCE`")
+        return model
 
     def settings(self) -> dict:
         """The settings the request changes from the defaults."""
