@@ -29,6 +29,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--modules", default="all-linear",
+                        help="Layers to adapt: all-linear, or names such as q_proj,v_proj "
+                        "(fewer layers: a faster adapter).")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--max-tokens", type=int, default=2048,
                         help="Leave out longer examples.")
@@ -52,7 +55,8 @@ def main() -> int:
         return 1
     from memgpt_local.tune.pipeline import RunOptions, run  # needs the extra's packages
 
-    train = TrainConfig(rank=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
+    train = TrainConfig(rank=args.rank, alpha=2 * args.rank, modules=args.modules,
+                        learning_rate=args.learning_rate,
                         epochs=args.epochs, max_tokens=args.max_tokens,
                         max_steps=args.max_steps)
     run_options = RunOptions(args.out.expanduser(), args.episodes, args.data_seed,

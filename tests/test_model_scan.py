@@ -214,6 +214,9 @@ def test_settings_that_will_not_fit_are_refused_saying_what_would(disk, tmp_path
                              env={**disk["env"], "MEMGPT_LOCAL_HOME": str(tmp_path),
                                   "MEMGPT_LOCAL_GPU_BUDGET": "100MiB"})
     assert gpu.exit_code == 1 and "--n-gpu-layers 0 (or auto) fits" in gpu.output, gpu.output
+    template = _run(disk, tmp_path, "models", "add", "x", "ollama:smollm2:135m",
+                    "--chat-template", "vicuna")
+    assert template.exit_code == 1 and "Valid: gguf, chatml, gemma" in template.output
     taken = _run(disk, tmp_path, "models", "add", "smollm2-135m", "ollama:smollm2:135m")
     assert taken.exit_code == 1 and "--force" in taken.output
     assert not (tmp_path / "models.toml").exists()

@@ -139,15 +139,18 @@ def _places(places: Places) -> list[str]:
                    "trained context or 32768).")
 @click.option("--n-gpu-layers", default=None, metavar="N|auto",
               help="Layers on the GPU (default auto: as many as fit its free memory).")
+@click.option("--chat-template", default=None, metavar="NAME",
+              help="gguf (the file's own), or one of prompt_templates/chat/ (default: the "
+                   "file's, else one for its architecture).")
 @click.option("--force", is_flag=True, help="Replace an entry of that alias.")
 @user_errors
 def models_add(alias: str, source: str, n_ctx: int | None, n_gpu_layers: str | None,
-               force: bool) -> None:
+               chat_template: str | None, force: bool) -> None:
     """Register a model on disk under ALIAS, its settings read from the file. SOURCE is a path,
     ollama:NAME[:TAG], hf:ORG/REPO[/FILE] or lmstudio:PUBLISHER/REPO[/FILE]."""
     layers = _gpu_layers(n_gpu_layers)
     with engine() as eng:
-        spec, model = eng.models.add(alias, source, force, n_ctx, layers)
+        spec, model = eng.models.add(alias, source, force, n_ctx, layers, chat_template)
     click.echo(scanned_lines(model))
     click.echo(f"Added '{spec.alias}' to {eng.home / 'models.toml'}: window {spec.n_ctx}, "
                f"n_gpu_layers {spec.n_gpu_layers}, chat template {spec.chat_template}. Try: "

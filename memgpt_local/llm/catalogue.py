@@ -42,17 +42,17 @@ class ModelCatalogue:
         return scan(self.places.with_dirs(list(folders)), self.machine())
 
     def add(self, alias: str | None, source: str, force: bool = False,
-            n_ctx: int | None = None, n_gpu_layers: int | str | None = None
-            ) -> tuple[ModelSpec, ScannedModel]:
+            n_ctx: int | None = None, n_gpu_layers: int | str | None = None,
+            chat_template: str | None = None) -> tuple[ModelSpec, ScannedModel]:
         """Register the model a source names, its settings read from the file (any given
         overrides them); a window that will not fit is refused saying what would."""
         machine = self.machine()
         return self._register(alias, resolve(source, self.places, machine), machine, force,
-                              n_ctx, n_gpu_layers)
+                              n_ctx, n_gpu_layers, chat_template)
 
     def _register(self, alias: str | None, model: ScannedModel, machine: Machine, force: bool,
-                  n_ctx: int | None, n_gpu_layers: int | str | None
-                  ) -> tuple[ModelSpec, ScannedModel]:
+                  n_ctx: int | None, n_gpu_layers: int | str | None,
+                  chat_template: str | None = None) -> tuple[ModelSpec, ScannedModel]:
         alias = alias or self._free_alias(derived_alias(model))
         window = n_ctx or model.window
         self._check_fit(model, window, machine, n_ctx is not None)
@@ -61,7 +61,8 @@ class ModelCatalogue:
         table = {"path": str(model.path), "found_at": model.sources[0].source,
                  "description": _description(model), "n_ctx": window,
                  "n_gpu_layers": "auto" if n_gpu_layers is None else n_gpu_layers,
-                 "chat_template": "gguf" if model.has_template else _fallback_template(model)}
+                 "chat_template": chat_template or ("gguf" if model.has_template
+                                                    else _fallback_template(model))}
         write_entry(self.user_toml, self._registry(), alias, table, force)
         self._reload()
         return self._registry().get(alias), model

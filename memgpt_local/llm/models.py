@@ -266,7 +266,7 @@ def write_entry(user_toml: Path, registry: Registry, alias: str, table: dict,
         where = registry.get(alias).source()
         raise RegistryError(f"A model named '{alias}' exists already ({where}): choose "
                             "another alias, or replace it with --force.")
-    _entry(alias, table, user_toml, None)  # refused before anything is written
+    _entry(alias, table, user_toml, None).chat_template_path()  # refused before writing
     document = tomlkit.parse(user_toml.read_text()) if user_toml.is_file() else \
         tomlkit.document()
     document.setdefault("models", tomlkit.table(is_super_table=True))[alias] = table

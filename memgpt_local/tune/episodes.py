@@ -11,7 +11,7 @@ from ..engine import Engine
 from ..memory.messages import Message
 from .policies import AnswerPolicy, ChainPolicy, SavePolicy, SayPolicy, SummaryPolicy
 from .recorder import Policy, Recorder
-from .worlds import World, chain_passages
+from .worlds import World, chain_passages, styled
 
 SMALL_TALK = [("Hi! How are you today?", ["I'm doing well, thanks for asking! How about you?",
                                           "Pretty good! What's on your mind today?"]),
@@ -59,10 +59,11 @@ def companion(world: World, rng: random.Random) -> Episode:
     asked = [(core, "core_answer"), (earlier, "recall_answer"), (stated, "core_answer")]
     rng.shuffle(asked)
     for index, (fact, skill) in enumerate(asked):
-        turns.append(Turn(fact.question, AnswerPolicy(fact, "conversation_search", fact.query,
-                                                      index), skill))
-    turns.insert(rng.randint(2, len(turns)), Turn(untold.question, AnswerPolicy(
-        None, "conversation_search", untold.query, 2), "unknown"))
+        turns.append(Turn(styled(fact.question, rng), AnswerPolicy(
+            fact, "conversation_search", fact.query, index), skill))
+    if rng.random() < UNKNOWN_SHARE:
+        turns.insert(rng.randint(2, len(turns)), Turn(styled(untold.question, rng), AnswerPolicy(
+            None, "conversation_search", untold.query, 2), "unknown"))
     return Episode(core.note, turns, history=history,
                    summarize=SummaryPolicy([core, earlier, stated]))
 
@@ -70,13 +71,14 @@ def companion(world: World, rng: random.Random) -> Episode:
 def library(world: World, rng: random.Random) -> Episode:
     """Fictional passages in archival memory among distractors; questions on some, and on one
     no passage answers."""
-    found = world.passage_facts(rng.randint(8, 16))
+    found = world.passage_facts(rng.randint(6, 14))
     asked = found[:rng.randint(1, 3)]
     turns = [Turn(fact.question, AnswerPolicy(fact, "archival_memory_search", fact.query, i),
                   "archival_answer") for i, (_, fact) in enumerate(asked)]
-    missing = world.passage_facts(1)[0][1]
-    turns.insert(rng.randint(0, len(turns)), Turn(missing.question, AnswerPolicy(
-        None, "archival_memory_search", missing.query, 1), "unknown"))
+    if rng.random() < UNKNOWN_SHARE:
+        missing = world.passage_facts(1)[0][1]
+        turns.insert(rng.randint(0, len(turns)), Turn(missing.question, AnswerPolicy(
+            None, "archival_memory_search", missing.query, 1), "unknown"))
     return Episode(world.personal_facts(1)[0].note, turns, [text for text, _ in found])
 
 
@@ -98,7 +100,7 @@ def long_talk(world: World, rng: random.Random) -> Episode:
     early fact is asked about after it left the window."""
     facts = world.personal_facts(8)
     turns = []
-    for index, fact in enumerate(facts[:6]):
+    for index, fact in enumerate(facts[:5]):
         turns.append(Turn(fact.statement, SavePolicy(fact, index), "save_fact"))
         turns.append(_small_talk(rng, index))
     early = facts[0]
@@ -109,7 +111,8 @@ def long_talk(world: World, rng: random.Random) -> Episode:
 
 EPISODES: dict[str, Callable[[World, random.Random], Episode]] = {
     "companion": companion, "library": library, "lockers": lockers, "long_talk": long_talk}
-MIX = {"companion": 4, "library": 3, "lockers": 2, "long_talk": 1}  # episodes drawn per 10
+MIX = {"companion": 3, "library": 5, "lockers": 1, "long_talk": 1}  # episodes drawn per 10
+UNKNOWN_SHARE = 0.3  # of companion and library episodes that also ask what nobody told
 
 
 def play(engine: Engine, recorder: Recorder, episode: Episode, name: str) -> None:

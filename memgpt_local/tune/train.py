@@ -23,6 +23,7 @@ class TrainConfig:
 
     rank: int = 16
     alpha: int = 32
+    modules: str = "all-linear"  # PEFT's target_modules: "all-linear" or names, comma-separated
     learning_rate: float = 2e-4
     epochs: int = 1
     warmup_steps: int = 10
@@ -55,6 +56,13 @@ def require_tune_extra() -> None:
         raise MemgptLocalError(
             f"Training needs the tune extra ({exc.name} is missing): run scripts/setup.sh "
             "--tests, or .venv/bin/pip install -e '.[tune]'.") from None
+
+
+def target_modules(config: TrainConfig) -> str | list[str]:
+    """The layers the LoRA adapts, as PEFT takes them."""
+    if config.modules == "all-linear":
+        return config.modules
+    return [name.strip() for name in config.modules.split(",") if name.strip()]
 
 
 def load_base(spec: ModelSpec):
@@ -114,7 +122,7 @@ class Trainer:
         self.folder, self.config = folder, config
         self.base = load_base(spec)
         self.model = get_peft_model(self.base, LoraConfig(
-            r=config.rank, lora_alpha=config.alpha, target_modules="all-linear",
+            r=config.rank, lora_alpha=config.alpha, target_modules=target_modules(config),
             lora_dropout=0.0, task_type="CAUSAL_LM"))
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
