@@ -100,3 +100,16 @@ def test_an_optional_function_is_offered_and_withdrawn_from_the_cli(tmp_path):
     assert "optional functions offered: none" in withdrawn.output
     wrong = invoke(tmp_path, "agents", "set", "sam", "--offer", "send_mail")
     assert wrong.exit_code == 2 and "'send_mail' is not one of" in wrong.output
+
+
+def test_a_block_or_persona_with_a_nul_is_refused_in_one_line(tmp_path):
+    """Text no store can hold never reaches one (PostgreSQL refuses a NUL mid-step)."""
+    home, bad = tmp_path / "home", tmp_path / "bad.txt"
+    bad.write_text("Ann\x00 likes tea")
+    made = invoke(home, "agents", "create", "kit", "--persona", str(bad))
+    assert made.exit_code == 1 and "U+0000" in made.output and made.output.count("\n") == 1
+    assert invoke(home, "agents", "create", "kit").exit_code == 0
+    edited = invoke(home, "agents", "block", "kit", "human", "--file", str(bad))
+    assert edited.exit_code == 1 and "U+0000" in edited.output, edited.output
+    shown = json.loads(invoke(home, "agents", "show", "kit", "--json").output)
+    assert "\x00" not in json.dumps(shown)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from memgpt_local.memory.agents import AgentRecord
 from memgpt_local.memory.archival import ArchivalStorage
-from memgpt_local.memory.core import CoreMemory, CoreMemoryError
+from memgpt_local.memory.core import BlockChange, CoreMemory, CoreMemoryError
 from memgpt_local.memory.database import MIGRATIONS, Database, HomeLockedError
 from memgpt_local.memory.documents import split_passages
 from memgpt_local.memory.keywords import KeywordIndex
@@ -391,3 +391,18 @@ def test_query_embedding_matches_the_batch_path(embedder):
         np.testing.assert_allclose(embedder.embed_query(text), embedder.embed([text]),
                                    atol=1e-5)
     assert embedder._query_encoder.traced is not None
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "ok\udfff"])
+def test_core_memory_refuses_text_no_store_can_hold(text):
+    """A NUL or a lone surrogate, from a user's edit or a model's call, is refused naming the
+    character (PostgreSQL cannot store a NUL); the block is unchanged."""
+    core = CoreMemory.default("I help.", "Ann", 200)
+    for edit in (lambda: core.put("human", BlockChange(value=text)),
+                 lambda: core.put("notes", BlockChange(value="x", description=text)),
+                 lambda: core.append("human", text),
+                 lambda: core.replace("human", "Ann", text),
+                 lambda: core.rethink("human", text)):
+        with pytest.raises(CoreMemoryError, match=r"U\+(0000|D[89A-F][0-9A-F]{2})"):
+            edit()
+    assert core.blocks["human"].value == "Ann" and "notes" not in core.blocks

@@ -2,11 +2,11 @@
 nesting bounded, and no text a store cannot hold (a lone surrogate, a NUL character)."""
 
 import json
-import re
 from typing import Any
 
+from ..memory.storable import unstorable
+
 MAX_DEPTH = 64  # an agent file nests about 8 deep; tool schemas a few more
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
@@ -28,13 +28,6 @@ def check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
         elif isinstance(value, list):
             pending.extend((item, f"{where}[{index}]", depth + 1)
                            for index, item in enumerate(value))
-
-
-def unstorable(text: str) -> str | None:
-    """The first character of the text no store can hold (NUL, a lone surrogate), as U+XXXX;
-    None if there is none."""
-    found = _UNSTORABLE.search(text)
-    return f"U+{ord(found.group()):04X}" if found else None
 
 
 def _check_text(text: str, where: str) -> None:

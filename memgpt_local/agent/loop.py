@@ -29,10 +29,10 @@ from ..memory.agents import AgentRecord
 from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..memory.paging import Page
+from ..memory.storable import unstorable
 from ..memory.stores import AgentStores
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute, offered
-from .json_checks import unstorable
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver

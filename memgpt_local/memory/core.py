@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..errors import MemgptLocalError
+from .storable import unstorable
 
 DEFAULT_LIMIT = 2000
 DEFAULT_LABELS = ("persona", "human")
@@ -54,6 +55,7 @@ class CoreMemory:
         """Add a block; its initial text must already fit its limit."""
         if label in self.blocks:
             raise CoreMemoryError(f"Core memory already has a block named '{label}'.")
+        _check_storable(value, f"Block '{label}' text")
         if len(value) > limit:
             raise CoreMemoryError(f"Block '{label}' text has {len(value)} characters; "
                                   f"its limit is {limit}.")
@@ -77,6 +79,8 @@ class CoreMemory:
         block = Block(label, *(old_value if new is None else new for old_value, new in (
             (old.value, change.value), (old.limit, change.limit),
             (old.description, change.description), (old.read_only, change.read_only))))
+        _check_storable(block.value, f"Block '{label}' text")
+        _check_storable(block.description, f"Block '{label}' description")
         if not 1 <= block.limit <= MAX_LIMIT:
             raise CoreMemoryError(f"Block '{label}': limits are 1 to {MAX_LIMIT} characters.")
         if len(block.value) > block.limit:
@@ -132,6 +136,7 @@ class CoreMemory:
 
     @staticmethod
     def _check_fits(block: Block, new_value: str) -> None:
+        _check_storable(new_value, f"The new text of '{block.label}'")
         if len(new_value) > block.limit:
             raise CoreMemoryError(
                 f"Block '{block.label}' would have {len(new_value)} characters; its limit is "
@@ -162,3 +167,11 @@ def _block_dict(block: Block) -> dict:
     if block.read_only:
         data["read_only"] = True
     return data
+
+
+def _check_storable(text: str, what: str) -> None:
+    """Refuse text no store can hold, naming the character."""
+    found = unstorable(text)
+    if found:
+        raise CoreMemoryError(f"{what} holds {found}, a character no store can hold: leave "
+                              "it out.")
