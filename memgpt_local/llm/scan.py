@@ -77,7 +77,9 @@ def scan(places: Places, machine: Machine) -> Scan:
         try:
             key = fingerprint(item.path)
             if key in by_content:
-                by_content[key].sources.append(item)
+                known = by_content[key].sources
+                if item.source not in {found.source for found in known}:
+                    known.append(item)  # one source twice (two HF revisions of a file): once
                 continue
             by_content[key] = describe(item, machine)
         except (MemgptLocalError, OSError) as exc:
