@@ -66,3 +66,24 @@ def test_doctor_reports_the_build_devices_and_models(tmp_path):
     assert models["smollm2-135m"]["present"] and models["smollm2-135m"]["n_gpu_layers"] == -1
     text = CliRunner().invoke(cli, ["doctor"], env=env)
     assert text.exit_code == 0 and "GPU offload:" in text.output
+
+
+def test_each_setting_has_one_range_everywhere(tmp_path):
+    """The window and memory hits are bounded alike by the command line, the HTTP schemas
+    and the settings an imported agent is checked against (agent/settings.RANGES)."""
+    from memgpt_local.agent.settings import RANGES
+    from memgpt_local.engine import Engine, EngineConfig
+    from memgpt_local.server.app import create_app
+
+    schemas = create_app(Engine(EngineConfig(tmp_path))).openapi()["components"]["schemas"]
+    for setting in ("n_ctx", "memory_hits"):
+        field = schemas["AgentCreate"]["properties"][setting]["anyOf"][0]
+        assert (field["minimum"], field["maximum"]) == RANGES[setting]
+    options = {(command, param.name): param.type for command in ("create", "set")
+               for param in cli.commands["agents"].commands[command].params}
+    for key, setting in ((("create", "n_ctx"), "n_ctx"), (("create", "memory_hits"),
+                                                          "memory_hits"),
+                         (("set", "memory_hits"), "memory_hits")):
+        assert (options[key].min, options[key].max) == RANGES[setting]
+    bench_window = {p.name: p.type for p in cli.commands["bench"].commands["run"].params}
+    assert bench_window["n_ctx"].min == RANGES["n_ctx"][0]

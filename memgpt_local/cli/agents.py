@@ -8,6 +8,7 @@ import click
 from ..agent.agentfile import is_agent_file
 from ..agent.architectures import ARCHITECTURES
 from ..agent.functions import OPTIONAL_FUNCTIONS
+from ..agent.settings import RANGES
 from ..memory.core import BlockChange
 from .common import engine, read_text, user_errors, wait_option
 
@@ -69,7 +70,7 @@ def settings_options(func):
                          help=RULE_HELP),
             click.option("--rules-file", type=click.Path(dir_okay=False, exists=True),
                          help="A JSON list of tool rules in Letta's form."),
-            click.option("--memory-hits", type=click.IntRange(0, 20),
+            click.option("--memory-hits", type=click.IntRange(*RANGES["memory_hits"]),
                          help="Archival and recall hits brought to each user message "
                               "(0: off)."),
             click.option("--architecture", type=click.Choice(ARCHITECTURES),
@@ -92,7 +93,7 @@ def agents() -> None:
 @agents.command("create")
 @click.argument("name")
 @click.option("--model", "-m", help="Model alias (default: the registry's default).")
-@click.option("--n-ctx", type=click.IntRange(256, 1_048_576),
+@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]),
               help="Context window in tokens (default: the model's).")
 @click.option("--persona", type=click.Path(dir_okay=False),
               help="UTF-8 text file for the persona block.")

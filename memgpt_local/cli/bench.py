@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 from click_default_group import DefaultGroup
 
+from ..agent.settings import RANGES
 from ..bench.tasks.suite import (
     DEFAULT_LIMIT,
     DEFAULT_N_CTX,
@@ -58,7 +59,7 @@ def bench() -> None:
 @click.option("--out", default="bench-results", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Results folder; a run there resumes, skipping finished cases.")
-@click.option("--n-ctx", type=click.IntRange(512, 1_048_576), default=DEFAULT_N_CTX,
+@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]), default=DEFAULT_N_CTX,
               show_default=True, help="The window of every model (one size, so that models "
               "compare fairly).")
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Nested-KV levels (1-6).")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..agent.settings import RANGES
 from ..llm.adapters import adapter_report, check_adapter
 from ..llm.base import DEFAULT_SEED, SamplingSettings
 from ..llm.discovery import Places
@@ -134,7 +135,7 @@ def _places(places: Places) -> list[str]:
 @models.command("add")
 @click.argument("alias")
 @click.argument("source")
-@click.option("--n-ctx", type=click.IntRange(256), default=None,
+@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]), default=None,
               help="The window (default: the largest that fits this machine, up to the "
                    "trained context or 32768).")
 @click.option("--n-gpu-layers", default=None, metavar="N|auto",

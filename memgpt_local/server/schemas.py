@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.architectures import ARCHITECTURES
+from ..agent.settings import RANGES
 from ..llm.scan import is_source
 
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
@@ -47,13 +48,15 @@ class AgentCreate(BaseModel):
     model: str | None = Field(None, max_length=200, description=(
         "A models.toml alias; default: the default model. A model on the server's disk is "
         "registered there first (`memgpt-local models add`)"))
-    n_ctx: int | None = Field(None, ge=512, le=1_048_576, description="Context window")
+    n_ctx: int | None = Field(None, ge=RANGES["n_ctx"][0], le=RANGES["n_ctx"][1],
+                              description="Context window")
     persona: str | None = Field(None, max_length=MAX_TEXT)
     human: str | None = Field(None, max_length=MAX_TEXT)
     tool_rules: list[dict[str, Any]] | None = Field(
         None, max_length=100, description="Tool rules in Letta's form (type, tool_name, ...)")
     memory_hits: int | None = Field(
-        None, ge=0, le=20, description="Archival and recall hits brought to each message")
+        None, ge=RANGES["memory_hits"][0], le=RANGES["memory_hits"][1],
+        description="Archival and recall hits brought to each message")
     blocks: dict[str, BlockEdit] = Field(
         {}, max_length=50, description="Core-memory blocks besides persona and human, by label")
     extra_functions: list[str] | None = Field(
@@ -91,7 +94,8 @@ class AgentSettingsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     tool_rules: list[dict[str, Any]] | None = Field(None, max_length=100)
-    memory_hits: int | None = Field(None, ge=0, le=20)
+    memory_hits: int | None = Field(None, ge=RANGES["memory_hits"][0],
+                                    le=RANGES["memory_hits"][1])
     extra_functions: list[str] | None = Field(None, max_length=10,
                                               description=EXTRA_FUNCTIONS)
     architecture: Architecture | None = Field(None, description=ARCHITECTURE)
