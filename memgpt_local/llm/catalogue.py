@@ -2,7 +2,7 @@
 added under an alias with settings read from the file, and their GPU layers placed when they
 load (the engine holds one ModelCatalogue)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class ModelCatalogue:
         gpu = self.gpu_budget if self.gpu_budget is not None else gpu_free_bytes()
         return Machine(free_ram(), gpu)
 
-    def scan(self, folders: list[Path] = ()) -> Scan:
+    def scan(self, folders: Sequence[Path] = ()) -> Scan:
         """Every model in the stores and the folders given."""
         return scan(self.places.with_dirs(list(folders)), self.machine())
 
@@ -56,7 +56,7 @@ class ModelCatalogue:
         alias = alias or self._free_alias(derived_alias(model))
         window = n_ctx or model.window
         self._check_fit(model, window, machine, n_ctx is not None)
-        if isinstance(n_gpu_layers, int):
+        if isinstance(n_gpu_layers, int) and machine.gpu_free > 0:  # (a CPU build ignores them)
             _check_gpu(model, window, n_gpu_layers, machine)
         table = {"path": str(model.path), "found_at": model.sources[0].source,
                  "description": _description(model), "n_ctx": window,
