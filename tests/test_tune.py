@@ -21,6 +21,7 @@ from memgpt_local.llm.tokenizer import ModelTokenizer
 from memgpt_local.tune import dataset
 from memgpt_local.tune.pipeline import RunOptions, run
 from memgpt_local.tune.train import TrainConfig, Trainer
+from memgpt_local.tune.worlds import World
 
 SHORT = TrainConfig(max_tokens=900, checkpoint_every=2, warmup_steps=2)
 
@@ -80,6 +81,18 @@ def test_policies_never_write_what_the_agent_would_refuse(smol, seed):
         if example.text.startswith("{"):
             offered = json.dumps(example.constraint.schema)
             assert f'"{json.loads(example.text)["function"]}"' in offered
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_every_article_holds_its_answer_and_the_reply_gives_it(seed):
+    """A library question's answer is in its article, the reply the policy writes carries
+    it, and the question and query are never empty (over random worlds)."""
+    for text, fact in World(seed).passage_facts(8):
+        assert fact.answer and fact.answer in text and fact.answer in fact.reply
+        assert fact.question.strip() and fact.query.strip()
+        quoted = fact.reply.removeprefix("I found it: ")  # a sentence of the article, or short
+        assert quoted in text or len(fact.reply) < len(fact.answer) + 30
 
 
 def test_no_benchmark_text_reaches_the_training_data(generated, smol):
