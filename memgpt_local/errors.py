@@ -55,3 +55,8 @@ class LeaseLostError(AgentLeasedError):
 
 class AdapterError(MemgptLocalError):
     """A LoRA adapter that is missing or does not fit the model it is named for."""
+
+
+class SourceError(MemgptLocalError):
+    """A model source (ollama:NAME, hf:ORG/REPO, lmstudio:..., a path) that names no usable
+    model file."""

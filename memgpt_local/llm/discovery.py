@@ -11,9 +11,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MemgptLocalError
-from .gguf_header import MAGIC
-
 OLLAMA_MODEL = "application/vnd.ollama.image.model"
 OLLAMA_SHOWN = {"application/vnd.ollama.image.template": "template",
                 "application/vnd.ollama.image.params": "params",
@@ -47,9 +44,10 @@ class Places:
     stores: list[tuple[str, Path]] = field(default_factory=list)
 
     @classmethod
-    def default(cls, env: Mapping[str, str] = os.environ, home: Path | None = None,
+    def default(cls, env: Mapping[str, str] | None = None, home: Path | None = None,
                 platform: str = sys.platform) -> "Places":
         """The places Ollama, LM Studio, Hugging Face, llama.cpp and GPT4All use."""
+        env = os.environ if env is None else env
         home = home or Path.home()
         cache = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
         mac = platform == "darwin"
@@ -181,16 +179,3 @@ def fingerprint(path: Path) -> str:
         handle.seek(max(0, size - 65536))
         digest.update(handle.read(65536))
     return digest.hexdigest()
-
-
-def is_gguf(path: Path) -> bool:
-    """Whether a file starts as a GGUF file does."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(4) == MAGIC
-    except OSError:
-        return False
-
-
-class SourceError(MemgptLocalError):
-    """A model source (ollama:NAME, hf:ORG/REPO, lmstudio:..., a path) that names no file."""

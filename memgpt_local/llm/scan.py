@@ -5,9 +5,10 @@ one model a source names (`models add`, `--model SOURCE`)."""
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-from ..errors import MemgptLocalError
-from .discovery import PREFIXED, Found, Listing, Places, SourceError, fingerprint, list_files
+from ..errors import MemgptLocalError, SourceError
+from .discovery import PREFIXED, Found, Listing, Places, fingerprint, list_files
 from .fit import MemoryEstimate, ModelShape, auto_gpu_layers, estimate, fitting_window, shape_of
 from .gguf_header import SPLIT, read_header, split_parts
 from .tool_formats import detect
@@ -161,7 +162,7 @@ def _matches(found: Found, store: str, name: str) -> bool:
     return found.name == name or found.name.startswith(name.rstrip("/") + "/")
 
 
-def _no_single_match(source: str, store: str, listing: Listing, names: list[str]) -> None:
+def _no_single_match(source: str, store: str, listing: Listing, names: list[str]) -> NoReturn:
     if names:
         raise SourceError(f"{source} names {len(names)} models: {', '.join(names[:6])}"
                           f"{' ...' if len(names) > 6 else ''}; name one of them whole.")
