@@ -90,14 +90,14 @@ def quantisation(header: GgufHeader) -> str:
     return QUANTISATIONS.get(kind, f"type {kind}") if isinstance(kind, int) else "?"
 
 
-def _first(value, default: int) -> int:
+def _first(value: object, default: int) -> int:
     """A whole number, or the first of a per-layer list."""
     if isinstance(value, list):
         value = value[0] if value else default
     return int(value) if isinstance(value, int | float) else default
 
 
-def _per_layer(value, default: int, layers: int) -> tuple[int, ...]:
+def _per_layer(value: object, default: int, layers: int) -> tuple[int, ...]:
     """A per-layer figure that the file gives once or as a list per layer."""
     if isinstance(value, list) and len(value) == layers:
         return tuple(_first(v, default) for v in value)
