@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import AdapterError, ModelFileMissingError, RegistryError, UnknownModelError
+from ..files import write_atomic
 from ..resources import CHAT_TEMPLATES_DIR, MODELS_TOML
 
 
@@ -271,6 +272,4 @@ def write_entry(user_toml: Path, registry: Registry, alias: str, table: dict,
         tomlkit.document()
     document.setdefault("models", tomlkit.table(is_super_table=True))[alias] = table
     user_toml.parent.mkdir(parents=True, exist_ok=True)
-    temporary = user_toml.with_suffix(".toml.tmp")
-    temporary.write_text(tomlkit.dumps(document))
-    temporary.replace(user_toml)
+    write_atomic(user_toml, tomlkit.dumps(document).encode())
