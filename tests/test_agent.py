@@ -18,6 +18,7 @@ from memgpt_local.agent.queue import Summarizer
 from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.agent.steps import parse_call
+from memgpt_local.agent.stop_reason import StopReason
 from memgpt_local.agent.window import context_report
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord
@@ -74,7 +75,7 @@ def test_send_message_reaches_the_user_and_everything_is_recorded(tmp_path):
     replies = []
     turn = agent.send("Hi there", lambda kind, value: kind == "reply" and replies.append(value))
     assert turn.replies == ["Hello!"] and "".join(replies) == "Hello!"
-    assert turn.stopped is None and len(turn.steps) == 1
+    assert turn.stopped is None and turn.stop_reason is None and len(turn.steps) == 1
     assert roles(agent) == ["system", "user", "function_call", "function_result"]
     assert [m.role for m in agent.queue] == roles(agent)
     assert turn.steps[0].thoughts == "greet"
@@ -222,6 +223,7 @@ def test_heartbeat_chain_is_capped(tmp_path):
     agent = make_agent(tmp_path, lambda messages: looping, max_chain=4)
     turn = agent.send("go")
     assert len(turn.steps) == 4 and "after 4 chained steps" in turn.stopped
+    assert turn.stop_reason is StopReason.STEP_CAP
 
 
 def test_repeated_failures_stop_the_loop_with_a_clear_message(tmp_path):
@@ -231,6 +233,7 @@ def test_repeated_failures_stop_the_loop_with_a_clear_message(tmp_path):
     turn = agent.send("go")
     assert len(turn.steps) == 3
     assert "3 failed function calls in a row" in turn.stopped
+    assert turn.stop_reason is StopReason.FAILED_CALLS
     samplings = [(s.temperature, s.repeat_penalty, s.seed) for s in agent.runtime.samplings]
     assert samplings == [(0.0, 1.0, 1337), (0.7, 1.3, 1338), (0.7, 1.3, 1339)]  # retries sample
     agent.runtime.script = lambda messages: call("send_message", message="ok")

@@ -20,6 +20,7 @@ from memgpt_local.agent.rules import (
     parse_rules,
 )
 from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.agent.stop_reason import StopReason
 
 NAMES = list(offered())  # the standard functions
 SEARCH, SEND, CONVO = "archival_memory_search", "send_message", "conversation_search"
@@ -187,6 +188,9 @@ def test_no_model_output_breaks_the_rules(architecture, rules, outputs, max_chai
         for text in ("Hello", "Tell me more", "Bye"):
             turn = agent.send(text)
             assert not _broken(solver, turn.steps, turn.stopped, max_chain)
+            assert (turn.stopped is None) == (turn.stop_reason is None)  # a reason and a line
+            if turn.stop_reason is StopReason.NO_FUNCTION_ALLOWED:
+                assert "allow no function" in turn.stopped
             for step in turn.steps:
                 allowed = step.allowed or NAMES
                 assert step.function in allowed

@@ -399,3 +399,13 @@ def test_a_client_names_registered_models_only(app_client, tmp_path, model):
     assert refused.status_code == 422 and "models add" in refused.text
     assert client.get("/agents/bob").status_code == 404
     assert not (tmp_path / "models.toml").exists()
+
+
+def test_a_turns_stop_reason_is_typed_in_the_api(app_client):
+    """Clients read why the loop ended a turn as one of the loop's reasons, not prose."""
+    from memgpt_local.agent.stop_reason import StopReason
+
+    client, _ = app_client
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["StopReason"]["enum"] == [reason.value for reason in StopReason]
+    assert "stop_reason" in schemas["TurnOut"]["properties"]

@@ -38,6 +38,7 @@ from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
 from .steps import CALL, Streamer, steps_for
+from .stop_reason import StopReason
 
 if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
     from ..memory.archival import ArchivalStorage
@@ -85,10 +86,16 @@ class Turn:
 
     steps: list[StepReport] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
-    stopped: str | None = None
+    stopped: str | None = None  # why the loop ended the turn, in a line for people
+    stop_reason: StopReason | None = None  # the same, for programs
     saved_context: SavedContext | None = None  # the KV snapshot written at its end
     memory: str | None = None  # the memory brought to the model before its first step
     memory_s: float = 0.0  # what finding it took
+
+    def stop(self, reason: StopReason, message: str) -> "Turn":
+        """End the turn for a reason of the loop's, saying why."""
+        self.stop_reason, self.stopped = reason, message
+        return self
 
 
 class Agent:
@@ -353,23 +360,22 @@ class Agent:
         for index in range(self.settings.max_chain):
             allowed = self.rules.allowed(history, index, self.settings.max_chain)
             if not allowed.functions:
-                turn.stopped = _no_function_allowed(allowed, history)
-                return turn
+                return turn.stop(StopReason.NO_FUNCTION_ALLOWED,
+                                 _no_function_allowed(allowed, history))
             step = self._step(listener, self._sampling(failures), allowed)
             turn.steps.append(step)
             if step.function in self.functions:
                 history.append(Call(step.function, step.result))
             failures = failures + 1 if step.failed else 0
             if failures >= self.settings.max_failures:
-                turn.stopped = (f"The agent stopped after {failures} failed function calls in "
-                                f"a row; the last error was: {step.result}")
-                return turn
+                return turn.stop(StopReason.FAILED_CALLS, f"The agent stopped after {failures} "
+                                 f"failed function calls in a row; the last error was: "
+                                 f"{step.result}")
             if not self.rules.continues(Call(step.function, step.result), step.heartbeat,
                                         step.failed, history):
                 return turn
-        turn.stopped = (f"The agent stopped after {self.settings.max_chain} chained steps "
-                        "(max_chain).")
-        return turn
+        return turn.stop(StopReason.STEP_CAP, f"The agent stopped after "
+                         f"{self.settings.max_chain} chained steps (max_chain).")
 
     # --- one step -------------------------------------------------------------------------
     def _sampling(self, failures: int) -> SamplingSettings:

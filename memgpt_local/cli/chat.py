@@ -195,7 +195,8 @@ def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file:
             click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
         saved = turn.saved_context and asdict(turn.saved_context)
         click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped,
-                               "memory": turn.memory, "saved_context": saved}))
+                               "stop_reason": turn.stop_reason, "memory": turn.memory,
+                               "saved_context": saved}))
         return
     for reply in turn.replies:
         click.echo(reply)

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.architectures import ARCHITECTURES
 from ..agent.settings import RANGES
+from ..agent.stop_reason import StopReason
 from ..llm.scan import is_source
 
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
@@ -196,6 +197,9 @@ class TurnOut(BaseModel):
     steps: list[dict[str, Any]]
     replies: list[str]
     stopped: str | None
+    stop_reason: StopReason | None = Field(
+        None, description="Why the loop ended the turn: step_cap, failed_calls, "
+        "no_function_allowed (None: the agent ended it)")
     memory: str | None = None  # the memory brought to the model before its first step
 
 

@@ -38,7 +38,7 @@ def list_messages(name: str, host: Host, offset: Annotated[int, Query(ge=0)] = 0
 def turn_dict(turn) -> dict:
     """A finished turn as JSON."""
     return {"steps": [step.as_dict() for step in turn.steps], "replies": turn.replies,
-            "stopped": turn.stopped, "memory": turn.memory}
+            "stopped": turn.stopped, "stop_reason": turn.stop_reason, "memory": turn.memory}
 
 
 def _server_sent(events: Iterator[turns.Event]) -> Iterator[str]:
