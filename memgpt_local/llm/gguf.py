@@ -53,14 +53,14 @@ def memory_report(spec: ModelSpec) -> dict:
     free memory now (its GPU layers as the entry says; "auto" counted as none here)."""
     shape = model_shape(spec)
     layers = spec.n_gpu_layers if isinstance(spec.n_gpu_layers, int) else 0
-    need = estimate(shape, spec.n_ctx, layers)
+    need, free = estimate(shape, spec.n_ctx, layers), free_ram()
     return {"parameters": describe_parameters(shape.parameters),
             "quantisation": shape.quantisation,
             "memory": f"about {describe_bytes(need.total)} at {spec.n_ctx} tokens (weights "
                       f"{describe_bytes(need.weights)}, KV cache {describe_bytes(need.kv_cache)}"
                       f", compute {describe_bytes(need.compute)}); "
-                      f"{describe_bytes(free_ram())} free here, where a window up to "
-                      f"{fitting_window(shape, free_ram())} fits",
+                      f"{describe_bytes(free)} free here, where a window up to "
+                      f"{fitting_window(shape, free)} fits",
             "memory_estimate": need.as_dict()}
 
 
