@@ -5,7 +5,8 @@
     with Engine() as engine:                      # the home of $MEMGPT_LOCAL_HOME
         engine.create_agent("sam")
         agent = engine.open_agent("sam")
-        turn = agent.send("Hi! My name is Ann.")   # turn.replies: what it said
+        turn = agent.send("Hi! My name is Ann.", print)  # the events as they happen
+        print(turn.replies)                          # what it said
         engine.close_agent(agent)
 
 Errors a user may see all derive from MemgptLocalError. The engine and the agent are loaded
@@ -35,7 +36,10 @@ from .errors import (
 
 _LAZY = {"Engine": "memgpt_local.engine", "EngineConfig": "memgpt_local.engine",
          "Agent": "memgpt_local.agent.loop", "ModelSpec": "memgpt_local.llm.models",
-         "Registry": "memgpt_local.llm.models"}
+         "Registry": "memgpt_local.llm.models", "Turn": "memgpt_local.agent.turn",
+         "StepReport": "memgpt_local.agent.turn", "MemoryBrought": "memgpt_local.agent.turn",
+         "ReplyText": "memgpt_local.agent.turn", "ReplyWithdrawn": "memgpt_local.agent.turn",
+         "StepTaken": "memgpt_local.agent.turn", "StopReason": "memgpt_local.agent.stop_reason"}
 
 __all__ = [*_LAZY, "AdapterError", "AgentLeasedError", "ConstraintUnavailableError",
            "ContextOverflowError",
@@ -45,7 +49,8 @@ __all__ = [*_LAZY, "AdapterError", "AgentLeasedError", "ConstraintUnavailableErr
 
 
 def __getattr__(name: str) -> Any:
-    """The engine, its config, the agent and the registry, imported when first asked for."""
+    """The engine, its config, the agent, its turns and events, and the registry, imported
+    when first asked for."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'memgpt_local' has no attribute {name!r}")

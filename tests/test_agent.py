@@ -19,6 +19,7 @@ from memgpt_local.agent.recollection import ROOM_SHARE, recollect
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.agent.steps import parse_call
 from memgpt_local.agent.stop_reason import StopReason
+from memgpt_local.agent.turn import MemoryBrought, ReplyText
 from memgpt_local.agent.window import context_report
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.memory.agents import AgentRecord
@@ -73,7 +74,7 @@ def roles(agent: Agent) -> list[str]:
 def test_send_message_reaches_the_user_and_everything_is_recorded(tmp_path):
     agent = make_agent(tmp_path, [call("send_message", "greet", message="Hello!")])
     replies = []
-    turn = agent.send("Hi there", lambda kind, value: kind == "reply" and replies.append(value))
+    turn = agent.send("Hi there", lambda e: isinstance(e, ReplyText) and replies.append(e.text))
     assert turn.replies == ["Hello!"] and "".join(replies) == "Hello!"
     assert turn.stopped is None and turn.stop_reason is None and len(turn.steps) == 1
     assert roles(agent) == ["system", "user", "function_call", "function_result"]
@@ -427,8 +428,8 @@ def test_memory_is_brought_to_each_user_turn_once_and_stored(tmp_path):
     agent.insert_passage("The boat is moored in Brest.")
     events = []
     turn = agent.send("Where does Pepper the cat sleep, and who plays the cello?",
-                      lambda kind, value: events.append((kind, value)))
-    assert events[0] == ("memory", turn.memory)
+                      events.append)
+    assert events[0] == MemoryBrought(turn.memory)
     assert "- Pepper the cat sleeps on the red sofa." in turn.memory
     assert "Brest" not in turn.memory  # one hit a tier
     assert "conversation memory" not in turn.memory  # Maria's message is still in context

@@ -338,7 +338,7 @@ def test_streamed_text_of_a_failed_call_is_withdrawn(tmp_path, capsys):
     agent = make_agent(tmp_path, [cut_off, call("send_message", message="The whole reply.")])
     events = []
     listen = _listener(quiet=True, name="sam")
-    turn = agent.send("hi", lambda kind, value: (events.append(kind), listen(kind, value)))
+    turn = agent.send("hi", lambda event: (events.append(event.name), listen(event)))
     assert turn.replies == ["The whole reply."]
     assert events.index("withdraw") < events.index("step") < len(events) - 1
     assert [k for k in events if k != "reply"] == ["withdraw", "step", "step"]

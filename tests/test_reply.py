@@ -15,6 +15,7 @@ from memgpt_local.agent.architectures import (
 from memgpt_local.agent.context import static_instructions
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.agent.streaming import PlainStreamer
+from memgpt_local.agent.turn import ReplyText
 from memgpt_local.llm.decoding import TokenPieces
 from memgpt_local.llm.gbnf import regex_to_gbnf
 from memgpt_local.llm.reply_constraint import ReplyOrCallProcessor
@@ -27,8 +28,8 @@ def reply_agent(tmp_path, script, **settings):
 def test_a_plain_reply_streams_reaches_the_user_and_ends_the_turn(tmp_path):
     agent = reply_agent(tmp_path, ["Hello Priya, nice to meet you!"])
     streamed = []
-    turn = agent.send("Hi, I am Priya.", lambda kind, value: kind == "reply" and
-                      streamed.append(value))
+    turn = agent.send("Hi, I am Priya.", lambda e: isinstance(e, ReplyText) and
+                      streamed.append(e.text))
     assert turn.replies == ["Hello Priya, nice to meet you!"]
     assert "".join(streamed) == turn.replies[0]
     assert [(s.kind, s.function, s.heartbeat) for s in turn.steps] == [
@@ -192,8 +193,8 @@ def test_a_model_with_a_native_tool_format_calls_in_it_and_sees_its_calls_that_w
     agent = make_agent(tmp_path, None, architecture="reply")
     agent = type(agent)(agent.record, runtime, agent.stores)
     streamed = []
-    turn = agent.send("I am Priya.", lambda kind, value: kind == "reply" and
-                      streamed.append(value))
+    turn = agent.send("I am Priya.", lambda e: isinstance(e, ReplyText) and
+                      streamed.append(e.text))
     assert [s.kind for s in turn.steps] == ["call", "reply"]
     assert "Name: Priya" in agent.core.blocks["human"].value
     assert "".join(streamed) == "Nice to meet you, Priya."  # the call was never streamed

@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 
 from memgpt_local.agent.loop import call_schema
+from memgpt_local.agent.turn import ReplyText
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.llm.base import SamplingSettings
 
@@ -31,8 +32,8 @@ def test_every_turn_ends_in_a_streamed_plain_reply(tmp_path):
         turns = [agent.first_login()]
         for text in MESSAGES:
             streamed: list[str] = []
-            turns.append(agent.send(text, lambda kind, value, out=streamed:
-                                    kind == "reply" and out.append(value)))
+            turns.append(agent.send(text, lambda e, out=streamed:
+                                    isinstance(e, ReplyText) and out.append(e.text)))
             reply = turns[-1].replies[-1]
             assert "".join(streamed).strip().startswith(reply[:40])
     schema = call_schema(LABELS, heartbeat=False)

@@ -343,7 +343,9 @@ def test_the_thin_client_chats_and_sends(server, http):
                                     "--json", "Bye!"], env=env)
     assert sent.exit_code == 0, sent.output
     lines = [json.loads(line) for line in sent.output.splitlines()]
-    assert "replies" in lines[-1] and all("function" in step for step in lines[:-1])
+    assert all("function" in step for step in lines[:-1])
+    local = {"replies", "stopped", "stop_reason", "memory", "saved_context"}
+    assert set(lines[-1]) == local  # the same last line as a local send --json
 
 
 def test_the_thin_client_says_when_the_server_is_away(tmp_path):

@@ -10,18 +10,16 @@ import copy
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import MemgptLocalError
 from ..llm.base import (
     Generation,
-    GenerationStats,
     PromptTokens,
     Runtime,
     SamplingSettings,
-    SavedContext,
 )
 from ..llm.decoding import function_call_schema
 from ..llm.tool_formats import JSON, ToolFormat, plain_parameters, tool_spec
@@ -37,65 +35,28 @@ from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings
-from .steps import CALL, Streamer, steps_for
+from .steps import Streamer, steps_for
 from .stop_reason import StopReason
+from .turn import (
+    Listener,
+    MemoryBrought,
+    ReplyText,
+    ReplyWithdrawn,
+    StepReport,
+    StepTaken,
+    Turn,
+)
 
 if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
     from ..memory.archival import ArchivalStorage
     from ..memory.recall import RecallStorage
 
-# Events: ("memory", the memory brought to the model), ("reply", text streamed so far),
-# ("withdraw", characters streamed by a call that failed: not sent), ("step", StepReport).
-Listener = Callable[[str, Any], None]
 RETRY_TEMPERATURE = 0.7
 RETRY_REPEAT_PENALTY = 1.3
 
 
 class MessageError(MemgptLocalError):
     """A user message that cannot be sent (empty, or too long for the window)."""
-
-
-@dataclass
-class StepReport:
-    """What one step did, for the CLI, the JSON output and the benchmarks."""
-
-    thoughts: str
-    function: str
-    arguments: dict | None
-    result: str
-    failed: bool
-    heartbeat: bool
-    stats: GenerationStats
-    new_tokens: int
-    flushed: bool = False
-    warned: bool = False
-    summary_eval_tokens: int = 0
-    allowed: list[str] | None = None  # the functions the tool rules allowed; None: all
-    kind: str = CALL  # "reply": a plain reply (reply architecture), "call": a function call
-
-    def as_dict(self) -> dict:
-        """A JSON-ready form."""
-        data = asdict(self)
-        data["stats"] = self.stats.as_dict()
-        return data
-
-
-@dataclass
-class Turn:
-    """The steps run for one event and the messages sent to the user."""
-
-    steps: list[StepReport] = field(default_factory=list)
-    replies: list[str] = field(default_factory=list)
-    stopped: str | None = None  # why the loop ended the turn, in a line for people
-    stop_reason: StopReason | None = None  # the same, for programs
-    saved_context: SavedContext | None = None  # the KV snapshot written at its end
-    memory: str | None = None  # the memory brought to the model before its first step
-    memory_s: float = 0.0  # what finding it took
-
-    def stop(self, reason: StopReason, message: str) -> "Turn":
-        """End the turn for a reason of the loop's, saying why."""
-        self.stop_reason, self.stopped = reason, message
-        return self
 
 
 class Agent:
@@ -298,7 +259,7 @@ class Agent:
             memory = self._bring_memory(event.content) if bring else None
             memory_s = time.perf_counter() - started
         if memory and listener:
-            listener("memory", memory.content)
+            listener(MemoryBrought(memory.content))
         turn = self._chain(listener)
         if memory:
             self._put_away(memory)
@@ -396,13 +357,13 @@ class Agent:
         summary_tokens_before = summarizer.evaluated_tokens
         prepared = self._prepare()
         new_tokens = self.context.new_tokens(prepared.parts, prepared.prompt)
-        streamer = self.steps.streamer((lambda text: listener("reply", text)) if listener
+        streamer = self.steps.streamer((lambda text: listener(ReplyText(text))) if listener
                                        else None)
         generation = self._generate(prepared.prompt, sampling, allowed, streamer)
         done = self.steps.run(generation.text, generation.stats)
         call, outcome = done.call, done.outcome
         if listener and streamer.emitted and (outcome.failed or outcome.function != "send_message"):
-            listener("withdraw", streamer.emitted)  # the user saw text that was not sent
+            listener(ReplyWithdrawn(streamer.emitted))  # the user saw text that was not sent
         report = StepReport((call or {}).get("thoughts", ""), outcome.function,
                             (call or {}).get("arguments"), outcome.result, outcome.failed,
                             outcome.heartbeat, generation.stats, new_tokens, prepared.flushed,
@@ -410,7 +371,7 @@ class Agent:
                             summarizer.evaluated_tokens - summary_tokens_before,
                             allowed.functions if allowed.narrowed_by else None, done.kind)
         if listener:
-            listener("step", report)
+            listener(StepTaken(report))
         return report
 
     def _prepare(self) -> Prepared:

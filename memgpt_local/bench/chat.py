@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from ..agent.loop import Turn
+from ..agent.turn import AgentEvent, ReplyText, Turn
 from ..engine import Engine
 
 CONVERSATION = Path(__file__).with_name("conversation.toml")
@@ -110,9 +110,9 @@ class FirstReply:
         self.start = time.perf_counter()
         self.seconds: float | None = None
 
-    def __call__(self, kind: str, value) -> None:
+    def __call__(self, event: AgentEvent) -> None:
         """Note the time of the first streamed reply text."""
-        if kind == "reply" and value and self.seconds is None:
+        if isinstance(event, ReplyText) and event.text and self.seconds is None:
             self.seconds = time.perf_counter() - self.start
 
 

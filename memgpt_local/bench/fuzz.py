@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ..agent.loop import Agent, MessageError
 from ..agent.recollection import ENTRY_FUNCTION
+from ..agent.turn import AgentEvent, StepTaken
 from ..engine import Engine, EngineConfig
 from .scripted import Findings, HashingEmbedder, ScriptedRuntime, WindowExceeded, call
 
@@ -165,8 +166,8 @@ def _one_event(data, agent: Agent, checks: Invariants, report: FuzzReport) -> bo
     text = " ".join(data.draw(st.sampled_from(WORDS)) for _ in range(min(words, 8)))
     text = (text + " ") * max(1, words // 8) if words else ""
 
-    def listen(kind: str, value) -> None:
-        if kind == "step":
+    def listen(event: AgentEvent) -> None:
+        if isinstance(event, StepTaken):
             report.steps += 1
             checks.after_step()
 

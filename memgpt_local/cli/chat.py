@@ -9,7 +9,17 @@ from pathlib import Path
 
 import click
 
-from ..agent.loop import Agent, Listener, Turn
+from ..agent.loop import Agent
+from ..agent.turn import (
+    AgentEvent,
+    Listener,
+    MemoryBrought,
+    ReplyText,
+    ReplyWithdrawn,
+    StepReport,
+    StepTaken,
+    Turn,
+)
 from ..engine import Engine
 from .agents import print_overview
 from .common import engine, read_message, user_errors, wait_option
@@ -39,34 +49,37 @@ def _resolve_agent(eng: Engine, name: str | None, model: str | None) -> str:
 def _listener(quiet: bool, name: str) -> Listener:
     state = {"open": False}
 
-    def listen(kind: str, value) -> None:
-        if kind == "reply":
+    def listen(event: AgentEvent) -> None:
+        if isinstance(event, ReplyText):
             if not state["open"]:
                 click.echo(click.style(f"{name}> ", bold=True), nl=False)
                 state["open"] = True
-            click.echo(value, nl=False)
+            click.echo(event.text, nl=False)
             sys.stdout.flush()
             return
         if state["open"]:
             click.echo()
             state["open"] = False
-        if kind == "withdraw":
-            click.echo(click.style("  [withdrawn: that reply failed and was not sent]",
-                                   fg="yellow"))
-            return
-        if kind == "memory":
-            if not quiet:
-                click.echo(click.style(f"  [memory] {value[:300]}", dim=True))
-            return
-        if not quiet:
-            if value.thoughts:
-                click.echo(click.style(f"  ({value.thoughts})", dim=True))
-            if value.function != "send_message" or value.failed:
-                args = json.dumps(value.arguments, ensure_ascii=False)
-                click.echo(click.style(f"  {value.function}({args}) -> {value.result[:300]}",
-                                       dim=True))
+        match event:
+            case ReplyWithdrawn():
+                click.echo(click.style("  [withdrawn: that reply failed and was not sent]",
+                                       fg="yellow"))
+            case MemoryBrought(text=text) if not quiet:
+                click.echo(click.style(f"  [memory] {text[:300]}", dim=True))
+            case StepTaken(report=report) if not quiet:
+                _show_step(report)
 
     return listen
+
+
+def _show_step(report: StepReport) -> None:
+    """A step's thoughts, and its call unless it was a reply that went out."""
+    if report.thoughts:
+        click.echo(click.style(f"  ({report.thoughts})", dim=True))
+    if report.function != "send_message" or report.failed:
+        args = json.dumps(report.arguments, ensure_ascii=False)
+        click.echo(click.style(f"  {report.function}({args}) -> {report.result[:300]}",
+                               dim=True))
 
 
 server_option = click.option("--server", metavar="URL",
@@ -190,6 +203,17 @@ def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file:
         return
     with engine(wait) as eng:
         turn = eng.open_agent(name).send(message)
+    _print_turn(turn, as_json)
+
+
+def _remote_send(agent: RemoteAgent, message: str, as_json: bool) -> None:
+    turn = agent.request("POST", agent.path("/messages"), json={"text": message})
+    _print_turn(Turn.from_dict(turn), as_json)
+
+
+def _print_turn(turn: Turn, as_json: bool) -> None:
+    """A finished turn: its replies (and why it stopped, if the loop ended it), or with
+    as_json one line per step and a last line with the replies."""
     if as_json:
         for step in turn.steps:
             click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
@@ -201,17 +225,3 @@ def send(name: str, as_json: bool, wait: bool, server: str | None, api_key_file:
     for reply in turn.replies:
         click.echo(reply)
     _report(turn)
-
-
-def _remote_send(agent: RemoteAgent, message: str, as_json: bool) -> None:
-    turn = agent.request("POST", agent.path("/messages"), json={"text": message})
-    if as_json:
-        for step in turn["steps"]:
-            click.echo(json.dumps(step, ensure_ascii=False))
-        click.echo(json.dumps({"replies": turn["replies"], "stopped": turn["stopped"],
-                               "memory": turn.get("memory")}))
-        return
-    for reply in turn["replies"]:
-        click.echo(reply)
-    if turn["stopped"]:
-        click.echo(click.style(turn["stopped"], fg="yellow"), err=True)

@@ -5,12 +5,13 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import click
 import httpx
 
+from ..agent.turn import Listener, Turn, event_from
+from ..memory.messages import Message
 from ..memory.paging import Page
 from .serve import read_api_key
 
@@ -56,7 +57,7 @@ class RemoteAgent:
         """The agent's overview (as Engine.show_agent)."""
         return self.request("GET", self.path())
 
-    def send(self, text: str, listener=None) -> SimpleNamespace:
+    def send(self, text: str, listener: Listener | None = None) -> Turn:
         """Send a message; events go to the listener as they stream; the finished turn."""
         path = self.path("/messages")
         try:
@@ -64,7 +65,7 @@ class RemoteAgent:
                 _checked(reply)
                 for kind, data in _server_sent(reply.iter_lines()):
                     if kind == "done":
-                        return SimpleNamespace(**data)
+                        return Turn.from_dict(data)
                     _deliver(kind, data, listener)
         except httpx.HTTPError as exc:
             raise RemoteError(f"Lost the server at {self.url}: {exc}") from None
@@ -74,8 +75,7 @@ class RemoteAgent:
         """Text search over the agent's past messages."""
         found = self.request("GET", self.path("/recall"),
                              params={"query": query, "page": page})
-        items = [SimpleNamespace(**{**m, "created_at": datetime.fromisoformat(m["created_at"])})
-                 for m in found["items"]]
+        items = [_message(m) for m in found["items"]]
         return Page(items, found["page"], found["page_size"], found["total"])
 
     def archival_search(self, query: str, page: int) -> Page:
@@ -84,7 +84,7 @@ class RemoteAgent:
                              params={"query": query, "page": page})
         return Page(found["items"], found["page"], found["page_size"], found["total"])
 
-    def timed_heartbeat(self, listener=None) -> None:
+    def timed_heartbeat(self, listener: Listener | None = None) -> None:
         """Timed heartbeats are the server's business: nothing here."""
         return None
 
@@ -111,14 +111,19 @@ def _server_sent(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
             kind = "message"
 
 
-def _deliver(kind: str, data: dict, listener) -> None:
+def _deliver(kind: str, data: dict, listener: Listener | None) -> None:
+    """Hand a streamed event to the listener as the local agent would; an error event ends
+    the turn with the server's message."""
     if kind == "error":
         raise RemoteError(f"The server failed the turn: {data['error']['message']}")
-    if listener is None:
-        return
-    if kind in ("reply", "memory"):
-        listener(kind, data["text"])
-    elif kind == "withdraw":
-        listener("withdraw", data["characters"])
-    elif kind == "step":
-        listener("step", SimpleNamespace(**data))
+    event = event_from(kind, data)
+    if listener is not None and event is not None:
+        listener(event)
+
+
+def _message(data: dict) -> Message:
+    """A recall message as the server's JSON gives it."""
+    created = data.get("created_at")
+    return Message(data["role"], data["content"], data.get("function_name"),
+                   data.get("function_args"), datetime.fromisoformat(created) if created
+                   else None, seq=data.get("seq"))

@@ -2,13 +2,38 @@
 
 import queue
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from ..agent.loop import Turn
+from ..agent.turn import AgentEvent, Turn
 from .host import AgentHost
 
-Event = tuple[str, Any]  # ("memory", text), ("reply", text), ("withdraw", n), ("step",
-# StepReport), ("done", Turn)
+
+@dataclass(frozen=True)
+class TurnDone:
+    """The turn finished: every step and reply."""
+
+    name: ClassVar[str] = "done"
+    turn: Turn
+
+    def as_dict(self) -> dict:
+        """The event's data as JSON."""
+        return self.turn.as_dict()
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    """The turn failed after its stream began: the error ends the stream."""
+
+    name: ClassVar[str] = "error"
+    error: Exception
+
+    def as_dict(self) -> dict:
+        """The event's data as JSON (the API's error shape)."""
+        return {"error": {"message": str(self.error), "type": type(self.error).__name__}}
+
+
+Event = AgentEvent | TurnDone | TurnFailed
 
 
 def send(host: AgentHost, name: str, text: str) -> Turn:
@@ -17,23 +42,22 @@ def send(host: AgentHost, name: str, text: str) -> Turn:
 
 
 def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
-    """Send a message; the turn's events as they happen, ending with ("done", turn). An
-    error before the first event (an unknown agent, a message too long) is raised here,
-    before any response is sent; a later one ends the stream as ("error", exc)."""
+    """Send a message; the turn's events as they happen, ending with TurnDone. An error
+    before the first event (an unknown agent, a message too long) is raised here, before any
+    response is sent; a later one ends the stream as TurnFailed."""
     events: queue.Queue[Event] = queue.Queue()
 
     def job() -> None:
         try:
-            turn = host.use(name, lambda agent: agent.send(
-                text, lambda *event: events.put(event)))
-            events.put(("done", turn))
+            turn = host.use(name, lambda agent: agent.send(text, events.put))
+            events.put(TurnDone(turn))
         except Exception as exc:  # noqa: BLE001 - passed on to the client
-            events.put(("error", exc))
+            events.put(TurnFailed(exc))
 
     host.worker.wait_started(host.worker.submit(job, name, turn=True))
     first = events.get()
-    if first[0] == "error":
-        raise first[1]
+    if isinstance(first, TurnFailed):
+        raise first.error
     return _events(first, events)
 
 
@@ -41,6 +65,6 @@ def _events(first: Event, events: "queue.Queue[Event]") -> Iterator[Event]:
     event = first
     while True:
         yield event
-        if event[0] in ("done", "error"):
+        if isinstance(event, TurnDone | TurnFailed):
             return
         event = events.get()

@@ -9,7 +9,7 @@ from datetime import UTC
 
 import numpy as np
 
-from ...agent.loop import Turn
+from ...agent.turn import Turn
 from ...engine import Engine
 from ...memory.messages import Message
 from .data import Case

@@ -24,7 +24,7 @@ def send_message(name: str, body: MessageIn, host: Host):
     if body.stream:
         return StreamingResponse(_server_sent(turns.stream(host, name, body.text)),
                                  media_type="text/event-stream")
-    return turn_dict(turns.send(host, name, body.text))
+    return turns.send(host, name, body.text).as_dict()
 
 
 @router.get("")
@@ -35,22 +35,7 @@ def list_messages(name: str, host: Host, offset: Annotated[int, Query(ge=0)] = 0
     return [message_dict(m) for m in messages[offset:offset + limit]]
 
 
-def turn_dict(turn) -> dict:
-    """A finished turn as JSON."""
-    return {"steps": [step.as_dict() for step in turn.steps], "replies": turn.replies,
-            "stopped": turn.stopped, "stop_reason": turn.stop_reason, "memory": turn.memory}
-
-
 def _server_sent(events: Iterator[turns.Event]) -> Iterator[str]:
-    for kind, value in events:
-        if kind in ("reply", "memory"):
-            data = {"text": value}
-        elif kind == "withdraw":
-            data = {"characters": value}
-        elif kind == "step":
-            data = value.as_dict()
-        elif kind == "done":
-            data = turn_dict(value)
-        else:
-            data = {"error": {"message": str(value), "type": type(value).__name__}}
-        yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    for event in events:
+        data = json.dumps(event.as_dict(), ensure_ascii=False)
+        yield f"event: {event.name}\ndata: {data}\n\n"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
+from ...agent.turn import StepTaken
 from .. import turns
 from ..schemas import ChatCompletionRequest, ModelList
 from . import Host
@@ -73,14 +74,15 @@ def _chunks(events: Iterator[turns.Event], completion_id: str, model: str) -> It
 
     yield chunk({"role": "assistant", "content": ""})
     sent = 0
-    for kind, value in events:
-        if kind == "step" and value.function == "send_message" and not value.failed:
-            yield chunk({"content": ("\n\n" if sent else "") + value.arguments["message"]})
-            sent += 1
-        elif kind == "error":
-            error = {"error": {"message": str(value), "type": "server_error"}}
-            yield f"data: {json.dumps(error)}\n\n"
-            return
+    for event in events:
+        match event:
+            case StepTaken(report=step) if step.function == "send_message" and not step.failed:
+                yield chunk({"content": ("\n\n" if sent else "") + step.arguments["message"]})
+                sent += 1
+            case turns.TurnFailed(error=exc):
+                error = {"error": {"message": str(exc), "type": "server_error"}}
+                yield f"data: {json.dumps(error)}\n\n"
+                return
     yield chunk({}, "stop")
     yield "data: [DONE]\n\n"
 
