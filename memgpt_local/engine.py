@@ -30,7 +30,7 @@ from .llm.pool import RuntimePool
 from .llm.runtime import ModelRuntime
 from .llm.scan import suggestion
 from .llm.system import hardware_report
-from .memory.agents import AgentRecord, AgentStore
+from .memory.agents import AgentExistsError, AgentRecord, AgentStore, check_agent_name
 from .memory.archival import ArchivalStorage
 from .memory.core import DEFAULT_LIMIT, BlockChange, CoreMemory
 from .memory.documents import (
@@ -127,10 +127,10 @@ def _server_report(spec: ModelSpec) -> dict | None:
     return probe_server(spec)
 
 
-class Engine(AgentTransfer):
+class Engine:
     """The home, its database, the registry, the loaded runtimes, the embedder and the KV
     snapshot store; agents are created, opened and managed through it (exported, imported
-    and copied through its AgentTransfer part, transfer.py)."""
+    and copied through its `transfer` part, transfer.py)."""
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
                  runtime_factory: RuntimeFactory | None = None,
@@ -149,6 +149,7 @@ class Engine(AgentTransfer):
                                     self.config.model_memory_bytes, self._memory_estimate)
         self._db: Store | None = None
         self._open: list[Agent] = []
+        self.transfer = AgentTransfer(self)  # export, import and copy agents
 
     # --- what the engine owns -----------------------------------------------------------
     @cached_property
@@ -249,7 +250,7 @@ class Engine(AgentTransfer):
         tool_rules and memory_hits, checked first; blocks: more core-memory blocks, or changes
         to persona and human, each with block_limit unless it says); returns it with notes
         for the user."""
-        name = self._new_name(name)
+        name = self.free_name(name)
         spec = self.model_spec(model)
         defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
         settings = AgentSettings.from_dict(self._updated_settings(defaults, settings or {}))
@@ -309,7 +310,7 @@ class Engine(AgentTransfer):
                 raise SettingsError(problem)
             runtime = self.runtimes.acquire(spec, AgentSettings.from_dict(record.settings).n_ctx)
             undo.callback(self.runtimes.release, runtime)
-            agent = Agent(record, runtime, self._stores(name), self.clock)
+            agent = Agent(record, runtime, self.agent_stores(name), self.clock)
             undo.pop_all()
         self._open.append(agent)
         return agent
@@ -330,7 +331,8 @@ class Engine(AgentTransfer):
         return ctx.window_problem(vocab_counter(spec), record.name, record.core_memory,
                                   settings)
 
-    def _stores(self, name: str) -> AgentStores:
+    def agent_stores(self, name: str) -> AgentStores:
+        """An agent's stores: its records, recall, and archival opened when first used."""
         return AgentStores(self.db, name, self.records, self.recall_storage(name),
                            lambda: self.archival_storage(name))
 
@@ -382,6 +384,25 @@ class Engine(AgentTransfer):
         snapshots."""
         with self.db.transaction():
             self.records.delete(name)
+        self._forget_files(name)
+
+    def free_name(self, name: str, hint: str = "") -> str:
+        """A valid name no agent has, with any rows or files a failed import left under it
+        removed (AgentExistsError, with the hint, when an agent has it)."""
+        if self.records.exists(check_agent_name(name)):
+            raise AgentExistsError(f"An agent named '{name}' already exists{hint}.")
+        self._clear_leftovers(name)
+        return name
+
+    def _clear_leftovers(self, name: str) -> None:
+        """Remove rows and index files stored under a name that has no agent (left by a
+        failed import of an older version), so a new agent of that name starts empty."""
+        with self.db.transaction():
+            self.records.delete_orphan_rows(name)
+        self._forget_files(name)
+
+    def _forget_files(self, name: str) -> None:
+        """Remove the archival index files and context snapshots kept under a name."""
         self.db.forget_files(name)
         self.snapshots.delete_contexts(name)
 

@@ -1,10 +1,12 @@
 """The engine's part that moves agents between homes and implementations: our own agent files,
 Letta's Agent Files (.af) and copies - each written all or nothing, after the whole file was
-validated. Engine inherits it; it uses the engine's database, records and stores.
+validated. The engine builds it over itself (`engine.transfer`); what it uses of the engine is
+the AgentHome protocol.
 """
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 from .agent import agentfile, portable
 from .agent.agentfile_export import agent_file
@@ -13,27 +15,60 @@ from .agent.settings import AgentSettings
 from .errors import MemgptLocalError
 from .files import write_atomic
 from .llm.gguf import vocab_counter
+from .llm.kvcache import SnapshotStore
 from .llm.models import ModelSpec
-from .memory.agents import AgentExistsError, AgentRecord, check_agent_name
-from .memory.stores import AgentStores
+from .memory.agents import AgentRecord, AgentStore
+from .memory.recall import RecallStorage
+from .memory.stores import AgentStores, Store
+
+
+class AgentHome(Protocol):
+    """What the transfer part uses of the engine: its store, records, snapshots and models."""
+
+    @property
+    def db(self) -> Store:
+        """The store of agents, messages and passages."""
+
+    @property
+    def records(self) -> AgentStore:
+        """The agent records of the store."""
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The KV snapshot files."""
+
+    def model_spec(self, alias: str | None = None) -> ModelSpec:
+        """A registered model (the default when no alias)."""
+
+    def recall_storage(self, name: str) -> RecallStorage:
+        """An agent's recall storage."""
+
+    def agent_stores(self, name: str) -> AgentStores:
+        """An agent's stores, archival opened on demand."""
+
+    def free_name(self, name: str, hint: str = "") -> str:
+        """A valid name no agent has (leftovers under it removed), else AgentExistsError."""
 
 
 class AgentTransfer:
-    """Export, import and copy agents (mixed into Engine)."""
+    """Export, import and copy agents, through the engine's store and records."""
+
+    def __init__(self, home: AgentHome):
+        self.home = home
 
     def export_document(self, name: str) -> dict:
         """The portable JSON document of an agent, its messages and its passages."""
-        record = self.records.get(name)
-        return portable.export_document(record, self.recall_storage(name).all(),
-                                        self.db.stored_passages(name))
+        record = self.home.records.get(name)
+        return portable.export_document(record, self.home.recall_storage(name).all(),
+                                        self.home.db.stored_passages(name))
 
     def export_letta_document(self, name: str) -> dict:
         """The Letta Agent File (.af) document of an agent and its messages (passages are
         not in Letta's files)."""
-        record = self.records.get(name)
+        record = self.home.records.get(name)
         settings = AgentSettings.from_dict(record.settings)
         ours = static_instructions("", tuple(settings.extra_functions), settings.architecture)
-        return agent_file(record, self.recall_storage(name).all(),
+        return agent_file(record, self.home.recall_storage(name).all(),
                           settings.instructions or ours)
 
     def export_agent(self, name: str, path: Path, letta: bool = False) -> dict:
@@ -68,7 +103,7 @@ class AgentTransfer:
         """Every agent of a Letta agent file (or the one named `only`, or under new_name the
         only one), on a local model (default: the default model), with its own system prompt
         or ours, all or nothing; each with what its import did."""
-        spec = self.model_spec(model)
+        spec = self.home.model_spec(model)
         agents = agentfile.read_agent_file(path, spec.alias, spec.n_ctx, our_instructions)
         return self._import_letta(agents, str(path), only, new_name, spec)
 
@@ -76,7 +111,7 @@ class AgentTransfer:
                               model: str | None = None, new_name: str | None = None,
                               our_instructions: bool = False) -> list[agentfile.AfAgent]:
         """import_agent_file for a document already read (the HTTP API's body)."""
-        spec = self.model_spec(model)
+        spec = self.home.model_spec(model)
         agents = agentfile.checked_agent_file(document, spec.alias, spec.n_ctx,
                                               our_instructions)
         return self._import_letta(agents, "the agent file", only, new_name, spec)
@@ -102,9 +137,9 @@ class AgentTransfer:
                 ) -> list[AgentRecord]:
         """Write agents, all in one transaction, once every name is known to be free."""
         for export, new_name in zip(exports, new_names, strict=True):
-            export.record.name = self._new_name(new_name or export.record.name,
+            export.record.name = self.home.free_name(new_name or export.record.name,
                                                 "; pass --name")
-        stores = [self._stores(e.record.name) for e in exports]
+        stores = [self.home.agent_stores(e.record.name) for e in exports]
         for each, export in zip(stores, exports, strict=True):
             if export.passages:
                 each.open_archival()
@@ -120,36 +155,19 @@ class AgentTransfer:
     def _transaction(self, stores: list[AgentStores]):
         """One agent's store transaction (archival included), or for several agents of an
         .af, which holds no passages, one database transaction over them all."""
-        return stores[0].transaction() if len(stores) == 1 else self.db.transaction()
+        return stores[0].transaction() if len(stores) == 1 else self.home.db.transaction()
 
     def copy_agent(self, source: str, target: str) -> AgentRecord:
         """A new agent that starts as a copy of another: core memory, settings, summary, every
         message and passage, all or nothing. The stored embeddings are copied (nothing is
         embedded again); the copy's archival index is built from them when first opened."""
-        record = self.records.get(source)
-        record.name = self._new_name(target)
-        with self.db.transaction():
-            new_id = self.records.copy_rows(source, target)
+        record = self.home.records.get(source)
+        record.name = self.home.free_name(target)
+        with self.home.db.transaction():
+            new_id = self.home.records.copy_rows(source, target)
             record.in_context = [new_id[i] for i in record.in_context if i in new_id]
-            self.records.save(record)
+            self.home.records.save(record)
         return record
-
-    def _new_name(self, name: str, hint: str = "") -> str:
-        """A valid name no agent has, with any rows or files a failed import left under it
-        removed."""
-        if self.records.exists(check_agent_name(name)):
-            raise AgentExistsError(f"An agent named '{name}' already exists{hint}.")
-        self._clear_leftovers(name)
-        return name
-
-    def _clear_leftovers(self, name: str) -> None:
-        """Remove rows and index files stored under a name that has no agent (left by a
-        failed import of an older version), so a new agent of that name starts empty."""
-        with self.db.transaction():
-            self.records.delete_orphan_rows(name)
-        self.db.forget_files(name)
-        self.snapshots.delete_contexts(name)
-
 
 def _fit_window(imported: agentfile.AfAgent, count, model: str) -> None:
     """Settings stored whole, as a new agent's are; block limits lowered to fit the window

@@ -29,11 +29,11 @@ def measure(path: Path, home: Path) -> dict:
     (home / "models.toml").write_text(WIDE_ENTRY)
     with Engine(EngineConfig(home)) as engine:
         start = time.perf_counter()
-        imported = engine.import_agent_file(path, model="wide")
+        imported = engine.transfer.import_agent_file(path, model="wide")
         import_s = time.perf_counter() - start
         start = time.perf_counter()
         for each in imported:
-            engine.export_agent(each.export.record.name, home / "out.af", letta=True)
+            engine.transfer.export_agent(each.export.record.name, home / "out.af", letta=True)
         export_s = time.perf_counter() - start
     return {"file": path.name, "bytes": path.stat().st_size, "agents": len(agents),
             "messages": sum(len(a.export.messages) for a in agents),

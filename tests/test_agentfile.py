@@ -216,7 +216,7 @@ def engine(tmp_path):
 
 
 def test_an_import_writes_every_agent_with_its_messages_in_context_order(engine):
-    imported = engine.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
+    imported = engine.transfer.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
     assert [a.export.record.name for a in imported] == ["lettabot-builder",
                                                         "Nameless Agent-sleeptime"]
     record = engine.records.get("Nameless Agent-sleeptime")
@@ -232,7 +232,8 @@ def test_an_agent_whose_blocks_cannot_fit_the_models_window_comes_over_and_says_
         engine):
     """Nothing the user brought is dropped: the agent is imported whole, and refuses to run in
     one line naming the ways out (agents show and the web page say it too)."""
-    imported = engine.import_agent_file(SHARED / "lettabot-builder.af", our_instructions=True)
+    imported = engine.transfer.import_agent_file(SHARED / "lettabot-builder.af",
+                                                 our_instructions=True)
     sleeptime = next(a for a in imported if a.export.record.name == "Nameless Agent-sleeptime")
     assert "does not fit the 8192-token window" in sleeptime.summary()
     stored = engine.records.get("Nameless Agent-sleeptime").core_memory.blocks
@@ -248,13 +249,13 @@ def test_an_agent_whose_blocks_cannot_fit_the_models_window_comes_over_and_says_
 def test_an_import_is_all_or_nothing_and_one_agent_can_be_chosen(engine):
     engine.create_agent("Nameless Agent-sleeptime")
     with pytest.raises(AgentExistsError, match="Nameless Agent-sleeptime"):
-        engine.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
+        engine.transfer.import_agent_file(SHARED / "lettabot-builder.af", model="big-window")
     assert not engine.agent_exists("lettabot-builder")  # the first agent was not written
-    (only,) = engine.import_agent_file(SHARED / "lettabot-builder.af", only="lettabot-builder",
-                                       our_instructions=True)
+    (only,) = engine.transfer.import_agent_file(SHARED / "lettabot-builder.af",
+                                                only="lettabot-builder", our_instructions=True)
     assert engine.agent_exists(only.export.record.name)
     with pytest.raises(ExportFileError, match="no agent named 'nobody'.*lettabot-builder"):
-        engine.import_agent_file(SHARED / "lettabot-builder.af", only="nobody")
+        engine.transfer.import_agent_file(SHARED / "lettabot-builder.af", only="nobody")
 
 
 def test_our_own_files_keep_a_blocks_description_and_read_only(engine):
@@ -262,8 +263,8 @@ def test_our_own_files_keep_a_blocks_description_and_read_only(engine):
     block = record.core_memory.blocks["persona"]
     block.description, block.read_only = "Who I am.", True
     engine.records.save(record)
-    document = engine.export_document("ann")
-    engine.import_document(document, "ann2")
+    document = engine.transfer.export_document("ann")
+    engine.transfer.import_document(document, "ann2")
     copied = engine.records.get("ann2").core_memory.blocks["persona"]
     assert (copied.description, copied.read_only) == ("Who I am.", True)
     human = document["agent"]["core_memory"]["human"]
@@ -378,9 +379,9 @@ def test_an_export_is_a_file_lettas_schema_accepts_and_comes_back_the_same(tmp_p
     record = engine.records.get("sam")
     assert record.summary and engine.recall_messages("sam")
     path = tmp_path / "sam.af"
-    engine.export_agent("sam", path, letta=True)
+    engine.transfer.export_agent("sam", path, letta=True)
     assert _letta_errors(json.loads(path.read_text())) == []
-    (back,) = engine.import_agent_file(path, new_name="sam2")
+    (back,) = engine.transfer.import_agent_file(path, new_name="sam2")
     again = engine.records.get("sam2")
     assert again.core_memory == record.core_memory
     assert again.summary == record.summary
@@ -402,11 +403,11 @@ def test_an_export_is_a_file_lettas_schema_accepts_and_comes_back_the_same(tmp_p
 def test_a_published_file_comes_back_out_with_its_blocks_messages_and_rules(engine, path,
                                                                            tmp_path):
     """af -> ours -> af keeps blocks, messages and the rules that came over."""
-    imported = engine.import_agent_file(path, model="big-window")
+    imported = engine.transfer.import_agent_file(path, model="big-window")
     for agent in imported:
         name = agent.export.record.name
         out = tmp_path / "out.af"
-        engine.export_agent(name, out, letta=True)
+        engine.transfer.export_agent(name, out, letta=True)
         document = json.loads(out.read_text())
         assert _letta_errors(document) == []
         (letta,) = document["agents"]
@@ -440,15 +441,15 @@ def test_an_agents_own_system_prompt_leads_its_prompt_and_ours_can_be_chosen(tmp
 
     with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder(),
                 runtime_factory=lambda *args, **kw: FakeRuntime(script, 8192)) as engine:
-        (own,) = engine.import_agent_file(SHARED / "memgpt_agent_with_convo.af")
-        (ours,) = engine.import_agent_file(SHARED / "memgpt_agent_with_convo.af",
+        (own,) = engine.transfer.import_agent_file(SHARED / "memgpt_agent_with_convo.af")
+        (ours,) = engine.transfer.import_agent_file(SHARED / "memgpt_agent_with_convo.af",
                                            new_name="plain", our_instructions=True)
         assert any("its own instructions kept" in note for note in own.notes)
         for name in ("memgpt_agent", "plain"):
             agent = engine.open_agent(name)
             agent.send("Hi!")
             engine.close_agent(agent)
-        exported = engine.export_letta_document("memgpt_agent")
+        exported = engine.transfer.export_letta_document("memgpt_agent")
     # a letta_v1_agent: the reply architecture's tools follow its own prompt
     assert seen[0].startswith(system.strip()) and "\nTools:\n- core_memory_append(" in seen[0]
     assert "send_message" not in seen[0].split("</base_instructions>")[-1]
@@ -535,7 +536,7 @@ def test_each_published_file_imports_or_is_refused_and_its_agents_answer(tmp_pat
     with Engine(EngineConfig(tmp_path / "home"), embedder=HashingEmbedder()) as engine:
         for path in PUBLISHED:
             try:
-                imported = engine.import_agent_file(path)
+                imported = engine.transfer.import_agent_file(path)
             except (ExportFileError, AgentExistsError) as exc:
                 assert "\n" not in str(exc)
                 refused.append(path.name)

@@ -192,7 +192,7 @@ def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(confi
         archival.insert(["Ann's cat is called Whiskers.", "Ann sails on Sundays."])
         archival.close()
         embedded = embedder.embedded
-        copy = engine.copy_agent("ann", "ann-2")
+        copy = engine.transfer.copy_agent("ann", "ann-2")
         original = engine.records.get("ann")
         assert embedder.embedded == embedded  # the stored vectors were copied
         assert copy.core_memory.to_dict() == original.core_memory.to_dict()
@@ -216,9 +216,9 @@ def test_a_copy_has_all_the_memory_without_embedding_again_and_lives_apart(confi
         shown = engine.show_agent("ann-2")
         assert shown["archival_passages"] == 2 and shown["recall_messages"] == after
         with pytest.raises(MemgptLocalError, match="'bob' already exists"):
-            engine.copy_agent("ann-2", "bob")
+            engine.transfer.copy_agent("ann-2", "bob")
         with pytest.raises(MemgptLocalError, match="No agent named 'ann'"):
-            engine.copy_agent("ann", "ann-3")
+            engine.transfer.copy_agent("ann", "ann-3")
         assert not engine.agent_exists("ann-3")
 
 
@@ -308,13 +308,13 @@ def test_an_imported_agents_state_is_rebuilt_not_trusted(tmp_path, state):
     with Engine(EngineConfig(tmp_path),
                 runtime_factory=lambda *a, **k: FakeRuntime(script, 2048)) as engine:
         _agent_with_a_turn(engine)
-        document = engine.export_document("ann")
+        document = engine.transfer.export_document("ann")
         document["agent"]["settings"]["state"] = state
         if not isinstance(state, dict):
             with pytest.raises(MemgptLocalError, match="state must be an object"):
-                engine.import_document(document, "bad")
+                engine.transfer.import_document(document, "bad")
             return
-        record = engine.import_document(document, "crafted")
+        record = engine.transfer.import_document(document, "crafted")
         assert set(record.settings["state"]) <= {"flushes", "warned"}
         agent = engine.open_agent("crafted")
         assert agent.send("Hello again.").replies == ["Hi."]

@@ -161,7 +161,7 @@ def _exported_agent(home: Path) -> tuple[dict, Path]:
         archival.insert(["Ann sails a small boat called Petrel."])
         archival.close()
         path = home / "ann.json"
-        engine.export_agent("ann", path)
+        engine.transfer.export_agent("ann", path)
     return json.loads(path.read_text()), path
 
 
@@ -203,7 +203,7 @@ def test_a_bad_agent_file_is_refused_whole_with_one_line(tmp_path):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
         with Engine(EngineConfig(home)) as engine, pytest.raises(MemgptLocalError) as raised:
-            engine.import_agent(bad)
+            engine.transfer.import_agent(bad)
         assert "\n" not in str(raised.value) and str(bad) in str(raised.value), case
         assert _home_rows(home) == before, case
 
@@ -220,11 +220,11 @@ def test_an_interrupted_import_leaves_nothing_and_a_second_import_no_duplicates(
 
     monkeypatch.setattr(ArchivalStorage, "insert", interrupted)
     with Engine(EngineConfig(home)) as engine, pytest.raises(KeyboardInterrupt):
-        engine.import_agent(path)
+        engine.transfer.import_agent(path)
     assert _home_rows(home) == (0, 0, 0)
     monkeypatch.setattr(ArchivalStorage, "insert", original_insert)
     with Engine(EngineConfig(home)) as engine:
-        record = engine.import_agent(path)
+        record = engine.transfer.import_agent(path)
         assert engine.show_agent("ann")["recall_messages"] == len(document["messages"])
         archival = engine.archival_storage("ann", progress=False)
         assert sorted(archival.index.get_ids_list()) == [

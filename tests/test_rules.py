@@ -212,8 +212,8 @@ def test_rules_travel_with_an_exported_agent(tmp_path):
         with pytest.raises(SettingsError, match="unknown function 'web'"):
             engine.configure_agent("ann", {"tool_rules": [{"type": "exit_loop",
                                                            "tool_name": "web"}]})
-        document = engine.export_document("ann")
-        engine.import_document(document, "bob")
+        document = engine.transfer.export_document("ann")
+        engine.transfer.import_document(document, "bob")
         shown = engine.show_agent("bob")
     assert shown["tool_rules"] == rules and shown["memory_hits"] == 3
 

@@ -186,7 +186,7 @@ def prepare_home(home: Path, folder: Path) -> Path:
         archival.insert(["The bees live on the roof."])
         archival.close()
         exported = folder / "ann.json"
-        engine.export_agent(AGENT, exported)
+        engine.transfer.export_agent(AGENT, exported)
     return exported
 
 

@@ -53,8 +53,8 @@ def seed_documents(shared: Path, folder: Path) -> dict[str, tuple[str, Any]]:
         agent.send("My cat is Miso.")
         agent.insert_passage("Ann keeps bees.")
         engine.close_agent(agent)
-        documents["ours.json"] = ("ours", engine.export_document("seed"))
-        documents["ours.af"] = ("af", engine.export_letta_document("seed"))
+        documents["ours.json"] = ("ours", engine.transfer.export_document("seed"))
+        documents["ours.af"] = ("af", engine.transfer.export_letta_document("seed"))
     return documents
 
 

@@ -131,7 +131,7 @@ def _chunks(texts: list[str]) -> list[str]:
 def _imported(engine: Engine, source: str, chunk: str, home: Path) -> str:
     """Export the agent, put the texts in its summary and a past message, import it."""
     path = home / f"{source}.json"
-    engine.export_agent(source, path)
+    engine.transfer.export_agent(source, path)
     document = json.loads(path.read_text())
     last = document["messages"][-1]["seq"] if document["messages"] else 0
     document["messages"].append({"seq": last + 1, "role": "user", "content": chunk,
@@ -140,7 +140,7 @@ def _imported(engine: Engine, source: str, chunk: str, home: Path) -> str:
     document["agent"]["in_context_seqs"].append(last + 1)
     document["agent"]["summary"] = f"Earlier: {chunk}"
     path.write_text(json.dumps(document))
-    return engine.import_agent(path, f"{source}-imported").name
+    return engine.transfer.import_agent(path, f"{source}-imported").name
 
 
 def _round(engine: Engine, probe: ProbeRuntime, alias: str, chunk: str, number: int,

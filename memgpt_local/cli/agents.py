@@ -287,7 +287,7 @@ def agents_copy(source: str, new_name: str, wait: bool) -> None:
     """Start a new agent as a copy of another, with all its memory (to try something on the
     copy and keep the original)."""
     with engine(wait) as eng:
-        eng.copy_agent(source, new_name)
+        eng.transfer.copy_agent(source, new_name)
         info = eng.show_agent(new_name)
     click.echo(f"Copied '{source}' to '{new_name}' ({info['recall_messages']} messages, "
                f"{info['archival_passages']} passages).")
@@ -305,7 +305,7 @@ def agents_export(name: str, file: Path, file_format: str | None, wait: bool) ->
     """Write an agent and all its memory to one portable JSON file."""
     letta = file_format == "af" or (file_format is None and is_agent_file(file))
     with engine(wait) as eng:
-        counts = eng.export_agent(name, file, letta=letta)
+        counts = eng.transfer.export_agent(name, file, letta=letta)
     what = "Letta agent file, " if letta else ""
     click.echo(f"Exported '{name}' ({what}{counts['messages']} messages, "
                f"{counts['passages']} passages) to {file}.")
@@ -330,8 +330,8 @@ def agents_import(file: Path, name: str | None, only: str | None, model: str | N
     never run)."""
     with engine(wait) as eng:
         if not is_agent_file(file):
-            record = eng.import_agent(file, name)
+            record = eng.transfer.import_agent(file, name)
             click.echo(f"Imported agent '{record.name}'.")
             return
-        for imported in eng.import_agent_file(file, only, model, name, our_instructions):
+        for imported in eng.transfer.import_agent_file(file, only, model, name, our_instructions):
             click.echo(f"Imported {imported.summary()}.")

@@ -130,7 +130,7 @@ def case_agent(engine: Engine, model: str | None, n_ctx: int | None, max_chain: 
             greet_like_chat(engine, template)
     if engine.agent_exists(CASE_AGENT):
         engine.delete_agent(CASE_AGENT)
-    engine.copy_agent(template, CASE_AGENT)
+    engine.transfer.copy_agent(template, CASE_AGENT)
     return CASE_AGENT
 
 

@@ -45,7 +45,7 @@ def import_agent(document: Annotated[dict[str, Any], Body(description="An export
                  ) -> dict:
     """Recreate an exported agent, all or nothing."""
     return host.run(lambda: host.engine.show_agent(
-        host.engine.import_document(document, name).name))
+        host.engine.transfer.import_document(document, name).name))
 
 
 @router.post("/import/af", response_model=list[LettaImported], status_code=201)
@@ -60,7 +60,7 @@ def import_letta_agents(
     """Recreate every agent of a Letta agent file (or one), all or nothing; each with what
     came over and what did not (tools that carry code are listed, never run)."""
     def run() -> list[dict]:
-        imported = host.engine.import_letta_document(document, agent, model, name,
+        imported = host.engine.transfer.import_letta_document(document, agent, model, name,
                                                      our_instructions)
         return [{"name": a.export.record.name, "summary": a.summary(),
                  "tools_mapped": a.tools_mapped, "tools_skipped": a.tools_skipped,
@@ -94,7 +94,7 @@ def delete_agent(name: str, host: Host) -> Response:
 def copy_agent(name: str, body: AgentCopy, host: Host) -> dict:
     """Copy an agent under a new name: core memory, settings, messages and passages."""
     def copy() -> dict:
-        return host.engine.show_agent(host.engine.copy_agent(name, body.name).name)
+        return host.engine.show_agent(host.engine.transfer.copy_agent(name, body.name).name)
 
     return host.run(lambda: host.change(name, copy), name)
 
