@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .agent import context as ctx
 from .agent.loop import Agent
-from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings
+from .agent.settings import NEW_AGENT_SETTINGS, AgentSettings, AgentState, stored
 from .errors import MemgptLocalError, SettingsError
 from .files import parse_size
 from .llm.adapters import adapter_report
@@ -253,15 +253,15 @@ class Engine:
         name = self.free_name(name)
         spec = self.model_spec(model)
         defaults = AgentSettings(n_ctx=n_ctx or spec.n_ctx).to_dict() | NEW_AGENT_SETTINGS
-        settings = AgentSettings.from_dict(self._updated_settings(defaults, settings or {}))
-        self.check_window(spec, settings.n_ctx)
+        chosen = self._updated_settings(AgentSettings.from_dict(defaults), settings or {})
+        self.check_window(spec, chosen.n_ctx)
         core = CoreMemory.default(
             persona if persona is not None else ctx.default_text("persona.txt"),
             human if human is not None else ctx.default_text("human.txt"), block_limit)
         for label, change in (blocks or {}).items():
             core.put(label, replace(change, limit=change.limit or block_limit))
-        notes = ctx.fit_block_limits(vocab_counter(spec), name, core, settings)
-        record = AgentRecord(name, spec.alias, {**settings.to_dict(), "state": {}}, core)
+        notes = ctx.fit_block_limits(vocab_counter(spec), name, core, chosen)
+        record = AgentRecord(name, spec.alias, stored(chosen), core)
         self.records.save(record)
         return record, notes
 
@@ -269,7 +269,8 @@ class Engine:
         """Change some of an agent's settings (tool_rules, memory_hits, ...); all are checked
         before anything is written. Returns the agent's overview."""
         record = self.records.get(name)
-        record.settings = self._updated_settings(record.settings, changes)
+        changed = self._updated_settings(AgentSettings.of(record), changes)
+        record.settings = stored(changed, AgentState.of(record))
         self.records.save(record)
         return self.show_agent(name)
 
@@ -280,14 +281,14 @@ class Engine:
         record = self.records.get(name)
         record.core_memory.put(label, change)
         ctx.check_core_fits(vocab_counter(self.model_spec(record.model)), name,
-                            record.core_memory, AgentSettings.from_dict(record.settings))
+                            record.core_memory, AgentSettings.of(record))
         self.records.save(record)
         return self.show_agent(name)
 
     @staticmethod
-    def _updated_settings(stored: dict, changes: dict) -> dict:
+    def _updated_settings(current: AgentSettings, changes: dict) -> AgentSettings:
         try:
-            return AgentSettings.updated(stored, changes)
+            return current.updated(changes)
         except ValueError as exc:
             raise SettingsError(f"Cannot change the settings: {exc}") from None
 
@@ -308,7 +309,7 @@ class Engine:
             problem = self._fit_problem(record, spec)
             if problem:
                 raise SettingsError(problem)
-            runtime = self.runtimes.acquire(spec, AgentSettings.from_dict(record.settings).n_ctx)
+            runtime = self.runtimes.acquire(spec, AgentSettings.of(record).n_ctx)
             undo.callback(self.runtimes.release, runtime)
             agent = Agent(record, runtime, self.agent_stores(name), self.clock)
             undo.pop_all()
@@ -326,7 +327,7 @@ class Engine:
     def _fit_problem(self, record: AgentRecord, spec: ModelSpec) -> str | None:
         """Why an agent does not fit its window on a model; errors for a window the model
         cannot use or a model that is not there."""
-        settings = AgentSettings.from_dict(record.settings)
+        settings = AgentSettings.of(record)
         self.check_window(spec, settings.n_ctx)
         return ctx.window_problem(vocab_counter(spec), record.name, record.core_memory,
                                   settings)
@@ -367,17 +368,17 @@ class Engine:
     def show_agent(self, name: str) -> dict:
         """Model, window, core memory, summary and counts of an agent (no model loaded)."""
         record = self.records.get(name)
-        return {"name": name, "model": record.model, "n_ctx": record.settings.get("n_ctx"),
+        settings = AgentSettings.of(record)
+        return {"name": name, "model": record.model, "n_ctx": settings.n_ctx,
                 "core_memory": record.core_memory.to_dict(), "summary": record.summary,
                 "in_context_messages": len(record.in_context),
                 "recall_messages": self.recall_storage(name).count(),
                 "archival_passages": self.db.passage_count(name),
-                "flushes": record.settings.get("state", {}).get("flushes", 0),
+                "flushes": AgentState.of(record).flushes,
                 "cannot_run": self.run_problem(record),
-                "tool_rules": record.settings.get("tool_rules", []),
-                "memory_hits": record.settings.get("memory_hits", 0),
-                "architecture": AgentSettings.from_dict(record.settings).architecture,
-                "extra_functions": record.settings.get("extra_functions", [])}
+                "tool_rules": settings.tool_rules, "memory_hits": settings.memory_hits,
+                "architecture": settings.architecture,
+                "extra_functions": settings.extra_functions}
 
     def delete_agent(self, name: str) -> None:
         """Delete an agent with its messages, passages, archival index files and context

@@ -11,7 +11,7 @@ from typing import Protocol
 from .agent import agentfile, portable
 from .agent.agentfile_export import agent_file
 from .agent.context import fit_block_limits, static_instructions
-from .agent.settings import AgentSettings
+from .agent.settings import AgentSettings, stored
 from .errors import MemgptLocalError
 from .files import write_atomic
 from .llm.gguf import vocab_counter
@@ -66,7 +66,7 @@ class AgentTransfer:
         """The Letta Agent File (.af) document of an agent and its messages (passages are
         not in Letta's files)."""
         record = self.home.records.get(name)
-        settings = AgentSettings.from_dict(record.settings)
+        settings = AgentSettings.of(record)
         ours = static_instructions("", tuple(settings.extra_functions), settings.architecture)
         return agent_file(record, self.home.recall_storage(name).all(),
                           settings.instructions or ours)
@@ -175,8 +175,8 @@ def _fit_window(imported: agentfile.AfAgent, count, model: str) -> None:
     limits that fit it already. Blocks whose text alone is too long refuse the import: such
     an agent could not answer a message on this model."""
     record = imported.export.record
-    settings = AgentSettings.from_dict(record.settings)
-    record.settings = {**settings.to_dict(), "state": {}}
+    settings = AgentSettings.of(record)
+    record.settings = stored(settings)
     if imported.limits_fitted:
         return
     try:

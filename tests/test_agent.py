@@ -213,7 +213,7 @@ def test_pause_heartbeats_and_timed_heartbeat(tmp_path):
     agent.send("Please be quiet for a while")
     assert agent.heartbeats_paused()
     assert agent.timed_heartbeat() is None
-    agent.state.pop("heartbeats_paused_until")
+    agent.state.heartbeats_paused_until = None
     turn = agent.timed_heartbeat()
     assert turn.replies == ["tick"]
     assert "idle for 5 minutes" in agent.queue[-3].content

@@ -21,7 +21,7 @@ from memgpt_local.agent.agentfile import (
 from memgpt_local.agent.agentfile_export import agent_file
 from memgpt_local.agent.context import static_instructions
 from memgpt_local.agent.portable import ExportFileError
-from memgpt_local.agent.settings import NEW_AGENT_SETTINGS
+from memgpt_local.agent.settings import NEW_AGENT_SETTINGS, AgentSettings
 from memgpt_local.engine import Engine, EngineConfig
 from memgpt_local.errors import MemgptLocalError
 from memgpt_local.memory.agents import AgentExistsError, AgentRecord
@@ -134,7 +134,7 @@ def test_lettas_combined_memory_tool_maps_by_command():
     (agent,) = parse_agent_file(document, "smollm2-135m", 2048)
     assert agent.tools_mapped == {"memory": "core_memory_replace"}
     assert "create, delete, rename and view have no counterpart" in agent.summary()
-    assert "extra_functions" not in agent.export.record.settings
+    assert AgentSettings.of(agent.export.record).extra_functions == []
     assert [m.function_name for m in agent.export.messages if m.role == "function_call"] == [
         "core_memory_replace", "core_memory_append", "memory"]
 

@@ -70,7 +70,7 @@ def _fail_when_storing_results(agent: Agent) -> None:
 def _memory_state(agent: Agent) -> dict:
     """The agent's state without the digests of the last prompt it was shown (a rolled-back
     step was still shown its prompt)."""
-    return {k: v for k, v in agent.state.items() if k != "last_prompt"}
+    return {k: v for k, v in agent.state.to_dict().items() if k != "last_prompt"}
 
 
 def _index_ids(agent: Agent) -> list[int]:

@@ -30,7 +30,7 @@ from .functions import OPTIONAL_FUNCTIONS
 from .json_checks import check_document, loads, loads_checked
 from .portable import AgentExport, ExportFileError, parse_time
 from .rules import KINDS
-from .settings import NEW_AGENT_SETTINGS, AgentSettings
+from .settings import NEW_AGENT_SETTINGS, AgentSettings, AgentState, stored
 
 MAX_FILE_BYTES = 32 * 2**20
 OUR_FUNCTIONS = {  # Letta's memory tools -> the function of ours that does the same job
@@ -79,12 +79,13 @@ class AfAgent:
     def summary(self) -> str:
         """One line: what was imported and what was not."""
         record = self.export.record
+        settings = AgentSettings.of(record)
         skipped = ", ".join(f"{name} ({why})" for name, why in self.tools_skipped.items())
-        parts = [f"architecture {record.settings.get('architecture', MEMGPT)}",
+        parts = [f"architecture {settings.architecture}",
                  f"{len(record.core_memory.blocks)} block(s)",
                  f"{len(self.export.messages)} message(s) "
                  f"({len(self.export.in_context_seqs)} in context)",
-                 f"{len(record.settings['tool_rules'])} rule(s)" + (
+                 f"{len(settings.tool_rules)} rule(s)" + (
                      "" if self.rules_from_file else " (a new agent's defaults)"),
                  f"tools mapped: {', '.join(sorted(self.tools_mapped)) or 'none'}",
                  f"skipped: {skipped or 'none'}"]
@@ -192,9 +193,8 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
     rules = _rules(agent, result)
     if rules:  # none in the file: a new agent's defaults (or the ones we exported)
         settings["tool_rules"], result.rules_from_file = rules, True
-    AgentSettings.checked(settings)
-    settings["state"] = AgentSettings.imported_state(settings.get("state"))
-    result.export.record.settings = settings
+    result.export.record.settings = stored(AgentSettings.checked(settings),
+                                           AgentState.imported(settings.get("state")))
     result.export.record.summary = _text(ours.get("summary", ""), "metadata summary")
     messages, in_context = _messages(agent, result.tools_mapped, name,
                                      ours.get("call_texts", {}))
@@ -205,18 +205,19 @@ def _agent(agent: Any, blocks: dict, tools: dict, model: str, n_ctx: int) -> AfA
 def _instructions(result: AfAgent, letta: dict, ours_wanted: bool) -> None:
     """The agent's system prompt kept as its own instructions where it differs from ours
     (an export of ours carries its instructions in its settings)."""
-    settings = result.export.record.settings
+    record = result.export.record
+    settings = AgentSettings.of(record)
     system = letta.get("system")
     if ours_wanted:
-        settings["instructions"] = ""
+        settings.instructions = ""
     elif _ours(letta) or not isinstance(system, str) or not system.strip() \
             or system == static_instructions():
         return
     else:
-        settings["instructions"] = system
+        settings.instructions = system
         result.notes.append(f"its own instructions kept ({len(system)} characters; "
                             "--our-instructions uses ours)")
-    AgentSettings.checked(settings)
+    record.settings = stored(AgentSettings.checked(settings.to_dict()), AgentState.of(record))
 
 
 def _ours(agent: dict) -> dict:

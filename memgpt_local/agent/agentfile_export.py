@@ -35,27 +35,27 @@ def agent_file(record: AgentRecord, messages: list[Message], instructions: str) 
     prompt (its own instructions, else ours)."""
     blocks = [_block(f"block-{i}", block) for i, block in
               enumerate(record.core_memory.blocks.values())]
-    exported = EXPORTED_FUNCTIONS + tuple(record.settings.get("extra_functions") or ())
+    settings = AgentSettings.of(record)
+    exported = EXPORTED_FUNCTIONS + tuple(settings.extra_functions)
     tools = [_tool(f"tool-{i}", name) for i, name in enumerate(exported)]
     letta_messages, in_context = _messages(messages, set(record.in_context))
     call_texts = {f"message-{m.seq}": m.content for m in messages
                   if m.role == "function_call" and m.content != _canonical(m)}
-    n_ctx = int(record.settings.get("n_ctx") or 0)
-    architecture = AgentSettings.from_dict(record.settings).architecture
     agent = {
-        "id": "agent-0", "name": record.name, "agent_type": LETTA_AGENT_TYPES[architecture],
+        "id": "agent-0", "name": record.name,
+        "agent_type": LETTA_AGENT_TYPES[settings.architecture],
         "system": instructions, "description": None,
         "block_ids": [b["id"] for b in blocks], "tool_ids": [t["id"] for t in tools],
-        "tool_rules": record.settings.get("tool_rules", []),
+        "tool_rules": settings.tool_rules,
         "messages": letta_messages, "in_context_message_ids": in_context,
         "llm_config": {"model": record.model, "model_endpoint_type": "llamacpp",
-                       "context_window": n_ctx, "put_inner_thoughts_in_kwargs": True},
+                       "context_window": settings.n_ctx,
+                       "put_inner_thoughts_in_kwargs": True},
         "embedding_config": {"embedding_endpoint_type": "hugging-face",
                              "embedding_model": "local", "embedding_dim": 384,
                              "embedding_chunk_size": 300},
         "metadata": {OUR_KEY: {"model": record.model, "summary": record.summary,
-                               "settings": {k: v for k, v in record.settings.items()
-                                            if k != "state"},
+                               "settings": settings.to_dict(),
                                "call_texts": call_texts}}}
     return {"agents": [agent], "groups": [], "blocks": blocks, "files": [], "sources": [],
             "tools": tools, "mcp_servers": [], "metadata": {},

@@ -24,7 +24,7 @@ from ..memory.messages import Message
 from ..resources import PROMPT_TEMPLATES_DIR
 from .architectures import MEMGPT, architecture, memgpt_entry
 from .functions import offered
-from .settings import AgentSettings
+from .settings import AgentSettings, AgentState
 
 MEMGPT_TEMPLATES = PROMPT_TEMPLATES_DIR / "memgpt"
 MIN_QUEUE_TOKENS = 256
@@ -148,7 +148,7 @@ class MainContext:
     for fresh counts), so a plain step never invalidates the KV cache before the queue, in
     this process or in the next one that resumes the agent."""
 
-    def __init__(self, name: str, counts: Callable[[], dict], state: dict,
+    def __init__(self, name: str, counts: Callable[[], dict], state: AgentState,
                  instructions: str = "", extra_functions: tuple[str, ...] = (),
                  architecture_name: str = MEMGPT, tool_format: ToolFormat = JSON,
                  tools: list[dict] | None = None):
@@ -162,16 +162,16 @@ class MainContext:
 
     def refresh_counts(self) -> None:
         """Render the core block anew, with fresh counts, at the next assembly."""
-        self._state.pop("core_digest", None)
+        self._state.core_digest = None
 
     def parts(self, core: CoreMemory, summary: str, queue: list[Message]) -> ContextParts:
         """The main context's texts as they stand."""
-        counts = self._state.get("core_counts")
+        counts = self._state.core_counts
         text = core_memory_text(self.name, core, counts) if counts else ""
-        if not text or _digest(text) != self._state.get("core_digest"):
-            counts = self._state["core_counts"] = self._counts_of()
+        if not text or _digest(text) != self._state.core_digest:
+            counts = self._state.core_counts = self._counts_of()
             text = core_memory_text(self.name, core, counts)
-            self._state["core_digest"] = _digest(text)
+            self._state.core_digest = _digest(text)
         entries = self.architecture.entries(queue)
         return ContextParts(self.static, text, summary_text(summary),
                             [e.message for e in entries], [e.key for e in entries], self.tools)
@@ -183,11 +183,11 @@ class MainContext:
         digests = [_digest(m["content"]) for m in parts.messages()]
         spans = prompt.message_tokens
         new = len(prompt.tokens) - sum(spans)
-        last = self._state.get("last_prompt", {})
+        last = self._state.last_prompt
         for key, digest, span in zip(keys, digests, spans, strict=True):
             if last.get(key) != digest:
                 new += span
-        self._state["last_prompt"] = dict(zip(keys, digests, strict=True))
+        self._state.last_prompt = dict(zip(keys, digests, strict=True))
         return new
 
 

@@ -34,7 +34,7 @@ from .functions import FUNCTIONS, Outcome, execute, offered
 from .queue import Prepared, QueueManager
 from .recollection import ENTRY_FUNCTION, ROOM_SHARE, recollect
 from .rules import Allowed, Call, RuleSolver
-from .settings import AgentSettings
+from .settings import AgentSettings, AgentState, stored
 from .steps import Streamer, steps_for
 from .stop_reason import StopReason
 from .turn import (
@@ -68,15 +68,15 @@ class Agent:
         self.runtime = runtime
         self.stores = stores
         self.clock = clock
-        self.settings = AgentSettings.from_dict(record.settings)
-        self.context = ctx.MainContext(record.name, self._counts,
-                                       record.settings.setdefault("state", {}),
+        self.settings = AgentSettings.of(record)
+        self.state = AgentState.of(record)  # shared with the context and the queue manager
+        self.context = ctx.MainContext(record.name, self._counts, self.state,
                                        self.settings.instructions,
                                        tuple(self.settings.extra_functions),
                                        self.settings.architecture, runtime.tool_format,
                                        self._tool_specs())
-        self.queue_manager = QueueManager(runtime, self.settings, record, stores, self.context,
-                                          clock)
+        self.queue_manager = QueueManager(runtime, self.settings, self.state, record, stores,
+                                          self.context, clock)
         self.functions = self.settings.functions()
         self.rules = RuleSolver(self.settings.rules(), list(self.functions),
                                 replies_end_turn=self.settings.replies_end_turn)
@@ -109,11 +109,6 @@ class Agent:
 
     def _counts(self) -> dict:
         return ctx.memory_counts(self.recall.count(), self.stores.archival_count(), self.clock())
-
-    @property
-    def state(self) -> dict:
-        """Run-time state stored with the agent (warned, flushes, heartbeats paused until)."""
-        return self.queue_manager.state
 
     @property
     def queue(self) -> list[Message]:
@@ -192,11 +187,11 @@ class Agent:
     def pause_heartbeats(self, minutes: int) -> None:
         """Hold timed heartbeats back for a while."""
         until = self.clock() + timedelta(minutes=minutes)
-        self.state["heartbeats_paused_until"] = until.isoformat()
+        self.state.heartbeats_paused_until = until.isoformat()
 
     def heartbeats_paused(self) -> bool:
         """Whether pause_heartbeats is in force."""
-        until = self.state.get("heartbeats_paused_until")
+        until = self.state.heartbeats_paused_until
         return bool(until) and datetime.fromisoformat(until) > self.clock()
 
     # --- events ----------------------------------------------------------------------------
@@ -308,8 +303,7 @@ class Agent:
     def _restore(self, saved: tuple) -> None:
         core, self.record.summary, self.record.in_context, state, queue, sent = saved
         self.record.core_memory = core
-        self.state.clear()
-        self.state.update(state)
+        self.state.restore(state)
         self.queue_manager.queue = queue
         del self.outbox[sent:]
 
@@ -423,6 +417,7 @@ class Agent:
     def save(self) -> None:
         """Persist the record: core memory, summary, the queue's message ids, state."""
         self.record.in_context = [m.id for m in self.queue]
+        self.record.settings = stored(self.settings, self.state)
         self.stores.save(self.record)
 
 

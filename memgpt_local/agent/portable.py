@@ -16,7 +16,7 @@ from ..memory.agents import AgentRecord, check_agent_name
 from ..memory.core import MAX_LIMIT, Block, CoreMemory
 from ..memory.messages import ROLES, Message
 from .json_checks import check_document
-from .settings import AgentSettings
+from .settings import AgentSettings, AgentState, stored
 
 FORMAT = "memgpt-local-agent"
 VERSION = 1
@@ -101,8 +101,7 @@ def _parse_agent(agent: Any, seqs: set[int]) -> tuple[AgentRecord, list[int]]:
     _check_keys(agent, AGENT_KEYS, "agent")
     check_agent_name(_typed(agent["name"], str, "agent.name"))
     settings = _typed(agent["settings"], dict, "agent.settings")
-    AgentSettings.checked(settings)
-    settings = {**settings, "state": AgentSettings.imported_state(settings.get("state"))}
+    settings = stored(AgentSettings.checked(settings), AgentState.imported(settings.get("state")))
     in_context = [_typed(s, int, "agent.in_context_seqs[]")
                   for s in _list(agent["in_context_seqs"], "agent.in_context_seqs")]
     if not set(in_context) <= seqs:

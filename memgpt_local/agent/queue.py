@@ -21,7 +21,7 @@ from ..memory.agents import AgentRecord
 from ..memory.messages import Message
 from ..memory.stores import AgentStores
 from .context import MIN_QUEUE_TOKENS, Clock, ContextParts, MainContext, alert, render
-from .settings import AgentSettings
+from .settings import AgentSettings, AgentState
 
 SUMMARY_MARGIN_TOKENS = 16
 CUT_NOTE = " [cut to fit; the whole text is in recall memory]"
@@ -142,15 +142,15 @@ class Eviction:
 class QueueManager:
     """The FIFO queue of one agent, its recursive summary and the window they must fit."""
 
-    def __init__(self, runtime: Runtime, settings: AgentSettings, record: AgentRecord,
-                 stores: AgentStores, context: MainContext, clock: Clock):
+    def __init__(self, runtime: Runtime, settings: AgentSettings, state: AgentState,
+                 record: AgentRecord, stores: AgentStores, context: MainContext, clock: Clock):
         self.runtime = runtime
         self.clock = clock
         self.settings = settings
         self.record = record
         self.stores = stores
         self.context = context
-        self.state: dict = record.settings.setdefault("state", {})
+        self.state = state
         self.queue: list[Message] = stores.recall.get(record.in_context)
         self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed)
 
@@ -190,12 +190,12 @@ class QueueManager:
     def _warn(self, pressure: float) -> bool:
         """Append the memory-pressure alert once per period above the threshold."""
         if pressure <= self.settings.warning_fraction:
-            self.state["warned"] = False  # the pressure period is over
+            self.state.warned = False  # the pressure period is over
             return False
-        if self.state.get("warned"):
+        if self.state.warned:
             return False
         self.append(Message("system", alert("memory_pressure", percent=round(100 * pressure))))
-        self.state["warned"] = True
+        self.state.warned = True
         return True
 
     def summary_for(self, eviction: Eviction) -> str:
@@ -212,7 +212,7 @@ class QueueManager:
         self.record.summary = summary
         self.queue = self.queue[eviction.cut:]
         self.context.refresh_counts()  # the summary's cache is invalid anyway
-        self.state["flushes"] = self.state.get("flushes", 0) + 1
+        self.state.flushes += 1
 
     def _shrink(self, parts: ContextParts, limit: int) -> PromptTokens:
         """Last resort: cut the longest queue entries (or the summary) in the prompt only.

@@ -1,10 +1,14 @@
-"""An agent's settings, stored with it: window, queue-manager thresholds, caps, sampling, tool
-rules and the memory brought to each turn."""
+"""An agent's settings and run-time state, stored with it: window, queue-manager thresholds,
+caps, sampling, tool rules and the memory brought to each turn; the pressure warning, flushes
+and the caches that keep the KV prefix valid. The record's `settings` is the stored JSON (the
+memory layer knows no agent types); this module is its one edge: `AgentSettings.of`,
+`AgentState.of` and `stored` read and write it, everything else uses the typed objects."""
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
 
 from ..llm.base import SamplingSettings
+from ..memory.agents import AgentRecord
 from .architectures import ARCHITECTURES, MEMGPT, REPLY
 from .functions import OPTIONAL_FUNCTIONS, AgentFunction, offered
 from .rules import ToolRule, parse_rules
@@ -105,14 +109,12 @@ class AgentSettings:
         settings.rules()
         return settings
 
-    @classmethod
-    def updated(cls, stored: dict, changes: dict) -> dict:
-        """An agent's stored settings with some changed, checked as an import is (unknown
-        keys, types, ranges, tool rules: ValueError naming what is wrong); state is kept."""
+    def updated(self, changes: dict) -> "AgentSettings":
+        """These settings with some changed, checked as an import is (unknown keys, types,
+        ranges, tool rules: ValueError naming what is wrong)."""
         if "state" in changes:
             raise ValueError("setting state cannot be changed.")
-        data = {k: v for k, v in stored.items() if k != "state"} | changes
-        return {**cls.checked(data).to_dict(), "state": stored.get("state", {})}
+        return self.checked(self.to_dict() | changes)
 
     def rules(self) -> list[ToolRule]:
         """The tool rules, checked against the functions and the step cap (ToolRuleError, a
@@ -129,18 +131,10 @@ class AgentSettings:
         """The functions this agent is offered, in prompt order."""
         return offered(self.extra_functions)
 
-    @staticmethod
-    def imported_state(state: Any) -> dict:
-        """An imported agent's run-time state, rebuilt rather than trusted: its counters kept
-        where they are what they claim, its caches (core counts, digests) left to be made
-        again."""
-        state = state if isinstance(state, dict) else {}
-        kept: dict = {}
-        if type(state.get("flushes")) is int and state["flushes"] >= 0:
-            kept["flushes"] = state["flushes"]
-        if type(state.get("warned")) is bool:
-            kept["warned"] = state["warned"]
-        return kept
+    @classmethod
+    def of(cls, record: AgentRecord) -> Self:
+        """The settings stored in an agent's record."""
+        return cls.from_dict(record.settings)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentSettings":
@@ -153,3 +147,53 @@ class AgentSettings:
         """The flat dict stored with the agent."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sampling"}
         return data | {k: getattr(self.sampling, k) for k in STORED_SAMPLING}
+
+
+@dataclass
+class AgentState:
+    """Run-time state stored with an agent: what the queue manager and the heartbeats need
+    next time, and the caches that let the next process reuse the KV prefix."""
+
+    warned: bool = False  # the memory-pressure alert went out in this pressure period
+    flushes: int = 0  # evictions into the recursive summary so far
+    heartbeats_paused_until: str | None = None  # ISO time set by pause_heartbeats
+    core_counts: dict | None = None  # the counts the core block was last rendered with
+    core_digest: str | None = None  # that rendering's digest
+    last_prompt: dict[str, str] = field(default_factory=dict)  # part -> digest, last step
+
+    @classmethod
+    def of(cls, record: AgentRecord) -> Self:
+        """The state stored in an agent's record (none yet: a new agent's)."""
+        return cls.from_dict(record.settings.get("state") or {})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        """The state as stored (keys this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict:
+        """The stored form: the fields that differ from a new agent's."""
+        new = AgentState()
+        return {k: v for k, v in asdict(self).items() if v != getattr(new, k)}
+
+    def restore(self, saved: "AgentState") -> None:
+        """Take a saved copy's values in place (the parts holding this object see them)."""
+        for each in fields(self):
+            setattr(self, each.name, getattr(saved, each.name))
+
+    @classmethod
+    def imported(cls, state: Any) -> Self:
+        """An imported agent's run-time state, rebuilt rather than trusted: its counters kept
+        where they are what they claim, its caches (core counts, digests) left to be made
+        again."""
+        state = state if isinstance(state, dict) else {}
+        flushes = state.get("flushes")
+        warned = state.get("warned")
+        return cls(warned=warned if type(warned) is bool else False,
+                   flushes=flushes if type(flushes) is int and flushes >= 0 else 0)
+
+
+def stored(settings: AgentSettings, state: AgentState | None = None) -> dict:
+    """What an agent's record stores: its settings and its state (a new agent's: none)."""
+    return {**settings.to_dict(), "state": (state or AgentState()).to_dict()}

@@ -92,7 +92,7 @@ def run_chat(engine: Engine, model: str | None, n_ctx: int, settings: dict | Non
             _score(report, turn, message.get("facts"), earlier, count_tokens)
             earlier += turn.replies
     finally:
-        report.flushes = agent.state.get("flushes", 0)
+        report.flushes = agent.state.flushes
         engine.close_agent(agent)
     report.wall_s = round(time.perf_counter() - start, 2)
     turns = len(report.replies) or 1

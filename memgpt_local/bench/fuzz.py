@@ -150,9 +150,8 @@ def run_case(data, report: FuzzReport) -> None:
             EngineConfig(Path(home)), embedder=HashingEmbedder(),
             runtime_factory=lambda *a, n_ctx, seed: ScriptedRuntime(
                 policy.completion, n_ctx, policy.summary)) as engine:
-        record, _ = engine.create_agent("fuzz", "smollm2-135m", n_ctx)
-        record.settings["memory_hits"] = data.draw(st.integers(0, 5), label="memory_hits")
-        engine.records.save(record)
+        engine.create_agent("fuzz", "smollm2-135m", n_ctx, settings={
+            "memory_hits": data.draw(st.integers(0, 5), label="memory_hits")})
         agent = policy.agent = engine.open_agent("fuzz")
         checks = Invariants(engine, agent, report)
         for _ in range(data.draw(st.integers(1, 6), label="events")):

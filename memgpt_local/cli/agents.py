@@ -8,7 +8,7 @@ import click
 from ..agent.agentfile import is_agent_file
 from ..agent.architectures import ARCHITECTURES
 from ..agent.functions import OPTIONAL_FUNCTIONS
-from ..agent.settings import RANGES
+from ..agent.settings import RANGES, AgentSettings
 from ..memory.core import BlockChange
 from .common import engine, read_text, user_errors, wait_option
 
@@ -127,7 +127,7 @@ def agents_create(name, model, n_ctx, persona, human, block_limit, blocks, descr
     for note in notes:
         click.echo(note, err=True)
     click.echo(f"Created agent '{record.name}' on {record.model} "
-               f"({record.settings['n_ctx']}-token window).")
+               f"({AgentSettings.of(record).n_ctx}-token window).")
 
 
 def _block_changes(blocks: tuple[str, ...], describe: tuple[str, ...],

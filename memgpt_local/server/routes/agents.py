@@ -106,6 +106,6 @@ def export_agent(name: str, host: Host,
                                  "agent file")] = "memgpt-local") -> dict:
     """The agent, its messages and passages as one portable JSON document (or a Letta
     agent file with the agent and its messages)."""
-    export = (host.engine.export_letta_document if format == "af"
-              else host.engine.export_document)
+    export = (host.engine.transfer.export_letta_document if format == "af"
+              else host.engine.transfer.export_document)
     return host.run(lambda: export(name), name)
