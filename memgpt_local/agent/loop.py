@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import MemgptLocalError
@@ -37,6 +37,7 @@ from .rules import Allowed, Call, RuleSolver
 from .settings import AgentSettings, AgentState, stored
 from .steps import Streamer, steps_for
 from .stop_reason import StopReason
+from .toolbox import Toolbox
 from .turn import (
     Listener,
     MemoryBrought,
@@ -82,7 +83,7 @@ class Agent:
                                 replies_end_turn=self.settings.replies_end_turn)
         self.steps = steps_for(self)
         self.processor = self.processor_for(tuple(self.functions))
-        self.outbox: list[str] = []
+        self.tools = Toolbox(record, self.settings, self.state, stores, clock)  # for functions
         # around each step's model call, made with no transaction open: a server lets other
         # agents' work run while this one waits on a remote model (see server/worker.py)
         self.model_gate: Callable[[], AbstractContextManager] = nullcontext
@@ -125,16 +126,15 @@ class Agent:
         """Archival storage, opened on first use (loading the embedding model is slow)."""
         return self.stores.archival
 
-    # --- what functions may touch (functions.FunctionContext) ---------------------------
     @property
     def core(self) -> CoreMemory:
         """The agent's core memory."""
         return self.record.core_memory
 
     @property
-    def page_size(self) -> int:
-        """Search results per page."""
-        return self.settings.page_size
+    def outbox(self) -> list[str]:
+        """The replies of the turn under way (or the last one)."""
+        return self.tools.outbox
 
     def close(self) -> None:
         """Save what needs saving (the archival index) before the database closes."""
@@ -144,32 +144,29 @@ class Agent:
         """Passages in archival storage (without loading the embedding model)."""
         return self.stores.archival_count()
 
+    # --- the user's searches and inserts (chat's slash commands, the HTTP API) -------------
     def recall_search(self, query: str, page: int) -> Page:
         """Text search over all of the agent's messages."""
-        return self.recall.search_text(query, page, self.page_size)
+        return self.tools.recall_search(query, page)
 
     def recall_next(self, messages: list[Message]) -> dict[int, Message]:
         """The message stored after each given one, by the given one's id."""
-        return self.recall.next_messages(messages)
+        return self.tools.recall_next(messages)
 
     def recall_search_date(self, start: str, end: str, page: int) -> Page:
         """Date search over all of the agent's messages."""
-        return self.recall.search_date(start, end, page, self.page_size)
-
-    def archival_insert(self, content: str) -> int:
-        """Store one passage; return how many were new."""
-        return len(self.archival.insert([content], source="agent"))
+        return self.tools.recall_search_date(start, end, page)
 
     def archival_search(self, query: str, page: int) -> Page:
         """Hybrid search over archival storage."""
-        return self.archival.search(query, page=page, page_size=self.page_size)
+        return self.tools.archival_search(query, page)
 
     def insert_passage(self, content: str) -> int:
         """Store one passage in archival memory (the user's insert); return how many were
         new."""
         self.stores.open_archival()  # before the transaction: opening commits on its own
         with self.transaction():
-            return self.archival_insert(content)
+            return self.tools.archival_insert(content)
 
     def texts_not_to_copy(self) -> list[str]:
         """What a new call must not copy at length (small models fall into repeating their
@@ -179,15 +176,6 @@ class Agent:
                 if m.role == "function_call" and m.function_name == "send_message"]
         alerts = [m.content for m in self.queue if m.role == "system"]
         return [str(t) for t in sent + alerts + self.outbox if t]
-
-    def send_to_user(self, message: str) -> None:
-        """Queue a message for the user."""
-        self.outbox.append(message)
-
-    def pause_heartbeats(self, minutes: int) -> None:
-        """Hold timed heartbeats back for a while."""
-        until = self.clock() + timedelta(minutes=minutes)
-        self.state.heartbeats_paused_until = until.isoformat()
 
     def heartbeats_paused(self) -> bool:
         """Whether pause_heartbeats is in force."""
@@ -309,7 +297,7 @@ class Agent:
 
     def _chain(self, listener: Listener | None) -> Turn:
         turn = Turn()
-        self.outbox = turn.replies
+        self.tools.outbox = turn.replies
         failures = 0
         history: list[Call] = []
         for index in range(self.settings.max_chain):
@@ -408,7 +396,8 @@ class Agent:
             self.stores.open_archival()  # before the transaction: opening commits on its own
         with self.transaction():
             self.queue_manager.append(stored)
-            outcome = (execute(call, self, self.settings.result_max_chars, self.functions) if call
+            limit = self.settings.result_max_chars
+            outcome = (execute(call, self.tools, limit, self.functions) if call
                        else Outcome("(none)", error, True, True))
             self.queue_manager.append(Message("function_result", self.steps.note(outcome),
                                               function_name=outcome.function))

@@ -209,7 +209,7 @@ def run_function_cases(home: Path, report: BadInputReport) -> None:
         for name, text in _function_cases():
             report.bad_inputs += 1
             try:
-                outcome = execute(json.loads(text), agent, 2000)
+                outcome = execute(json.loads(text), agent.tools, 2000)
             except Exception as exc:  # what this campaign counts
                 report.tracebacks += 1
                 report.note(f"{name}: raised {exc!r}")

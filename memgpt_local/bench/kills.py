@@ -61,7 +61,7 @@ def child(config: EngineConfig, first: int) -> None:
         while True:
             agent.send(message_text(index))
             with agent.transaction():
-                agent.archival_insert(passage_text(index))
+                agent.tools.archival_insert(passage_text(index))
             print(f"stored {index}", flush=True)
             index += 1
 
