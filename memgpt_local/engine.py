@@ -31,7 +31,6 @@ from .llm.runtime import ModelRuntime
 from .llm.scan import suggestion
 from .llm.system import hardware_report
 from .memory.agents import AgentExistsError, AgentRecord, AgentStore, check_agent_name
-from .memory.archival import ArchivalStorage
 from .memory.core import DEFAULT_LIMIT, BlockChange, CoreMemory
 from .memory.documents import (
     EmbeddedAhead,
@@ -42,8 +41,7 @@ from .memory.documents import (
 )
 from .memory.embedded import EmbeddedStore
 from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
-from .memory.recall import RecallStorage
-from .memory.stores import AgentStores, Store, redact_url
+from .memory.stores import AgentStores, ArchivalStore, RecallStore, Store, redact_url
 from .transfer import AgentTransfer
 
 HOME_ENV = "MEMGPT_LOCAL_HOME"
@@ -232,11 +230,11 @@ class Engine:
         finally:
             self.runtimes.release(runtime)
 
-    def recall_storage(self, name: str) -> RecallStorage:
+    def recall_storage(self, name: str) -> RecallStore:
         """An agent's recall storage."""
         return self.db.recall(name)
 
-    def archival_storage(self, name: str, progress: bool = True) -> ArchivalStorage:
+    def archival_storage(self, name: str, progress: bool = True) -> ArchivalStore:
         """An agent's archival storage (loads the embedding model); close() it when done."""
         return self.db.archival(name, self.embedder(), progress=progress)
 

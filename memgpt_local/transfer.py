@@ -18,8 +18,7 @@ from .llm.gguf import vocab_counter
 from .llm.kvcache import SnapshotStore
 from .llm.models import ModelSpec
 from .memory.agents import AgentRecord, AgentStore
-from .memory.recall import RecallStorage
-from .memory.stores import AgentStores, Store
+from .memory.stores import AgentStores, RecallStore, Store
 
 
 class AgentHome(Protocol):
@@ -40,7 +39,7 @@ class AgentHome(Protocol):
     def model_spec(self, alias: str | None = None) -> ModelSpec:
         """A registered model (the default when no alias)."""
 
-    def recall_storage(self, name: str) -> RecallStorage:
+    def recall_storage(self, name: str) -> RecallStore:
         """An agent's recall storage."""
 
     def agent_stores(self, name: str) -> AgentStores:

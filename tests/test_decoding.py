@@ -327,7 +327,7 @@ def _accepted_by_the_functions(call: dict) -> None:
     """The checks the agent's functions make of their arguments before they run: a text that
     is not blank, a date that exists, a page or a number of minutes of 1 or more."""
     from memgpt_local.agent.functions import MAX_PAUSE_MINUTES, TEXT_SCHEMAS
-    from memgpt_local.memory.recall import parse_date
+    from memgpt_local.memory.message_log import parse_date
 
     for name, value in call["arguments"].items():
         if TEXT_SCHEMAS.get(name) is decoding.DATE_STRING:

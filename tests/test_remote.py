@@ -16,13 +16,13 @@ from memgpt_local.bench.llama_server_process import LlamaServerProcess, remote_e
 from memgpt_local.errors import RegistryError, RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.base import Runtime, SamplingSettings
-from memgpt_local.llm.completion import CompletionEvent, CompletionRequest
 from memgpt_local.llm.gbnf import UnsupportedRegex, regex_to_gbnf
 from memgpt_local.llm.kvcache import SnapshotStore
-from memgpt_local.llm.llama_server import LlamaServer
 from memgpt_local.llm.models import Registry
 from memgpt_local.llm.remote import RemoteRuntime
-from memgpt_local.llm.slots import AgentSlots
+from memgpt_local.llm.remote.completion import CompletionEvent, CompletionRequest
+from memgpt_local.llm.remote.llama_server import LlamaServer
+from memgpt_local.llm.remote.slots import AgentSlots
 from memgpt_local.processes import free_port
 
 FUNCTIONS = [
@@ -581,7 +581,7 @@ def test_a_token_id_outside_the_vocabulary_is_the_servers_fault(smol_spec, tmp_p
                                     {"tokens": [5], "timings": {"prompt_n": "x"}},
                                     {"tokens": [5], "stop": True, "timings": {"prompt_n": -1}}])
 def test_odd_values_in_a_llama_server_answer_are_never_a_python_error(answer):
-    from memgpt_local.llm.llama_server import _event
+    from memgpt_local.llm.remote.llama_server import _event
 
     event = _event(answer)
     assert event.evaluated is None and isinstance(event.tokens, list)

@@ -14,7 +14,7 @@ from memgpt_local.errors import RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.llm.remote import RemoteRuntime, server_for
-from memgpt_local.llm.vllm_server import PROBE_ANSWER, VllmServer
+from memgpt_local.llm.remote.vllm_server import PROBE_ANSWER, VllmServer
 
 SCHEMA = decoding.function_call_schema([
     {"name": "send_message", "parameters": {

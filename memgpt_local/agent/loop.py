@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ..errors import MemgptLocalError
 from ..llm.base import (
@@ -28,7 +27,7 @@ from ..memory.core import CoreMemory
 from ..memory.messages import Message
 from ..memory.paging import Page
 from ..memory.storable import unstorable
-from ..memory.stores import AgentStores
+from ..memory.stores import AgentStores, ArchivalStore, RecallStore
 from . import context as ctx
 from .functions import FUNCTIONS, Outcome, execute, offered
 from .queue import Prepared, QueueManager
@@ -47,10 +46,6 @@ from .turn import (
     StepTaken,
     Turn,
 )
-
-if TYPE_CHECKING:  # the engine builds the stores; the agent only uses them
-    from ..memory.archival import ArchivalStorage
-    from ..memory.recall import RecallStorage
 
 RETRY_TEMPERATURE = 0.7
 RETRY_REPEAT_PENALTY = 1.3
@@ -117,12 +112,12 @@ class Agent:
         return self.queue_manager.queue
 
     @property
-    def recall(self) -> "RecallStorage":
+    def recall(self) -> RecallStore:
         """Recall storage: every message the agent has seen."""
         return self.stores.recall
 
     @property
-    def archival(self) -> "ArchivalStorage":
+    def archival(self) -> ArchivalStore:
         """Archival storage, opened on first use (loading the embedding model is slow)."""
         return self.stores.archival
 

@@ -1,7 +1,7 @@
 """The model runtime's contract: what the agent and the queue manager call on a loaded model.
 
 `Runtime` is implemented by the llama.cpp runtime (runtime.py), the inference-server runtime
-(remote.py) and the tests' scripted fake (bench/scripted.py). The data types it speaks
+(remote/runtime.py) and the tests' scripted fake (bench/scripted.py). The data types it speaks
 (tokenized prompts, sampling settings, streamed generations and their stats) live here too.
 """
 

@@ -1,7 +1,7 @@
 """A GGUF model's own tokenizer, chat template and call constraint, apart from running it.
 
 Both runtimes build on it: the in-process one (runtime.py) over the fully loaded model, the
-remote one (remote.py) over the file's vocabulary alone, so that prompts, token counts and
+remote one (remote/runtime.py) over the file's vocabulary alone, so that prompts, token counts and
 constraints are computed here the same way whichever process runs the model.
 """
 

@@ -6,11 +6,11 @@ step."""
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from .agents import AgentRecord, AgentStore
-from .archival import ArchivalStorage
-from .recall import RecallStorage
+from .messages import Message
+from .paging import Page
 
 
 def redact_url(url: str) -> str:
@@ -18,9 +18,42 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+class RecallStore(Protocol):
+    """One agent's messages, in either store (recall.py, postgres/recall.py)."""
+
+    def count(self) -> int: ...
+    def next_seq(self) -> int: ...
+    def append(self, message: Message) -> Message: ...
+    def bulk_import(self, messages: list[Message]) -> int: ...
+    def get(self, ids: list[int]) -> list[Message]: ...
+    def all(self) -> list[Message]: ...
+    def ids_by_seq(self) -> dict[int, int]: ...
+    def rebuild_text_index(self) -> None: ...
+    def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page: ...
+    def next_messages(self, messages: list[Message]) -> dict[int, Message]: ...
+    def search_date(self, start: str, end: str, page: int = 1, page_size: int = 5
+                    ) -> Page: ...
+
+
+class ArchivalStore(Protocol):
+    """One agent's passages with their index, in either store (archival.py,
+    postgres/archival.py); inserts reach the index only once committed."""
+
+    def count(self) -> int: ...
+    def insert(self, texts: list[str], source: str | None = None,
+               metadata: dict | None = None) -> list[int]: ...
+    def search(self, query: str, mode: str = "hybrid", page: int = 1,
+               page_size: int = 5) -> Page: ...
+    def delete(self, ids: list[int]) -> int: ...
+    def stage(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Where agents, recall and archival are kept: the embedded store (embedded.py) or
-    PostgreSQL (postgres.py); the engine chooses."""
+    PostgreSQL (postgres/); the engine chooses."""
 
     kind: str
     shared: bool  # several processes at once (their turns take leases)
@@ -34,8 +67,8 @@ class Store(Protocol):
     def fence(self, name: str) -> None: ...
     def transaction(self) -> AbstractContextManager: ...
     def records(self) -> AgentStore: ...
-    def recall(self, name: str) -> RecallStorage: ...
-    def archival(self, name: str, embedder, progress: bool = True) -> ArchivalStorage: ...
+    def recall(self, name: str) -> RecallStore: ...
+    def archival(self, name: str, embedder: Any, progress: bool = True) -> ArchivalStore: ...
     def passage_count(self, name: str) -> int: ...
     def passage_hashes(self, name: str) -> set[str]: ...
     def stored_passages(self, name: str) -> list[dict]: ...
@@ -47,21 +80,21 @@ class Store(Protocol):
 class AgentStores:
     """The record store, recall and archival storage of one agent."""
 
-    def __init__(self, db: Store, name: str, records: AgentStore, recall: RecallStorage,
-                 open_archival: Callable[[], ArchivalStorage]):
+    def __init__(self, db: Store, name: str, records: AgentStore, recall: RecallStore,
+                 open_archival: Callable[[], ArchivalStore]):
         self.db = db
         self.name = name
         self.records = records
         self.recall = recall
         self._open_archival = open_archival
-        self._archival: ArchivalStorage | None = None
+        self._archival: ArchivalStore | None = None
 
     @property
-    def archival(self) -> ArchivalStorage:
+    def archival(self) -> ArchivalStore:
         """Archival storage, opened on first use (see open_archival)."""
         return self.open_archival()
 
-    def open_archival(self) -> ArchivalStorage:
+    def open_archival(self) -> ArchivalStore:
         """Open archival storage if it is not open yet, never inside a transaction: opening
         may embed rows again or rebuild the index, in batches that must commit on their own."""
         if self._archival is None:

@@ -3,7 +3,7 @@ for several servers sharing their agents (the embedded DuckDB + hnswlib store is
 
 The same record and recall classes run on it, through a connection that speaks their SQL
 (`?` parameters); what differs is here (the schema and its migrations, the connection and its
-faults, the leases) and in pg_recall.py (text search) and pg_archival.py (pgvector). psycopg 3
+faults, the leases) and in recall.py (text search) and archival.py (pgvector). psycopg 3
 with a connection pool.
 """
 
@@ -18,12 +18,12 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from ..errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
-from .agents import AgentStore
-from .archival import passage_count, passage_hashes
-from .pg_archival import PostgresArchival, vector_text
-from .pg_recall import PostgresRecall
-from .stores import redact_url
+from ...errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
+from ..agents import AgentStore
+from ..archival import passage_count, passage_hashes
+from ..stores import redact_url
+from .archival import PostgresArchival, vector_text
+from .recall import PostgresRecall
 
 
 def _m001_schema(con) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
-from ..errors import RemoteServerError
+from ...errors import RemoteServerError
 
 RETRIES = 3
 BACKOFF_S = 0.5

@@ -13,9 +13,9 @@ from pathlib import PurePath
 import httpx
 import numpy as np
 
-from ..errors import RemoteServerError
+from ...errors import RemoteServerError
+from ..gbnf import regex_to_gbnf
 from .completion import CompletionEvent, CompletionRequest, count_or_none, token_list
-from .gbnf import regex_to_gbnf
 from .server_http import ServerHttp
 
 GRAMMAR_PROBE = "42"

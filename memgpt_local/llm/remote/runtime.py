@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ContextOverflowError, RemoteServerError
-from .base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
+from ...errors import ContextOverflowError, RemoteServerError
+from ..base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
+from ..decoding import FunctionCallProcessor, NoCopyProcessor
+from ..gguf import unreadable_model_errors
+from ..kvcache import SnapshotStore
+from ..models import ModelSpec
+from ..runtime import repeating_span
+from ..tokenizer import ModelTokenizer
 from .completion import CompletionEvent, CompletionRequest, CompletionServer
-from .decoding import FunctionCallProcessor, NoCopyProcessor
-from .gguf import unreadable_model_errors
-from .kvcache import SnapshotStore
 from .llama_server import LlamaServer
-from .models import ModelSpec
-from .runtime import repeating_span
 from .slots import AgentSlots, snapshot_filename
-from .tokenizer import ModelTokenizer
 from .vllm_server import VllmServer
 
 

@@ -11,7 +11,7 @@ token counts as evaluated). vLLM has no slots and no slot files.
 
 from collections.abc import Iterator
 
-from ..errors import RemoteServerError
+from ...errors import RemoteServerError
 from .completion import (
     CompletionEvent,
     CompletionRequest,

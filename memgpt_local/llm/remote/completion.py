@@ -2,7 +2,7 @@
 token-id prompt, streamed as token ids, under a constraint or with only some tokens allowed.
 
 Each server client (llama_server.py, vllm_server.py) translates a CompletionRequest into its own
-API and its answers back into CompletionEvents; the runtime (remote.py) sees only these.
+API and its answers back into CompletionEvents; the runtime (runtime.py) sees only these.
 """
 
 from collections.abc import Iterator
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .base import SamplingSettings
+from ..base import SamplingSettings
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from .archival import HybridSearch, content_hash
+from ..archival import HybridSearch, content_hash
 
 EF_SEARCH = 200  # pgvector's hnsw.ef_search for a query (its default, 40, loses outliers)
 HNSW_SEARCH_LIMIT = 1000  # the largest ef_search pgvector takes

@@ -6,24 +6,20 @@ document frequencies read from PostgreSQL's own statistics of the column."""
 import math
 from datetime import UTC, datetime
 
-from .messages import Message
-from .paging import Page, page_bounds
-from .recall import RecallStorage, _args_json, _check_roles
+from ..message_log import MessageLog, args_json, check_roles
+from ..messages import Message
+from ..paging import Page, page_bounds
 
 COMMON_FRACTION = 0.1  # as the embedded store's text index (textindex.py)
 ANALYZE_AFTER_ROWS = 10_000  # a bulk import this large refreshes the statistics at once
 
 
-class PostgresRecall(RecallStorage):
+class PostgresRecall(MessageLog):
     """One agent's messages in the PostgreSQL store."""
-
-    def __init__(self, con, agent: str):
-        self.con = con
-        self.agent = agent
 
     def bulk_import(self, messages: list[Message]) -> int:
         """Import many past messages at once (COPY), keeping their time stamps."""
-        _check_roles({m.role for m in messages})
+        check_roles({m.role for m in messages})
         base = self.next_seq()
         now = datetime.now(UTC)
         with self.con.raw.cursor() as cursor, cursor.copy(
@@ -31,7 +27,7 @@ class PostgresRecall(RecallStorage):
                 "created_at, tokens) FROM STDIN") as copy:
             for i, m in enumerate(messages):
                 copy.write_row((self.agent, base + i, m.role, m.content, m.function_name,
-                                _args_json(m.function_args), m.created_at or now, m.tokens))
+                                args_json(m.function_args), m.created_at or now, m.tokens))
         if len(messages) >= ANALYZE_AFTER_ROWS and not self.con.raw.info.transaction_status:
             self.con.execute("ANALYZE messages")  # the word statistics search weighs by
         return len(messages)
