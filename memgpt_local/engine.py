@@ -40,7 +40,7 @@ from .memory.documents import (
     store_documents,
 )
 from .memory.embedded import EmbeddedStore
-from .memory.embeddings import MODEL_ENV, PRECISION_ENV, Embedder, load_embedder
+from .memory.embeddings import MODEL_ENV, PRECISION_ENV, TextEmbedder, load_embedder
 from .memory.stores import AgentStores, ArchivalStore, RecallStore, Store, redact_url
 from .transfer import AgentTransfer
 
@@ -77,18 +77,19 @@ class EngineConfig:
         home = os.environ.get(HOME_ENV)
         if not home:
             home = str(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "memgpt-local")
+        kv_budget = _size_from(KV_BUDGET_ENV)
         return cls(Path(home).expanduser(), os.environ.get(MODEL_ENV) or None,
                    os.environ.get(PRECISION_ENV) or "int8",
-                   kv_budget_bytes=_size_from(KV_BUDGET_ENV, DEFAULT_BUDGET_BYTES),
-                   gpu_budget_bytes=_size_from(GPU_BUDGET_ENV, None),
+                   kv_budget_bytes=DEFAULT_BUDGET_BYTES if kv_budget is None else kv_budget,
+                   gpu_budget_bytes=_size_from(GPU_BUDGET_ENV),
                    store=os.environ.get(STORE_ENV) or None)
 
 
-def _size_from(variable: str, default: int | None) -> int | None:
-    """A size an environment variable gives (4GiB, 500MB), else the default."""
+def _size_from(variable: str) -> int | None:
+    """A size an environment variable gives (4GiB, 500MB), else None."""
     value = os.environ.get(variable)
     try:
-        return parse_size(value) if value else default
+        return parse_size(value) if value else None
     except ValueError as exc:
         raise MemgptLocalError(f"${variable}: {exc}") from None
 
@@ -132,7 +133,7 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None, wait: bool = False,
                  runtime_factory: RuntimeFactory | None = None,
-                 clock: ctx.Clock = ctx.utc_now, embedder: Embedder | None = None,
+                 clock: ctx.Clock = ctx.utc_now, embedder: TextEmbedder | None = None,
                  runtime_wrapper: Callable[[Runtime], Runtime] | None = None):
         self.config = config or EngineConfig.from_environment()
         self.home = self.config.home
@@ -177,7 +178,7 @@ class Engine:
         return SnapshotStore(self.home / "cache" / "kv", self.config.kv_budget_bytes,
                              self.config.kv_memory_bytes)
 
-    def embedder(self) -> Embedder:
+    def embedder(self) -> TextEmbedder:
         """The embedding model, loaded on first use (seconds) and shared."""
         if self._embedder is not None:
             return self._embedder
@@ -475,5 +476,5 @@ class Engine:
     def __enter__(self) -> "Engine":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

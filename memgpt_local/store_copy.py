@@ -11,6 +11,7 @@ from .engine import STORE_SCHEMES, EngineConfig, open_store
 from .errors import MemgptLocalError
 from .memory.copying import read_agent, write_agent
 from .memory.database import DB_FILE
+from .memory.stores import Store
 
 
 class StoreCopyError(MemgptLocalError):
@@ -49,7 +50,8 @@ def copy_store(source: EngineConfig, target: EngineConfig,
         origin.close()
 
 
-def _copy_agent(origin, destination, name: str, progress: Callable[[str], None]) -> dict:
+def _copy_agent(origin: Store, destination: Store, name: str,
+                progress: Callable[[str], None]) -> dict:
     rows = read_agent(origin, name)
     digest = rows.digest()
     there = destination.records().exists(name)

@@ -5,6 +5,8 @@ the AgentHome protocol.
 """
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -151,7 +153,7 @@ class AgentTransfer:
                 each.close()
         return [e.record for e in exports]
 
-    def _transaction(self, stores: list[AgentStores]):
+    def _transaction(self, stores: list[AgentStores]) -> AbstractContextManager:
         """One agent's store transaction (archival included), or for several agents of an
         .af, which holds no passages, one database transaction over them all."""
         return stores[0].transaction() if len(stores) == 1 else self.home.db.transaction()
@@ -168,7 +170,8 @@ class AgentTransfer:
             self.home.records.save(record)
         return record
 
-def _fit_window(imported: agentfile.AfAgent, count, model: str) -> None:
+def _fit_window(imported: agentfile.AfAgent, count: Callable[[str], int], model: str
+                ) -> None:
     """Settings stored whole, as a new agent's are; block limits lowered to fit the window
     where they can be, and said so - unless an export of ours on the same window brought
     limits that fit it already. Blocks whose text alone is too long refuse the import: such

@@ -87,3 +87,20 @@ def test_each_setting_has_one_range_everywhere(tmp_path):
         assert (options[key].min, options[key].max) == RANGES[setting]
     bench_window = {p.name: p.type for p in cli.commands["bench"].commands["run"].params}
     assert bench_window["n_ctx"].min == RANGES["n_ctx"][0]
+
+
+def test_a_message_of_dash_is_read_from_standard_input_as_utf8():
+    import click
+
+    from memgpt_local.cli.common import read_message
+
+    @click.command()
+    @click.argument("message")
+    def echo(message: str) -> None:
+        click.echo(read_message(message))
+
+    assert CliRunner().invoke(echo, ["-"], input="Olá, Zoë\n".encode()).output == "Olá, Zoë\n\n"
+    assert CliRunner().invoke(echo, ["plain"]).output == "plain\n"
+    bad = CliRunner().invoke(echo, ["-"], input=b"\xff\xfe")
+    assert bad.exit_code == 1 and bad.output.strip().splitlines() == [
+        "Error: The message on standard input is not UTF-8 text."]

@@ -353,7 +353,7 @@ def _messages(agent: dict, mapped: dict[str, str], name: str, call_texts: dict
         for message in ours:
             message.created_at, message.seq = when, len(messages) + 1
             messages.append(message)
-        seqs_of[str(letta.get("id"))] = [m.seq for m in ours]
+        seqs_of[str(letta.get("id"))] = [m.seq for m in ours if m.seq is not None]
     in_context = [seq for letta_id in agent.get("in_context_message_ids") or []
                   for seq in seqs_of.get(str(letta_id), [])]
     return messages, in_context

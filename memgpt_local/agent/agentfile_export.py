@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 
 from ..memory.agents import AgentRecord
+from ..memory.core import Block
 from ..memory.messages import Message
 from .agentfile import LETTA_AGENT_TYPES, LETTA_NAMES, OUR_KEY, call_text
 from .functions import FUNCTIONS
@@ -77,10 +78,10 @@ def _parsed(message: Message) -> tuple[str, dict] | None:
 def _canonical(message: Message) -> str | None:
     """The text an import writes for a call (None: the call does not parse)."""
     parsed = _parsed(message)
-    return call_text(parsed[0], message.function_name, parsed[1]) if parsed else None
+    return call_text(parsed[0], message.function_name or "", parsed[1]) if parsed else None
 
 
-def _block(block_id: str, block) -> dict:
+def _block(block_id: str, block: Block) -> dict:
     return {"id": block_id, "label": block.label, "value": block.value, "limit": block.limit,
             "description": block.description or None, "read_only": block.read_only,
             "is_template": False, "metadata": {}}
@@ -105,7 +106,7 @@ def _messages(messages: list[Message], in_context: set[int]) -> tuple[list[dict]
         letta = _message(message, letta_id, last_call)
         if message.role == "function_call":
             last_call = f"call-{message.seq}"
-        out.append({"id": letta_id, "created_at": message.created_at.isoformat(), **letta})
+        out.append({"id": letta_id, "created_at": message.stamp(), **letta})
         if message.id in in_context:
             context_ids.append(letta_id)
     return out, context_ids

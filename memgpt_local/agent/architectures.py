@@ -12,15 +12,16 @@ the stored messages to the model in its own form (`entries`).
 import json
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from ..llm.tool_formats import JSON, ToolFormat, assistant_call, tool_result
 from ..memory.messages import Message
 from .functions import AgentFunction
 from .recollection import ENTRY_FUNCTION
 
-MEMGPT, REPLY = "memgpt", "reply"
-ARCHITECTURES = (MEMGPT, REPLY)
+ArchitectureName = Literal["memgpt", "reply"]  # the typed form, for the HTTP schemas
+MEMGPT, REPLY = get_args(ArchitectureName)
+ARCHITECTURES: tuple[str, ...] = (MEMGPT, REPLY)
 REPLY_FUNCTION = "send_message"  # what a rule naming it means under `reply`: a plain reply
 
 
@@ -135,10 +136,10 @@ class ReplyArchitecture:
         native = self.native_tools and isinstance(message.function_args, dict)
         if message.role == "function_call" and native and \
                 message.function_name != REPLY_FUNCTION:
-            return assistant_call(message.function_name, without_heartbeat(
-                message.function_args), call_seq)
+            return assistant_call(message.function_name or "", without_heartbeat(
+                message.function_args or {}), call_seq)
         if message.role == "function_result" and native_result(message, self.native_tools):
-            return tool_result(message.function_name, message.content, call_seq)
+            return tool_result(message.function_name or "", message.content, call_seq)
         if message.role == "function_call":
             return {"role": "assistant", "content": call_text(message)}
         if message.role == "user":

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -46,7 +47,7 @@ def _environment(folder: str = "memgpt") -> Environment:
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
 
 
-def render(template: str, folder: str = "memgpt", **values) -> str:
+def render(template: str, folder: str = "memgpt", **values: Any) -> str:
     """Render one of prompt_templates/FOLDER/*.jinja (else the memgpt one of that name)."""
     return _environment(folder).get_template(template).render(**values).strip()
 
@@ -63,7 +64,7 @@ def alerts(folder: str = "memgpt") -> dict[str, str]:
     return texts
 
 
-def alert(name: str, folder: str = "memgpt", **values) -> str:
+def alert(name: str, folder: str = "memgpt", **values: Any) -> str:
     """One system event text (of an architecture's folder) with its placeholders filled."""
     return alerts(folder)[name].format(**values)
 

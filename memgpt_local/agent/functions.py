@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from ..llm.decoding import DATE_STRING, NON_BLANK_STRING
 from ..memory.core import CoreMemory, CoreMemoryError
+from ..memory.messages import Message
 from ..memory.paging import Page
 
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
@@ -29,8 +30,13 @@ class FunctionError(Exception):
 class FunctionContext(Protocol):
     """What a function may touch: the agent's memory, settings and the user channel."""
 
-    core: CoreMemory
-    page_size: int
+    @property
+    def core(self) -> CoreMemory:
+        """The agent's core memory."""
+
+    @property
+    def page_size(self) -> int:
+        """Search results per page."""
 
     def recall_search(self, query: str, page: int) -> Page: ...
     def recall_search_date(self, start: str, end: str, page: int) -> Page: ...
@@ -140,7 +146,7 @@ def format_page(page: Page, render: Callable[[Any], str]) -> str:
     return "\n".join([page.header().capitalize() + ":"] + [render(i) for i in page.items])
 
 
-def message_line(message, mark: str = "-") -> str:
+def message_line(message: Message, mark: str = "-") -> str:
     """A stored message as one line of a result: its mark, time, role and text."""
     when = message.created_at.strftime("%Y-%m-%d %H:%M") if message.created_at else "?"
     return f"{mark} [{when}] {message.role}: {message.content}"
@@ -158,7 +164,7 @@ def _with_replies(page: Page, replies: dict) -> Callable[[Any], str]:
     """Renders a found message with the reply shown under it (replies_shown)."""
     shown = replies_shown(page, replies)
 
-    def render(message) -> str:
+    def render(message: Message) -> str:
         reply = shown.get(message.id)
         if reply is None:
             return message_line(message)

@@ -175,7 +175,7 @@ class Agent:
     def heartbeats_paused(self) -> bool:
         """Whether pause_heartbeats is in force."""
         until = self.state.heartbeats_paused_until
-        return bool(until) and datetime.fromisoformat(until) > self.clock()
+        return until is not None and datetime.fromisoformat(until) > self.clock()
 
     # --- events ----------------------------------------------------------------------------
     def send(self, text: str, listener: Listener | None = None) -> Turn:
@@ -234,14 +234,14 @@ class Agent:
             if event is not None:
                 self.queue_manager.append(event)
             started = time.perf_counter()
-            memory = self._bring_memory(event.content) if bring else None
+            memory = self._bring_memory(event.content) if bring and event else None
             memory_s = time.perf_counter() - started
         if memory and listener:
             listener(MemoryBrought(memory.content))
         turn = self._chain(listener)
         if memory:
             self._put_away(memory)
-        turn.memory, turn.memory_s = memory and memory.content, memory_s
+        turn.memory, turn.memory_s = memory.content if memory else None, memory_s
         with self.model_gate():  # a server's slot save: other agents' jobs run meanwhile
             turn.saved_context = self.runtime.save_context(self.record.name)
         return turn
@@ -400,7 +400,7 @@ class Agent:
 
     def save(self) -> None:
         """Persist the record: core memory, summary, the queue's message ids, state."""
-        self.record.in_context = [m.id for m in self.queue]
+        self.record.in_context = [m.id for m in self.queue if m.id is not None]
         self.record.settings = stored(self.settings, self.state)
         self.stores.save(self.record)
 

@@ -55,7 +55,7 @@ def export_document(record: AgentRecord, messages: list[Message], passages: list
 def _message_dict(message: Message) -> dict:
     return {"seq": message.seq, "role": message.role, "content": message.content,
             "function_name": message.function_name, "function_args": message.function_args,
-            "created_at": message.created_at.isoformat(), "tokens": message.tokens}
+            "created_at": message.stamp(), "tokens": message.tokens}
 
 
 def read_export(path: Path) -> AgentExport:
@@ -89,7 +89,7 @@ def parse_export(data: Any) -> AgentExport:
         raise ValueError(f"it is version {data['version']!r}; this memgpt-local reads version "
                          f"{VERSION} (a newer version may have written it).")
     messages = [_parse_message(m, i) for i, m in enumerate(_list(data["messages"], "messages"))]
-    seqs = [m.seq for m in messages]
+    seqs = [m.seq for m in messages if m.seq is not None]
     if seqs != sorted(set(seqs)):
         raise ValueError("message seq numbers must be unique and increasing.")
     record, in_context = _parse_agent(data["agent"], set(seqs))

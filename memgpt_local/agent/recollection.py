@@ -29,14 +29,15 @@ HEADER = ("Memory related to the user's message, found automatically (it may not
 class Recall(Protocol):
     """Recall storage as a recollection reads it."""
 
-    def search_text(self, query: str, page: int, page_size: int) -> Page: ...
-    def next_messages(self, messages: list[Message]) -> dict: ...
+    def search_text(self, query: str, page: int = 1, page_size: int = 5) -> Page: ...
+    def next_messages(self, messages: list[Message]) -> dict[int, Message]: ...
 
 
 class Archival(Protocol):
     """Archival storage as a recollection reads it."""
 
-    def search(self, query: str, page: int, page_size: int) -> Page: ...
+    def search(self, query: str, mode: str = "hybrid", page: int = 1,
+               page_size: int = 5) -> Page: ...
 
 
 def recollect(recall: Recall, archival: Archival | None, text: str, hits: int,
@@ -95,16 +96,16 @@ def _conversation(recall: Recall, text: str, hits: int, in_context: set) -> list
     groups = []
     for message in found:
         lines = [_cut(message_line(message))]
-        reply = following.get(message.id)
-        if _shown_after(reply, in_context, found):
+        reply = following.get(message.id) if message.id is not None else None
+        if reply is not None and _shown_after(reply, in_context, found):
             lines.append(_cut(message_line(reply, "  then")))
         groups.append(lines)
     return groups
 
 
-def _shown_after(reply: Message | None, in_context: set, found: list[Message]) -> bool:
+def _shown_after(reply: Message, in_context: set, found: list[Message]) -> bool:
     """Whether a hit's next message is worth showing under it (a conversation turn that is
     neither in context nor a hit itself)."""
-    return (reply is not None and reply.role in CONVERSATION_ROLES and reply.id not in in_context
+    return (reply.role in CONVERSATION_ROLES and reply.id not in in_context
             and all(reply.id != m.id for m in found))
 

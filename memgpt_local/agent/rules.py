@@ -82,7 +82,7 @@ def parse_rule(data: Any, functions: Iterable[str]) -> ToolRule:
     if unknown:
         raise ToolRuleError(f"{label}: unknown fields {sorted(unknown)}.")
     _check_function(label, tool, names)
-    rule = ToolRule(kind, tool)
+    rule = ToolRule(kind, str(tool))
     if kind == "constrain_child_tools":
         rule.children = _children(label, data.get("children"), names)
     elif kind == "max_count_per_step":

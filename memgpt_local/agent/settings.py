@@ -19,7 +19,7 @@ STORED_SAMPLING = ("temperature", "repeat_penalty", "seed")
 
 
 # The range of each setting, for settings that come from outside (an imported agent file).
-RANGES = {
+RANGES: dict[str, tuple[float, float]] = {
     "n_ctx": (256, 1_048_576), "warning_fraction": (0.05, 0.99), "evict_fraction": (0.05, 0.95),
     "response_tokens": (16, 8192), "summary_tokens": (16, 8192), "max_chain": (1, 100),
     "max_failures": (1, 100), "result_max_chars": (100, 1_000_000), "page_size": (1, 100),
@@ -31,7 +31,7 @@ RANGES = {
 # to each message recalled 3 of 4 facts that had left a 2k window against 0 of 4 without; the
 # rules make every turn end with a reply and cut the search and insert loops small models fall
 # into (nested-KV: turns that hit the step cap without a word became answered turns).
-NEW_AGENT_SETTINGS = {
+NEW_AGENT_SETTINGS: dict[str, Any] = {
     "memory_hits": 3,
     "tool_rules": [
         {"type": "required_before_exit", "tool_name": "send_message"},
@@ -46,13 +46,13 @@ INTEGER_SETTINGS = {"n_ctx", "response_tokens", "summary_tokens", "max_chain", "
                     "memory_hits"}
 
 
-def _within(key: str, value) -> bool:
+def _within(key: str, value: Any) -> bool:
     kind = int if key in INTEGER_SETTINGS else int | float
     low, high = RANGES[key]
     return isinstance(value, kind) and not isinstance(value, bool) and low <= value <= high
 
 
-def _check_extra_functions(names) -> None:
+def _check_extra_functions(names: Any) -> None:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("setting extra_functions must be a list of function names.")
     unknown = sorted(set(names) - set(OPTIONAL_FUNCTIONS))
@@ -137,7 +137,7 @@ class AgentSettings:
         return cls.from_dict(record.settings)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AgentSettings":
+    def from_dict(cls, data: dict) -> Self:
         """Settings from a stored dict (unknown keys, such as run-time state, ignored)."""
         known = {f.name for f in fields(cls)} - {"sampling"}
         sampling = SamplingSettings(**{k: data[k] for k in STORED_SAMPLING if k in data})

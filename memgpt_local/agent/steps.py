@@ -99,8 +99,11 @@ class ReplySteps:
             calls = tuple(f for f in functions if f != REPLY_FUNCTION)
             schema = self.agent.call_schema(calls) if calls else None
             runtime, fmt = self.agent.runtime, self.tool_format
-            constraint = (runtime.reply_constraint(schema, fmt) if REPLY_FUNCTION in functions
-                          else runtime.constraint(schema, fmt))
+            if REPLY_FUNCTION in functions:
+                constraint = runtime.reply_constraint(schema, fmt)
+            else:  # no reply offered: some function is
+                assert schema is not None
+                constraint = runtime.constraint(schema, fmt)
             self._processors[functions] = constraint.processor()
         return self._processors[functions]
 
@@ -120,8 +123,9 @@ class ReplySteps:
             return self._reply(message["message"], stats)
         if call is not None:
             call = with_heartbeat(call, self.agent)
-        stored = (stored_call(call["function"], call.get("arguments"))
-                  if call is not None and isinstance(call.get("arguments"), dict)
+        arguments = call.get("arguments") if call is not None else None
+        stored = (stored_call(call["function"], arguments)
+                  if call is not None and isinstance(arguments, dict)
                   else Message("function_call", text))
         stored.tokens = stats.generated_tokens
         outcome = self.agent.run_call(call, error, stored)
@@ -150,7 +154,7 @@ class ReplySteps:
 def with_heartbeat(call: dict, agent: "Agent") -> dict:
     """A reply-architecture call with request_heartbeat true where its function takes it:
     every call gets another step."""
-    function = agent.functions.get(call.get("function"))
+    function = agent.functions.get(str(call.get("function")))
     arguments = call.get("arguments")
     if function is None or not function.takes_heartbeat or not isinstance(arguments, dict):
         return call

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -83,7 +84,7 @@ def _files(folder: Path, exported: Path) -> dict[str, Path]:
     return paths
 
 
-def _with(document: dict, key: str, value) -> dict:
+def _with(document: dict, key: str, value: Any) -> dict:
     copy = json.loads(json.dumps(document))
     copy["agent"][key] = value
     return copy
@@ -175,7 +176,7 @@ def _judge(case: Case, result: subprocess.CompletedProcess, report: BadInputRepo
 def prepare_home(home: Path, folder: Path) -> Path:
     """A home with one agent that has a message and a passage (embedded by the configured
     model, as the command line will open it); returns its export file."""
-    def answer(messages):
+    def answer(messages: list[dict]) -> str:
         return call("send_message", message="Noted.")
 
     with Engine(EngineConfig(home),

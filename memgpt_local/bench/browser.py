@@ -2,6 +2,7 @@
 system's binary (Playwright never downloads a browser here), with nothing reaching a network."""
 
 import shutil
+from typing import Any
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # root needs --no-sandbox; the rest stop Chromium's own calls home on a closed network
@@ -12,7 +13,7 @@ MISSING = ("Chromium is not installed: `scripts/setup.sh --tests` installs it (a
            "sudo), or `apt-get install chromium`.")
 
 
-def launch(playwright, *extra_args: str):
+def launch(playwright: Any, *extra_args: str) -> Any:
     """A headless Chromium browser from a started Playwright (with extra switches)."""
     return playwright.chromium.launch(executable_path=CHROMIUM,
                                       args=[*CHROMIUM_ARGS, *extra_args])

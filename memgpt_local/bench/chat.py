@@ -106,7 +106,7 @@ def run_chat(engine: Engine, model: str | None, n_ctx: int, settings: dict | Non
 class FirstReply:
     """A turn's listener that times its first reply character, as `chat` would show it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.start = time.perf_counter()
         self.seconds: float | None = None
 

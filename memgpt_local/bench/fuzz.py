@@ -47,7 +47,7 @@ def _text(max_words: int) -> st.SearchStrategy[str]:
 class Policy:
     """The scripted model: each step draws a call (or invalid output) from hypothesis."""
 
-    def __init__(self, data, summary_tokens: int):
+    def __init__(self, data: st.DataObject, summary_tokens: int) -> None:
         self.data = data
         self.summary_tokens = summary_tokens
         self.agent: Agent | None = None
@@ -142,7 +142,7 @@ def _state(agent: Agent) -> tuple:
             agent.state)
 
 
-def run_case(data, report: FuzzReport) -> None:
+def run_case(data: st.DataObject, report: FuzzReport) -> None:
     """One fuzzed agent in a fresh home: a random window, then random events."""
     n_ctx = data.draw(st.integers(2048, 8192), label="n_ctx")
     policy = Policy(data, summary_tokens=160)
@@ -159,7 +159,8 @@ def run_case(data, report: FuzzReport) -> None:
                 return
 
 
-def _one_event(data, agent: Agent, checks: Invariants, report: FuzzReport) -> bool:
+def _one_event(data: st.DataObject, agent: Agent, checks: Invariants, report: FuzzReport
+               ) -> bool:
     """Send one random event; False when the window was exceeded (the case ends)."""
     words = data.draw(st.one_of(st.integers(0, 60), st.integers(0, agent.runtime.n_ctx)))
     text = " ".join(data.draw(st.sampled_from(WORDS)) for _ in range(min(words, 8)))
@@ -194,7 +195,7 @@ def run_fuzz(min_steps: int, report: FuzzReport | None = None) -> FuzzReport:
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
-    def campaign(data) -> None:
+    def campaign(data: st.DataObject) -> None:
         run_case(data, report)
 
     while report.steps < min_steps:

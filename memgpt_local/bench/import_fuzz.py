@@ -18,7 +18,8 @@ from typing import Any
 from ..engine import Engine, EngineConfig
 from .scripted import Findings, HashingEmbedder, ScriptedRuntime, call
 
-REPLACEMENTS = (None, True, False, 0, -1, 2**63, 1.5, "", "x", [], {}, ["x"], {"x": 1}, [[]])
+REPLACEMENTS: tuple[Any, ...] = (None, True, False, 0, -1, 2**63, 1.5, "", "x", [], {}, ["x"],
+                                 {"x": 1}, [[]])
 KINDS = ("swap", "swap", "swap", "remove", "remove", "deep", "deep_text", "huge", "bad_text")
 BAD_CHARACTERS = ("\ud800", "\udfff", "\x00")
 READ_ROUTES = ("", "/messages", "/export", "/export?format=af", "/context", "/core-memory",
@@ -58,7 +59,7 @@ def seed_documents(shared: Path, folder: Path) -> dict[str, tuple[str, Any]]:
     return documents
 
 
-def _answer(messages) -> str:
+def _answer(messages: list[dict]) -> str:
     return call("send_message", message="Noted.")
 
 

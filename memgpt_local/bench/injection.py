@@ -14,17 +14,16 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..agent.loop import Agent
 from ..engine import Engine, EngineConfig
-from ..llm.base import Generation, GenerationStats
+from ..llm.base import Generation, GenerationStats, PromptTokens, SamplingSettings
+from ..llm.tokenizer import ModelTokenizer
+from ..llm.tool_formats import ToolFormat
 from .scripted import HashingEmbedder, call
-
-if TYPE_CHECKING:  # the engine loads it
-    from ..llm.runtime import ModelRuntime
 
 # Each path, and the text that comes before the control-token texts where it reaches the prompt.
 PATHS = {"user message": "Please read this: ", "persona file": "I am ",
@@ -54,9 +53,10 @@ class ProbeRuntime:
 
     concurrent = False
 
-    def __init__(self, runtime: "ModelRuntime", control: dict[int, str], report: InjectionReport):
+    def __init__(self, runtime: ModelTokenizer, control: dict[int, str],
+                 report: InjectionReport) -> None:
         self.runtime = runtime
-        self.n_ctx = runtime.n_ctx
+        self.n_ctx: int = runtime.n_ctx
         self.tool_format = runtime.tool_format
         self.control = control
         self.report = report
@@ -70,18 +70,27 @@ class ProbeRuntime:
         return self.runtime.count_tokens(text)
 
     def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
-                    tools: list[dict] | None = None):
+                    tools: list[dict] | None = None) -> PromptTokens:
         """The real template and tokenizer."""
         self._messages = messages
         return self.runtime.chat_tokens(messages, add_generation_prompt, tools)
 
-    def constraint(self, schema: dict, tool_format=None):
+    def constraint(self, schema: dict, tool_format: ToolFormat | None = None) -> "ProbeRuntime":
         """No constraint is needed for scripted calls."""
         return self
 
-    def processor(self):
-        """A marker for agent steps."""
-        return object()
+    def reply_constraint(self, schema: dict | None, tool_format: ToolFormat | None = None
+                         ) -> "ProbeRuntime":
+        """No constraint is needed for scripted replies either."""
+        return self
+
+    def processor(self) -> Callable:
+        """A marker for agent steps (it leaves the logits as they are)."""
+        return lambda input_ids, logits: logits
+
+    def cache_report(self, tokens: list[int], prefix_len: int, context: str) -> dict:
+        """Probes keep no KV state."""
+        return {}
 
     def close(self) -> None:
         """The real runtime is closed by the campaign."""
@@ -93,8 +102,10 @@ class ProbeRuntime:
     def save_context(self, name: str) -> None:
         """No KV state is kept for probes."""
 
-    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None, avoid=None):
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None, processor: Callable | None = None,
+                 prefix_len: int = 0, context: str | None = None,
+                 avoid: list[str] | None = None) -> Generation:
         """Check the prompt, then answer with the next scripted call (the texts to avoid
         are tokenized as plain text by the real runtime, never as control tokens)."""
         self._check(tokens)
@@ -109,7 +120,8 @@ class ProbeRuntime:
         prompt = "\n".join(m["content"] for m in self._messages)
         self.report.paths_reached |= {path for path, before in PATHS.items()
                                       if before + self.chunk[:40] in prompt}
-        clean = [{**m, "content": self.injected.sub("", m["content"])} for m in self._messages]
+        injected = self.injected or re.compile(r"(?!)")  # none set: nothing to take out
+        clean = [{**m, "content": injected.sub("", m["content"])} for m in self._messages]
         expected = Counter(t for t in self.runtime.chat_tokens(clean).tokens
                            if t in self.control)
         extra = Counter(t for t in tokens if t in self.control) - expected
@@ -180,6 +192,7 @@ def run_injection(alias: str, n_ctx: int = 8192, limit: int | None = None,
             alias = _remote_entry(alias, server, home)
         with Engine(EngineConfig(home), embedder=HashingEmbedder()) as real:
             runtime = real.runtime(alias, n_ctx)
+            assert isinstance(runtime, ModelTokenizer), "a model's runtime, with its tokens"
             report.runtime = type(runtime).__name__
             control = runtime.control_tokens()
             report.constraint_control_tokens = _constraint_control(runtime, control)
@@ -206,7 +219,7 @@ def _remote_entry(alias: str, server: str, home: Path) -> str:
     return f"{alias}-remote"
 
 
-def _constraint_control(runtime: "ModelRuntime", control: dict[int, str]) -> int:
+def _constraint_control(runtime: ModelTokenizer, control: dict[int, str]) -> int:
     """Control tokens the agent's call constraint allows anywhere but the final end token."""
     from ..agent.functions import FUNCTIONS
     from ..llm.decoding import function_call_schema

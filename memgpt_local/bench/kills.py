@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..agent.loop import Agent
 from ..engine import Engine, EngineConfig
+from ..memory.archival import ArchivalStorage
 from .scripted import Findings
 
 AGENT = "victim"
@@ -75,17 +79,19 @@ def _run_child(config: EngineConfig, first: int, wait_for: int, kill_after_s: fl
         [sys.executable, "-m", "memgpt_local.bench.kills", str(config.home), str(first),
          *([config.store] if config.store else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [process.stdout.readline().strip()]
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None  # both piped
+    lines = [stdout.readline().strip()]
     while lines[-1] and len(lines) <= wait_for:
-        lines.append(process.stdout.readline().strip())
+        lines.append(stdout.readline().strip())
     if lines[0] != "ready" or not lines[-1]:
         process.kill()
         process.wait()
-        return [], process.stderr.read()[-2000:]
+        return [], stderr.read()[-2000:]
     time.sleep(kill_after_s)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    lines += process.stdout.read().splitlines()
+    lines += stdout.read().splitlines()
     return [int(line.split()[1]) for line in lines if line.startswith("stored")], ""
 
 
@@ -108,7 +114,7 @@ def _check_home(config: EngineConfig, reported: list[int], in_flight: set[int],
     report.temporary_files_left += len(left)
 
 
-def _check_messages(agent, reported: list[int], in_flight: set[int],
+def _check_messages(agent: Agent, reported: list[int], in_flight: set[int],
                     report: KillReport) -> None:
     stored = Counter(m.content for m in agent.recall.all() if m.role == "user")
     for index in reported:
@@ -119,8 +125,9 @@ def _check_messages(agent, reported: list[int], in_flight: set[int],
         report.messages_duplicated += max(0, stored[message_text(index)] - 1)
 
 
-def _check_index(agent, report: KillReport) -> None:
+def _check_index(agent: Agent, report: KillReport) -> None:
     archival = agent.archival
+    assert isinstance(archival, ArchivalStorage), "the embedded store's"
     rows = {row[0] for row in archival.con.execute(
         "SELECT id FROM passages WHERE agent = ?", [AGENT]).fetchall()}
     labels = set(archival.index.get_ids_list())
@@ -130,7 +137,7 @@ def _check_index(agent, report: KillReport) -> None:
         report.note(f"index holds {sorted(live ^ rows)[:5]} unlike DuckDB")
 
 
-def _is_live(index, label: int) -> bool:
+def _is_live(index: Any, label: int) -> bool:
     try:
         index.get_items([label])
     except RuntimeError:  # marked deleted
@@ -146,7 +153,8 @@ def prepare_home(config: EngineConfig) -> None:
 
 
 def run_kills(home: Path, kills: int, max_delay_s: float = 16.0, seed: int = 1337,
-              progress=None, store: str | None = None) -> KillReport:
+              progress: Callable[[KillReport], None] | None = None, store: str | None = None
+              ) -> KillReport:
     """Kill the child `kills` times at random moments, checking the home after each: every
     other kill lands in the first max_delay_s seconds after the child is ready (start-up,
     restoring the prefix, evaluating the queue: a first send can take longer than that), the

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..llm.models import ModelSpec
 from ..processes import free_port, wait_healthy
@@ -26,7 +27,7 @@ def server_binary() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def remote_entry(spec: ModelSpec, alias: str, url: str, **overrides) -> str:
+def remote_entry(spec: ModelSpec, alias: str, url: str, **overrides: Any) -> str:
     """A models.toml table `alias`: the entry's GGUF, template and settings (overrides
     replacing some), run on the server at url (a llama-server unless server_kind says)."""
     fields = {key: value for key, value in asdict(spec).items()

@@ -22,7 +22,7 @@ from .tasks.suite import BENCH_NOW
 from .tasks.variants import score
 
 FORMATS = ("plain", "send_message call", "any call")
-HITS = NEW_AGENT_SETTINGS["memory_hits"]  # passages in the entry, as a new agent brings
+HITS: int = NEW_AGENT_SETTINGS["memory_hits"]  # passages in the entry, as a new agent brings
 LABELS = list(DEFAULT_LABELS)
 
 

@@ -6,16 +6,17 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ..llm.base import Generation, GenerationStats, PromptTokens
-from ..llm.tool_formats import JSON
+from ..llm.base import Generation, GenerationStats, PromptTokens, SamplingSettings
+from ..llm.tool_formats import JSON, ToolFormat
 
 Script = list[str] | Callable[[list[dict]], str]
 
 
-def call(function: str, thoughts: str = "", **arguments) -> str:
+def call(function: str, thoughts: str = "", **arguments: Any) -> str:
     """The JSON text of one function call, as the constrained model would write it."""
     return json.dumps({"thoughts": thoughts, "function": function, "arguments": arguments})
 
@@ -47,8 +48,9 @@ class ScriptedRuntime:
 
     def __init__(self, script: Script, n_ctx: int = 2048,
                  summarize: Callable[[list[dict]], str] | None = None,
-                 enforce_schema: bool = False):
+                 enforce_schema: bool = False) -> None:
         self.script = script
+        self.schema: dict | None = None  # the schema of the last constraint asked for
         self.enforce_schema = enforce_schema  # act as a constrained decoder would (below)
         self.n_ctx = n_ctx
         self.summarize = summarize
@@ -72,7 +74,7 @@ class ScriptedRuntime:
         return len(self.tokenize(text))
 
     def chat_tokens(self, messages: list[dict], add_generation_prompt: bool = True,
-                    tools: list[dict] | None = None):
+                    tools: list[dict] | None = None) -> PromptTokens:
         """A token per word, with a start and end marker around each message."""
         self.last_messages, self.last_tools = messages, tools
         tokens: list[int] = []
@@ -87,12 +89,14 @@ class ScriptedRuntime:
         """Nothing to free."""
         self.closed = True
 
-    def constraint(self, schema: dict, tool_format=None) -> "ScriptedConstraint":
+    def constraint(self, schema: dict, tool_format: ToolFormat | None = None
+                   ) -> "ScriptedConstraint":
         """A marker constraint that carries its schema (kept as .schema too)."""
         self.schema = schema
         return ScriptedConstraint(schema)
 
-    def reply_constraint(self, schema: dict | None, tool_format=None) -> "ScriptedConstraint":
+    def reply_constraint(self, schema: dict | None, tool_format: ToolFormat | None = None
+                         ) -> "ScriptedConstraint":
         """A marker constraint that also allows a plain reply (schema None: only that)."""
         self.schema = schema
         return ScriptedConstraint(schema, reply=True)
@@ -110,8 +114,10 @@ class ScriptedRuntime:
         return {"held_tokens": 0, "prefix_tokens": prefix_len, "prefix": "none",
                 "context_snapshot": "none"}
 
-    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None, avoid=None):
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None, processor: Any = None,
+                 prefix_len: int = 0, context: str | None = None,
+                 avoid: list[str] | None = None) -> Generation:
         """The next scripted completion (or a summary), cut at max_tokens (the texts to
         avoid are noted, not enforced)."""
         self.contexts.append(context)
@@ -135,7 +141,7 @@ class ScriptedRuntime:
             return self.summarize(self.last_messages)
         return f"Summary number {self.summary_calls} of the talk so far."
 
-    def _completion(self, sampling) -> str:
+    def _completion(self, sampling: SamplingSettings | None) -> str:
         self.steps += 1
         self.samplings.append(sampling)
         return self.script(self.last_messages) if callable(self.script) else self.script.pop(0)
@@ -154,13 +160,17 @@ class ScriptedConstraint:
         """The marker."""
         return self
 
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """As a logits processor: nothing is masked (scripted texts are fitted by allow)."""
+        return logits
+
     def allow(self, text: str) -> str:
         """What a constrained decoder could have written for a scripted text: a plain reply
         where one is allowed and the text is one, else a call the schema allows."""
         is_reply = bool(text.strip()) and not text.lstrip().startswith("{")
         if self.reply and (is_reply or self.schema is None):
             return text if is_reply else "(a reply)"
-        return constrained(text, self.schema)
+        return constrained(text, self.schema or {})
 
 
 def constrained(text: str, schema: dict) -> str:
@@ -179,7 +189,8 @@ def constrained(text: str, schema: dict) -> str:
     variants = schema.get("oneOf", [schema])
     by_name = {v["properties"]["function"]["const"]: v for v in variants}
     variant = by_name.get(wanted.get("function"), variants[0])
-    asked = wanted.get("arguments") if isinstance(wanted.get("arguments"), dict) else {}
+    asked = wanted.get("arguments")
+    asked = asked if isinstance(asked, dict) else {}
     arguments = {name: _fitting(asked.get(name), spec)
                  for name, spec in variant["properties"]["arguments"]["properties"].items()}
     return json.dumps({"thoughts": str(wanted.get("thoughts", "")),
@@ -187,7 +198,7 @@ def constrained(text: str, schema: dict) -> str:
                        "arguments": arguments})
 
 
-def _fitting(value, spec: dict):
+def _fitting(value: Any, spec: dict) -> Any:
     """The value if it fits its schema, else the smallest value that does."""
     import jsonschema
 

@@ -1,17 +1,20 @@
 """CLI commands for agents: create, set, list, show, delete, copy, export, import."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from ..agent.agentfile import is_agent_file
 from ..agent.architectures import ARCHITECTURES
 from ..agent.functions import OPTIONAL_FUNCTIONS
-from ..agent.settings import RANGES, AgentSettings
+from ..agent.settings import AgentSettings
 from ..memory.core import BlockChange
-from .common import engine, read_text, user_errors, wait_option
+from .common import engine, int_range, read_text, user_errors, wait_option
 
+F = TypeVar("F", bound=Callable[..., Any])
 RULE_HELP = ("A tool rule TYPE:FUNCTION[:ARG], repeatable: run_first, exit_loop, continue_loop, "
              "required_before_exit; constrain_child_tools:F:CHILD,CHILD; "
              "max_count_per_step:F:N (conditional rules: --rules-file).")
@@ -34,7 +37,7 @@ def parse_rule_option(spec: str) -> dict:
     return rule
 
 
-def read_rules_file(path: str) -> list:
+def read_rules_file(path: str) -> Any:
     """The tool rules of a JSON file: a list of rules in Letta's form (or {"tool_rules": [...]}
     as an agent file's agent has them)."""
     try:
@@ -63,14 +66,14 @@ def settings_changes(rules: tuple[str, ...], rules_file: str | None, no_rules: b
     return changes
 
 
-def settings_options(func):
+def settings_options(func: F) -> F:
     """The options that set an agent's tool rules and memory hits."""
     for option in reversed([
             click.option("--rule", "rules", multiple=True, metavar="TYPE:FUNCTION[:ARG]",
                          help=RULE_HELP),
             click.option("--rules-file", type=click.Path(dir_okay=False, exists=True),
                          help="A JSON list of tool rules in Letta's form."),
-            click.option("--memory-hits", type=click.IntRange(*RANGES["memory_hits"]),
+            click.option("--memory-hits", type=int_range("memory_hits"),
                          help="Archival and recall hits brought to each user message "
                               "(0: off)."),
             click.option("--architecture", type=click.Choice(ARCHITECTURES),
@@ -93,7 +96,7 @@ def agents() -> None:
 @agents.command("create")
 @click.argument("name")
 @click.option("--model", "-m", help="Model alias (default: the registry's default).")
-@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]),
+@click.option("--n-ctx", type=int_range("n_ctx"),
               help="Context window in tokens (default: the model's).")
 @click.option("--persona", type=click.Path(dir_okay=False),
               help="UTF-8 text file for the persona block.")
@@ -110,8 +113,11 @@ def agents() -> None:
 @settings_options
 @wait_option
 @user_errors
-def agents_create(name, model, n_ctx, persona, human, block_limit, blocks, describe,
-                  read_only, rules, rules_file, memory_hits, architecture, offer, wait) -> None:
+def agents_create(name: str, model: str | None, n_ctx: int | None, persona: str | None,
+                  human: str | None, block_limit: int, blocks: tuple[str, ...],
+                  describe: tuple[str, ...], read_only: tuple[str, ...], rules: tuple[str, ...],
+                  rules_file: str | None, memory_hits: int | None, architecture: str | None,
+                  offer: tuple[str, ...], wait: bool) -> None:
     """Create an agent.
 
     \b
@@ -161,7 +167,8 @@ def _pair(item: str, option: str, form: str) -> tuple[str, str]:
               help="Whether the model may change it (you always may).")
 @wait_option
 @user_errors
-def agents_block(name, label, path, limit, description, read_only, wait) -> None:
+def agents_block(name: str, label: str, path: str | None, limit: int | None,
+                 description: str | None, read_only: bool | None, wait: bool) -> None:
     """Change a core-memory block, or add one: its text, limit, description or read-only
     flag (what is not given stays). Every block full must leave room for messages."""
     change = BlockChange(read_text(path, f"block {label}"), limit, description, read_only)
@@ -178,8 +185,9 @@ def agents_block(name, label, path, limit, description, read_only, wait) -> None
 @click.option("--no-rules", is_flag=True, help="Remove every tool rule.")
 @wait_option
 @user_errors
-def agents_set(name, rules, rules_file, memory_hits, architecture, offer, no_rules,
-               wait) -> None:
+def agents_set(name: str, rules: tuple[str, ...], rules_file: str | None,
+               memory_hits: int | None, architecture: str | None, offer: tuple[str, ...],
+               no_rules: bool, wait: bool) -> None:
     """Change an agent's tool rules (they replace the old ones), memory hits, architecture or
     the optional functions it is offered (its history is kept: each architecture shows it
     in its own form).

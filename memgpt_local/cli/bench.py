@@ -5,7 +5,6 @@ from pathlib import Path
 import click
 from click_default_group import DefaultGroup
 
-from ..agent.settings import RANGES
 from ..bench.tasks.suite import (
     DEFAULT_LIMIT,
     DEFAULT_N_CTX,
@@ -15,7 +14,7 @@ from ..bench.tasks.suite import (
     BenchConfig,
     BenchRun,
 )
-from .common import engine, user_errors
+from .common import engine, int_range, user_errors
 
 
 def _int_list(text: str, name: str, low: int, high: int) -> list[int]:
@@ -59,7 +58,7 @@ def bench() -> None:
 @click.option("--out", default="bench-results", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Results folder; a run there resumes, skipping finished cases.")
-@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]), default=DEFAULT_N_CTX,
+@click.option("--n-ctx", type=int_range("n_ctx"), default=DEFAULT_N_CTX,
               show_default=True, help="The window of every model (one size, so that models "
               "compare fairly).")
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Nested-KV levels (1-6).")

@@ -1,27 +1,41 @@
 """Helpers shared by the CLI modules: library errors as one-line messages, and the engine."""
 
+import sys
+from collections.abc import Callable
 from dataclasses import replace
 from functools import wraps
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from ..agent.settings import RANGES
 from ..engine import Engine, EngineConfig
 from ..errors import MemgptLocalError
 from ..files import parse_size
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-def user_errors(func):
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors into click errors: one clear line, exit code 1."""
 
     @wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except MemgptLocalError as exc:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+def int_range(setting: str) -> click.IntRange:
+    """The range of a whole-number agent setting (agent/settings.py's RANGES), as click
+    checks it."""
+    low, high = RANGES[setting]
+    return click.IntRange(int(low), int(high))
 
 
 STORE_HELP = ("Keep agents, recall and archival in this PostgreSQL database (with pgvector), "
@@ -36,7 +50,8 @@ class ByteSize(click.ParamType):
 
     name = "size"
 
-    def convert(self, value, param, ctx) -> int:  # noqa: D102 - click's contract
+    def convert(self, value: Any, param: click.Parameter | None,  # noqa: D102 - click's
+                ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         try:
@@ -45,7 +60,7 @@ class ByteSize(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def engine_config(**config) -> EngineConfig:
+def engine_config(**config: Any) -> EngineConfig:
     """The configuration the environment names, with the settings given to the memgpt-local
     command itself and any other config fields."""
     context = click.get_current_context(silent=True)
@@ -53,7 +68,12 @@ def engine_config(**config) -> EngineConfig:
     return replace(EngineConfig.from_environment(), **(settings | config))
 
 
-def engine(wait: bool = False, **config) -> Engine:
+def store_config(store: str | None) -> dict[str, Any]:
+    """The engine config a --store option gives (none: the environment's store stays)."""
+    return {"store": store} if store else {}
+
+
+def engine(wait: bool = False, **config: Any) -> Engine:
     """The engine over that configuration (use it in a with block)."""
     return Engine(engine_config(**config), wait=wait)
 
@@ -76,7 +96,7 @@ def read_message(message: str) -> str:
     if message != "-":
         return message
     try:
-        return click.get_binary_stream("stdin").read().decode("utf-8")
+        return sys.stdin.buffer.read().decode("utf-8")
     except UnicodeDecodeError:
         raise click.ClickException("The message on standard input is not UTF-8 text.") \
             from None

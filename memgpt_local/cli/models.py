@@ -3,17 +3,17 @@
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..agent.settings import RANGES
 from ..llm.adapters import adapter_report, check_adapter
 from ..llm.base import DEFAULT_SEED, SamplingSettings
 from ..llm.discovery import Places
 from ..llm.fit import describe_bytes, describe_parameters
 from ..llm.models import ModelSpec
 from ..llm.scan import ScannedModel
-from .common import adapter_line, engine, user_errors
+from .common import adapter_line, engine, int_range, user_errors
 
 
 @click.group()
@@ -34,7 +34,7 @@ def _size(spec: ModelSpec) -> tuple[str, bool]:
 def models_list(as_json: bool) -> None:
     """List the registered models and whether their files are present."""
     registry = engine().registry
-    rows = []
+    rows: list[dict[str, Any]] = []
     for alias, spec in sorted(registry.specs.items()):
         size, present = _size(spec)
         rows.append({"alias": alias, "default": alias == registry.default,
@@ -135,7 +135,7 @@ def _places(places: Places) -> list[str]:
 @models.command("add")
 @click.argument("alias")
 @click.argument("source")
-@click.option("--n-ctx", type=click.IntRange(*RANGES["n_ctx"]), default=None,
+@click.option("--n-ctx", type=int_range("n_ctx"), default=None,
               help="The window (default: the largest that fits this machine, up to the "
                    "trained context or 32768).")
 @click.option("--n-gpu-layers", default=None, metavar="N|auto",

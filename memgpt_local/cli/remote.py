@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import click
@@ -38,7 +39,7 @@ class RemoteAgent:
         """The agent's URL path (its name may hold characters such as ? or #)."""
         return f"/agents/{quote(self.name, safe='')}{tail}"
 
-    def request(self, method: str, path: str, **kwargs) -> dict | list:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; its JSON, or a RemoteError with the server's message."""
         try:
             response = self.http.request(method, path, **kwargs)

@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from ..server.guard import Access, is_loopback_name
-from .common import STORE_HELP, ByteSize, adapter_line, engine, read_text, user_errors
+from ..server.host import AgentHost
+from .common import (
+    STORE_HELP,
+    ByteSize,
+    adapter_line,
+    engine,
+    read_text,
+    store_config,
+    user_errors,
+)
 
 
 def read_api_key(path: Path | None) -> str | None:
@@ -77,7 +86,7 @@ def serve(host: str, port: int, allowed_hosts: tuple[str, ...],
     eng = engine(kv_memory_bytes=kv_memory, max_loaded_models=max(2, len(models)),
                  model_memory_bytes=model_memory or machine_memory() * 4 // 5,
                  holder=f"the server at {host}:{port} (pid {os.getpid()})",
-                 **({"store": store} if store else {}))
+                 **store_config(store))
     parallel = parallel or max(eng.parallel_slots(alias) for alias in models or (None,))
     settings = ServerSettings(access=access, max_upload_bytes=max_upload, max_waiting=queue_size,
                               queue_timeout_s=queue_timeout, max_turns=parallel,
@@ -109,7 +118,7 @@ def _check_exposure(host: str, port: int, access: Access) -> None:
                    "change every agent; pass --api-key-file FILE.", err=True)
 
 
-def _warm_up(host, models: tuple[str, ...]) -> None:
+def _warm_up(host: AgentHost, models: tuple[str, ...]) -> None:
     """Open the home (its lock) and load the named models before the first request."""
     def warm() -> None:
         host.engine.db  # noqa: B018 - takes the home's lock now, not on the first request

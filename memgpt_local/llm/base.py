@@ -27,7 +27,7 @@ class PromptTokens:
     message_tokens: list[int] = field(default_factory=list)
     in_order: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.message_tokens:
             self.message_tokens = [end - start for start, end in
                                    zip([0, *self.message_ends[:-1]], self.message_ends,
@@ -130,7 +130,10 @@ class Runtime(Protocol):
 
     n_ctx: int
     concurrent: bool  # generate waits on another process: other work may run meanwhile
-    tool_format: "ToolFormat"  # the tool-call syntax its chat template defines (tool_formats.py)
+
+    @property
+    def tool_format(self) -> "ToolFormat":
+        """The tool-call syntax its chat template defines (tool_formats.py)."""
 
     def parallel_slots(self) -> int:
         """How many generations the model's backend runs at once."""
@@ -143,11 +146,12 @@ class Runtime(Protocol):
         """Chat messages (and tools, as the template lists them) rendered through the
         template and tokenized (text stays inert)."""
 
-    def constraint(self, schema: dict, tool_format=None) -> Constraint:
+    def constraint(self, schema: dict, tool_format: "ToolFormat | None" = None) -> Constraint:
         """The constraint that makes every completion a valid call for the schema, written
         in a tool format (tool_formats.ToolFormat; default: our JSON)."""
 
-    def reply_constraint(self, schema: dict | None, tool_format=None) -> Constraint:
+    def reply_constraint(self, schema: dict | None, tool_format: "ToolFormat | None" = None
+                         ) -> Constraint:
         """The constraint of a step that may reply in plain text: from the first token, a
         reply (not starting with `{`) or, where a schema is given, a call of it."""
 

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -38,7 +39,7 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _tojson(value, indent=None, **_) -> str:
+def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     """JSON as chat templates expect it (as transformers and llama.cpp write it: no HTML
     escaping, no ASCII escaping, so placeholders pass through)."""
     return json.dumps(value, ensure_ascii=False, indent=indent)
@@ -48,7 +49,7 @@ class _Inert:
     """The texts a rendering must keep as plain text, each behind a placeholder, with the
     message each belongs to."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.texts: list[str] = []
         self.owners: list[int] = []
 
@@ -73,7 +74,7 @@ class _Inert:
         function["arguments"] = self._strings(function.get("arguments") or {}, owner)
         return {**call, "function": function}
 
-    def _strings(self, value, owner: int):
+    def _strings(self, value: Any, owner: int) -> Any:
         if isinstance(value, str):
             return self.hold(value, owner, in_json=True)
         if isinstance(value, dict):

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ COPY_SPAN = 6  # NoCopyProcessor: the output may copy at most this many tokens l
 _INDEX_MEMORY: dict[str, object] = {}
 
 
-def _require_outlines_core():
+def _require_outlines_core() -> Any:
     """Import outlines-core, failing loudly instead of running unconstrained."""
     try:
         import outlines_core
@@ -130,6 +131,7 @@ class TokenPieces:
         self.piece = piece
         self.n_vocab = n_vocab
         self._quote_mask: np.ndarray | None = None
+        self.reply_start: np.ndarray | None = None  # reply_constraint.reply_start_mask's
 
     def quote_mask(self) -> np.ndarray:
         """True for every token whose text starts with a double quote."""
@@ -144,7 +146,7 @@ class FunctionCallProcessor:
     asked to, it closes the string being written (close_string) or every string from now on
     (finish), so that a call ends valid instead of being cut."""
 
-    def __init__(self, index, n_vocab: int, pieces: TokenPieces | None = None,
+    def __init__(self, index: Any, n_vocab: int, pieces: TokenPieces | None = None,
                  structures: dict[str, int] | None = None, regex: str = "",
                  name_key: str = "function"):
         self.index = index
@@ -152,7 +154,7 @@ class FunctionCallProcessor:
         self.regex = regex  # the language the index accepts (a server's grammar is made of it)
         self.pieces = pieces
         self.structures = structures or {}  # structural_chars of each function's calls
-        self.guide = None
+        self.guide: Any = None  # outlines_core.Guide, made at the first token
         self.mask = np.zeros(((n_vocab + 31) // 32,), dtype=np.int32)
         self.strings = JsonStrings(self.name_key)
         self.closing = self.finishing = False
@@ -210,19 +212,19 @@ class FunctionCallProcessor:
 
     def allowed(self, n_vocab: int) -> np.ndarray:
         """The tokens allowed next (a mask over the first n_vocab ids)."""
-        if self.guide is None:
-            self._start()
-        self.guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
+        guide = self.guide or self._start()
+        guide.write_mask_into(self.mask.ctypes.data, self.mask.size, self.mask.itemsize)
         allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[:n_vocab] == 1
         return self._narrowed(allowed)
 
-    def _start(self) -> None:
+    def _start(self) -> Any:
         from outlines_core import Guide
 
         self.guide = Guide(self.index)
+        return self.guide
 
     def _advance(self, token: int) -> None:
-        self.guide.advance(token_id=token, return_tokens=False)
+        (self.guide or self._start()).advance(token_id=token, return_tokens=False)
         self._follow(token)
 
     def _follow(self, token: int) -> None:
@@ -234,7 +236,8 @@ class FunctionCallProcessor:
     def _narrowed(self, allowed: np.ndarray) -> np.ndarray:
         """The allowed tokens, only those that close the string where one is to be closed
         and the schema lets it end here (a name or a label cannot end early)."""
-        if not ((self.closing or self.finishing) and self.strings.closable):
+        if not ((self.closing or self.finishing) and self.strings.closable) \
+                or self.pieces is None:
             return allowed
         quote = self.pieces.quote_mask()[: len(allowed)]
         closing = allowed & quote
@@ -313,7 +316,7 @@ def schema_regex(schema: dict, whitespace: str = "") -> str:
 _POSITIVE_MARK = "MEMGPT_POSITIVE_INTEGER"
 
 
-def _mark_positive(node):
+def _mark_positive(node: Any) -> Any:
     """The schema with every integer of minimum >= 1 replaced by a constant naming its
     largest value (0: none)."""
     if isinstance(node, list):
@@ -358,8 +361,8 @@ def structural_chars(schema: dict) -> int:
                    for key, value in schema.get("properties", {}).items()]
         return 2 + sum(members) + max(len(members) - 1, 0)
     if kind == "string":
-        return 2 + _LEAST_TEXT.get(schema.get("pattern"), 0)
-    return {"integer": INT_WIDTH, "boolean": len("false")}.get(kind, 16)
+        return 2 + _LEAST_TEXT.get(str(schema.get("pattern")), 0)
+    return {"integer": INT_WIDTH, "boolean": len("false")}.get(str(kind), 16)
 
 
 def function_structures(schema: dict, name_key: str = "function", around: int = 0
@@ -371,7 +374,7 @@ def function_structures(schema: dict, name_key: str = "function", around: int = 
             for variant in variants}
 
 
-def _vocabulary(llm, specials: tuple[str, ...] = ()):
+def _vocabulary(llm: Any, specials: tuple[str, ...] = ()) -> Any:
     """An outlines-core Vocabulary of the model's tokens, control tokens left out (except
     those whose text is one of `specials`: a tool format's opening token)."""
     import llama_cpp
@@ -405,7 +408,7 @@ class IndexBuild:
 class FunctionCallConstraint:
     """The compiled constraint for one schema on one model; hands out fresh processors."""
 
-    def __init__(self, llm, file_key: str, schema: dict, cache_dir: Path,
+    def __init__(self, llm: Any, file_key: str, schema: dict, cache_dir: Path,
                  pieces: TokenPieces | None = None, whitespace: str = "",
                  tool_format: "ToolFormat | None" = None):
         self.outlines_core = _require_outlines_core()
@@ -429,7 +432,7 @@ class FunctionCallConstraint:
         self.structures = function_structures(schema, fmt.name_key, around)
         self.finish_tokens = structural_chars(schema) + around + FINISH_MARGIN_TOKENS
 
-    def _load_or_build(self, llm, cache_dir: Path):
+    def _load_or_build(self, llm: Any, cache_dir: Path) -> Any:
         if self.key in _INDEX_MEMORY:
             return _INDEX_MEMORY[self.key], "memory"
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -450,7 +453,7 @@ class FunctionCallConstraint:
                                      self.regex, self.tool_format.name_key)
 
 
-def token_pieces(llm) -> TokenPieces:
+def token_pieces(llm: Any) -> TokenPieces:
     """The token texts of a loaded model. Keep one per loaded model (the runtime does): it
     reads the model, so it must not outlive it."""
     return TokenPieces(lambda token: llm._model.token_to_piece(token).rstrip(b"\0"),
@@ -460,7 +463,7 @@ def token_pieces(llm) -> TokenPieces:
 INDEX_MAGIC = b"MGLIDX1\n"  # then outlines-core's own binary form of the Index (no pickle)
 
 
-def _read_index(path: Path):
+def _read_index(path: Path) -> Any:
     """The cached Index, or None. The file is plain data that outlines-core decodes: a file
     planted in the cache cannot run code (the old pickle files are never read)."""
     from outlines_core import Index
@@ -478,7 +481,7 @@ def _read_index(path: Path):
         return None
 
 
-def _write_index(path: Path, index) -> None:
+def _write_index(path: Path, index: Any) -> None:
     """Store the Index in outlines-core's binary form (the bytes its pickling would carry)."""
     constructor, (data,) = index.__reduce__()
     if getattr(constructor, "__name__", "") != "from_binary" or not isinstance(data, bytes):

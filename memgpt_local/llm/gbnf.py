@@ -9,6 +9,7 @@ Only what Outlines' schema regexes use is translated; anything else is refused l
 
 import re._constants as sre
 import re._parser as sre_parse
+from typing import Any
 
 _CATEGORIES = {
     sre.CATEGORY_DIGIT: "0-9",
@@ -44,7 +45,7 @@ def _char(code: int) -> str:
     return f"\\U{code:08X}"
 
 
-def _sequence(items) -> str:
+def _sequence(items: Any) -> str:
     """A sequence of parsed items; runs of literal characters become one quoted literal."""
     parts: list[str] = []
     literal = ""
@@ -62,7 +63,7 @@ def _sequence(items) -> str:
     return " ".join(parts) if parts else '""'
 
 
-def _item(op, arg) -> str:
+def _item(op: Any, arg: Any) -> str:
     if op is sre.NOT_LITERAL:
         return f"[^{_char(arg)}]"
     if op is sre.ANY:
@@ -80,7 +81,7 @@ def _item(op, arg) -> str:
     raise UnsupportedRegex(f"no GBNF for the regex construct {op}")
 
 
-def _repeat(low: int, high, items) -> str:
+def _repeat(low: int, high: int, items: Any) -> str:
     body = f"({_sequence(items)})"
     if high is sre.MAXREPEAT:
         return body + {0: "*", 1: "+"}.get(low, f"{{{low},}}")
@@ -89,7 +90,7 @@ def _repeat(low: int, high, items) -> str:
     return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
 
 
-def _class(items) -> str:
+def _class(items: Any) -> str:
     negate = items[:1] == [(sre.NEGATE, None)]
     body = ""
     for op, arg in items[negate:]:

@@ -1,10 +1,11 @@
 """GGUF files: reading their metadata cheaply, and the explicit download of Hugging Face files."""
 
 import atexit
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from ..errors import MemgptLocalError, ModelFileError
 from .fit import (
@@ -90,7 +91,7 @@ def memory_estimate(spec: ModelSpec, n_ctx: int) -> int:
     for a model on an inference server, which holds it there)."""
     if spec.server:
         return 0
-    return estimate(model_shape(spec), n_ctx, spec.n_gpu_layers).in_ram
+    return estimate(model_shape(spec), n_ctx, spec.gpu_layers()).in_ram
 
 
 def model_shape(spec: ModelSpec) -> ModelShape:
@@ -113,14 +114,14 @@ def tool_format_name(spec: ModelSpec) -> str:
     return detect(spec.template_source(metadata)).name
 
 
-def vocab_counter(spec: ModelSpec):
+def vocab_counter(spec: ModelSpec) -> Callable[[str], int]:
     """A token counter with the model's own tokenizer, loading only the vocabulary."""
     llm = _vocabulary_only(str(spec.locate()))
     return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False))
 
 
 @lru_cache(maxsize=4)
-def _vocabulary_only(path: str):
+def _vocabulary_only(path: str) -> Any:
     """A model file's vocabulary (loaded once per process: 0.1 to 0.5 s each time)."""
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
@@ -144,6 +145,6 @@ def unreadable_model_errors(path: Path) -> Iterator[None]:
             "comes from).") from None
 
 
-def vocabulary(spec: ModelSpec):
+def vocabulary(spec: ModelSpec) -> Any:
     """A model's vocabulary alone (a llama_cpp.Llama without weights), loaded once."""
     return _vocabulary_only(str(spec.locate()))

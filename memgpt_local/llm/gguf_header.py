@@ -12,7 +12,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import ModelFileError
 
@@ -64,7 +64,7 @@ class _Reader:
     def __init__(self, handle: BinaryIO, path: Path):
         self.handle, self.path = handle, path
 
-    def take(self, fmt: str):
+    def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
         data = self.handle.read(size)
         if len(data) != size:
@@ -78,7 +78,7 @@ class _Reader:
             raise ModelFileError(f"{self.path} is truncated: its GGUF header ends early.")
         return data.decode("utf-8", errors="replace")
 
-    def value(self, kind: int):
+    def value(self, kind: int) -> Any:
         if kind == STRING:
             return self.string()
         if kind == ARRAY:
@@ -88,7 +88,7 @@ class _Reader:
                                  f"(unknown value type {kind}).")
         return self.take(_SCALARS[kind])
 
-    def array(self):
+    def array(self) -> list | int:
         kind, count = self.take("<I"), self.take("<Q")
         if count <= ARRAY_KEPT:
             return [self.value(kind) for _ in range(count)]

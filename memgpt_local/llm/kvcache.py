@@ -18,8 +18,10 @@ import struct
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -28,12 +30,14 @@ from .adapters import adapter_key
 from .base import SavedContext
 from .models import ModelSpec
 
+TokenIds = Sequence[int] | np.ndarray  # token ids, as a list or llama.cpp's array
+
 MAGIC = b"MGLKV01\n"
 DEFAULT_BUDGET_BYTES = 4 * 1024**3
 MIN_GAIN_TOKENS = 32  # restore an agent's context only if it saves evaluating at least this
 
 
-def _tokens_bytes(tokens) -> bytes:
+def _tokens_bytes(tokens: TokenIds) -> bytes:
     return np.asarray(tokens, dtype="<i4").tobytes()
 
 
@@ -41,7 +45,7 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def shared_prefix(a, b) -> int:
+def shared_prefix(a: TokenIds, b: TokenIds) -> int:
     """How many leading tokens two sequences share."""
     n = min(len(a), len(b))
     differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
@@ -102,7 +106,7 @@ class SnapshotStore:
         sweep_temporaries(directory)  # left by a process that crashed while writing
         self.prune()  # the budget may have shrunk since
 
-    def prefix_file(self, model_key: str, tokens) -> Path:
+    def prefix_file(self, model_key: str, tokens: TokenIds) -> Path:
         """The snapshot file of a static token prefix of one model and its settings."""
         return self.directory / f"{_digest(model_key.encode() + _tokens_bytes(tokens))[:32]}.kv"
 
@@ -117,7 +121,7 @@ class SnapshotStore:
         for path in self.directory.glob(f"{_context_stem(name)}-*.kv"):
             path.unlink(missing_ok=True)
 
-    def keep(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
+    def keep(self, path: Path, model_key: str, tokens: TokenIds, data: memoryview) -> int:
         """Keep a context snapshot in memory if the memory budget allows (its older file is
         deleted: superseded), else write it to disk; return its size in bytes (0: kept
         nowhere). The least recently used ones spill to disk to make room."""
@@ -157,13 +161,14 @@ class SnapshotStore:
         self._kept.pop(path, None)
         path.unlink(missing_ok=True)
 
-    def write(self, path: Path, model_key: str, tokens, data: memoryview) -> int:
+    def write(self, path: Path, model_key: str, tokens: TokenIds, data: memoryview) -> int:
         """Write a snapshot atomically, then prune to the budget; return its size in bytes
         (0, and an older file of that name deleted, if it alone exceeds the budget; 0 if the
         disk refused it)."""
         header = json.dumps({"model_key": model_key, "n_tokens": len(tokens),
                              "data_len": len(data), "crc32": zlib.crc32(data)}).encode()
-        parts = [MAGIC, struct.pack("<I", len(header)), header, _tokens_bytes(tokens), data]
+        parts: list[bytes | memoryview] = [MAGIC, struct.pack("<I", len(header)), header,
+                                           _tokens_bytes(tokens), data]
         size = sum(len(part) for part in parts)
         if size > self.budget_bytes:
             path.unlink(missing_ok=True)
@@ -197,7 +202,7 @@ class SnapshotStore:
             return None
         return snapshot
 
-    def data(self, snapshot: Snapshot):
+    def data(self, snapshot: Snapshot) -> Any:
         """The snapshot's KV data as a ctypes buffer; None (the file deleted) if its checksum
         fails. Reading counts as a use."""
         if snapshot.held is not None:
@@ -246,7 +251,7 @@ def _context_stem(name: str) -> str:
     return f"agent-{_digest(name.encode())[:16]}"
 
 
-def _read_header(file, path: Path) -> Snapshot | None:
+def _read_header(file: BinaryIO, path: Path) -> Snapshot | None:
     if file.read(len(MAGIC)) != MAGIC:
         return None
     (header_len,) = struct.unpack("<I", file.read(4))
@@ -264,12 +269,13 @@ class KvCache:
     """Where a prompt's KV state comes from on one loaded model: what the context holds
     already, an agent's whole-context snapshot, the static prefix's snapshot, or evaluation."""
 
-    def __init__(self, llm, store: SnapshotStore, path: Path, spec: ModelSpec, n_ctx: int):
+    def __init__(self, llm: Any, store: SnapshotStore, path: Path, spec: ModelSpec,
+                 n_ctx: int) -> None:
         self.llm = llm
         self.store = store
         self.model_key = model_key(path, spec, n_ctx)
 
-    def held(self, tokens) -> int:
+    def held(self, tokens: TokenIds) -> int:
         """How many leading tokens of `tokens` the KV cache holds now."""
         return shared_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
 
@@ -351,7 +357,7 @@ class KvCache:
         written = llama_state_seq_get_data(self.llm._ctx.ctx, buffer, size, 0)
         return memoryview(buffer).cast("B")[:written]
 
-    def _load_state(self, data, tokens) -> bool:
+    def _load_state(self, data: Any, tokens: TokenIds) -> bool:
         from llama_cpp import llama_state_seq_set_data
 
         self.llm.reset()

@@ -39,6 +39,12 @@ class ModelSpec:
     found_at: str | None = None  # the source `models add` took it from (ollama:NAME, hf:...)
     models_dir: str | None = None  # where hf_repo files are downloaded to (set by the registry)
 
+    def gpu_layers(self) -> int:
+        """The GPU layers of a placed entry ("auto" is decided by ModelCatalogue.placed)."""
+        if not isinstance(self.n_gpu_layers, int):
+            raise ValueError(f"model '{self.alias}': n_gpu_layers \"auto\" was not placed")
+        return self.n_gpu_layers
+
     def api_key(self) -> str | None:
         """The server's API key, read from api_key_file (None without one)."""
         if not self.api_key_file:

@@ -24,12 +24,10 @@ REPLY_REGEX = r"[\x20\x09\x0A\x0D]*[^{\x00-\x20][^\x00]*"
 def reply_start_mask(pieces: TokenPieces) -> np.ndarray:
     """True for every token that may begin a plain reply: text that is not blank and does not
     start (after blanks) with `{`. Built once per model's pieces."""
-    cached = getattr(pieces, "_reply_start_mask", None)
-    if cached is None:
-        cached = np.array([_starts_reply(pieces.piece(t)) for t in range(pieces.n_vocab)],
-                          dtype=bool)
-        pieces._reply_start_mask = cached
-    return cached
+    if pieces.reply_start is None:
+        pieces.reply_start = np.array([_starts_reply(pieces.piece(t))
+                                       for t in range(pieces.n_vocab)], dtype=bool)
+    return pieces.reply_start
 
 
 def _starts_reply(piece: bytes) -> bool:
@@ -73,7 +71,7 @@ class ReplyOrCallProcessor:
             self._choose(int(input_ids[-1]))
         self._started = True
         if self.branch == CALL:
-            return self.call(input_ids, logits)
+            return self._chosen_call(input_ids, logits)
         if self.branch is None:
             logits[~self.allowed(len(logits))] = -np.inf
         return logits
@@ -81,7 +79,7 @@ class ReplyOrCallProcessor:
     def allowed(self, n_vocab: int) -> np.ndarray:
         """The tokens allowed next."""
         if self.branch == CALL:
-            return self.call.allowed(n_vocab)
+            return self._chosen_call.allowed(n_vocab)
         if self.branch == REPLY:
             return np.ones(n_vocab, dtype=bool)
         allowed = np.zeros(n_vocab, dtype=bool)
@@ -103,7 +101,7 @@ class ReplyOrCallProcessor:
     def accept(self, token: int) -> bool:
         """Follow a token sampled elsewhere (a server's); False if no branch allows it."""
         if self.branch == CALL:
-            return self.call.accept(token)
+            return self._chosen_call.accept(token)
         if self.branch == REPLY:
             return True
         piece = self.pieces.piece(token) if 0 <= token < self.pieces.n_vocab else b""
@@ -113,15 +111,21 @@ class ReplyOrCallProcessor:
         if not 0 <= token < self.pieces.n_vocab or not self.allowed(self.pieces.n_vocab)[token]:
             return False
         self._choose(token)
-        return self.call.accept(token) if self.branch == CALL else True
+        return self._chosen_call.accept(token) if self.branch == CALL else True
 
     def _choose(self, token: int) -> None:
         call_first = self._first_of_call(self.pieces.n_vocab)
         self.branch = CALL if token < len(call_first) and call_first[token] else REPLY
 
+    @property
+    def _chosen_call(self) -> FunctionCallProcessor:
+        """The call branch's processor (the call branch is chosen only where there is one)."""
+        assert self.call is not None
+        return self.call
+
     def close_string(self) -> bool:
         """Close the looping string of a call; a reply that loops is ended instead (False)."""
-        return self.branch == CALL and self.call.close_string()
+        return self.branch == CALL and self._chosen_call.close_string()
 
     @property
     def finish_tokens(self) -> int:
@@ -139,7 +143,7 @@ class ReplyOrCallProcessor:
     def finished(self) -> bool:
         """Whether the output so far may end: a complete call, or a reply begun."""
         if self.branch == CALL:
-            return self.call.finished
+            return self._chosen_call.finished
         return self.branch == REPLY
 
 

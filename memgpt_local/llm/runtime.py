@@ -8,8 +8,9 @@ evaluated.
 
 import codecs
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ContextOverflowError
 from .adapters import check_adapter
@@ -41,7 +42,7 @@ def repeating_span(tokens: list[int], repeats: int) -> int:
     return 0
 
 
-def _close_string(processor, stats: GenerationStats) -> bool:
+def _close_string(processor: Any, stats: GenerationStats) -> bool:
     """Have a constraint close the string that loops (the thoughts, an argument), so the call
     goes on instead of being cut; False where it cannot (no constraint, no string)."""
     close = getattr(processor, "close_string", None)
@@ -51,7 +52,7 @@ def _close_string(processor, stats: GenerationStats) -> bool:
     return True
 
 
-def _finish_near_budget(processor, stats: GenerationStats, max_tokens: int) -> None:
+def _finish_near_budget(processor: Any, stats: GenerationStats, max_tokens: int) -> None:
     """While only the tokens the rest of a call may need are left, have the constraint close
     every string as soon as it opens: the call ends complete within the budget. The need
     only shrinks as the call is written, so a string may get text again once the function
@@ -63,7 +64,7 @@ def _finish_near_budget(processor, stats: GenerationStats, max_tokens: int) -> N
         stats.finish_forced = stats.finish_forced or near
 
 
-def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
+def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int) -> Any:
     """The model (and its adapter, checked first) loaded by llama.cpp."""
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
@@ -73,7 +74,7 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
 
         evaluated_total = 0
 
-        def eval(self, tokens):  # noqa: D102 - same contract as Llama.eval
+        def eval(self, tokens: Sequence[int]) -> None:  # noqa: D102 - same contract as Llama.eval
             self.evaluated_total += len(tokens)
             super().eval(tokens)
 
@@ -81,7 +82,7 @@ def _load_llama(path: Path, spec: ModelSpec, n_ctx: int, seed: int):
     # llama.cpp logs to stderr even when quiet
     with suppress_stdout_stderr(disable=False), unreadable_model_errors(path):
         return CountingLlama(
-            model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.n_gpu_layers,
+            model_path=str(path), n_ctx=n_ctx, n_gpu_layers=spec.gpu_layers(),
             n_threads=spec.threads(), n_threads_batch=spec.threads(), seed=seed,
             swa_full=True, verbose=False, rope_freq_scale=spec.rope_freq_scale,
             lora_path=str(adapter) if adapter else None, lora_scale=spec.adapter_scale)
@@ -139,7 +140,9 @@ class ModelRuntime(ModelTokenizer):
         """What the KV cache holds for a prompt (see base.Runtime)."""
         return self.kv.report(tokens, prefix_len, context)
 
-    def _stream(self, tokens, max_tokens, sampling, processors, cache_hint, generation):
+    def _stream(self, tokens: list[int], max_tokens: int, sampling: SamplingSettings,
+                processors: list[Any], cache_hint: tuple[int, str | None],
+                generation: Generation) -> Iterator[str]:
         from llama_cpp import LogitsProcessorList
 
         stats = generation.stats

@@ -120,7 +120,7 @@ def describe(item: Found, machine: Machine) -> ScannedModel:
 def _later_part(path: Path) -> bool:
     """Whether a file is the second or a later part of a split model."""
     match = SPLIT.fullmatch(path.name)
-    return bool(match) and int(match.group(2)) > 1
+    return match is not None and int(match.group(2)) > 1
 
 
 def is_source(name: str) -> bool:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 
-def _ggml():
+def _ggml() -> ctypes.CDLL:
     """libggml of the installed llama-cpp-python, its device functions typed."""
     import llama_cpp
     import llama_cpp.llama_cpp  # noqa: F401 - loads the backends first

@@ -6,6 +6,7 @@ constraints are computed here the same way whichever process runs the model.
 """
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import MemgptLocalError
 from .adapters import adapter_key
@@ -22,7 +23,9 @@ class ModelTokenizer:
     """Tokenizing, chat templating and constraint building for one GGUF model (`llm`: a
     llama_cpp.Llama, loaded whole or its vocabulary only)."""
 
-    def __init__(self, spec: ModelSpec, llm, path: Path, grammar_dir: Path):
+    n_ctx: int  # the window, set by the runtime built on it
+
+    def __init__(self, spec: ModelSpec, llm: Any, path: Path, grammar_dir: Path) -> None:
         self.spec = spec
         self.llm = llm
         self.path = path

@@ -4,10 +4,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import duckdb
-
 from ..errors import MemgptLocalError
 from .core import CoreMemory
+from .sql import SqlConnection, scalar
 
 MAX_NAME_LENGTH = 64
 
@@ -49,7 +48,7 @@ class AgentRecord:
 class AgentStore:
     """Create, read, save and delete agent records."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    def __init__(self, con: SqlConnection):
         self.con = con
 
     def names(self) -> list[str]:
@@ -59,8 +58,8 @@ class AgentStore:
 
     def exists(self, name: str) -> bool:
         """Whether an agent of that name exists."""
-        return self.con.execute("SELECT count(*) FROM agents WHERE name = ?",
-                                [name]).fetchone()[0] > 0
+        return scalar(self.con.execute("SELECT count(*) FROM agents WHERE name = ?",
+                                       [name])) > 0
 
     def last_used(self) -> str | None:
         """The name of the agent saved most recently."""

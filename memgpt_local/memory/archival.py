@@ -17,17 +17,22 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 
 from ..files import replace_durably, sweep_temporaries, temporary_for, write_atomic
+from .embeddings import TextEmbedder
 from .keywords import KeywordIndex
 from .paging import Page, page_bounds
+from .sql import SqlConnection, scalar
+
+T = TypeVar("T")
 
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 CANDIDATES = 100
@@ -57,12 +62,13 @@ def delete_index_files(index_dir: Path, agent: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def passage_count(con: duckdb.DuckDBPyConnection, agent: str) -> int:
-    """Passages stored for an agent, read from DuckDB alone (no embedding model, no index)."""
-    return con.execute("SELECT count(*) FROM passages WHERE agent = ?", [agent]).fetchone()[0]
+def passage_count(con: SqlConnection, agent: str) -> int:
+    """Passages stored for an agent, read from the database alone (no embedding model, no
+    index)."""
+    return scalar(con.execute("SELECT count(*) FROM passages WHERE agent = ?", [agent]))
 
 
-def passage_hashes(con, agent: str) -> set[str]:
+def passage_hashes(con: SqlConnection, agent: str) -> set[str]:
     """The content hashes of an agent's passages (what a new one must not repeat)."""
     return {row[0] for row in con.execute("SELECT content_hash FROM passages WHERE agent = ?",
                                           [agent]).fetchall()}
@@ -110,7 +116,7 @@ class ArchivalStorage(HybridSearch):
     """One agent's archival memory."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, agent: str, index_dir: Path,
-                 embedder, progress: bool = True):
+                 embedder: TextEmbedder, progress: bool = True) -> None:
         self.con = con
         self.agent = agent
         self.embedder = embedder
@@ -118,7 +124,7 @@ class ArchivalStorage(HybridSearch):
         index_dir.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(index_dir)  # left by a process that crashed while saving
         self.index_path, self.meta_path = index_files(index_dir, agent)
-        self._index = None
+        self._index: Any = None  # the hnswlib index
         self._indexer: ThreadPoolExecutor | None = None  # started by the first insert
         self._indexing: Future | None = None  # the last batch's index update, if still running
         self.rebuilt = False
@@ -133,7 +139,7 @@ class ArchivalStorage(HybridSearch):
         self._live = self.count()  # the index's live items (k is clamped to it), kept in step
 
     @property
-    def index(self):
+    def index(self) -> Any:
         """The hnswlib index, once the pending update (if any) has finished."""
         self._index_ready()
         return self._index
@@ -153,7 +159,7 @@ class ArchivalStorage(HybridSearch):
         limit = 2**62 if up_to is None else up_to
         count, top, total = self.con.execute(
             "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0) FROM passages "
-            "WHERE agent = ? AND id <= ?", [self.agent, limit]).fetchone()
+            "WHERE agent = ? AND id <= ?", [self.agent, limit]).fetchall()[0]
         return {"count": int(count), "max_id": int(top), "sum_id": int(total),
                 "dim": self.embedder.dim}
 
@@ -189,7 +195,7 @@ class ArchivalStorage(HybridSearch):
         if missing:
             self._add_stored_rows(after_id=min(missing) - 1, only=missing)
 
-    def _new_index(self, capacity: int):
+    def _new_index(self, capacity: int) -> Any:
         import hnswlib
 
         index = hnswlib.Index(space="cosine", dim=self.embedder.dim)
@@ -237,7 +243,8 @@ class ArchivalStorage(HybridSearch):
                 self._add_to_index([row[0] for row in rows],
                                    np.array([row[1] for row in rows], dtype=np.float32))
 
-    def _stored_rows(self, column: str, after_id: int, total: int, label: str):
+    def _stored_rows(self, column: str, after_id: int, total: int, label: str
+                     ) -> Iterator[list[tuple]]:
         """Batches of (id, column) rows of the agent's passages past an id, with progress."""
         result = self.con.execute(f"SELECT id, {column} FROM passages WHERE agent = ? AND "
                                   "id > ? ORDER BY id", [self.agent, after_id])
@@ -325,7 +332,8 @@ class ArchivalStorage(HybridSearch):
             "(SELECT unnest(?))", [self.agent, hashes]).fetchall()}
         return [t for t, h in zip(unique, hashes, strict=True) if h not in known]
 
-    def _insert_rows(self, texts, vectors, source, metadata) -> list[int]:
+    def _insert_rows(self, texts: list[str], vectors: np.ndarray, source: str | None,
+                     metadata: dict | None) -> list[int]:
         import pyarrow as pa
 
         table = pa.table({
@@ -390,14 +398,15 @@ class ArchivalStorage(HybridSearch):
         return [by_id[i] for i in ids if i in by_id]
 
 
-def _vector_column(vectors: np.ndarray):
+def _vector_column(vectors: np.ndarray) -> Any:
     """Embeddings as an Arrow list column, the type of passages.embedding."""
     import pyarrow as pa
 
     return pa.array(list(vectors), pa.list_(pa.float32()))
 
 
-def _progress(items, total: int, label: str, step: int, show: bool):
+def _progress(items: Iterable[T], total: int, label: str, step: int, show: bool
+              ) -> Iterator[T]:
     """The items, with a progress bar counting `step` passages per item when shown."""
     from tqdm import tqdm
 

@@ -5,11 +5,13 @@ each agent that is the same on both sides when the copy is exact."""
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .agents import AgentRecord
 from .messages import Message
+from .stores import Store
 
 PASSAGE_COLUMNS = "content, content_hash, source, metadata, embedding, created_at, embedded_with"
 
@@ -34,7 +36,7 @@ class AgentRows:
         digest.update(json.dumps(record.core_memory.to_dict()).encode())
         for m in self.messages:
             digest.update(json.dumps([m.seq, m.role, m.content, m.function_name,
-                                      m.function_args, m.created_at.isoformat(), m.tokens],
+                                      m.function_args, m.stamp(), m.tokens],
                                      default=str).encode())
         for content, hashed, source, metadata, embedding, created, embedded_with in \
                 self.passages:
@@ -48,16 +50,16 @@ class AgentRows:
         return {"messages": len(self.messages), "passages": len(self.passages)}
 
 
-def _json(value):
+def _json(value: Any) -> Any:
     """A JSON column's value, parsed (stores give text; None stays None)."""
     return json.loads(value) if isinstance(value, str) else value
 
 
-def read_agent(store, name: str) -> AgentRows:
+def read_agent(store: Store, name: str) -> AgentRows:
     """An agent's rows from a store."""
     record = store.records().get(name)
     messages = store.recall(name).all()
-    seq_of = {m.id: m.seq for m in messages}
+    seq_of = {m.id: m.seq for m in messages if m.seq is not None}
     rows = store.con.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE agent = ? "
                              "ORDER BY id", [name]).fetchall()
     passages = [(*row[:3], _json(row[3]), _floats(row[4]), *row[5:]) for row in rows]
@@ -65,12 +67,12 @@ def read_agent(store, name: str) -> AgentRows:
                      passages)
 
 
-def _floats(embedding) -> list[float]:
+def _floats(embedding: Any) -> list[float]:
     """A stored embedding's values (pgvector gives its text form)."""
     return json.loads(embedding) if isinstance(embedding, str) else list(embedding)
 
 
-def write_agent(store, rows: AgentRows) -> None:
+def write_agent(store: Store, rows: AgentRows) -> None:
     """Write an agent's rows into a store that does not hold it, in one transaction."""
     with store.transaction():
         recall = store.recall(rows.record.name)

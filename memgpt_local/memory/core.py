@@ -1,9 +1,12 @@
 """Core memory: named text blocks with a character limit each, always in the prompt."""
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..errors import MemgptLocalError
 from .storable import unstorable
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 2000
 DEFAULT_LABELS = ("persona", "human")
@@ -76,9 +79,9 @@ class CoreMemory:
             raise CoreMemoryError(f"Invalid block label {label!r}: use 1 to {MAX_LABEL} "
                                   "letters, digits and underscores, not starting with a digit.")
         old = self.blocks.get(label, Block(label))
-        block = Block(label, *(old_value if new is None else new for old_value, new in (
-            (old.value, change.value), (old.limit, change.limit),
-            (old.description, change.description), (old.read_only, change.read_only))))
+        block = Block(label, _either(change.value, old.value), _either(change.limit, old.limit),
+                      _either(change.description, old.description),
+                      _either(change.read_only, old.read_only))
         _check_storable(block.value, f"Block '{label}' text")
         _check_storable(block.description, f"Block '{label}' description")
         if not 1 <= block.limit <= MAX_LIMIT:
@@ -175,3 +178,8 @@ def _check_storable(text: str, what: str) -> None:
     if found:
         raise CoreMemoryError(f"{what} holds {found}, a character no store can hold: leave "
                               "it out.")
+
+
+def _either(new: T | None, old: T) -> T:
+    """A change's value where it gives one, else the old value."""
+    return old if new is None else new

@@ -153,7 +153,7 @@ class Database:
     def __init__(self, home: Path, wait: bool = False, timeout_s: float = 60.0):
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _acquire_lock(self.home / LOCK_FILE, wait, timeout_s)
+        self._lock_fd: int | None = _acquire_lock(self.home / LOCK_FILE, wait, timeout_s)
         self.in_transaction = False
         try:
             self.con, self.version = _connect(self.home / DB_FILE)
@@ -186,5 +186,5 @@ class Database:
     def __enter__(self) -> "Database":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

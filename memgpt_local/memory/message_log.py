@@ -94,7 +94,7 @@ class MessageLog:
     def next_messages(self, messages: list[Message]) -> dict[int, Message]:
         """The message stored right after each given one (its reply, in a conversation), by
         the given message's id; the newest message has none."""
-        after = {m.seq + 1: m.id for m in messages if m.seq is not None}
+        after = {m.seq + 1: m.id for m in messages if m.seq is not None and m.id is not None}
         if not after:
             return {}
         seq_list = ", ".join(str(int(seq)) for seq in after)

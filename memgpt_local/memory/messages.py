@@ -18,3 +18,9 @@ class Message:
     tokens: int | None = None
     seq: int | None = None
     id: int | None = None
+
+    def stamp(self) -> str:
+        """The time stamp as ISO text (every stored message has one)."""
+        if self.created_at is None:
+            raise ValueError(f"message {self.seq} has no time stamp")
+        return self.created_at.isoformat()

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from .agents import AgentRecord, AgentStore
 from .messages import Message
 from .paging import Page
+from .sql import SqlConnection
 
 
 def redact_url(url: str) -> str:
@@ -58,6 +59,10 @@ class Store(Protocol):
     kind: str
     shared: bool  # several processes at once (their turns take leases)
     in_transaction: bool
+
+    @property
+    def con(self) -> SqlConnection:
+        """The connection (the store copy reads and writes rows through it)."""
 
     def describe(self) -> str: ...
     def lease(self, name: str, holder: str, wait_s: float = 10.0

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import duckdb
 
+from .sql import scalar
+
 REINDEX_MIN_NEW_ROWS = 5000
 COMMON_FRACTION = 0.1  # query words in more rows than this are left out (see _selective)
 SHORT_POSTINGS = 5000  # a word in at most this many rows is cheap to score
@@ -16,6 +18,7 @@ def fts_extension_path() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("duckdb_extension_fts")
+    assert spec is not None and spec.submodule_search_locations, "installed with duckdb"
     root = Path(next(iter(spec.submodule_search_locations)))
     return root / "extensions" / f"v{duckdb.__version__}" / "fts.duckdb_extension"
 
@@ -42,7 +45,7 @@ class TextIndex:
 
     def rebuild(self) -> None:
         """Index every row of the table now."""
-        top = self.con.execute(f"SELECT coalesce(max(id), 0) FROM {self.table}").fetchone()[0]
+        top = scalar(self.con.execute(f"SELECT coalesce(max(id), 0) FROM {self.table}"))
         self.con.execute(f"PRAGMA create_fts_index('{self.table}', 'id', 'content', "
                          f"stemmer='porter', stopwords='none', ignore='{IGNORE}', "
                          "overwrite=1)")
@@ -63,8 +66,8 @@ class TextIndex:
     def refresh(self) -> int:
         """Rebuild the index if it is missing or stale; return the largest id it holds."""
         indexed = self.indexed_up_to()
-        newer = self.con.execute(f"SELECT count(*) FROM {self.table} WHERE id > ?",
-                                 [max(indexed, 0)]).fetchone()[0]
+        newer = scalar(self.con.execute(f"SELECT count(*) FROM {self.table} WHERE id > ?",
+                                        [max(indexed, 0)]))
         if indexed < 0 or newer >= max(REINDEX_MIN_NEW_ROWS, indexed // 10):
             self.rebuild()
             return self.indexed_up_to()
@@ -93,7 +96,7 @@ class TextIndex:
         when no indexed word is rare, the rarest are kept too where their postings are short
         or every word is indexed (in a small recall every word is in a tenth of the rows)."""
         known = self._document_frequencies(stems)
-        rows = self.con.execute(f"SELECT num_docs FROM {self.schema}.stats").fetchone()[0]
+        rows = scalar(self.con.execute(f"SELECT num_docs FROM {self.schema}.stats"))
         rare = [s for s in known if known[s][1] <= COMMON_FRACTION * rows]
         rarest = min((df for _, df in known.values()), default=0)
         if known and not rare and (rarest <= SHORT_POSTINGS or len(known) == len(stems)):

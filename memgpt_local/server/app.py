@@ -1,5 +1,6 @@
 """The FastAPI application: routers, the key check, body limits and JSON errors."""
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
@@ -39,7 +40,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     host = AgentHost(engine, settings or ServerSettings())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         host.close()
 
@@ -69,7 +70,7 @@ def error_response(status: int, message: str, headers: dict | None = None,
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), exc.headers)
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..agent.architectures import ARCHITECTURES
+from ..agent.architectures import ArchitectureName
 from ..agent.settings import RANGES
 from ..agent.stop_reason import StopReason
 from ..llm.scan import is_source
@@ -13,7 +13,7 @@ from ..llm.scan import is_source
 MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
 EXTRA_FUNCTIONS = ("Optional functions offered besides the standard ones (core_memory_rethink); "
                    "replaces the list")
-Architecture = Literal[ARCHITECTURES]  # type: ignore[valid-type]  # "memgpt" or "reply"
+Architecture = ArchitectureName  # "memgpt" or "reply"
 ARCHITECTURE = ("memgpt: the paper's (every step a JSON call, replies through send_message); "
                 "reply: plain replies in the model's own words, tool calls between them")
 

@@ -140,8 +140,8 @@ class EngineWorker:
 
     def _take(self) -> Ticket:
         with self._changed:
-            self._changed.wait_for(lambda: self._next() is not None)
-            ticket = self._next()
+            while (ticket := self._next()) is None:
+                self._changed.wait()
             self._waiting.remove(ticket)
             if ticket.job is not None:
                 self._taken.append(ticket)
@@ -164,7 +164,7 @@ class EngineWorker:
             try:
                 with self.engine_lock:
                     if self._start(ticket):
-                        _run(ticket)
+                        _run(ticket, ticket.job)
             finally:
                 with self._changed:
                     self._taken.remove(ticket)
@@ -182,8 +182,8 @@ class EngineWorker:
                 job()
 
 
-def _run(ticket: Ticket) -> None:
+def _run(ticket: Ticket, job: Callable[[], Any]) -> None:
     try:
-        ticket.future.set_result(ticket.job())
+        ticket.future.set_result(job())
     except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
         ticket.future.set_exception(exc)

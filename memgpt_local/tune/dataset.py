@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -123,7 +124,7 @@ def _records(path: Path) -> Iterator:
             yield json.load(handle)
 
 
-def _texts(value) -> Iterator[str]:
+def _texts(value: Any) -> Iterator[str]:
     """The strings anywhere in a JSON value."""
     if isinstance(value, dict):
         for item in value.values():

@@ -5,6 +5,7 @@ answer is not, follow a chain, save what the user states, say it does not know, 
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..bench.tasks.ceiling import last_result, more_pages
 from .worlds import Fact
@@ -19,7 +20,7 @@ ACKNOWLEDGE = ["Got it, I'll remember that.", "Noted - thanks for telling me!",
 LOCKER = re.compile(r"Locker (\S+) holds the key to locker (\S+?)\.")
 
 
-def call(function: str, **arguments) -> str:
+def call(function: str, **arguments: Any) -> str:
     """A call as the constraint writes it in our JSON format: compact, the arguments in the
     function's own order, no thoughts."""
     return json.dumps({"function": function, "arguments": arguments}, ensure_ascii=False,
@@ -100,7 +101,7 @@ class ChainPolicy:
     searched: set = field(default_factory=set)
 
     def __call__(self, messages: list[dict], offered: frozenset[str]) -> str:
-        links = {}
+        links: dict[str, str] = {}
         for message in messages:
             links.update(LOCKER.findall(message["content"]))
         current, seen = self.first, {self.first}

@@ -4,10 +4,12 @@ it) is the completion; every step is kept as a training example."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..bench.scripted import ScriptedConstraint
-from ..llm.base import Generation, GenerationStats, PromptTokens
+from ..llm.base import Generation, GenerationStats, PromptTokens, SamplingSettings
 from ..llm.tokenizer import ModelTokenizer
+from ..llm.tool_formats import ToolFormat
 
 # a policy sees the prompt's messages and the functions the step offers (none: a summary)
 Policy = Callable[[list[dict], frozenset[str]], str]
@@ -67,11 +69,13 @@ class PolicyRuntime:
         self._messages = messages
         return self.tokenizer.chat_tokens(messages, add_generation_prompt, tools)
 
-    def constraint(self, schema: dict, tool_format=None) -> ScriptedConstraint:
+    def constraint(self, schema: dict, tool_format: ToolFormat | None = None
+                   ) -> ScriptedConstraint:
         """A marker that carries the schema a call must match."""
         return ScriptedConstraint(schema)
 
-    def reply_constraint(self, schema: dict | None, tool_format=None) -> ScriptedConstraint:
+    def reply_constraint(self, schema: dict | None, tool_format: ToolFormat | None = None
+                         ) -> ScriptedConstraint:
         """A marker that also allows a plain reply."""
         return ScriptedConstraint(schema, reply=True)
 
@@ -90,8 +94,10 @@ class PolicyRuntime:
     def close(self) -> None:
         """Nothing to free (the tokenizer is shared)."""
 
-    def generate(self, tokens, max_tokens=256, sampling=None, processor=None, prefix_len=0,
-                 context=None, avoid=None) -> Generation:
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None, processor: Any = None,
+                 prefix_len: int = 0, context: str | None = None,
+                 avoid: list[str] | None = None) -> Generation:
         """The policy's step (or summary), checked and kept as an example."""
         recorder = self.recorder
         summary = processor is None

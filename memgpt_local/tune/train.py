@@ -8,6 +8,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -65,7 +66,7 @@ def target_modules(config: TrainConfig) -> str | list[str]:
     return [name.strip() for name in config.modules.split(",") if name.strip()]
 
 
-def load_base(spec: ModelSpec):
+def load_base(spec: ModelSpec) -> Any:
     """The model's weights from its GGUF, dequantised to float32 for training."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -77,7 +78,7 @@ def load_base(spec: ModelSpec):
                                                 dtype=torch.float32)
 
 
-def save_base_config(model, folder: Path) -> None:
+def save_base_config(model: Any, folder: Path) -> None:
     """The base's config as the LoRA converter reads it: its architecture named, no GGUF
     quantisation entry (the converter would try to dequantise)."""
     config = model.config.to_dict()
@@ -127,7 +128,8 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
         self.bf16 = use_bf16(config)
-        self.step, self.losses, self.seconds = 0, [], 0.0
+        self.step, self.seconds = 0, 0.0
+        self.losses: list[float] = []
 
     @property
     def checkpoint(self) -> Path:

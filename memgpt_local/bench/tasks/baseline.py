@@ -5,7 +5,7 @@ cases share their prefix and the runtime's KV reuse keeps the baseline cheap."""
 import time
 
 from ...engine import Engine
-from ...llm.base import Runtime
+from ...llm.base import Generation, Runtime
 from .data import Case
 from .runner import CaseResult, fill_archival, fresh_agent
 from .variants import score
@@ -35,7 +35,7 @@ def fitting_count(runtime: Runtime, material: list[str], question: str) -> int:
 
 
 def answer_from_prompt(runtime: Runtime, material: list[str], question: str,
-                       keep_newest: bool = False):
+                       keep_newest: bool = False) -> tuple[Generation, int]:
     """The model's greedy answer with as much material as fits (the first items, or the
     last ones with keep_newest); returns the generation and how many items went in."""
     ordered = material[::-1] if keep_newest else material

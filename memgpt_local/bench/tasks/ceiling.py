@@ -24,7 +24,7 @@ def last_result(messages: list[dict]) -> tuple[str | None, str]:
 def more_pages(result: str, page: int) -> bool:
     """Whether the result says there is a page after `page` (within MAX_PAGES)."""
     match = _PAGES.search(result)
-    return bool(match) and page < min(int(match.group(2)), MAX_PAGES)
+    return match is not None and page < min(int(match.group(2)), MAX_PAGES)
 
 
 def search(function: str, query: str, page: int, reply: bool = False) -> str:

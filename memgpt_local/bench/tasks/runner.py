@@ -6,11 +6,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
+from typing import Any
 
 import numpy as np
 
 from ...agent.turn import Turn
 from ...engine import Engine
+from ...memory.embeddings import TextEmbedder
 from ...memory.messages import Message
 from .data import Case
 from .data import Turn as DialogTurn
@@ -23,9 +25,9 @@ class CachingEmbedder:
     """An embedder that embeds each distinct text once per run (the 140 pairs, the NQ
     passages) and hands the stored vectors out again."""
 
-    def __init__(self, embedder):
+    def __init__(self, embedder: TextEmbedder) -> None:
         self.embedder = embedder
-        self.dim, self.max_tokens, self.name = embedder.dim, embedder.max_tokens, embedder.name
+        self.dim, self.name = embedder.dim, embedder.name
         self._vectors: dict[str, np.ndarray] = {}
         self.embedded = 0
 
@@ -176,7 +178,7 @@ def ask(engine: Engine, name: str, question: str) -> Turn:
         engine.close_agent(agent)
 
 
-def turn_result(turn: Turn, case: Case, start: float, **fields) -> CaseResult:
+def turn_result(turn: Turn, case: Case, start: float, **fields: Any) -> CaseResult:
     """A case result from the turn that answered it (score filled in by the caller)."""
     steps = turn.steps
     return CaseResult(

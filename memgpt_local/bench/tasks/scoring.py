@@ -13,6 +13,7 @@ import re
 import string
 from collections import Counter
 from functools import lru_cache
+from typing import Any
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 NOT_AVAILABLE = ("no information available", "not mentioned")
@@ -38,7 +39,7 @@ def contains_answer(reply: str, answers: list[str]) -> float:
 
 
 @lru_cache(maxsize=1)
-def _porter():
+def _porter() -> Any:
     from nltk.stem import PorterStemmer  # LoCoMo's stemmer; needs no downloaded data
 
     return PorterStemmer()
@@ -63,7 +64,7 @@ def token_f1(reply: str, expected: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def locomo_score(reply: str, answer, category: int) -> float:
+def locomo_score(reply: str, answer: Any, category: int) -> float:
     """A LoCoMo QA score for one category (answer: the gold answer, any JSON scalar)."""
     if category == 5:
         return float(any(phrase in reply.lower() for phrase in NOT_AVAILABLE))

@@ -7,10 +7,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from ...engine import Engine, EngineConfig
-from ...memory.embeddings import Embedder, load_embedder
+from ...memory.embeddings import TextEmbedder, load_embedder
 from . import data
 from .baseline import retrieved_order, run_baseline_case
 from .runner import CachingEmbedder, CaseResult
@@ -36,6 +38,9 @@ BENCH_NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)  # the agents' clock: after 
 # and fixed, so that greedy runs repeat exactly (the prompt shows the time)
 
 
+Turns = list | None  # LoCoMo's conversation turns (other tasks have none)
+
+
 @dataclass
 class BenchConfig:
     """What a run covers."""
@@ -53,7 +58,7 @@ class BenchConfig:
     validity_cases: int = DEFAULT_VALIDITY_CASES
 
 
-def task_cases(task: str, config: BenchConfig) -> tuple[list[data.Case], list | None]:
+def task_cases(task: str, config: BenchConfig) -> tuple[list[data.Case], Turns]:
     """A task's cases (`limit` per group, shuffled by the seed) and, for LoCoMo, its turns."""
     turns = None
     if task == "nested-kv":
@@ -119,7 +124,7 @@ class BenchRun:
     """One run: an engine per answering side over scratch homes, one shared caching
     embedder, and the results folder."""
 
-    def __init__(self, config: BenchConfig, embedder: Embedder | None = None,
+    def __init__(self, config: BenchConfig, embedder: TextEmbedder | None = None,
                  show_progress: bool = True):
         self.config = config
         self.show_progress = show_progress
@@ -127,7 +132,7 @@ class BenchRun:
         self._scratch = tempfile.TemporaryDirectory(prefix="memgpt-bench-")
         self.done = finished(config.out)
 
-    def engine(self, name: str, **kwargs) -> Engine:
+    def engine(self, name: str, **kwargs: Any) -> Engine:
         """An engine over a scratch home of this run."""
         home = Path(self._scratch.name) / name
         return Engine(EngineConfig(home, kv_budget_bytes=2 * 1024**3), embedder=self.embedder,
@@ -163,7 +168,7 @@ class BenchRun:
                        self.show_progress)
         try:
             for case in bar:
-                yield case, lambda result, bar=bar: (self._save(result), bar.add(result))
+                yield case, partial(self._record, bar)
         finally:
             bar.close()
 
@@ -171,7 +176,11 @@ class BenchRun:
         record(self.config.out, result)
         self.done.add((result.model, result.task, result.variant, result.case_id))
 
-    def _ceiling(self, task, cases, turns) -> None:
+    def _record(self, bar: ScoreBar, result: CaseResult) -> None:
+        self._save(result)
+        bar.add(result)
+
+    def _ceiling(self, task: str, cases: list[data.Case], turns: Turns) -> None:
         engine, runtime = ceiling_engine(lambda factory: self.engine("ceiling",
                                                                      runtime_factory=factory))
         with engine:
@@ -184,16 +193,18 @@ class BenchRun:
                     for case, save in self.cases("ceiling", task, variant, cases):
                         save(run_ceiling_case(engine, runtime, task, case, variant))
 
-    def _evidence_recall(self, engine, task, cases, turns) -> None:
+    def _evidence_recall(self, engine: Engine, task: str, cases: list[data.Case],
+                         turns: Turns) -> None:
         todo = self.todo("ceiling", task, "ceiling", cases)
         if not todo:
             return
-        for case, share in zip(todo, locomo_evidence_recall(engine, turns, todo), strict=True):
+        shares = locomo_evidence_recall(engine, turns or [], todo)
+        for case, share in zip(todo, shares, strict=True):
             self._save(CaseResult("ceiling", task, "ceiling", case.group, case.case_id,
                                   case.question, case.expected, "", share, 0.0,
                                   extra={"evidence_recall": share}))
 
-    def _model(self, task, model, cases, turns) -> None:
+    def _model(self, task: str, model: str, cases: list[data.Case], turns: Turns) -> None:
         with self.engine(f"model-{model}") as engine:
             for variant, settings in AGENT_VARIANTS.items():
                 if variant not in self.config.variants:
@@ -226,7 +237,8 @@ class BenchRun:
                             bar.add(result)
                 bar.close()
 
-    def _baseline(self, engine, task, model, cases, turns) -> None:
+    def _baseline(self, engine: Engine, task: str, model: str, cases: list[data.Case],
+                  turns: Turns) -> None:
         runtime = engine.runtime(model, self.config.n_ctx)
         try:
             for case, save in self.cases(model, task, "baseline", cases):
@@ -246,4 +258,4 @@ def baseline_material(engine: Engine, task: str, case: data.Case, turns: list | 
         return case.passages
     if task == "doc-qa":
         return retrieved_order(engine, case)
-    return [f"[{t.when:%Y-%m-%d %H:%M}] {t.speaker}: {t.text}" for t in turns]
+    return [f"[{t.when:%Y-%m-%d %H:%M}] {t.speaker}: {t.text}" for t in turns or []]

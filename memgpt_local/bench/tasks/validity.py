@@ -4,10 +4,11 @@ are a valid call of an existing function with valid arguments, and the decoding 
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from ...agent.loop import call_schema
 from ...engine import Engine
-from ...llm.base import Generation, Runtime
+from ...llm.base import Generation, Runtime, SamplingSettings
 from .data import Case
 from .runner import CaseResult, Material, ask, case_agent
 
@@ -47,11 +48,12 @@ class ProbingRuntime:
         self.inner = inner
         self.probes: list[Probe] = []
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def generate(self, tokens: list[int], max_tokens: int = 256, sampling=None,
-                 processor=None, prefix_len: int = 0, context: str | None = None,
+    def generate(self, tokens: list[int], max_tokens: int = 256,
+                 sampling: SamplingSettings | None = None, processor: Any = None,
+                 prefix_len: int = 0, context: str | None = None,
                  avoid: list[str] | None = None) -> Generation:
         """The wrapped generate(); a constrained one is probed without its constraint."""
         if processor is None:  # a summary, not a call
@@ -72,6 +74,7 @@ def run_validity_case(engine: Engine, source_task: str, case: Case, model: str,
     name = case_agent(engine, model, n_ctx, VALIDITY_STEPS, Material.of(case, turns))
     schema = call_schema(list(engine.records.get(name).core_memory.blocks))
     runtime = engine.runtime(model, n_ctx)
+    assert isinstance(runtime, ProbingRuntime), "the engine wraps every runtime in one"
     try:
         runtime.probes.clear()
         ask(engine, name, case.question)

@@ -6,9 +6,11 @@ agent over the same tiers, bare) and `baseline` (the same model, the material pl
 in the prompt, as much as fits)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ...engine import Engine
+from ...engine import Engine, RuntimeFactory
 from ..scripted import ScriptedRuntime
 from .ceiling import AnswerInResultsPolicy, NestedKvPolicy
 from .data import Case
@@ -27,13 +29,14 @@ CEILING_N_CTX = 16384  # the scripted policy reads every result; the window neve
 CEILING_MAX_CHAIN = 24
 CEILING_PAGE_SIZE = 5  # the agents' default page size
 # The agent as the paper ran it: its architecture, no tool rules, no memory brought in.
-BARE = {"architecture": "memgpt", "tool_rules": [], "memory_hits": 0}
+BARE: dict[str, Any] = {"architecture": "memgpt", "tool_rules": [], "memory_hits": 0}
 # variant: the settings it changes from a new agent's defaults; each names its architecture,
 # so a change of the default changes no variant's meaning
-AGENT_VARIANTS = {"memgpt": {"architecture": "memgpt"}, "memgpt-bare": BARE,
-                  "reply": {"architecture": "reply"}}
+AGENT_VARIANTS: dict[str, dict[str, Any]] = {
+    "memgpt": {"architecture": "memgpt"}, "memgpt-bare": BARE, "reply": {"architecture": "reply"}}
 # the scripted perfect agent in each architecture, bare
-CEILING_VARIANTS = {"ceiling": BARE, "ceiling-reply": {**BARE, "architecture": "reply"}}
+CEILING_VARIANTS: dict[str, dict[str, Any]] = {
+    "ceiling": BARE, "ceiling-reply": {**BARE, "architecture": "reply"}}
 
 
 def score(task: str, reply: str, case: Case) -> float:
@@ -41,11 +44,14 @@ def score(task: str, reply: str, case: Case) -> float:
     if task == "nested-kv":
         return uuid_score(reply, str(case.expected))
     if task == "doc-qa":
-        return contains_answer(reply, list(case.expected))
+        expected = case.expected
+        answers = expected if isinstance(expected, list | tuple) else [expected]
+        return contains_answer(reply, [str(answer) for answer in answers])
     return locomo_score(reply, case.expected, case.group)
 
 
-def ceiling_policy(task: str, case: Case, reply: bool = False):
+def ceiling_policy(task: str, case: Case, reply: bool = False
+                   ) -> NestedKvPolicy | AnswerInResultsPolicy:
     """The scripted perfect agent for a task's case (in the reply architecture's form)."""
     if task == "nested-kv":
         return NestedKvPolicy(reply)
@@ -93,7 +99,8 @@ def run_agent_case(engine: Engine, task: str, case: Case, run: AgentRun,
     return result
 
 
-def ceiling_engine(engine_factory) -> tuple[Engine, ScriptedRuntime]:
+def ceiling_engine(engine_factory: Callable[[RuntimeFactory], Engine]
+                   ) -> tuple[Engine, ScriptedRuntime]:
     """An engine whose every runtime is one scripted runtime (the policies set its script)."""
     runtime = ScriptedRuntime([], n_ctx=CEILING_N_CTX)
     return engine_factory(lambda *args, **kwargs: runtime), runtime

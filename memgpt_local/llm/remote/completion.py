@@ -5,7 +5,7 @@ Each server client (llama_server.py, vllm_server.py) translates a CompletionRequ
 API and its answers back into CompletionEvents; the runtime (runtime.py) sees only these.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,7 +60,7 @@ class CompletionServer(Protocol):
     def slots(self) -> int:
         """How many completions the server runs at once."""
 
-    def stream(self, request: CompletionRequest) -> Iterator[CompletionEvent]:
+    def stream(self, request: CompletionRequest) -> Generator[CompletionEvent, None, None]:
         """The completion as it comes; closing the iterator cancels it."""
 
     def complete(self, request: CompletionRequest) -> CompletionEvent:

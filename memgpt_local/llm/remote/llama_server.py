@@ -6,9 +6,10 @@ steers with a logit bias, reports the prompt tokens it evaluated (its prompt cac
 rest), and saves and restores slots to and from files on its own disk.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from functools import lru_cache
 from pathlib import PurePath
+from typing import Any
 
 import httpx
 import numpy as np
@@ -31,7 +32,7 @@ class LlamaServer(ServerHttp):
 
     kind = "llama-server"
 
-    def __init__(self, url: str, api_key: str | None = None, **options):
+    def __init__(self, url: str, api_key: str | None = None, **options: Any) -> None:
         super().__init__(url, api_key, **options)
         self._props: dict | None = None
 
@@ -55,7 +56,7 @@ class LlamaServer(ServerHttp):
         return {PurePath(str(a.get("path", ""))).name: float(a.get("scale") or 0.0)
                 for a in listed if isinstance(a, dict)}
 
-    def stream(self, request: CompletionRequest) -> Iterator[CompletionEvent]:
+    def stream(self, request: CompletionRequest) -> Generator[CompletionEvent, None, None]:
         """The completion's events (each with the evaluated count so far)."""
         body = {**self.body(request), "stream": True, "timings_per_token": True}
         for event in self.events("/completion", body):
@@ -129,7 +130,8 @@ def _event(answer: dict) -> CompletionEvent:
     stop = None
     if answer.get("stop"):
         stop = "eos" if answer.get("stop_type") == "eos" else "limit"
-    timings = answer.get("timings") if isinstance(answer.get("timings"), dict) else {}
+    timings = answer.get("timings")
+    timings = timings if isinstance(timings, dict) else {}
     return CompletionEvent(token_list(answer.get("tokens")), stop,
                            count_or_none(timings.get("prompt_n")))
 

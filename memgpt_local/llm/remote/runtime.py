@@ -20,12 +20,13 @@ import codecs
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ...errors import ContextOverflowError, RemoteServerError
 from ..base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
-from ..decoding import FunctionCallProcessor, NoCopyProcessor
+from ..decoding import NoCopyProcessor
 from ..gguf import unreadable_model_errors
 from ..kvcache import SnapshotStore
 from ..models import ModelSpec
@@ -37,7 +38,7 @@ from .slots import AgentSlots, snapshot_filename
 from .vllm_server import VllmServer
 
 
-def _load_vocabulary(path: Path):
+def _load_vocabulary(path: Path) -> Any:
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
@@ -45,7 +46,7 @@ def _load_vocabulary(path: Path):
         return Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 
-def server_for(spec: ModelSpec, **options) -> CompletionServer:
+def server_for(spec: ModelSpec, **options: Any) -> CompletionServer:
     """The client of the server an entry names, of its kind."""
     if spec.server_kind == "vllm":
         return VllmServer(str(spec.server), spec.api_key(), model=spec.served_model, **options)
@@ -181,7 +182,7 @@ class _Decode:
     where the local processors must steer."""
 
     def __init__(self, runtime: RemoteRuntime, prompt: list[int], max_tokens: int,
-                 sampling: SamplingSettings, processor: FunctionCallProcessor | None,
+                 sampling: SamplingSettings, processor: Any,
                  no_copy: NoCopyProcessor | None, stats: GenerationStats):
         self.runtime, self.prompt, self.max_tokens = runtime, prompt, max_tokens
         self.sampling, self.processor, self.no_copy, self.stats = (
@@ -273,7 +274,7 @@ class _Decode:
             yield piece
         self._watch()
 
-    def _check_id(self, token) -> None:
+    def _check_id(self, token: Any) -> None:
         """A token id is an int of the model's vocabulary (llama.cpp aborts the process on any
         other)."""
         n_vocab = self.runtime.llm.n_vocab()
@@ -318,7 +319,7 @@ class _Decode:
 
     def _finish_near_budget(self) -> None:
         reserve = getattr(self.processor, "finish_tokens", 0)
-        if reserve:
+        if reserve and self.processor is not None:
             near = self.stats.generated_tokens >= self.max_tokens - reserve
             self.processor.finish(near)
             self.stats.finish_forced = self.stats.finish_forced or near

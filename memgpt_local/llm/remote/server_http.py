@@ -8,6 +8,7 @@ the model loads), a few times with backoff, so nothing the model wrote is ever a
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -45,9 +46,12 @@ class ServerHttp:
     def events(self, path: str, body: dict) -> Iterator[dict]:
         """The server-sent events of one streamed POST, as dicts (`[DONE]` ends them);
         closing the iterator closes the connection, which cancels the request."""
-        def open_stream():
+        def open_stream() -> tuple[httpx.Response, Callable[[], None]]:
             context = self.http.stream("POST", path, json=body)
-            return context.__enter__(), lambda: context.__exit__(None, None, None)
+
+            def close() -> None:
+                context.__exit__(None, None, None)
+            return context.__enter__(), close
 
         response, close = self._answered(open_stream)
         try:
@@ -59,13 +63,14 @@ class ServerHttp:
         finally:
             close()
 
-    def json(self, method: str, path: str, expect: type = dict, **kwargs):
+    def json(self, method: str, path: str, expect: type = dict, **kwargs: Any) -> Any:
         """One request answered with a JSON object (or what `expect` names: a list)."""
         response, _ = self._answered(
             lambda: (self.http.request(method, path, **kwargs), lambda: None))
         return self._decode(response.text, expect)
 
-    def _answered(self, send: Callable[[], tuple[httpx.Response, Callable[[], None]]]):
+    def _answered(self, send: Callable[[], tuple[httpx.Response, Callable[[], None]]]
+                  ) -> tuple[httpx.Response, Callable[[], None]]:
         """A response (and how to close it) whose status was OK; sent again, with backoff,
         while the server cannot be reached or answers 503 - before anything came back."""
         for attempt in range(self.retries + 1):
@@ -90,7 +95,7 @@ class ServerHttp:
             raise self.fault(f"{what}; tried {self.retries + 1} time(s). Is it running?")
         time.sleep(BACKOFF_S * 2 ** attempt)
 
-    def _decode(self, text: str, expect: type = dict):
+    def _decode(self, text: str, expect: type = dict) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:

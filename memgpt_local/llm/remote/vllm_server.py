@@ -9,7 +9,8 @@ which vLLM reports when started with `--enable-prompt-tokens-details` (without i
 token counts as evaluated). vLLM has no slots and no slot files.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import Any
 
 from ...errors import RemoteServerError
 from .completion import (
@@ -33,7 +34,7 @@ class VllmServer(ServerHttp):
     kind = "vllm"
 
     def __init__(self, url: str, api_key: str | None = None, model: str | None = None,
-                 **options):
+                 **options: Any) -> None:
         super().__init__(url, api_key, **options)
         self.model = model
         self._card: dict | None = None
@@ -58,7 +59,7 @@ class VllmServer(ServerHttp):
         """vLLM batches what its memory holds and does not say how many: a default."""
         return DEFAULT_PARALLEL
 
-    def stream(self, request: CompletionRequest) -> Iterator[CompletionEvent]:
+    def stream(self, request: CompletionRequest) -> Generator[CompletionEvent, None, None]:
         """The completion's tokens as they come; its end last, with the usage."""
         body = {**self.body(request), "stream": True,
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
@@ -130,13 +131,13 @@ class VllmServer(ServerHttp):
                                _evaluated(chunk.get("usage")))
 
 
-def _cached(usage) -> int:
+def _cached(usage: Any) -> int:
     details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
     return (count_or_none(details.get("cached_tokens")) if isinstance(details, dict)
             else None) or 0
 
 
-def _evaluated(usage) -> int | None:
+def _evaluated(usage: Any) -> int | None:
     """Prompt tokens evaluated: the prompt less what the prefix cache held."""
     prompt = count_or_none(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
     return None if prompt is None else max(0, prompt - _cached(usage))

@@ -5,10 +5,12 @@ rolled-back step inserted was never searchable."""
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from ..archival import HybridSearch, content_hash
+from ..embeddings import TextEmbedder
 
 EF_SEARCH = 200  # pgvector's hnsw.ef_search for a query (its default, 40, loses outliers)
 HNSW_SEARCH_LIMIT = 1000  # the largest ef_search pgvector takes
@@ -18,7 +20,8 @@ class PostgresArchival(HybridSearch):
     """One agent's archival memory on PostgreSQL: pgvector's HNSW index (cosine) for meaning,
     full-text search for whole words, fused by rank."""
 
-    def __init__(self, con, agent: str, embedder, progress: bool = True):
+    def __init__(self, con: Any, agent: str, embedder: TextEmbedder, progress: bool = True
+                 ) -> None:
         self.con = con
         self.agent = agent
         self.embedder = embedder
@@ -136,6 +139,6 @@ class PostgresArchival(HybridSearch):
         """Nothing to save."""
 
 
-def vector_text(values) -> str:
+def vector_text(values: Any) -> str:
     """A vector in pgvector's text form, each float32 value exactly."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(values, np.float32).ravel()) + "]"

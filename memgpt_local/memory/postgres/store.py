@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.types.json import set_json_loads
@@ -21,12 +22,13 @@ from psycopg_pool import ConnectionPool
 from ...errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreUnavailableError
 from ..agents import AgentStore
 from ..archival import passage_count, passage_hashes
+from ..embeddings import TextEmbedder
 from ..stores import redact_url
 from .archival import PostgresArchival, vector_text
 from .recall import PostgresRecall
 
 
-def _m001_schema(con) -> None:
+def _m001_schema(con: "Connection") -> None:
     con.execute("""CREATE TABLE agents (
         name TEXT PRIMARY KEY, model TEXT NOT NULL, settings JSONB NOT NULL,
         core_memory JSONB NOT NULL, summary TEXT NOT NULL DEFAULT '',
@@ -52,14 +54,14 @@ def _m001_schema(con) -> None:
     con.execute("CREATE INDEX passages_agent ON passages (agent, id)")
 
 
-def _m002_leases(con) -> None:
+def _m002_leases(con: "Connection") -> None:
     # who holds each agent's lease (the lock itself is a session advisory lock: it ends with
     # the session of the server that took it, so a server that dies loses its leases)
     con.execute("""CREATE TABLE leases (
         agent TEXT PRIMARY KEY, holder TEXT NOT NULL, since TIMESTAMPTZ NOT NULL)""")
 
 
-def _m003_json_as_written(con) -> None:
+def _m003_json_as_written(con: "Connection") -> None:
     # JSONB sorts an object's keys: core memory came back with its blocks in another order
     # (the prompt changed) and a stored call with its arguments reordered. JSON keeps the text
     # as written, as DuckDB does. (Rows stored before keep the order JSONB gave them.)
@@ -72,7 +74,7 @@ def _m003_json_as_written(con) -> None:
     con.execute("ALTER TABLE agents ALTER COLUMN in_context SET DEFAULT '[]'")
 
 
-def _m004_lease_epochs(con) -> None:
+def _m004_lease_epochs(con: "Connection") -> None:
     # each taking of a lease counts up its epoch; a step's transaction checks the epoch its
     # process took, so a process that lost its lease session (and its lock) writes nothing
     con.execute("ALTER TABLE leases ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0")
@@ -96,11 +98,11 @@ class Connection:
         self.store = store
 
     @property
-    def raw(self):
+    def raw(self) -> psycopg.Connection:
         """The psycopg connection in use."""
         return self.store.raw
 
-    def execute(self, sql: str, params: list | tuple | None = None):
+    def execute(self, sql: str, params: list | tuple | None = None) -> psycopg.Cursor:
         """Run one statement; its cursor holds the result."""
         args = (sql,) if params is None else (_placeholders(sql), [_value(p) for p in params])
         try:
@@ -114,29 +116,37 @@ class Connection:
             return self.raw.execute(*args)  # between steps: once more, on a new connection
 
 
+def _first(row: tuple | None) -> Any:
+    """The first value of a row a statement always returns."""
+    if row is None:
+        raise StoreUnavailableError("PostgreSQL returned no row where one was due.")
+    return row[0]
+
+
 def _placeholders(sql: str) -> str:
     """`?` parameters as psycopg's `%s` (a literal `%` doubled)."""
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def _value(value):
+def _value(value: Any) -> Any:
     """A parameter as psycopg takes it (a list of ids as a PostgreSQL array)."""
     return list(value) if isinstance(value, tuple) else value
 
 
-def _text_json(connection) -> None:
+def _text_json(connection: psycopg.Connection) -> None:
     """JSON and JSONB columns read back as their text, as DuckDB gives them."""
     set_json_loads(lambda data: data if isinstance(data, str) else bytes(data).decode(),
                    connection)
 
 
-CONNECT_OPTIONS = {"connect_timeout": 10, "options": "-c timezone=UTC"}
+CONNECT_TIMEOUT_S, SESSION_OPTIONS = 10, "-c timezone=UTC"
 
 
 def _check_reachable(url: str) -> None:
     """Connect once; a wrong URL, a refused password or a server that is down is one line."""
     try:
-        psycopg.connect(url, **CONNECT_OPTIONS).close()
+        psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                        options=SESSION_OPTIONS).close()
     except (psycopg.Error, ValueError) as exc:
         raise StoreUnavailableError(
             f"Cannot use the PostgreSQL store at {redact_url(url)}: {_reason(exc)}") from None
@@ -163,9 +173,12 @@ class PostgresStore:
         self.in_transaction = False
         _check_reachable(url)  # a clear line at once, not a pool retrying in the background
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
-                                   configure=_text_json, timeout=10, kwargs=CONNECT_OPTIONS,
+                                   configure=_text_json, timeout=10,
+                                   kwargs={"connect_timeout": CONNECT_TIMEOUT_S,
+                                           "options": SESSION_OPTIONS},
                                    check=ConnectionPool.check_connection)
-        self._leases = None  # the session holding this process's leases, made on first use
+        # the session holding this process's leases, made on first use
+        self._leases: psycopg.Connection | None = None
         self._lease_guard = threading.Lock()
         self._held: dict[str, list[int]] = {}  # agent -> [epoch taken, acquires not released]
         self.raw = self._connection()
@@ -180,15 +193,14 @@ class PostgresStore:
         """Where the store is, for messages (no password)."""
         return redact_url(self.url)
 
-    def _connection(self):
+    def _connection(self) -> psycopg.Connection:
         raw = self.pool.getconn()
         raw.autocommit = True  # each statement on its own, but inside transaction()
         return raw
 
     def reconnect(self) -> None:
         """Give a broken connection back (the pool drops it) and take a working one."""
-        broken, self.raw = self.raw, None
-        self.pool.putconn(broken)
+        self.pool.putconn(self.raw)
         try:
             self.raw = self._connection()
         except Exception as exc:  # the pool's timeout: the server is still away
@@ -239,7 +251,7 @@ class PostgresStore:
         finally:
             self.in_transaction = False
 
-    def _begun(self, stack: ExitStack):
+    def _begun(self, stack: ExitStack) -> psycopg.Connection:
         """Begin a transaction (on a new connection if the one held broke while idle: the
         server restarted between steps); return the connection it runs on."""
         try:
@@ -267,7 +279,7 @@ class PostgresStore:
         (and the same process may take it again: each acquire needs its release)."""
         key = _lease_key(name)
         deadline = time.monotonic() + wait_s
-        while not self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])[0]:
+        while not _first(self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])):
             if time.monotonic() > deadline:
                 row = self._lease_query("SELECT holder FROM leases WHERE agent = %s", [name])
                 raise AgentLeasedError(
@@ -277,10 +289,10 @@ class PostgresStore:
         if name in self._held:  # taken again by this process (the lock is re-entrant)
             self._held[name][1] += 1
             return
-        epoch = self._lease_query(
+        epoch = _first(self._lease_query(
             "INSERT INTO leases VALUES (%s, %s, now(), 1) ON CONFLICT (agent) DO UPDATE SET "
             "holder = excluded.holder, since = excluded.since, epoch = leases.epoch + 1 "
-            "RETURNING epoch", [name, holder])[0]
+            "RETURNING epoch", [name, holder]))
         self._held[name] = [epoch, 1]
 
     def release(self, name: str) -> None:
@@ -334,7 +346,8 @@ class PostgresStore:
         """An agent's recall storage."""
         return PostgresRecall(self.con, name)
 
-    def archival(self, name: str, embedder, progress: bool = True) -> PostgresArchival:
+    def archival(self, name: str, embedder: TextEmbedder, progress: bool = True
+                 ) -> PostgresArchival:
         """An agent's archival storage."""
         return PostgresArchival(self.con, name, embedder, progress)
 
@@ -374,13 +387,13 @@ class PostgresStore:
         for held in (self.raw, self._leases):
             if held is not None:
                 self.pool.putconn(held)
-        self.raw = self._leases = None
+        self._leases = None
         self.pool.close()
 
     def __enter__(self) -> "PostgresStore":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -8,7 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
 from ...agent.functions import replies_shown
+from ...agent.loop import Agent
 from ...memory.core import BlockChange
+from ...memory.messages import Message
+from ...memory.paging import Page as PageOf
 from ..schemas import MAX_TEXT, BlockEdit, Inserted, LoadResult, PassageIn, SearchPage
 from . import Host, Page
 
@@ -59,13 +62,14 @@ def search_recall(name: str, host: Host, query: OptionalText = None, start: Date
     with the message that followed it (`next`), as the agent's own search shows it."""
     if not query and not (start and end):
         raise HTTPException(400, "Give query, or start and end dates.")
-    if not query and end < start:
+    if not query and start and end and end < start:
         raise HTTPException(400, f"end {end} is before start {start}.")
 
-    def search(agent):
-        if not query:
+    def search(agent: Agent) -> tuple[PageOf, dict]:
+        if not query and start and end:
             return agent.recall_search_date(start.isoformat(), end.isoformat(), page), {}
-        found = agent.recall_search(query, page)
+        query_text = query or ""
+        found = agent.recall_search(query_text, page)
         return found, replies_shown(found, agent.recall_next(found.items))
 
     found, replies = host.run(lambda: host.use(name, search), name)
@@ -73,17 +77,17 @@ def search_recall(name: str, host: Host, query: OptionalText = None, start: Date
                              for m in found.items])
 
 
-def _message_or_none(message) -> dict | None:
+def _message_or_none(message: Message | None) -> dict | None:
     return message_dict(message) if message is not None else None
 
 
-def page_dict(found, items: list) -> dict:
+def page_dict(found: PageOf, items: list) -> dict:
     """A page of results as JSON."""
     return {"page": found.page, "pages": found.pages, "page_size": found.page_size,
             "total": found.total, "items": items}
 
 
-def message_dict(message) -> dict:
+def message_dict(message: Message) -> dict:
     """A recall message as JSON."""
     return {"seq": message.seq, "role": message.role, "content": message.content,
             "function_name": message.function_name, "function_args": message.function_args,

@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/agents/{name}/messages", tags=["messages"])
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "A TurnOut, or with stream: events memory, "
                                              "reply, withdraw, step, done (or error)"}})
-def send_message(name: str, body: MessageIn, host: Host):
+def send_message(name: str, body: MessageIn, host: Host) -> Any:  # a TurnOut, or its stream
     """Send a user message; every step the agent took (thoughts, calls, results, replies)."""
     if body.stream:
         return StreamingResponse(_server_sent(turns.stream(host, name, body.text)),

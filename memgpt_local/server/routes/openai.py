@@ -5,11 +5,13 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
-from ...agent.turn import StepTaken
+from ...agent.turn import StepTaken, Turn
 from .. import turns
 from ..schemas import ChatCompletionRequest, ModelList
 from . import Host
@@ -26,7 +28,7 @@ def list_models(host: Host) -> dict:
 
 
 @router.post("/chat/completions")
-def chat_completions(body: ChatCompletionRequest, host: Host):
+def chat_completions(body: ChatCompletionRequest, host: Host) -> Any:  # JSON, or a stream
     """Send the request's last user message to the agent named by `model`; its replies
     (every send_message of the turn) are the completion. Streamed, each reply is sent
     when its step has completed (a failed reply is never sent)."""
@@ -58,7 +60,7 @@ def last_user_text(body: ChatCompletionRequest) -> str:
     raise HTTPException(400, "messages must end with a user message that has text.")
 
 
-def _usage(turn) -> dict:
+def _usage(turn: Turn) -> dict:
     prompt = sum(step.stats.prompt_tokens for step in turn.steps)
     completion = sum(step.stats.generated_tokens for step in turn.steps)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -77,7 +79,8 @@ def _chunks(events: Iterator[turns.Event], completion_id: str, model: str) -> It
     for event in events:
         match event:
             case StepTaken(report=step) if step.function == "send_message" and not step.failed:
-                yield chunk({"content": ("\n\n" if sent else "") + step.arguments["message"]})
+                text = (step.arguments or {}).get("message", "")
+                yield chunk({"content": ("\n\n" if sent else "") + text})
                 sent += 1
             case turns.TurnFailed(error=exc):
                 error = {"error": {"message": str(exc), "type": "server_error"}}
@@ -87,5 +90,5 @@ def _chunks(events: Iterator[turns.Event], completion_id: str, model: str) -> It
     yield "data: [DONE]\n\n"
 
 
-def _timestamp(value) -> int:
+def _timestamp(value: datetime | None) -> int:
     return int(value.timestamp()) if value is not None else 0

@@ -1,5 +1,7 @@
 """A benchmark report's files (`memgpt-local bench report --out DIR`), for the web page."""
 
+from pathlib import Path
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
@@ -21,7 +23,7 @@ def report_file(file: str, request: Request) -> FileResponse:
     return FileResponse(files[file])
 
 
-def _servable(path, folder) -> bool:
+def _servable(path: Path, folder: Path) -> bool:
     """A report file: a plain file of a served kind, in the folder itself (a link to anywhere
     else, or a folder, is not served)."""
     return (path.suffix in SERVED and not path.is_symlink() and path.is_file()
