@@ -384,3 +384,8 @@ def test_the_summary_counts_agent_steps_and_failed_ones_where_they_were_recorded
     echoed = summary_table([{**row("reply", 0), "score": 1.0, "extra": {"echoed": True}},
                             {**row("reply", 0), "score": 1.0, "extra": {"echoed": False}}])
     assert "| m | doc-qa | reply | 2 | 1.000 | 2 (1) | 0 |" in echoed
+    capped = {"stopped": "The agent stopped after 6 chained steps", "stop_reason": "step_cap"}
+    failed = {"stopped": "The agent stopped after 3 failed calls", "stop_reason": "failed_calls"}
+    reasons = summary_table([{**row("memgpt", 0), **capped}, {**row("memgpt", 0), **capped},
+                             {**row("memgpt", 0), **failed}, row("memgpt", 0)])
+    assert "| m | doc-qa | memgpt | 4 | 0.000 |  | 3 (failed_calls 1, step_cap 2) |" in reasons

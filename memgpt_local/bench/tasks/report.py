@@ -2,7 +2,7 @@
 accuracy against nesting level and against the number of distractors."""
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
 
@@ -37,7 +37,8 @@ def _grouped(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
 def summary_rows(rows: list[dict]) -> list[dict]:
     """One row per model, task and variant: cases, mean score, the answers found correct and
     those among them that copy a brought passage (None where not recorded: doc-QA records
-    them), cases stopped (step cap, failures), agent steps and those that failed (None for
+    them), cases stopped (step cap, failures) with the loop's reasons counted where
+    recorded, agent steps and those that failed (None for
     call validity's probes, and failed_steps None for results recorded without them), wall
     time."""
     out = []
@@ -48,7 +49,10 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                     "score": mean(r["score"] for r in group),
                     "correct": len(judged) or None,
                     "echoed": sum(r["extra"]["echoed"] for r in judged),
-                    "stopped": sum(bool(r.get("stopped")) for r in group), "steps": steps,
+                    "stopped": sum(bool(r.get("stopped")) for r in group),
+                    "stop_reasons": Counter(r["stop_reason"] for r in group
+                                            if r.get("stop_reason")),
+                    "steps": steps,
                     "failed_steps": failed, "wall_s": sum(r["wall_s"] for r in group)})
     return out
 
@@ -62,8 +66,10 @@ def summary_table(rows: list[dict]) -> str:
         if row["failed_steps"] is not None:
             steps += f" ({row['failed_steps']})"
         correct = f"{row['correct']} ({row['echoed']})" if row["correct"] else ""
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(row["stop_reasons"].items()))
+        stopped = f"{row['stopped']} ({reasons})" if reasons else str(row["stopped"])
         lines.append(f"| {row['model']} | {row['task']} | {row['variant']} | {row['cases']} | "
-                     f"{row['score']:.3f} | {correct} | {row['stopped']} | {steps} | "
+                     f"{row['score']:.3f} | {correct} | {stopped} | {steps} | "
                      f"{row['wall_s']:.0f} |")
     return "\n".join(lines)
 

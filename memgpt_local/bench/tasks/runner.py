@@ -69,7 +69,8 @@ class CaseResult:
     generated_tokens: int = 0
     calls: list = field(default_factory=list)
     failed_steps: int = 0  # steps whose call failed (the model got an error back)
-    stopped: str | None = None
+    stopped: str | None = None  # why it ended early, in a line for people
+    stop_reason: str | None = None  # the loop's StopReason where the loop ended the turn
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -189,4 +190,5 @@ def turn_result(turn: Turn, case: Case, start: float, **fields: Any) -> CaseResu
         evaluated_tokens=sum(s.stats.evaluated_tokens + s.summary_eval_tokens for s in steps),
         generated_tokens=sum(s.stats.generated_tokens for s in steps),
         calls=[{"function": s.function, "arguments": s.arguments} for s in steps],
-        failed_steps=sum(s.failed for s in steps), stopped=turn.stopped)
+        failed_steps=sum(s.failed for s in steps), stopped=turn.stopped,
+        stop_reason=turn.stop_reason)
