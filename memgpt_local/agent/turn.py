@@ -76,50 +76,50 @@ class Turn:
 
 
 @dataclass(frozen=True)
-class MemoryBrought:
+class Event:
+    """Something a listener is told while a turn runs: `name` names it in a server's stream,
+    as_dict gives its data."""
+
+    name: ClassVar[str] = ""
+
+    def as_dict(self) -> dict:
+        """The event's data as JSON."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MemoryBrought(Event):
     """The memory found for the user's message and put before the model's first step."""
 
     name: ClassVar[str] = "memory"
     text: str
 
-    def as_dict(self) -> dict:
-        """The event's data as JSON."""
-        return {"text": self.text}
-
 
 @dataclass(frozen=True)
-class ReplyText:
+class ReplyText(Event):
     """Reply text as it is generated (shown to the user before the step ends)."""
 
     name: ClassVar[str] = "reply"
     text: str
 
-    def as_dict(self) -> dict:
-        """The event's data as JSON."""
-        return {"text": self.text}
-
 
 @dataclass(frozen=True)
-class ReplyWithdrawn:
+class ReplyWithdrawn(Event):
     """The streamed text of a step that failed or was no reply after all: not sent."""
 
     name: ClassVar[str] = "withdraw"
     characters: int
 
-    def as_dict(self) -> dict:
-        """The event's data as JSON."""
-        return {"characters": self.characters}
-
 
 @dataclass(frozen=True)
-class StepTaken:
+class StepTaken(Event):
     """One step finished: its report."""
 
     name: ClassVar[str] = "step"
     report: StepReport
 
     def as_dict(self) -> dict:
-        """The event's data as JSON."""
+        """The step's report as JSON."""
         return self.report.as_dict()
 
 

@@ -9,17 +9,9 @@ from pathlib import Path
 
 import click
 
+from ..agent import turn as events
 from ..agent.loop import Agent
-from ..agent.turn import (
-    AgentEvent,
-    Listener,
-    MemoryBrought,
-    ReplyText,
-    ReplyWithdrawn,
-    StepReport,
-    StepTaken,
-    Turn,
-)
+from ..agent.turn import Listener, StepReport, Turn
 from ..engine import Engine
 from .agents import print_overview
 from .common import engine, read_message, user_errors, wait_option
@@ -49,8 +41,8 @@ def _resolve_agent(eng: Engine, name: str | None, model: str | None) -> str:
 def _listener(quiet: bool, name: str) -> Listener:
     state = {"open": False}
 
-    def listen(event: AgentEvent) -> None:
-        if isinstance(event, ReplyText):
+    def listen(event: events.AgentEvent) -> None:
+        if isinstance(event, events.ReplyText):
             if not state["open"]:
                 click.echo(click.style(f"{name}> ", bold=True), nl=False)
                 state["open"] = True
@@ -61,12 +53,12 @@ def _listener(quiet: bool, name: str) -> Listener:
             click.echo()
             state["open"] = False
         match event:
-            case ReplyWithdrawn():
+            case events.ReplyWithdrawn():
                 click.echo(click.style("  [withdrawn: that reply failed and was not sent]",
                                        fg="yellow"))
-            case MemoryBrought(text=text) if not quiet:
+            case events.MemoryBrought(text=text) if not quiet:
                 click.echo(click.style(f"  [memory] {text[:300]}", dim=True))
-            case StepTaken(report=report) if not quiet:
+            case events.StepTaken(report=report) if not quiet:
                 _show_step(report)
 
     return listen

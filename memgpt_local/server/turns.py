@@ -5,35 +5,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..agent.turn import AgentEvent, Turn
+from ..agent.turn import AgentEvent, Event, Turn
 from .host import AgentHost
 
 
 @dataclass(frozen=True)
-class TurnDone:
+class TurnDone(Event):
     """The turn finished: every step and reply."""
 
     name: ClassVar[str] = "done"
     turn: Turn
 
     def as_dict(self) -> dict:
-        """The event's data as JSON."""
+        """The finished turn as JSON."""
         return self.turn.as_dict()
 
 
 @dataclass(frozen=True)
-class TurnFailed:
+class TurnFailed(Event):
     """The turn failed after its stream began: the error ends the stream."""
 
     name: ClassVar[str] = "error"
     error: Exception
 
     def as_dict(self) -> dict:
-        """The event's data as JSON (the API's error shape)."""
+        """The error in the API's shape."""
         return {"error": {"message": str(self.error), "type": type(self.error).__name__}}
 
 
-Event = AgentEvent | TurnDone | TurnFailed
+StreamEvent = AgentEvent | TurnDone | TurnFailed
 
 
 def send(host: AgentHost, name: str, text: str) -> Turn:
@@ -41,11 +41,11 @@ def send(host: AgentHost, name: str, text: str) -> Turn:
     return host.run(lambda: host.use(name, lambda agent: agent.send(text)), name, turn=True)
 
 
-def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
+def stream(host: AgentHost, name: str, text: str) -> Iterator[StreamEvent]:
     """Send a message; the turn's events as they happen, ending with TurnDone. An error
     before the first event (an unknown agent, a message too long) is raised here, before any
     response is sent; a later one ends the stream as TurnFailed."""
-    events: queue.Queue[Event] = queue.Queue()
+    events: queue.Queue[StreamEvent] = queue.Queue()
 
     def job() -> None:
         try:
@@ -61,8 +61,8 @@ def stream(host: AgentHost, name: str, text: str) -> Iterator[Event]:
     return _events(first, events)
 
 
-def _events(first: Event, events: "queue.Queue[Event]") -> Iterator[Event]:
-    event = first
+def _events(first: StreamEvent, events: "queue.Queue[StreamEvent]") -> Iterator[StreamEvent]:
+    event: StreamEvent = first
     while True:
         yield event
         if isinstance(event, TurnDone | TurnFailed):

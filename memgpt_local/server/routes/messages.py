@@ -35,7 +35,7 @@ def list_messages(name: str, host: Host, offset: Annotated[int, Query(ge=0)] = 0
     return [message_dict(m) for m in messages[offset:offset + limit]]
 
 
-def _server_sent(events: Iterator[turns.Event]) -> Iterator[str]:
+def _server_sent(events: Iterator[turns.StreamEvent]) -> Iterator[str]:
     for event in events:
         data = json.dumps(event.as_dict(), ensure_ascii=False)
         yield f"event: {event.name}\ndata: {data}\n\n"

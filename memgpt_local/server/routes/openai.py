@@ -67,7 +67,7 @@ def _usage(turn: Turn) -> dict:
             "total_tokens": prompt + completion}
 
 
-def _chunks(events: Iterator[turns.Event], completion_id: str, model: str) -> Iterator[str]:
+def _chunks(events: Iterator[turns.StreamEvent], completion_id: str, model: str) -> Iterator[str]:
     def chunk(delta: dict, finish: str | None = None) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": model,
