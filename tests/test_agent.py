@@ -16,7 +16,7 @@ from memgpt_local.agent.context import queue_entry
 from memgpt_local.agent.loop import Agent
 from memgpt_local.agent.queue import Summarizer
 from memgpt_local.agent.recollection import ROOM_SHARE, recollect
-from memgpt_local.agent.settings import AgentSettings
+from memgpt_local.agent.settings import AgentSettings, AgentState, stored
 from memgpt_local.agent.steps import parse_call
 from memgpt_local.agent.stop_reason import StopReason
 from memgpt_local.agent.turn import MemoryBrought, ReplyText
@@ -380,11 +380,38 @@ def test_settings_ignore_state_keys():
 
 
 def test_settings_are_stored_flat_with_their_sampling_fields():
-    stored = {**AgentSettings().to_dict(), "temperature": 0.5, "seed": 7}
-    assert list(stored)[-3:] == ["temperature", "repeat_penalty", "seed"]
-    settings = AgentSettings.from_dict(stored)
+    flat = {**AgentSettings().to_dict(), "temperature": 0.5, "seed": 7}
+    assert list(flat)[-3:] == ["temperature", "repeat_penalty", "seed"]
+    settings = AgentSettings.from_dict(flat)
     assert settings.sampling == SamplingSettings(temperature=0.5, seed=7)
-    assert settings.to_dict() == stored
+    assert settings.to_dict() == flat
+
+
+def test_settings_and_state_stored_as_json_before_load_typed_and_store_the_same():
+    """An agent stored before the typed settings (a dict, its state a nested dict) reads as
+    AgentSettings and AgentState, and is written back with the same keys and values."""
+    from memgpt_local.memory.agents import AgentRecord
+
+    state = {"warned": True, "flushes": 4, "heartbeats_paused_until": "2030-05-17T09:30:00+00:00",
+             "core_counts": {"agent_name": "sam", "blocks": 2}, "core_digest": "0a1b",
+             "last_prompt": {"static": "c3", "core": "d4"}}
+    before = {**AgentSettings(n_ctx=2048, memory_hits=3).to_dict(), "state": state}
+    record = AgentRecord("sam", "smollm2-135m", json.loads(json.dumps(before)))
+    settings, loaded = AgentSettings.of(record), AgentState.of(record)
+    assert (settings.n_ctx, settings.memory_hits, loaded.flushes, loaded.warned) == (2048, 3, 4,
+                                                                                   True)
+    assert loaded.last_prompt["core"] == "d4"
+    assert stored(settings, loaded) == before
+    assert AgentState.of(AgentRecord("new", "m", {"n_ctx": 2048})) == AgentState()
+
+
+@given(st.builds(AgentState, warned=st.booleans(), flushes=st.integers(0, 10**6),
+                 heartbeats_paused_until=st.none() | st.text(max_size=30),
+                 core_digest=st.none() | st.text(max_size=16),
+                 last_prompt=st.dictionaries(st.text(max_size=8), st.text(max_size=8),
+                                             max_size=5)))
+def test_any_state_comes_back_from_its_stored_form(state):
+    assert AgentState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
 def test_the_fake_runtime_meets_the_runtime_protocol():
