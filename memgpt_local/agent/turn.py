@@ -3,7 +3,7 @@ while it runs (each a small class, matched by type)."""
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ..llm.base import GenerationStats, SavedContext
 from .steps import CALL
@@ -127,12 +127,14 @@ AgentEvent = MemoryBrought | ReplyText | ReplyWithdrawn | StepTaken
 Listener = Callable[[AgentEvent], None]
 
 
+_READERS: dict[str, Callable[[dict], AgentEvent]] = {
+    MemoryBrought.name: lambda d: MemoryBrought(d["text"]),
+    ReplyText.name: lambda d: ReplyText(d["text"]),
+    ReplyWithdrawn.name: lambda d: ReplyWithdrawn(d["characters"]),
+    StepTaken.name: lambda d: StepTaken(StepReport.from_dict(d))}
+
+
 def event_from(name: str, data: dict) -> AgentEvent | None:
     """The event an SSE stream named and carried (None for a name that is no agent event)."""
-    readers: dict[str, Callable[[dict], Any]] = {
-        MemoryBrought.name: lambda d: MemoryBrought(d["text"]),
-        ReplyText.name: lambda d: ReplyText(d["text"]),
-        ReplyWithdrawn.name: lambda d: ReplyWithdrawn(d["characters"]),
-        StepTaken.name: lambda d: StepTaken(StepReport.from_dict(d))}
-    reader = readers.get(name)
+    reader = _READERS.get(name)
     return reader(data) if reader else None

@@ -207,12 +207,11 @@ def _print_turn(turn: Turn, as_json: bool) -> None:
     """A finished turn: its replies (and why it stopped, if the loop ended it), or with
     as_json one line per step and a last line with the replies."""
     if as_json:
-        for step in turn.steps:
-            click.echo(json.dumps(step.as_dict(), ensure_ascii=False))
+        data = turn.as_dict()
+        for step in data.pop("steps"):
+            click.echo(json.dumps(step, ensure_ascii=False))
         saved = turn.saved_context and asdict(turn.saved_context)
-        click.echo(json.dumps({"replies": turn.replies, "stopped": turn.stopped,
-                               "stop_reason": turn.stop_reason, "memory": turn.memory,
-                               "saved_context": saved}))
+        click.echo(json.dumps({**data, "saved_context": saved}))
         return
     for reply in turn.replies:
         click.echo(reply)

@@ -12,7 +12,11 @@ class SqlConnection(Protocol):
 
 def scalar(cursor: Any) -> Any:
     """The first column of a query's one row (an aggregate always has one)."""
-    row = cursor.fetchone()
+    return first_value(cursor.fetchone())
+
+
+def first_value(row: tuple | None) -> Any:
+    """The first value of a row a statement always returns."""
     if row is None:
         raise LookupError("the query returned no row")
     return row[0]

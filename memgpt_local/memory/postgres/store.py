@@ -23,6 +23,7 @@ from ...errors import AgentLeasedError, LeaseLostError, MemgptLocalError, StoreU
 from ..agents import AgentStore
 from ..archival import passage_count, passage_hashes
 from ..embeddings import TextEmbedder
+from ..sql import first_value
 from ..stores import redact_url
 from .archival import PostgresArchival, vector_text
 from .recall import PostgresRecall
@@ -114,13 +115,6 @@ class Connection:
             if self.store.in_transaction:
                 raise StoreUnavailableError(LOST) from None
             return self.raw.execute(*args)  # between steps: once more, on a new connection
-
-
-def _first(row: tuple | None) -> Any:
-    """The first value of a row a statement always returns."""
-    if row is None:
-        raise StoreUnavailableError("PostgreSQL returned no row where one was due.")
-    return row[0]
 
 
 def _placeholders(sql: str) -> str:
@@ -279,7 +273,7 @@ class PostgresStore:
         (and the same process may take it again: each acquire needs its release)."""
         key = _lease_key(name)
         deadline = time.monotonic() + wait_s
-        while not _first(self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])):
+        while not first_value(self._lease_query("SELECT pg_try_advisory_lock(%s)", [key])):
             if time.monotonic() > deadline:
                 row = self._lease_query("SELECT holder FROM leases WHERE agent = %s", [name])
                 raise AgentLeasedError(
@@ -289,7 +283,7 @@ class PostgresStore:
         if name in self._held:  # taken again by this process (the lock is re-entrant)
             self._held[name][1] += 1
             return
-        epoch = _first(self._lease_query(
+        epoch = first_value(self._lease_query(
             "INSERT INTO leases VALUES (%s, %s, now(), 1) ON CONFLICT (agent) DO UPDATE SET "
             "holder = excluded.holder, since = excluded.since, epoch = leases.epoch + 1 "
             "RETURNING epoch", [name, holder]))
