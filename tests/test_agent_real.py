@@ -103,8 +103,9 @@ def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
     # when the step had to flush first)
     if backend == "llama-server":
         assert first["stats"]["prefix_source"] == "server" and last["saved_context"] is None
-        # the server re-reads a few tokens where its cache ends (its last sampled token is
-        # never decoded into it): 9 more than new in the run that set this bound
+        # the server may re-read a few tokens where its cache ends (its last sampled token is
+        # never decoded into it); tokens steered one request each are generation, not counted
+        # here (a CI run once counted 55 of them: 338 evaluated for 253 new)
         slack = 16
     else:
         assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")

@@ -17,7 +17,7 @@ from memgpt_local.errors import RegistryError, RemoteServerError
 from memgpt_local.llm import decoding
 from memgpt_local.llm.base import Runtime, SamplingSettings
 from memgpt_local.llm.gbnf import UnsupportedRegex, regex_to_gbnf
-from memgpt_local.llm.kvcache import SnapshotStore
+from memgpt_local.llm.kvcache import SnapshotStore, shared_prefix
 from memgpt_local.llm.models import Registry
 from memgpt_local.llm.remote import RemoteRuntime
 from memgpt_local.llm.remote.completion import CompletionEvent, CompletionRequest
@@ -585,3 +585,47 @@ def test_odd_values_in_a_llama_server_answer_are_never_a_python_error(answer):
 
     event = _event(answer)
     assert event.evaluated is None and isinstance(event.tokens, list)
+
+
+class CachingServer(ScriptedServer):
+    """A scripted server that counts what it evaluates as llama-server does: the prompt past
+    what its cache holds (the last request's prompt and the tokens it sampled, bar the last)."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.cached: list[int] = []
+
+    def _evaluated(self, prompt: list[int], sampled: list[int]) -> int:
+        same = shared_prefix(prompt, self.cached)
+        self.cached = list(prompt) + sampled[:-1]
+        return len(prompt) - same
+
+    def stream(self, request: CompletionRequest):
+        self._sent(request)
+        sampled = self.script[:request.n_predict]
+        yield from (CompletionEvent([token]) for token in sampled)
+        yield CompletionEvent([], "limit", evaluated=self._evaluated(request.prompt, sampled))
+
+    def complete(self, request: CompletionRequest) -> CompletionEvent:
+        token = int(np.flatnonzero(request.allowed)[0])
+        event = super().complete(request)
+        return CompletionEvent(event.tokens, event.stop, self._evaluated(request.prompt, [token]))
+
+
+def test_steered_tokens_are_not_counted_as_prompt_evaluated(smol_spec, tmp_path):
+    """A call finished token by token (each token a request on the server, which decodes the
+    output's last token then): the stats count the prompt tokens the server evaluated, as in
+    process - the output's own tokens are generation, not prompt re-read."""
+    from dataclasses import replace
+
+    runtime = RemoteRuntime(replace(smol_spec, server="http://scripted"), SnapshotStore(tmp_path),
+                            tmp_path / "grammar", n_ctx=2048, server=CachingServer([]))
+    runtime.server.script = runtime.tokenize('{"thoughts":"' + "Let me think. " * 80)
+    prompt = list(range(10, 60))
+    processor = runtime.constraint(SCHEMA).processor()
+    generation = runtime.generate(prompt, max_tokens=120, processor=processor).finish()
+    assert runtime.server.steered > 5
+    assert generation.stats.evaluated_tokens == len(prompt)  # cold: the prompt, once
+    again = runtime.generate(prompt + [7, 8, 9], max_tokens=120,
+                             processor=runtime.constraint(SCHEMA).processor()).finish()
+    assert again.stats.evaluated_tokens == 3  # the new text only: the cache kept the prompt

@@ -244,11 +244,13 @@ class _Decode:
             raise self.runtime.server.fault("ended a call its constraint does not allow to "
                                             "end: is it applying the constraint?")
 
-    def _count_evaluated(self, evaluated: int | None) -> None:
+    def _count_evaluated(self, evaluated: int | None, output: int = 0) -> None:
         """Add the prompt tokens one request had the server evaluate (its cache took the
-        rest)."""
+        rest). Of a steered request's, the last `output` tokens are this generation's own
+        (the server decodes the last one it sampled then, as a process decodes each token it
+        generates): they are generation, not prompt."""
         if evaluated is not None:
-            self.stats.evaluated_tokens += evaluated
+            self.stats.evaluated_tokens += max(0, evaluated - output)
             self.stats.prefix_source = "server"
 
     def _call_finished(self) -> bool:
@@ -335,7 +337,7 @@ class _Decode:
             allowed &= ~banned
         answer = self.runtime.server.complete(CompletionRequest(
             self.prompt + self.output, 1, self.sampling, allowed=allowed, slot=self.slot))
-        self._count_evaluated(answer.evaluated)
+        self._count_evaluated(answer.evaluated, output=len(self.output))
         if not answer.tokens:
             return self.runtime.llm.token_eos()  # the server ended the output
         return int(answer.tokens[0])
