@@ -113,3 +113,21 @@ def test_a_block_or_persona_with_a_nul_is_refused_in_one_line(tmp_path):
     assert edited.exit_code == 1 and "U+0000" in edited.output, edited.output
     shown = json.loads(invoke(home, "agents", "show", "kit", "--json").output)
     assert "\x00" not in json.dumps(shown)
+
+
+def test_new_agents_get_the_reply_architecture_and_stored_ones_keep_theirs(tmp_path):
+    """The default chosen by measurement (docs/benchmarks.md) applies to new agents only: an
+    agent stored before architectures existed (no key) is still the paper's."""
+    assert invoke(tmp_path, "agents", "create", "new", "--n-ctx", "2048").exit_code == 0
+    assert invoke(tmp_path, "agents", "create", "old", "--n-ctx", "2048").exit_code == 0
+    with Database(tmp_path) as db:
+        db.con.execute("UPDATE agents SET settings = json_object('n_ctx', 2048) "
+                       "WHERE name = 'old'")
+    shown = {name: json.loads(invoke(tmp_path, "agents", "show", name, "--json").output)
+             for name in ("new", "old")}
+    assert (shown["new"]["architecture"], shown["old"]["architecture"]) == ("reply", "memgpt")
+    paper = invoke(tmp_path, "agents", "create", "paper", "--n-ctx", "2048",
+                   "--architecture", "memgpt")
+    assert paper.exit_code == 0
+    assert json.loads(invoke(tmp_path, "agents", "show", "paper", "--json").output)[
+        "architecture"] == "memgpt"

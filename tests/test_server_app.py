@@ -281,16 +281,16 @@ def test_optional_functions_are_offered_through_the_api(agent_client):
 
 
 def test_the_architecture_is_chosen_switched_and_carried_over_http(agent_client):
-    assert agent_client.get("/agents/ann").json()["architecture"] == "memgpt"
+    assert agent_client.get("/agents/ann").json()["architecture"] == "reply"  # the default
     refused = agent_client.patch("/agents/ann", json={"architecture": "letta"})
     assert refused.status_code == 422 and "'memgpt' or 'reply'" in refused.text
-    changed = agent_client.patch("/agents/ann", json={"architecture": "reply"})
-    assert changed.status_code == 200 and changed.json()["architecture"] == "reply"
+    changed = agent_client.patch("/agents/ann", json={"architecture": "memgpt"})
+    assert changed.status_code == 200 and changed.json()["architecture"] == "memgpt"
     document = agent_client.get("/agents/ann/export").json()
-    copy = agent_client.post("/agents/import", params={"name": "ann-reply"}, json=document)
-    assert copy.status_code == 201 and copy.json()["architecture"] == "reply"
-    made = agent_client.post("/agents", json={"name": "rae", "architecture": "reply"})
-    assert made.status_code == 201 and made.json()["architecture"] == "reply"
+    copy = agent_client.post("/agents/import", params={"name": "ann-paper"}, json=document)
+    assert copy.status_code == 201 and copy.json()["architecture"] == "memgpt"
+    made = agent_client.post("/agents", json={"name": "rae", "architecture": "memgpt"})
+    assert made.status_code == 201 and made.json()["architecture"] == "memgpt"
 
 
 LETTA_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentfile"

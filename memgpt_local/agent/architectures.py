@@ -23,6 +23,9 @@ ArchitectureName = Literal["memgpt", "reply"]  # the typed form, for the HTTP sc
 MEMGPT, REPLY = get_args(ArchitectureName)
 ARCHITECTURES: tuple[str, ...] = (MEMGPT, REPLY)
 REPLY_FUNCTION = "send_message"  # what a rule naming it means under `reply`: a plain reply
+DESCRIPTION = ("reply (new agents' default): plain replies in the model's own words, tool calls "
+               "between them; memgpt: the paper's (every step a JSON call, replies through "
+               "send_message)")  # for the CLI's help and the HTTP schema
 
 
 @dataclass

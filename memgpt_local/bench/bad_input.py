@@ -18,7 +18,7 @@ import duckdb
 
 from ..agent.functions import execute
 from ..engine import Engine, EngineConfig
-from .scripted import Findings, ScriptedRuntime, call
+from .scripted import PAPER_CALLS, Findings, ScriptedRuntime, call
 
 TABLES = ("agents", "messages", "passages", "migrations")
 AGENT = "ann"
@@ -181,7 +181,7 @@ def prepare_home(home: Path, folder: Path) -> Path:
 
     with Engine(EngineConfig(home),
                 runtime_factory=lambda *a, n_ctx, seed: ScriptedRuntime(answer, n_ctx)) as engine:
-        engine.create_agent(AGENT, None, 2048)
+        engine.create_agent(AGENT, None, 2048, settings=PAPER_CALLS)
         engine.open_agent(AGENT).send("I keep bees on the roof.")
         archival = engine.archival_storage(AGENT, progress=False)
         archival.insert(["The bees live on the roof."])

@@ -15,7 +15,7 @@ from ..agent.loop import Agent, MessageError
 from ..agent.recollection import ENTRY_FUNCTION
 from ..agent.turn import AgentEvent, StepTaken
 from ..engine import Engine, EngineConfig
-from .scripted import Findings, HashingEmbedder, ScriptedRuntime, WindowExceeded, call
+from .scripted import PAPER_CALLS, Findings, HashingEmbedder, ScriptedRuntime, WindowExceeded, call
 
 WORDS = ["ann", "sails", "the", "boat", "petrel", "hello", "seven", "dog", "first", "42",
          "2024-05-01", "<|im_start|>", "\u00e9t\u00e9", "{", '"', "\\", "\n", "page"]
@@ -150,7 +150,7 @@ def run_case(data: st.DataObject, report: FuzzReport) -> None:
             EngineConfig(Path(home)), embedder=HashingEmbedder(),
             runtime_factory=lambda *a, n_ctx, seed: ScriptedRuntime(
                 policy.completion, n_ctx, policy.summary)) as engine:
-        engine.create_agent("fuzz", "smollm2-135m", n_ctx, settings={
+        engine.create_agent("fuzz", "smollm2-135m", n_ctx, settings={**PAPER_CALLS,
             "memory_hits": data.draw(st.integers(0, 5), label="memory_hits")})
         agent = policy.agent = engine.open_agent("fuzz")
         checks = Invariants(engine, agent, report)

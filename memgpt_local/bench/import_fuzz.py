@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Engine, EngineConfig
-from .scripted import Findings, HashingEmbedder, ScriptedRuntime, call
+from .scripted import PAPER_CALLS, Findings, HashingEmbedder, ScriptedRuntime, call
 
 REPLACEMENTS: tuple[Any, ...] = (None, True, False, 0, -1, 2**63, 1.5, "", "x", [], {}, ["x"],
                                  {"x": 1}, [[]])
@@ -49,7 +49,8 @@ def seed_documents(shared: Path, folder: Path) -> dict[str, tuple[str, Any]]:
         documents[path.name] = ("af", json.loads(data) if isinstance(data, str) else data)
     with Engine(EngineConfig(folder / "seed"), embedder=HashingEmbedder(),
                 runtime_factory=lambda *a, **k: ScriptedRuntime(_answer, 2048)) as engine:
-        engine.create_agent("seed", "smollm2-135m", 2048, human="Name: Ann.")
+        engine.create_agent("seed", "smollm2-135m", 2048, human="Name: Ann.",
+                            settings=PAPER_CALLS)
         agent = engine.open_agent("seed")
         agent.send("My cat is Miso.")
         agent.insert_passage("Ann keeps bees.")

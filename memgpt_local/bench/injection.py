@@ -23,7 +23,7 @@ from ..engine import Engine, EngineConfig
 from ..llm.base import Generation, GenerationStats, PromptTokens, SamplingSettings
 from ..llm.tokenizer import ModelTokenizer
 from ..llm.tool_formats import ToolFormat
-from .scripted import HashingEmbedder, call
+from .scripted import PAPER_CALLS, HashingEmbedder, call
 
 # Each path, and the text that comes before the control-token texts where it reaches the prompt.
 PATHS = {"user message": "Please read this: ", "persona file": "I am ",
@@ -160,7 +160,7 @@ def _round(engine: Engine, probe: ProbeRuntime, alias: str, chunk: str, number: 
     """One agent whose every untrusted path carries the chunk, run for two turns."""
     source = f"probe-{number}"
     engine.create_agent(source, alias, probe.n_ctx, persona=f"I am {chunk}",
-                        human=f"The user: {chunk}")
+                        human=f"The user: {chunk}", settings=PAPER_CALLS)
     name = _imported(engine, source, chunk, home)
     document = home / f"document-{number}.txt"
     document.write_text(f"Document text: {chunk}")

@@ -10,10 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from ..agent.architectures import MEMGPT
 from ..llm.base import Generation, GenerationStats, PromptTokens, SamplingSettings
 from ..llm.tool_formats import JSON, ToolFormat
 
 Script = list[str] | Callable[[list[dict]], str]
+# The settings of an agent that makes the paper's calls (send_message, request_heartbeat): the
+# campaigns that script them and the call-validity task that measures them name it, so the
+# architecture new agents get by default changes no campaign's or task's meaning.
+PAPER_CALLS: dict[str, Any] = {"architecture": MEMGPT}
 
 
 def call(function: str, thoughts: str = "", **arguments: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..agent.agentfile import is_agent_file
-from ..agent.architectures import ARCHITECTURES
+from ..agent.architectures import ARCHITECTURES, DESCRIPTION
 from ..agent.functions import OPTIONAL_FUNCTIONS
 from ..agent.settings import AgentSettings
 from ..memory.core import BlockChange
@@ -77,9 +77,7 @@ def settings_options(func: F) -> F:
                          help="Archival and recall hits brought to each user message "
                               "(0: off)."),
             click.option("--architecture", type=click.Choice(ARCHITECTURES),
-                         help="memgpt: the paper's (every step a JSON call, replies through "
-                              "send_message); reply: plain replies in the model's own words, "
-                              "tool calls between them."),
+                         help=DESCRIPTION + "."),
             click.option("--offer", multiple=True,
                          type=click.Choice([*OPTIONAL_FUNCTIONS, "none"]),
                          help="An optional function the agent is offered besides the "

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..agent.architectures import DESCRIPTION as ARCHITECTURE
 from ..agent.architectures import ArchitectureName
 from ..agent.settings import RANGES
 from ..agent.stop_reason import StopReason
@@ -14,8 +15,6 @@ MAX_TEXT = 100_000  # characters in one field: a message, a passage, a block
 EXTRA_FUNCTIONS = ("Optional functions offered besides the standard ones (core_memory_rethink); "
                    "replaces the list")
 Architecture = ArchitectureName  # "memgpt" or "reply"
-ARCHITECTURE = ("memgpt: the paper's (every step a JSON call, replies through send_message); "
-                "reply: plain replies in the model's own words, tool calls between them")
 
 
 class ErrorBody(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 from ...agent.loop import call_schema
 from ...engine import Engine
 from ...llm.base import Generation, Runtime, SamplingSettings
+from ..scripted import PAPER_CALLS
 from .data import Case
 from .runner import CaseResult, Material, ask, case_agent
 
@@ -71,7 +72,8 @@ def run_validity_case(engine: Engine, source_task: str, case: Case, model: str,
                       n_ctx: int | None, turns: list | None) -> list[CaseResult]:
     """Up to VALIDITY_STEPS agent steps on a case of another task, each step's prompt
     decoded both ways: one result per prompt and mode (score 1 for a valid call)."""
-    name = case_agent(engine, model, n_ctx, VALIDITY_STEPS, Material.of(case, turns))
+    name = case_agent(engine, model, n_ctx, VALIDITY_STEPS, Material.of(case, turns),
+                      settings=PAPER_CALLS)
     schema = call_schema(list(engine.records.get(name).core_memory.blocks))
     runtime = engine.runtime(model, n_ctx)
     assert isinstance(runtime, ProbingRuntime), "the engine wraps every runtime in one"
