@@ -55,7 +55,10 @@ def run(home, *args) -> dict:
 
 
 def test_forty_messages_in_a_2048_window(home, backend):
-    run(home, "agents", "create", "ann", "--model", "smollm2-135m", "--n-ctx", str(N_CTX))
+    # the paper's architecture, named: the bounds below were set on it (the reply
+    # architecture's reuse across processes is tests/test_reply_real.py's)
+    run(home, "agents", "create", "ann", "--model", "smollm2-135m", "--n-ctx", str(N_CTX),
+        "--architecture", "memgpt")
     steps = []
     for i in range(40):
         text = user_message(i)
