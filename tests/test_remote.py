@@ -280,11 +280,11 @@ class ScriptedServer:
         pass
 
 
-def _scripted(spec, tmp_path, script) -> RemoteRuntime:
+def _scripted(spec, tmp_path, script, server: type = ScriptedServer) -> RemoteRuntime:
     from dataclasses import replace
 
     return RemoteRuntime(replace(spec, server="http://scripted"), SnapshotStore(tmp_path),
-                         tmp_path / "grammar", n_ctx=2048, server=ScriptedServer(script))
+                         tmp_path / "grammar", n_ctx=2048, server=server(script))
 
 
 @settings(max_examples=8, deadline=None)
@@ -616,10 +616,7 @@ def test_steered_tokens_are_not_counted_as_prompt_evaluated(smol_spec, tmp_path)
     """A call finished token by token (each token a request on the server, which decodes the
     output's last token then): the stats count the prompt tokens the server evaluated, as in
     process - the output's own tokens are generation, not prompt re-read."""
-    from dataclasses import replace
-
-    runtime = RemoteRuntime(replace(smol_spec, server="http://scripted"), SnapshotStore(tmp_path),
-                            tmp_path / "grammar", n_ctx=2048, server=CachingServer([]))
+    runtime = _scripted(smol_spec, tmp_path, [], server=CachingServer)
     runtime.server.script = runtime.tokenize('{"thoughts":"' + "Let me think. " * 80)
     prompt = list(range(10, 60))
     processor = runtime.constraint(SCHEMA).processor()
