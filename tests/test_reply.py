@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 from fakes import call
+from hypothesis import given
+from hypothesis import strategies as st
 from test_agent import make_agent, roles
 
 from memgpt_local.agent.architectures import (
@@ -101,6 +103,22 @@ def test_a_reply_that_loops_is_kept_once():
     looped = "I like cats. " + "You are my friend and " * 3
     assert without_repeats(looped.rstrip()) == "I like cats. You are my friend and"
     assert without_repeats("No loop here at all.") == "No loop here at all."
+
+
+def test_a_short_phrase_looped_many_times_is_kept_once():
+    # the loop guard stops a span of 8+ tokens written three times: of a 3-token phrase,
+    # nine copies; the reply (as SmolLM2 wrote it) keeps one
+    looped = "What have you ever seen" + ", or seen" * 9
+    assert without_repeats(looped) == "What have you ever seen, or seen"
+
+
+@given(st.text(max_size=40), st.text(min_size=8, max_size=20), st.integers(3, 12))
+def test_a_looped_tail_is_cut_to_one_copy(prefix, phrase, copies):
+    looped = prefix + phrase * copies
+    kept = without_repeats(looped)
+    assert looped.startswith(kept)
+    assert len(kept) <= len(prefix) + len(phrase)
+    assert without_repeats(kept) == kept  # nothing repeated is left to cut
 
 
 def test_the_plain_streamer_passes_replies_and_holds_calls_back():

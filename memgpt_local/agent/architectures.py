@@ -190,12 +190,21 @@ _REPEAT_MIN_CHARS = 8
 
 def without_repeats(text: str, repeats: int = 3) -> str:
     """A reply that ended in a loop, with the repeated tail kept once: the loop guard stops a
-    span written `repeats` times in a row; the reader gets it once."""
+    span written `repeats` times in a row (a span of tokens, which may hold several copies of
+    a shorter phrase); the reader gets the phrase once, however many copies were written."""
     for span in range(_REPEAT_MIN_CHARS, len(text) // repeats + 1):
-        tail = text[-span:]
-        if all(text[-(k + 1) * span:-k * span] == tail for k in range(1, repeats)):
-            return text[: len(text) - (repeats - 1) * span].rstrip()
+        copies = _copies_at_end(text, span)
+        if copies >= repeats:
+            return text[: len(text) - (copies - 1) * span].rstrip()
     return text
+
+
+def _copies_at_end(text: str, span: int) -> int:
+    """How many times in a row the text's last `span` characters end it."""
+    tail, copies = text[-span:], 1
+    while len(text) >= (copies + 1) * span and text[: len(text) - copies * span].endswith(tail):
+        copies += 1
+    return copies
 
 
 _SPACES = re.compile(r"[ \t]+\n")
