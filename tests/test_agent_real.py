@@ -114,7 +114,12 @@ def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
         assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
         assert last["saved_context"]["bytes"] > 0
         slack = 8
-    assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + slack + reread
+    if first["flushed"]:
+        # the summary is asked for at the end of the restored context; the step after it
+        # reads the queue again behind the new summary, as it would in the same process
+        assert first["summary_eval_tokens"] <= first["new_tokens"] + slack + reread
+    else:
+        assert first["stats"]["evaluated_tokens"] <= first["new_tokens"] + slack + reread
     after = json.loads(run(home, "agents", "show", "ann", "--json").output)
     assert after["recall_messages"] >= before["recall_messages"] + 3
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]

@@ -258,3 +258,22 @@ def test_contexts_beyond_the_memory_budget_spill_to_disk(tmp_path_factory, memor
         store.flush()
     assert store.memory_bytes() == 0
     assert len(list(store.directory.glob("agent-*.kv"))) == len(latest)
+
+
+def test_a_flush_in_a_new_process_summarises_over_the_restored_snapshot(tmp_path):
+    # the first step of a resumed agent that must flush asks for its summary at the end of
+    # the main context: that call restores the agent's snapshot as a step would, and reads
+    # little beyond the request (it once read the whole window again: 1,824 tokens)
+    with engine(tmp_path) as eng:
+        eng.create_agent("dana", "smollm2-135m", 2048)
+        agent = eng.open_agent("dana")
+        for text in MESSAGES:
+            agent.send(text)
+    long_message = " ".join([MESSAGES[0]] * 40)
+    with engine(tmp_path) as eng:
+        agent = eng.open_agent("dana")
+        size = agent.runtime.count_tokens(long_message)
+        assert 700 <= size <= agent.runtime.n_ctx // 2
+        first = agent.send(long_message).steps[0]
+    assert first.flushed
+    assert 0 < first.summary_eval_tokens <= size + 200

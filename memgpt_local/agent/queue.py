@@ -50,8 +50,10 @@ def _transcript_line(message: Message) -> str:
 class Summarizer:
     """Folds evicted messages into the running summary with the agent's own model."""
 
-    def __init__(self, runtime: Runtime, max_tokens: int, seed: int):
+    def __init__(self, runtime: Runtime, max_tokens: int, seed: int,
+                 snapshot: str | None = None):
         self.runtime = runtime
+        self.snapshot = snapshot  # the agent's context snapshot, restored for a summary in context
         self.max_tokens = max_tokens
         self.sampling = SamplingSettings(temperature=0.0, seed=seed)
         self.evaluated_tokens = 0  # prompt tokens evaluated by summary calls, for the stats
@@ -84,10 +86,10 @@ class Summarizer:
         may show fewer than it stores; default: one each); tools: those the context's
         template lists."""
         if context is not None:
-            tokens = self._in_context_tokens(context, len(evicted) if shown is None else shown,
+            prompt = self._in_context_prompt(context, len(evicted) if shown is None else shown,
                                              tools)
-            if tokens is not None:
-                return self._run(tokens, summary)
+            if prompt is not None:
+                return self._run(prompt.tokens, summary, prompt.static_prefix, self.snapshot)
         lines = [_transcript_line(m) for m in evicted]
         while lines:
             chunk = [self._fit_line(summary, lines.pop(0))]
@@ -96,26 +98,30 @@ class Summarizer:
             summary = self._generate(summary, chunk)
         return summary
 
-    def _in_context_tokens(self, context: list[dict], evicted: int,
-                           tools: list[dict] | None = None) -> list[int] | None:
+    def _in_context_prompt(self, context: list[dict], evicted: int,
+                           tools: list[dict] | None = None) -> PromptTokens | None:
         """The main context plus the summary request, leaving out the newest queue entries
         (not needed for the summary) until it fits with the summary; None if it cannot."""
         request = {"role": "user", "content": render(
             "summary_request.jinja", count=evicted, max_words=self.max_words)}
         messages = list(context)
         while len(messages) >= CONTEXT_HEAD + evicted:
-            tokens = self.runtime.chat_tokens(messages + [request], tools=tools).tokens
-            if len(tokens) + self.max_tokens + SUMMARY_MARGIN_TOKENS <= self.runtime.n_ctx:
-                return tokens
+            prompt = self.runtime.chat_tokens(messages + [request], tools=tools)
+            if len(prompt.tokens) + self.max_tokens + SUMMARY_MARGIN_TOKENS <= self.runtime.n_ctx:
+                return prompt
             messages.pop()
         return None
 
     def _generate(self, summary: str, chunk: list[str]) -> str:
         return self._run(self._prompt_tokens(summary, chunk), summary)
 
-    def _run(self, tokens: list[int], summary: str) -> str:
+    def _run(self, tokens: list[int], summary: str, prefix_len: int = 0,
+             snapshot: str | None = None) -> str:
+        """The summary the model writes for a prompt (in context: over the main context's
+        static prefix and the agent's snapshot, as a step would restore them)."""
         generation = self.runtime.generate(tokens, max_tokens=self.max_tokens,
-                                           sampling=self.sampling).finish()
+                                           sampling=self.sampling, prefix_len=prefix_len,
+                                           context=snapshot).finish()
         self.evaluated_tokens += generation.stats.evaluated_tokens
         return generation.text.strip() or summary
 
@@ -152,7 +158,8 @@ class QueueManager:
         self.context = context
         self.state = state
         self.queue: list[Message] = stores.recall.get(record.in_context)
-        self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed)
+        self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed,
+                                     record.name)
 
     def append(self, message: Message) -> Message:
         """Add an event to recall storage and to the end of the queue, stamped with the time."""
