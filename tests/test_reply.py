@@ -12,15 +12,18 @@ from test_agent import make_agent, roles
 from memgpt_local.agent.architectures import (
     MemgptArchitecture,
     ReplyArchitecture,
+    is_note,
     without_repeats,
 )
 from memgpt_local.agent.context import static_instructions
+from memgpt_local.agent.recollection import ENTRY_FUNCTION
 from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.agent.streaming import PlainStreamer
 from memgpt_local.agent.turn import ReplyText
 from memgpt_local.llm.decoding import TokenPieces
 from memgpt_local.llm.gbnf import regex_to_gbnf
 from memgpt_local.llm.reply_constraint import ReplyOrCallProcessor
+from memgpt_local.memory.messages import Message
 
 
 def reply_agent(tmp_path, script, **settings):
@@ -79,6 +82,55 @@ def test_switching_architecture_shows_the_same_history_in_the_other_form(tmp_pat
     call_text = MemgptArchitecture().entries(other.queue)[-2].message["content"]
     assert json.loads(call_text) == {"function": "send_message",
                                      "arguments": {"message": "Fine, thanks."}}
+
+
+def test_the_notes_of_a_turn_come_before_the_user_message_they_follow():
+    # the memory brought to a turn and an alert are stored after the user's message; the
+    # reply architecture shows them before it, so the model answers the user's own words
+    queue = stored([("system", None, "A new user has just logged in."),
+                    ("user", None, "What is my dog called?"),
+                    ("function_result", ENTRY_FUNCTION, "user: My dog is Biscuit."),
+                    ("system", None, "Memory pressure: 72%"),
+                    ("function_call", "conversation_search", '{"function": "x"}'),
+                    ("function_result", "conversation_search", "No results.")])
+    shown = [e.message["content"] for e in ReplyArchitecture().entries(queue)]
+    assert shown[:4] == ["[system] A new user has just logged in.",
+                         "[memory] user: My dog is Biscuit.", "[system] Memory pressure: 72%",
+                         "What is my dog called?"]
+    assert shown[5].startswith("[function result: conversation_search]")
+    memgpt = [e.message["content"] for e in MemgptArchitecture().entries(queue)]
+    assert memgpt[1].endswith("What is my dog called?")  # the paper's order, unchanged
+
+
+NOTE_OR_NOT = st.sampled_from([
+    ("user", None), ("system", None), ("function_result", ENTRY_FUNCTION), ("assistant", None),
+    ("function_call", "conversation_search"), ("function_result", "conversation_search")])
+
+
+@given(st.lists(NOTE_OR_NOT, max_size=12))
+def test_notes_move_only_before_the_user_message_they_follow(kinds):
+    queue = stored([(role, name, f"{role} {i}") for i, (role, name) in enumerate(kinds)])
+    keys = [e.key for e in ReplyArchitecture().entries(queue)]
+    assert sorted(keys) == sorted(str(m.id) for m in queue)  # each shown once
+    others = [m for m in queue if not is_note(m)]
+    assert [k for k in keys if k in {str(m.id) for m in others}] == [str(m.id) for m in others]
+    for i, message in enumerate(queue):  # a note stands where its nearest non-note says
+        if not is_note(message):
+            continue
+        before = next((m for m in reversed(queue[:i]) if not is_note(m)), None)
+        if before is None:
+            continue
+        at, anchor = keys.index(str(message.id)), keys.index(str(before.id))
+        if before.role == "user":
+            assert at < anchor and all(is_note(queue[int(k) - 1]) for k in keys[at:anchor])
+        else:
+            assert at > anchor
+
+
+def stored(rows: list[tuple[str, str | None, str]]) -> list[Message]:
+    """Messages as recall stores them (ids in order)."""
+    return [Message(role, content, function_name=name, id=i + 1, seq=i + 1)
+            for i, (role, name, content) in enumerate(rows)]
 
 
 def test_the_reply_instructions_offer_no_send_message_and_no_heartbeats():

@@ -123,15 +123,15 @@ class ReplyArchitecture:
 
     def entries(self, queue: list[Message]) -> list[Entry]:
         """Replies as the assistant's plain text (their "Sent." results left out), calls as
-        the tool format has them, user messages as written."""
+        the tool format has them, user messages as written, after the notes of their turn."""
         shown, call_seq = [], 0
         for message in queue:
             if message.role == "function_call":
                 call_seq = message.seq or message.id or 0
             entry = self._entry(message, call_seq)
             if entry is not None:
-                shown.append(Entry(str(message.id), entry))
-        return shown
+                shown.append((message, Entry(str(message.id), entry)))
+        return notes_before_their_user_message(shown)
 
     def _entry(self, message: Message, call_seq: int) -> dict | None:
         if message.role == "function_result" and message.function_name == REPLY_FUNCTION:
@@ -148,6 +148,31 @@ class ReplyArchitecture:
         if message.role == "user":
             return {"role": "user", "content": message.content}
         return shared_entry(message) or {"role": message.role, "content": message.content}
+
+
+def notes_before_their_user_message(shown: list[tuple[Message, Entry]]) -> list[Entry]:
+    """The entries with the notes stored right after a user message (the memory brought to
+    its turn, an alert) moved before it: the user's own words are what the model answers.
+    Stored order decides, so every step of a turn shows the same prefix."""
+    ordered: list[Entry] = []
+    user_at: int | None = None  # where the user message the current notes follow stands
+    for message, entry in shown:
+        if message.role == "user":
+            user_at = len(ordered)
+        elif user_at is not None and is_note(message):
+            ordered.insert(user_at, entry)
+            user_at += 1
+            continue
+        else:
+            user_at = None
+        ordered.append(entry)
+    return ordered
+
+
+def is_note(message: Message) -> bool:
+    """A system alert or memory brought to a turn (not a call's result)."""
+    return message.role == "system" or (message.role == "function_result"
+                                        and message.function_name == ENTRY_FUNCTION)
 
 
 def call_text(message: Message) -> str:
