@@ -64,7 +64,7 @@ def user_entry(message: Message) -> dict:
 def shared_entry(message: Message) -> dict | None:
     """The form both architectures give memory entries, results and system events (None for
     the other roles)."""
-    if message.role == "function_result" and message.function_name == ENTRY_FUNCTION:
+    if is_memory_entry(message):
         return {"role": "user", "content": f"[memory] {message.content}"}
     if message.role == "function_result":
         return {"role": "user", "content": f"[function result: {message.function_name}] "
@@ -171,8 +171,12 @@ def notes_before_their_user_message(shown: list[tuple[Message, Entry]]) -> list[
 
 def is_note(message: Message) -> bool:
     """A system alert or memory brought to a turn (not a call's result)."""
-    return message.role == "system" or (message.role == "function_result"
-                                        and message.function_name == ENTRY_FUNCTION)
+    return message.role == "system" or is_memory_entry(message)
+
+
+def is_memory_entry(message: Message) -> bool:
+    """The memory brought to a turn, stored like a function's result."""
+    return message.role == "function_result" and message.function_name == ENTRY_FUNCTION
 
 
 def call_text(message: Message) -> str:
