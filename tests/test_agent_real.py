@@ -6,19 +6,39 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from click.testing import CliRunner
 
 from memgpt_local.agent.recollection import ENTRY_FUNCTION
 from memgpt_local.bench.llama_server_process import LlamaServerProcess
-from memgpt_local.cli import cli
+from memgpt_local.cli import cli, common
+from memgpt_local.engine import Engine
 from memgpt_local.memory.database import Database
 
 N_CTX = 2048
 CLOCK = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
 TOPICS = ["sailing", "my sister Maria", "baking sourdough", "the book I am reading",
           "my job as a nurse", "our trip to Lisbon", "my cat Pepper", "learning the cello"]
+
+
+# `send` in a new process, on the same fixed clock as the CLI in this one
+RESUMED_SEND = ("import sys; from datetime import datetime; from functools import partial; "
+                "from memgpt_local.cli import cli, common; from memgpt_local.engine import Engine; "
+                "clock = datetime.fromisoformat(sys.argv[1]); "
+                "common.Engine = partial(Engine, clock=lambda: clock); cli(sys.argv[2:])")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_clock():
+    """The agents' clock, fixed: the prompt shows the time, so on the real clock the greedy
+    path (which steps flush, what a resumed send's first step restores) changed with the
+    time of day the tests ran (a CI run's resumed step once flushed and restored its whole
+    context, where local runs flushed and found the static prefix warm)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(common, "Engine", partial(Engine, clock=lambda: CLOCK))
+        yield
 
 
 def user_message(i: int) -> str:
@@ -95,8 +115,8 @@ def reread_after_put_away(home, runtime) -> int:
 def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
     before = json.loads(run(home, "agents", "show", "ann", "--json").output)
     reread = reread_after_put_away(home, smollm)
-    out = subprocess.run([sys.executable, "-m", "memgpt_local", "send", "--agent", "ann",
-                          "--json", "Do you remember my cat?"],
+    out = subprocess.run([sys.executable, "-c", RESUMED_SEND, CLOCK.isoformat(), "send",
+                          "--agent", "ann", "--json", "Do you remember my cat?"],
                          env={"MEMGPT_LOCAL_HOME": str(home), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=True)
     *lines, last = [json.loads(line) for line in out.stdout.splitlines()]
@@ -125,16 +145,11 @@ def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
     assert after["summary"] == before["summary"] or after["flushes"] > before["flushes"]
 
 
-def test_chat_greets_a_new_user(tmp_path, monkeypatch):
+def test_chat_greets_a_new_user(tmp_path):
     """The README's main job: `chat` on a fresh home creates "sam", whose first-login step
     greets the user through send_message (greedy SmolLM2 used to loop here). The agents' clock
-    is fixed: the prompt shows the time, and at some minutes (23:00, 23:02 on 2026-11-22)
-    greedy SmolLM2 chains heartbeats instead of greeting."""
-    from memgpt_local.cli import chat
-    from memgpt_local.engine import Engine
-
-    monkeypatch.setattr(chat, "engine", lambda wait=False: Engine(wait=wait,
-                                                                  clock=lambda: CLOCK))
+    is fixed (`fixed_clock`): at some minutes (23:00, 23:02 on 2026-11-22) greedy SmolLM2
+    chains heartbeats instead of greeting."""
     result = CliRunner().invoke(cli, ["chat"], input="/exit\n",
                                 env={"MEMGPT_LOCAL_HOME": str(tmp_path)})
     assert result.exit_code == 0, result.output
