@@ -131,7 +131,10 @@ def test_the_agent_resumes_in_a_new_process(home, backend, smollm):
         # here (a CI run once counted 55 of them: 338 evaluated for 253 new)
         slack = 16
     else:
-        assert first["stats"]["prefix_source"] == ("warm" if first["flushed"] else "context")
+        # after a flush the step finds the static prefix warm, or restores the snapshot
+        # where that shares more with the new prompt than the summary call left held
+        assert first["stats"]["prefix_source"] in (("warm", "context") if first["flushed"]
+                                                   else ("context",))
         assert last["saved_context"]["bytes"] > 0
         slack = 8
     if first["flushed"]:
