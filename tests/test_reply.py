@@ -102,6 +102,20 @@ def test_the_notes_of_a_turn_come_before_the_user_message_they_follow():
     assert memgpt[1].endswith("What is my dog called?")  # the paper's order, unchanged
 
 
+def test_a_reply_agent_brings_a_line_still_in_view_beside_the_question(tmp_path):
+    # a small model answers from a line set just before the question, not from the same
+    # line further up; the paper's agent keeps bringing only what left the context
+    for architecture, brought in (("reply", True), ("memgpt", False)):
+        agent = make_agent(tmp_path / architecture, [call("send_message", message="Noted.")] * 2,
+                           architecture=architecture, memory_hits=3)
+        agent.send("I have a dog called Biscuit.")
+        turn = agent.send("What is my dog called?")
+        assert any(m.content == "I have a dog called Biscuit." for m in agent.queue)  # in view
+        assert (turn.memory is not None and "user: I have a dog called Biscuit." in
+                turn.memory) is brought
+        assert "What is my dog called" not in (turn.memory or "")  # never the message itself
+
+
 NOTE_OR_NOT = st.sampled_from([
     ("user", None), ("system", None), ("function_result", ENTRY_FUNCTION), ("assistant", None),
     ("function_call", "conversation_search"), ("function_result", "conversation_search")])

@@ -44,6 +44,7 @@ class Architecture(Protocol):
     heartbeats: bool  # calls carry request_heartbeat (else every call gets another step)
     native_tools: bool  # the chat template lists the tools and renders calls and results
     tool_format: ToolFormat
+    talk_in_view: bool  # memory brought to a turn may repeat conversation the context shows
 
     def template_dir(self) -> str:
         """The folder of prompt_templates holding its system.jinja and alerts.toml."""
@@ -81,6 +82,7 @@ class MemgptArchitecture:
     heartbeats = True
     native_tools = False
     tool_format = JSON
+    talk_in_view = False
 
     def template_dir(self) -> str:
         """prompt_templates/memgpt."""
@@ -108,6 +110,7 @@ class ReplyArchitecture:
 
     name = REPLY
     heartbeats = False
+    talk_in_view = True  # a turn's notes stand beside its question (see recollection.py)
 
     def __init__(self, tool_format: ToolFormat = JSON):
         self.tool_format = tool_format

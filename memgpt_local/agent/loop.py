@@ -253,7 +253,8 @@ class Agent:
         budget = int(self.queue_manager.room() * ROOM_SHARE)
         entry = recollect(self.recall, archival, text, self.settings.memory_hits, self.queue,
                           self.settings.result_max_chars,
-                          lambda entry: self.runtime.count_tokens(entry) <= budget)
+                          lambda entry: self.runtime.count_tokens(entry) <= budget,
+                          self.context.architecture.talk_in_view)
         if not entry:
             return None
         return self.queue_manager.append(Message("function_result", entry,

@@ -8,6 +8,11 @@ with the user's own words would find. It never duplicates what the context alrea
 (messages in the queue, passages whose text is already there), each hit is cut to a few
 hundred characters and the entry to the agent's result limit and to a share of the window
 (fewer hits where the window is small); the model decides what to use.
+
+Under the reply architecture, whose notes stand just before the user's message, conversation
+hits may also be lines the context still shows further up (never the message itself): SmolLM2
+135M answers from a line set beside the question, not from the same line 600 tokens above
+(scripts/bench_chat.py: 3 of 4 facts recalled against 0 of 4).
 """
 
 from collections.abc import Callable, Iterator
@@ -42,13 +47,15 @@ class Archival(Protocol):
 
 def recollect(recall: Recall, archival: Archival | None, text: str, hits: int,
               context: list[Message], max_chars: int,
-              fits: Callable[[str], bool] = lambda entry: True) -> str | None:
+              fits: Callable[[str], bool] = lambda entry: True,
+              talk_in_view: bool = False) -> str | None:
     """The entry for a user message: up to `hits` passages (archival None: none stored) and
-    `hits` past messages not in context, as many of each (best first) as `fits` accepts; None
-    where nothing new was found or nothing fits."""
+    `hits` past messages not in context (talk_in_view: any but the message itself), as many
+    of each (best first) as `fits` accepts; None where nothing new was found or nothing fits."""
     in_context = "\n".join(m.content for m in context)
     passages = _passages(archival, text, hits, in_context) if archival else []
-    talk = _conversation(recall, text, hits, {m.id for m in context})
+    hidden = {m.id for m in context if not talk_in_view or m.content == text}
+    talk = _conversation(recall, text, hits, hidden)
     for chosen, lines in _choices(passages, talk):
         entry = entry_text(chosen, lines, max_chars)
         if fits(entry):
@@ -87,25 +94,25 @@ def _passages(archival: Archival, text: str, hits: int, in_context: str) -> list
     return list(dict.fromkeys(fresh))[:hits]
 
 
-def _conversation(recall: Recall, text: str, hits: int, in_context: set) -> list[list[str]]:
-    """The best past messages not in context, each with the conversation turn after it."""
-    size = hits * CANDIDATES_PER_HIT + len(in_context)
+def _conversation(recall: Recall, text: str, hits: int, hidden: set) -> list[list[str]]:
+    """The best past messages not hidden, each with the conversation turn after it."""
+    size = hits * CANDIDATES_PER_HIT + len(hidden)
     found = [m for m in recall.search_text(text, 1, size).items
-             if m.id not in in_context and m.role in CONVERSATION_ROLES][:hits]
+             if m.id not in hidden and m.role in CONVERSATION_ROLES][:hits]
     following = recall.next_messages(found)
     groups = []
     for message in found:
         lines = [_cut(message_line(message))]
         reply = following.get(message.id) if message.id is not None else None
-        if reply is not None and _shown_after(reply, in_context, found):
+        if reply is not None and _shown_after(reply, hidden, found):
             lines.append(_cut(message_line(reply, "  then")))
         groups.append(lines)
     return groups
 
 
-def _shown_after(reply: Message, in_context: set, found: list[Message]) -> bool:
+def _shown_after(reply: Message, hidden: set, found: list[Message]) -> bool:
     """Whether a hit's next message is worth showing under it (a conversation turn that is
-    neither in context nor a hit itself)."""
-    return (reply.role in CONVERSATION_ROLES and reply.id not in in_context
+    neither hidden nor a hit itself)."""
+    return (reply.role in CONVERSATION_ROLES and reply.id not in hidden
             and all(reply.id != m.id for m in found))
 
