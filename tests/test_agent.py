@@ -292,6 +292,27 @@ def test_warning_flush_summary_and_window_bound(tmp_path, n_ctx):
     assert agent.queue[0].role != "function_result"  # a call is never cut from its result
 
 
+@settings(max_examples=20, deadline=None)
+@given(short=st.integers(4, 16), long_words=st.integers(300, 1000))
+def test_one_flush_makes_room_for_a_long_message(short, long_words):
+    # evicting half the queue may not make room for a long message; a second flush's summary
+    # would read the whole window again behind the first one's, so the first cut goes further:
+    # a second flush comes only where the first took everything older than the message
+    with tempfile.TemporaryDirectory() as home:
+        agent = make_agent(Path(home), [call("send_message", message="Noted.")] * (short + 1))
+        for i in range(short):
+            agent.send(f"message {i}: {LONG}")
+        calls = agent.runtime.summary_calls
+        text = " ".join(["word"] * long_words)
+        turn = agent.send(text)
+        flushes = agent.runtime.summary_calls - calls
+        assert flushes >= turn.steps[0].flushed
+        if flushes > 1:
+            message = next(m for m in recorded(agent) if m.content == text)
+            assert all(m.seq >= message.seq for m in agent.queue)
+        assert max(agent.runtime.prompt_lengths) <= agent.runtime.n_ctx
+
+
 def test_model_calls_and_saves_go_through_the_model_gate_with_no_transaction_open(tmp_path):
     """A flushing step lets a server run other agents' jobs during its summary call, as
     during its step's call and the turn's context save: the model gate is entered for each,

@@ -28,12 +28,12 @@ CUT_NOTE = " [cut to fit; the whole text is in recall memory]"
 CONTEXT_HEAD = 3  # static instructions, core memory and the summary come before the queue
 
 
-def eviction_point(queue: list[Message], fraction: float) -> int:
-    """How many of the oldest messages to evict: about `fraction` of the queue, at least one,
-    never the newest message, and never a function call without its result."""
+def eviction_point(queue: list[Message], fraction: float, at_least: int = 1) -> int:
+    """How many of the oldest messages to evict: about `fraction` of the queue, at least
+    `at_least`, never the newest message, and never a function call without its result."""
     if len(queue) < 2:
         return 0
-    cut = min(max(1, round(len(queue) * fraction)), len(queue) - 1)
+    cut = min(max(at_least, round(len(queue) * fraction)), len(queue) - 1)
     while cut < len(queue) - 1 and queue[cut].role == "function_result":
         cut += 1
     while cut > 0 and queue[cut].role == "function_result":
@@ -185,7 +185,7 @@ class QueueManager:
             prompt = parts.prompt(self.runtime)
             if len(prompt.tokens) > limit:
                 self._check_fixed_part(parts, limit)
-                cut = eviction_point(self.queue, self.settings.evict_fraction)
+                cut = self._cut_that_makes_room(parts, prompt, limit)
                 if cut:
                     return Eviction(cut, parts, warned)
                 return Prepared(parts, self._shrink(parts, limit), warned=warned)
@@ -193,6 +193,21 @@ class QueueManager:
                 warned = True
                 continue
             return Prepared(parts, prompt, warned=warned)
+
+    def _cut_that_makes_room(self, parts: ContextParts, prompt: PromptTokens, limit: int) -> int:
+        """The eviction point: about evict_fraction of the queue, or further where that would
+        not leave room for the prompt with a full-length summary (a second flush's summary
+        would read the whole window again, behind the first one's new summary)."""
+        shown = dict(zip(parts.keys, prompt.message_tokens[CONTEXT_HEAD:], strict=True))
+        growth = self.settings.summary_tokens - self.runtime.count_tokens(self.record.summary)
+        to_free = len(prompt.tokens) + max(0, growth) + SUMMARY_MARGIN_TOKENS - limit
+        cut = eviction_point(self.queue, self.settings.evict_fraction)
+        while cut and sum(shown.get(str(m.id), 0) for m in self.queue[:cut]) < to_free:
+            further = eviction_point(self.queue, self.settings.evict_fraction, cut + 1)
+            if further <= cut:
+                break
+            cut = further
+        return cut
 
     def _warn(self, pressure: float) -> bool:
         """Append the memory-pressure alert once per period above the threshold."""
