@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeRuntime, HashingEmbedder, call
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from memgpt_local.agent.context import queue_entry
@@ -310,6 +310,34 @@ def test_one_flush_makes_room_for_a_long_message(short, long_words):
         if flushes > 1:
             message = next(m for m in recorded(agent) if m.content == text)
             assert all(m.seq >= message.seq for m in agent.queue)
+        assert max(agent.runtime.prompt_lengths) <= agent.runtime.n_ctx
+
+
+@settings(max_examples=25, deadline=None)
+@example(short=4, long_words=725, summary_words=150, architecture="memgpt", memory_hits=3)
+@example(short=4, long_words=900, summary_words=5, architecture="reply", memory_hits=3)
+@given(short=st.integers(0, 16), long_words=st.integers(300, 1000),
+       summary_words=st.integers(5, 150), architecture=st.sampled_from(["memgpt", "reply"]),
+       memory_hits=st.sampled_from([0, 3]))
+def test_the_users_message_is_in_every_prompt_of_its_turn(short, long_words, summary_words,
+                                                           architecture, memory_hits):
+    # a flush may evict anything older than the turn's event, never the event itself: the
+    # memory-pressure alert or the memory brought in after it must not make it evictable
+    shown = []
+
+    def script(messages):
+        shown.append(any("zebra" in m["content"] for m in messages))
+        return call("send_message", message=f"Noted {len(shown)}.")
+
+    with tempfile.TemporaryDirectory() as home:
+        agent = make_agent(Path(home), script, architecture=architecture,
+                           memory_hits=memory_hits)
+        agent.runtime.summarize = lambda messages: " ".join(["gist"] * summary_words)
+        for i in range(short):
+            agent.send(f"message {i}: {LONG}")
+        del shown[:]
+        agent.send("zebra " + " ".join(["word"] * long_words))
+        assert shown and all(shown)
         assert max(agent.runtime.prompt_lengths) <= agent.runtime.n_ctx
 
 

@@ -16,7 +16,7 @@ def test_fuzzed_agents_keep_every_invariant_for_a_thousand_steps():
 
 
 def test_the_fuzz_finds_a_queue_manager_that_cuts_a_call_from_its_result(monkeypatch):
-    def careless(queue, fraction, at_least=1):  # evicts half the queue wherever that falls
+    def careless(queue, fraction, at_least=1, keep=None):  # half the queue, wherever it falls
         return len(queue) // 2 if len(queue) > 1 else 0
 
     monkeypatch.setattr("memgpt_local.agent.queue.eviction_point", careless)

@@ -232,7 +232,7 @@ class Agent:
                 self.queue_manager.append(Message("system", ctx.alert(
                     "first_login", self.context.architecture.template_dir())))
             if event is not None:
-                self.queue_manager.append(event)
+                self.queue_manager.append_event(event)
             started = time.perf_counter()
             memory = self._bring_memory(event.content) if bring and event else None
             memory_s = time.perf_counter() - started

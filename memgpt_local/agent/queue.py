@@ -6,7 +6,8 @@ until the pressure has dropped again); when the prompt plus a full response woul
 oldest part of the queue is evicted into the recursive summary; where nothing can be evicted,
 the longest entries are cut in the prompt only, as a last resort.
 
-Eviction cuts at a message boundary that never separates a function call from its result.
+Eviction cuts at a message boundary that never separates a function call from its result,
+and never takes the event the running turn answers (the user's message) or what follows it.
 The summary is asked for at the end of the main context itself, whose KV cache is already
 there, so a flush evaluates little beyond the request. Where that cannot fit, the evicted
 messages are folded in standalone prompts that fit, each chunk's summary becoming the
@@ -28,13 +29,16 @@ CUT_NOTE = " [cut to fit; the whole text is in recall memory]"
 CONTEXT_HEAD = 3  # static instructions, core memory and the summary come before the queue
 
 
-def eviction_point(queue: list[Message], fraction: float, at_least: int = 1) -> int:
+def eviction_point(queue: list[Message], fraction: float, at_least: int = 1,
+                   keep: int | None = None) -> int:
     """How many of the oldest messages to evict: about `fraction` of the queue, at least
-    `at_least`, never the newest message, and never a function call without its result."""
-    if len(queue) < 2:
+    `at_least`, never the message at index `keep` (the turn's event) or any after it, never
+    the newest message, and never a function call without its result."""
+    last = len(queue) - 1 if keep is None else min(keep, len(queue) - 1)
+    if last < 1:
         return 0
-    cut = min(max(at_least, round(len(queue) * fraction)), len(queue) - 1)
-    while cut < len(queue) - 1 and queue[cut].role == "function_result":
+    cut = min(max(at_least, round(len(queue) * fraction)), last)
+    while cut < last and queue[cut].role == "function_result":
         cut += 1
     while cut > 0 and queue[cut].role == "function_result":
         cut -= 1
@@ -158,6 +162,7 @@ class QueueManager:
         self.context = context
         self.state = state
         self.queue: list[Message] = stores.recall.get(record.in_context)
+        self.turn_event: Message | None = None  # what the running turn answers: never evicted
         self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed,
                                      record.name)
 
@@ -168,6 +173,12 @@ class QueueManager:
             message.tokens = self.runtime.count_tokens(message.content)
         self.queue.append(self.stores.recall.append(message))
         return message
+
+    def append_event(self, event: Message) -> Message:
+        """Append the event a turn answers (a user message or an alert), kept in the queue
+        until the turn ends: a flush evicts only what came before it."""
+        self.turn_event = self.append(event)
+        return event
 
     def parts(self) -> ContextParts:
         """The main context's texts as they stand."""
@@ -201,13 +212,19 @@ class QueueManager:
         shown = dict(zip(parts.keys, prompt.message_tokens[CONTEXT_HEAD:], strict=True))
         growth = self.settings.summary_tokens - self.runtime.count_tokens(self.record.summary)
         to_free = len(prompt.tokens) + max(0, growth) + SUMMARY_MARGIN_TOKENS - limit
-        cut = eviction_point(self.queue, self.settings.evict_fraction)
+        keep = self._event_index()
+        cut = eviction_point(self.queue, self.settings.evict_fraction, keep=keep)
         while cut and sum(shown.get(str(m.id), 0) for m in self.queue[:cut]) < to_free:
-            further = eviction_point(self.queue, self.settings.evict_fraction, cut + 1)
+            further = eviction_point(self.queue, self.settings.evict_fraction, cut + 1, keep)
             if further <= cut:
                 break
             cut = further
         return cut
+
+    def _event_index(self) -> int | None:
+        """Where the running turn's event stands in the queue (None: no turn, or gone)."""
+        event = self.turn_event
+        return next((i for i, m in enumerate(self.queue) if event and m.id == event.id), None)
 
     def _warn(self, pressure: float) -> bool:
         """Append the memory-pressure alert once per period above the threshold."""
