@@ -116,6 +116,23 @@ def test_a_reply_agent_brings_a_line_still_in_view_beside_the_question(tmp_path)
         assert "What is my dog called" not in (turn.memory or "")  # never the message itself
 
 
+def test_an_empty_summary_says_the_conversation_has_just_begun_only_where_it_has(tmp_path):
+    # an agent whose recall holds a conversation it never summarised (an imported one) was
+    # told "the conversation has just begun", and a small model answered with those words;
+    # the paper's agent keeps its text
+    past = [Message(("user", "assistant")[i % 2], f"Old message {i}.") for i in range(6)]
+    for architecture, imported in (("reply", ""), ("memgpt", "has just begun")):
+        new = make_agent(tmp_path / architecture / "new", None, architecture=architecture)
+        assert "the conversation has just begun" in new.queue_manager.parts().summary
+        agent = make_agent(tmp_path / architecture / "imported", None,
+                           architecture=architecture)
+        agent.recall.bulk_import(past)
+        summary = agent.queue_manager.parts().summary
+        assert (imported in summary) if imported else summary == ""
+        agent.record.summary = "Priya talked about her cat."
+        assert "Priya talked about her cat." in agent.queue_manager.parts().summary
+
+
 NOTE_OR_NOT = st.sampled_from([
     ("user", None), ("system", None), ("function_result", ENTRY_FUNCTION), ("assistant", None),
     ("function_call", "conversation_search"), ("function_result", "conversation_search")])

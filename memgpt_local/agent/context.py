@@ -103,9 +103,10 @@ def memory_counts(recall_count: int, archival_count: int, as_of: datetime) -> di
             "as_of": as_of.strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def summary_text(summary: str) -> str:
-    """The running summary of evicted messages."""
-    return render("summary.jinja", summary=summary)
+def summary_text(summary: str, folder: str = "memgpt", earlier: bool = False) -> str:
+    """The running summary of evicted messages (`earlier`: recall holds messages that are
+    out of view, so an empty summary does not mean the conversation has just begun)."""
+    return render("summary.jinja", folder, summary=summary, earlier=earlier)
 
 
 def queue_entry(message: Message) -> dict:
@@ -174,7 +175,9 @@ class MainContext:
             text = core_memory_text(self.name, core, counts)
             self._state.core_digest = _digest(text)
         entries = self.architecture.entries(queue)
-        return ContextParts(self.static, text, summary_text(summary),
+        earlier = counts["recall_count"] > len(queue)
+        return ContextParts(self.static, text,
+                            summary_text(summary, self.architecture.template_dir(), earlier),
                             [e.message for e in entries], [e.key for e in entries], self.tools)
 
     def new_tokens(self, parts: ContextParts, prompt: PromptTokens) -> int:
