@@ -59,6 +59,34 @@ def test_a_new_process_resumes_a_reply_agent_from_its_context_snapshot(tmp_path)
     assert step.stats.evaluated_tokens <= 1.2 * step.new_tokens
 
 
+SMALL_TALK = ["The weather was grey and windy all day today.",
+              "I cooked a big pot of lentil soup for dinner.",
+              "My train to work was late again this morning.",
+              "I watched a documentary about volcanoes last night.",
+              "I am thinking about repainting the kitchen walls green.",
+              "My neighbour plays the piano every evening.",
+              "I went for a long walk along the canal after lunch.",
+              "The library near my office is closing for repairs."]
+
+
+def test_a_fact_that_left_the_window_is_brought_back_and_answered(tmp_path):
+    # greedy and on a fixed clock: the fact of turn 1 is flushed out of the 2,048 window
+    # by small talk, the memory brought to the question holds it, and SmolLM2 answers
+    with engine(tmp_path) as eng:
+        eng.create_agent("priya", "smollm2-135m", N_CTX, settings={"architecture": "reply"})
+        agent = eng.open_agent("priya")
+        fact = "My cat is called Miso."
+        agent.send(fact)
+        talk = 0
+        while agent.state.flushes == 0 or any(fact in m.content for m in agent.queue):
+            assert talk < 60, "the fact never left the window"
+            agent.send(SMALL_TALK[talk % len(SMALL_TALK)])
+            talk += 1
+        turn = agent.send("What is my cat's name?")
+    assert turn.memory is not None and f"user: {fact}" in turn.memory
+    assert turn.steps[-1].kind == "reply" and "Miso" in turn.replies[-1]
+
+
 def _first_tokens(smollm, processor, prompt: str, count: int) -> tuple[list[bytes], str]:
     tokens = smollm.chat_tokens([{"role": "user", "content": prompt}]).tokens
     generation = smollm.generate(tokens, max_tokens=count, processor=processor,
