@@ -162,7 +162,7 @@ class QueueManager:
         self.context = context
         self.state = state
         self.queue: list[Message] = stores.recall.get(record.in_context)
-        self.turn_event: Message | None = None  # what the running turn answers: never evicted
+        self.turn_event: Message | None = None  # what the latest turn answers: never evicted
         self.summarizer = Summarizer(runtime, settings.summary_tokens, settings.sampling.seed,
                                      record.name)
 
@@ -175,8 +175,8 @@ class QueueManager:
         return message
 
     def append_event(self, event: Message) -> Message:
-        """Append the event a turn answers (a user message or an alert), kept in the queue
-        until the turn ends: a flush evicts only what came before it."""
+        """Append the event a turn answers (a user message or an alert); until the next
+        event, a flush evicts only what came before it."""
         self.turn_event = self.append(event)
         return event
 
