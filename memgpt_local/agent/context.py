@@ -168,17 +168,22 @@ class MainContext:
 
     def parts(self, core: CoreMemory, summary: str, queue: list[Message]) -> ContextParts:
         """The main context's texts as they stand."""
-        counts = self._state.core_counts
-        text = core_memory_text(self.name, core, counts) if counts else ""
-        if not text or _digest(text) != self._state.core_digest:
-            counts = self._state.core_counts = self._counts_of()
-            text = core_memory_text(self.name, core, counts)
-            self._state.core_digest = _digest(text)
+        text, counts = self._core_text(core)
         entries = self.architecture.entries(queue)
         earlier = counts["recall_count"] > len(queue)
         return ContextParts(self.static, text,
                             summary_text(summary, self.architecture.template_dir(), earlier),
                             [e.message for e in entries], [e.key for e in entries], self.tools)
+
+    def _core_text(self, core: CoreMemory) -> tuple[str, dict]:
+        """Core memory's text with the counts it shows (kept until the text changes)."""
+        counts = self._state.core_counts
+        text = core_memory_text(self.name, core, counts) if counts else ""
+        if not counts or _digest(text) != self._state.core_digest:
+            counts = self._state.core_counts = self._counts_of()
+            text = core_memory_text(self.name, core, counts)
+            self._state.core_digest = _digest(text)
+        return text, counts
 
     def new_tokens(self, parts: ContextParts, prompt: PromptTokens) -> int:
         """Tokens of the prompt that the previous prompt did not have (messages that are new
