@@ -15,6 +15,7 @@ from memgpt_local.llm import decoding
 from memgpt_local.llm.kvcache import SnapshotStore
 from memgpt_local.llm.remote import RemoteRuntime, server_for
 from memgpt_local.llm.remote.vllm_server import PROBE_ANSWER, VllmServer
+from memgpt_local.llm.reply_constraint import REPLY_REGEX
 
 SCHEMA = decoding.function_call_schema([
     {"name": "send_message", "parameters": {
@@ -122,6 +123,35 @@ def test_a_token_the_regex_forbids_is_the_servers_fault(smol_spec, tmp_path):
     processor = runtime.constraint(SCHEMA).processor()
     with pytest.raises(RemoteServerError, match="vllm at http://vllm sent token .* applying"):
         runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+
+
+REPLY = "Hello Ana, lovely to meet you. How are the bees?"
+CALL = '{"thoughts":"Say hi.","function":"send_message","arguments":{"message":"hi"}}'
+
+
+@pytest.mark.parametrize("output, branch", [(REPLY, "reply"), (CALL, "call")])
+def test_a_reply_agents_step_goes_under_both_branches_and_comes_back_whole(
+        smol_spec, tmp_path, output, branch):
+    # a plain reply runs until the model ends it (it used to end after its first token, where
+    # the reply constraint said it "may end"); a call ends where it is whole
+    fake = ScriptedVllm([])
+    runtime = _runtime(smol_spec, tmp_path, fake)
+    fake.script = runtime.tokenize(output) + [runtime.llm.token_eos()]
+    processor = runtime.reply_constraint(SCHEMA).processor()
+    generation = runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+    assert generation.text == output and processor.branch == branch
+    assert fake.bodies[0]["structured_outputs"] == {"regex": processor.regex}
+    assert REPLY_REGEX in processor.regex and len(fake.bodies) == 1
+
+
+def test_a_reply_that_loops_is_ended_not_steered(smol_spec, tmp_path):
+    fake = ScriptedVllm([])
+    runtime = _runtime(smol_spec, tmp_path, fake)
+    fake.script = runtime.tokenize("I am so glad. " + "ha ha ha ha " * 40)
+    processor = runtime.reply_constraint(SCHEMA).processor()
+    generation = runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+    assert generation.text.startswith("I am so glad. ha ha")
+    assert generation.stats.finish_reason == "loop" and len(fake.bodies) == 1
 
 
 @pytest.mark.parametrize("models, named, message", [

@@ -248,6 +248,11 @@ class FunctionCallProcessor:
         """Whether the output so far is a complete match of the schema."""
         return self.guide is not None and self.guide.is_finished()
 
+    @property
+    def complete(self) -> bool:
+        """Whether the output must end here: the call is whole."""
+        return self.finished
+
 
 class NoCopyProcessor:
     """A logits processor that bans the token which would make the output copy `span`

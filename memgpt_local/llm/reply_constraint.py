@@ -146,6 +146,12 @@ class ReplyOrCallProcessor:
             return self._chosen_call.finished
         return self.branch == REPLY
 
+    @property
+    def complete(self) -> bool:
+        """Whether the output must end here: a whole call (a reply goes on until the model
+        ends it)."""
+        return self.branch == CALL and self._chosen_call.finished
+
 
 class ReplyOrCallConstraint:
     """Hands out ReplyOrCallProcessors for one set of branches (the call's index built once)."""

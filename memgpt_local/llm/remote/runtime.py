@@ -292,8 +292,9 @@ class _Decode:
                 "constraint does not allow here: is it applying the constraint?")
 
     def _watch(self) -> None:
-        """After a token: end at the call's end, steer on a loop or near the budget."""
-        if self.processor is not None and self.processor.finished:
+        """After a token: end where the output is complete (a whole call), steer on a loop
+        or near the budget."""
+        if self.processor is not None and self.processor.complete:
             self.ended = True
             return
         if self.sampling.stop_repeats and repeating_span(self.output, self.sampling.stop_repeats):
