@@ -104,12 +104,20 @@ def test_a_call_goes_as_token_ids_under_its_regex_and_comes_back_whole(smol_spec
     assert generation.stats.prefix_source == "server"
 
 
-def test_a_loop_is_closed_by_steering_with_allowed_token_ids(smol_spec, tmp_path):
+def _decoded(spec, tmp_path, output: str, reply: bool = False, eos: bool = False):
+    """One generation under SCHEMA's constraint (or the reply-or-call one) while the scripted
+    vLLM sends `output`'s tokens: the generation, its processor and the fake server."""
     fake = ScriptedVllm([])
-    runtime = _runtime(smol_spec, tmp_path, fake)
-    fake.script = runtime.tokenize('{"thoughts":"' + "ha ha ha ha " * 40)
-    processor = runtime.constraint(SCHEMA).processor()
+    runtime = _runtime(spec, tmp_path, fake)
+    fake.script = runtime.tokenize(output) + ([runtime.llm.token_eos()] if eos else [])
+    processor = (runtime.reply_constraint(SCHEMA) if reply else runtime.constraint(SCHEMA)
+                 ).processor()
     generation = runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+    return generation, processor, fake
+
+
+def test_a_loop_is_closed_by_steering_with_allowed_token_ids(smol_spec, tmp_path):
+    generation, _, fake = _decoded(smol_spec, tmp_path, '{"thoughts":"' + "ha ha ha ha " * 40)
     jsonschema.validate(json.loads(generation.text), SCHEMA)
     steered = [b for b in fake.bodies if "allowed_token_ids" in b]
     assert steered and all(not b.get("stream") and b["max_tokens"] == 1 for b in steered)
@@ -117,12 +125,8 @@ def test_a_loop_is_closed_by_steering_with_allowed_token_ids(smol_spec, tmp_path
 
 
 def test_a_token_the_regex_forbids_is_the_servers_fault(smol_spec, tmp_path):
-    fake = ScriptedVllm([])
-    runtime = _runtime(smol_spec, tmp_path, fake)
-    fake.script = runtime.tokenize('{"function":"delete_everything"')
-    processor = runtime.constraint(SCHEMA).processor()
     with pytest.raises(RemoteServerError, match="vllm at http://vllm sent token .* applying"):
-        runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+        _decoded(smol_spec, tmp_path, '{"function":"delete_everything"')
 
 
 REPLY = "Hello Ana, lovely to meet you. How are the bees?"
@@ -134,22 +138,15 @@ def test_a_reply_agents_step_goes_under_both_branches_and_comes_back_whole(
         smol_spec, tmp_path, output, branch):
     # a plain reply runs until the model ends it (it used to end after its first token, where
     # the reply constraint said it "may end"); a call ends where it is whole
-    fake = ScriptedVllm([])
-    runtime = _runtime(smol_spec, tmp_path, fake)
-    fake.script = runtime.tokenize(output) + [runtime.llm.token_eos()]
-    processor = runtime.reply_constraint(SCHEMA).processor()
-    generation = runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+    generation, processor, fake = _decoded(smol_spec, tmp_path, output, reply=True, eos=True)
     assert generation.text == output and processor.branch == branch
     assert fake.bodies[0]["structured_outputs"] == {"regex": processor.regex}
     assert REPLY_REGEX in processor.regex and len(fake.bodies) == 1
 
 
 def test_a_reply_that_loops_is_ended_not_steered(smol_spec, tmp_path):
-    fake = ScriptedVllm([])
-    runtime = _runtime(smol_spec, tmp_path, fake)
-    fake.script = runtime.tokenize("I am so glad. " + "ha ha ha ha " * 40)
-    processor = runtime.reply_constraint(SCHEMA).processor()
-    generation = runtime.generate([1, 2, 3], max_tokens=300, processor=processor).finish()
+    generation, _, fake = _decoded(smol_spec, tmp_path, "I am so glad. " + "ha ha ha ha " * 40,
+                                   reply=True)
     assert generation.text.startswith("I am so glad. ha ha")
     assert generation.stats.finish_reason == "loop" and len(fake.bodies) == 1
 
