@@ -38,18 +38,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """A real PostgreSQL with pgvector (scripts/postgres.sh), started once for the run: the
-    URL of its database; stopped at the end."""
+    URL of its database; stopped and removed at the end. Its data lives outside pytest's
+    temporary folders: a second pytest run makes those private to root again (mode 700), and
+    the server, which runs as another user, then lost its data directory mid-run."""
+    import shutil
     import subprocess
+    import tempfile
 
-    folder = tmp_path_factory.mktemp("postgres")
-    started = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start",
-                              str(folder)], capture_output=True, text=True, timeout=300)
+    folder = tempfile.mkdtemp(prefix="memgpt-local-postgres-")
+    started = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start", folder],
+                             capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr
     yield started.stdout.strip().splitlines()[-1]
-    subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(folder)],
+    subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", folder],
                    capture_output=True, timeout=120)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _database_for(server_url: str, folder: Path) -> str:

@@ -21,6 +21,8 @@ def test_the_fuzz_finds_a_queue_manager_that_cuts_a_call_from_its_result(monkeyp
 
     monkeypatch.setattr("memgpt_local.agent.queue.eviction_point", careless)
     report = fuzz.run_fuzz(300)
+    while not report.invariant_violations and report.steps < 1500:  # about 1 run in 12 of
+        fuzz.run_fuzz(report.steps + 300, report)  # 300 steps happens to find none
     assert report.invariant_violations > 0
 
 
