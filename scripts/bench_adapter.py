@@ -28,7 +28,7 @@ def tokens_per_s(runtime: ModelRuntime, tokens: int) -> float:
     """Generation speed of one greedy completion of the prompt (the prompt's evaluation left
     out: it is the same for both)."""
     prompt = runtime.chat_tokens(PROMPT).tokens
-    sampling = SamplingSettings(stop_repeats=0)
+    sampling = SamplingSettings(stop_repeats=0, stop_echo=0)
     generation = runtime.generate(prompt, max_tokens=tokens, sampling=sampling).finish()
     stats = generation.stats
     return stats.generated_tokens / max(1e-9, stats.total_s - stats.ttft_s)

@@ -4,6 +4,7 @@ import pytest
 
 from memgpt_local.errors import ContextOverflowError
 from memgpt_local.llm.base import Runtime, SamplingSettings
+from memgpt_local.llm.echo import ECHO_SPAN
 from memgpt_local.llm.runtime import LOOP_MIN_SPAN, repeating_span
 
 SYSTEM = "You are a terse assistant. " * 20
@@ -77,17 +78,39 @@ def test_max_tokens_is_respected(smollm):
     assert generation.stats.finish_reason == "length"
 
 
+COUNTING = "Count: one two three one two three one two three one two three"
+
+
 def test_a_repetition_loop_is_stopped(smollm):
-    chat = smollm.chat_tokens([{"role": "user", "content": "Count: one two three one two "
-                                "three one two three one two three"}])
-    looping = smollm.generate(chat.tokens, max_tokens=200).finish()
+    chat = smollm.chat_tokens([{"role": "user", "content": COUNTING}])
+    looping = smollm.generate(chat.tokens, max_tokens=200,
+                              sampling=SamplingSettings(stop_echo=0)).finish()
     assert looping.stats.finish_reason == "loop" and looping.stats.generated_tokens < 200
     assert repeating_span(looping.tokens, 3) >= LOOP_MIN_SPAN
     smollm.llm.reset()  # the same evaluation split as the first call: the same greedy text
     unguarded = smollm.generate(chat.tokens, max_tokens=200,
-                                sampling=SamplingSettings(stop_repeats=0)).finish()
+                                sampling=SamplingSettings(stop_repeats=0, stop_echo=0)).finish()
     assert unguarded.stats.finish_reason == "length"
     assert unguarded.text.startswith(looping.text)
+
+
+def _repeats_a_span(tokens: list[int], span: int) -> bool:
+    grams = [tuple(tokens[i:i + span]) for i in range(len(tokens) - span + 1)]
+    return len(set(grams)) < len(grams)
+
+
+def test_free_text_that_writes_itself_again_ends_before_the_repeat(smollm):
+    chat = smollm.chat_tokens([{"role": "user", "content": COUNTING}])
+    smollm.llm.reset()  # both calls evaluate the prompt whole: the same greedy text
+    guarded = smollm.generate(chat.tokens, max_tokens=200).finish()  # the defaults
+    assert guarded.stats.finish_reason == "loop"
+    assert guarded.text == smollm.llm.detokenize(guarded.tokens).decode()  # shown = kept
+    assert not _repeats_a_span(guarded.tokens, ECHO_SPAN)
+    smollm.llm.reset()
+    unguarded = smollm.generate(chat.tokens, max_tokens=200,
+                                sampling=SamplingSettings(stop_repeats=0, stop_echo=0)).finish()
+    assert unguarded.text.startswith(guarded.text)  # the same text, up to the repeat
+    assert _repeats_a_span(unguarded.tokens[:len(guarded.tokens) + ECHO_SPAN], ECHO_SPAN)
 
 
 def test_repeating_span_needs_a_long_enough_span_repeated_enough():

@@ -147,8 +147,21 @@ def test_a_reply_agents_step_goes_under_both_branches_and_comes_back_whole(
 def test_a_reply_that_loops_is_ended_not_steered(smol_spec, tmp_path):
     generation, _, fake = _decoded(smol_spec, tmp_path, "I am so glad. " + "ha ha ha ha " * 40,
                                    reply=True)
-    assert generation.text.startswith("I am so glad. ha ha")
+    assert generation.text == "I am so glad. ha"  # the echo guard shows no " ha" again
     assert generation.stats.finish_reason == "loop" and len(fake.bodies) == 1
+
+
+SAID = "Caroline is working on her career in counseling and mental health for trans people."
+
+
+def test_a_reply_that_says_a_sentence_again_ends_before_it(smol_spec, tmp_path):
+    # once, not three times in a row: the loop guard alone let the repeat through
+    output = f"{SAID}\n\nShe is happy.\n\n{SAID}\n\nShe is happy."
+    generation, processor, fake = _decoded(smol_spec, tmp_path, output, reply=True, eos=True)
+    assert processor.branch == "reply" and generation.stats.finish_reason == "loop"
+    assert generation.text.startswith(f"{SAID}\n\nShe is happy.")
+    assert generation.text.count("counseling") == 1 and len(fake.bodies) == 1
+    assert len(generation.tokens) < len(fake.script)
 
 
 @pytest.mark.parametrize("models, named, message", [

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from .echo import ECHO_SPAN
+
 if TYPE_CHECKING:
     from .tool_formats import ToolFormat
 
@@ -93,6 +95,8 @@ class SamplingSettings:
     seed: int = DEFAULT_SEED
     stop_repeats: int = 3  # a span of 8+ tokens this many times in a row stops the output, or
     # under a call constraint closes the string it loops in; 0: off
+    stop_echo: int = ECHO_SPAN  # free text that writes this many of its tokens again in a
+    # row ends before them (echo.py); 0: off
 
 
 @dataclass

@@ -253,6 +253,11 @@ class FunctionCallProcessor:
         """Whether the output must end here: the call is whole."""
         return self.finished
 
+    @property
+    def free_text(self) -> bool:
+        """Whether the output is free text now: never, it is a call."""
+        return False
+
 
 class NoCopyProcessor:
     """A logits processor that bans the token which would make the output copy `span`

@@ -147,6 +147,11 @@ class ReplyOrCallProcessor:
         return self.branch == REPLY
 
     @property
+    def free_text(self) -> bool:
+        """Whether the output is free text now: a reply begun."""
+        return self.branch == REPLY
+
+    @property
     def complete(self) -> bool:
         """Whether the output must end here: a whole call (a reply goes on until the model
         ends it)."""

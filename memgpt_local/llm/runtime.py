@@ -21,6 +21,7 @@ from .base import (
     SamplingSettings,
     SavedContext,
 )
+from .echo import EchoGuard, rest_of_text, shown_text
 from .gguf import unreadable_model_errors
 from .kvcache import KvCache, SnapshotStore
 from .models import ModelSpec
@@ -156,6 +157,7 @@ class ModelRuntime(ModelTokenizer):
             _finish_near_budget(processor, stats, max_tokens)
         self.llm.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        guard = EchoGuard(sampling.stop_echo) if sampling.stop_echo else None
         steps = self.llm.generate(
             tokens, temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
             min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
@@ -168,7 +170,12 @@ class ModelRuntime(ModelTokenizer):
                 break
             generation.tokens.append(token)
             stats.generated_tokens += 1
-            piece = decoder.decode(self.llm.detokenize([token]))
+            piece = shown_text(guard, processor, token,
+                               decoder.decode(self.llm.detokenize([token])))
+            if piece is None and guard is not None:  # free text writing itself again
+                del generation.tokens[len(generation.tokens) - guard.held:]  # the repeat
+                stats.finish_reason = "loop"
+                break
             if piece:
                 yield piece
             if stats.generated_tokens >= max_tokens:
@@ -179,7 +186,7 @@ class ModelRuntime(ModelTokenizer):
                     stats.finish_reason = "loop"
                     break
             _finish_near_budget(processor, stats, max_tokens)
-        tail = decoder.decode(b"", final=True)
+        tail = rest_of_text(guard, decoder.decode(b"", final=True))
         if tail:
             yield tail
         stats.total_s = time.perf_counter() - start

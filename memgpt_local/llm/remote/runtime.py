@@ -27,6 +27,7 @@ import numpy as np
 from ...errors import ContextOverflowError, RemoteServerError
 from ..base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
 from ..decoding import NoCopyProcessor
+from ..echo import EchoGuard, rest_of_text, shown_text
 from ..gguf import unreadable_model_errors
 from ..kvcache import SnapshotStore
 from ..models import ModelSpec
@@ -192,6 +193,7 @@ class _Decode:
         self.slot = -1  # the agent's slot on the server (-1: the server's choice)
         self.ended = False  # the model ended its output (end of generation or the call's end)
         self.steer = False  # the rest must be decoded token by token
+        self.guard = EchoGuard(sampling.stop_echo) if sampling.stop_echo else None
 
     def run(self, generation: Generation) -> Iterator[str]:
         """Yield the text as it comes; fill generation.tokens and the stats."""
@@ -203,7 +205,7 @@ class _Decode:
         while not self.ended and self.steer and len(self.output) < self.max_tokens:
             yield from self._take(self._steered_token(), start)
         self._finish_reason()
-        tail = self.decoder.decode(b"", final=True)
+        tail = rest_of_text(self.guard, self.decoder.decode(b"", final=True))
         if tail:
             yield tail
         generation.tokens = self.output
@@ -271,7 +273,13 @@ class _Decode:
         self._check(token)
         self.output.append(token)
         self.stats.generated_tokens += 1
-        piece = self.decoder.decode(self.runtime.llm.detokenize([token]))
+        piece = shown_text(self.guard, self.processor, token,
+                           self.decoder.decode(self.runtime.llm.detokenize([token])))
+        if piece is None and self.guard is not None:  # free text writing itself again
+            del self.output[len(self.output) - self.guard.held:]  # the repeat
+            self.stats.finish_reason = "loop"
+            self.ended = True
+            return
         if piece:
             yield piece
         self._watch()
