@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from memgpt_local.memory.core import BlockChange, CoreMemory, CoreMemoryError
 from memgpt_local.memory.database import MIGRATIONS, Database, HomeLockedError
 from memgpt_local.memory.documents import split_passages
 from memgpt_local.memory.keywords import KeywordIndex
-from memgpt_local.memory.recall import Message
+from memgpt_local.memory.recall import Message, RecallStorage
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,50 @@ def test_a_question_finds_its_answer_in_a_small_recall(store):
     # every word the index holds is in more than a tenth of its 4 rows, "what" in none
     found = recall.search_text("What is my dog called?").items
     assert found and found[0].content == "My dog is called Biscuit"
+
+
+CHAT = ["The weather was grey and windy all day today.", "I finally fixed the squeaky door.",
+        "The library near my office is closing for repairs.", "My train is late again.",
+        "I spent the afternoon sorting my old photographs.", "The soup is on the stove.",
+        "That is lovely, I am glad the day went well.", "My neighbour is playing the piano."]
+
+
+def test_a_question_finds_a_fact_said_before_the_words_that_followed_it(store):
+    # a chat's index is built at its first search; what is said after it must be weighed by
+    # how often it is said, not as the rarest word of all
+    recall = store.recall("ann")
+    recall.append(Message("user", "I have a cat named Miso."))
+    assert recall.search_text("Miso").items  # the first search: the index is built here
+    for text in CHAT * 3:
+        recall.append(Message("user", text))
+    found = recall.search_text("What is the name of my cat?").items
+    assert found[0].content == "I have a cat named Miso."
+
+
+def _scores(recall, word: str) -> dict[int, float]:
+    index = recall.text_index
+    sql = index.scores_sql(index.query_stems(word), index.indexed_up_to())
+    return dict(recall.con.execute(sql).fetchall())
+
+
+@settings(max_examples=40, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(["cat", "the", "my", "miso", "is", "walk"]),
+                               min_size=1, max_size=6).map(" ".join), min_size=2, max_size=25),
+       indexed_share=st.floats(0.0, 1.0), word=st.sampled_from(["cat", "the", "miso", "walk"]))
+def test_rows_newer_than_the_index_score_as_if_it_held_them(texts, indexed_share, word):
+    with tempfile.TemporaryDirectory() as home, Database(Path(home)) as database:
+        recall = RecallStorage(database.con, "ann")
+        indexed = max(1, int(len(texts) * indexed_share))
+        for text in texts[:indexed]:
+            recall.append(Message("user", text))
+        recall.rebuild_text_index()
+        for text in texts[indexed:]:
+            recall.append(Message("user", text))
+        stale = _scores(recall, word)
+        recall.rebuild_text_index()
+        fresh = _scores(recall, word)
+    assert stale.keys() == fresh.keys()
+    assert all(stale[i] == pytest.approx(fresh[i]) for i in fresh)
 
 
 def test_recall_search_by_text_date_and_pages(store):

@@ -107,25 +107,37 @@ class TextIndex:
     def scores_sql(self, stems: list[str], indexed_up_to: int) -> str:
         """A SELECT of (id, score) for every row holding any of the query's (selective)
         stems, BM25 as match_bm25 computes it (k=1.2, b=0.75). Indexed rows are scored from
-        the stems' postings; rows newer than the index are tokenized on the fly and scored
-        with the index's statistics, so a search never misses what was just said."""
+        the stems' postings; rows newer than the index are tokenized on the fly, so a search
+        never misses what was just said. The statistics (rows, mean length, rows per word)
+        cover both: from the index's alone, a word first said after the index was built
+        counted as the rarest of all, however common ("the", "my"), and outranked the words
+        that matter (a chat's index is built at its first search and kept for 5,000 rows)."""
         stems, known = self._selective(stems)
         values = ", ".join(f"({_literal(s)}, {int(known.get(s, (-1, 0))[0])}, "
                            f"{int(known.get(s, (-1, 0))[1])})" for s in stems)
         ids = ", ".join(str(int(termid)) for termid, _ in known.values()) or "-1"
         return f"""
-            WITH q(term, termid, df) AS (VALUES {values}),
-            st AS (SELECT num_docs, coalesce(avgdl, 1) AS avgdl FROM {self.schema}.stats),
-            indexed AS (
-                SELECT docs.name AS id, docs.len, q.df, count(*) AS tf
-                FROM {self.schema}.terms AS terms JOIN q USING (termid)
-                JOIN {self.schema}.docs AS docs USING (docid)
-                WHERE terms.termid IN ({ids}) GROUP BY docs.name, docs.len, q.term, q.df),
+            WITH q_indexed(term, termid, df) AS (VALUES {values}),
             newer_words AS (
                 SELECT id, stem(t, 'porter') AS term FROM (
                     SELECT id, unnest({self.schema}.tokenize(content)) AS t FROM {self.table}
                     WHERE id > {int(indexed_up_to)}) WHERE t <> ''),
             newer_len AS (SELECT id, count(*) AS len FROM newer_words GROUP BY id),
+            newer_df AS (SELECT term, count(DISTINCT id) AS df FROM newer_words
+                         JOIN q_indexed USING (term) GROUP BY term),
+            q AS (SELECT term, termid, q_indexed.df + coalesce(newer_df.df, 0) AS df
+                  FROM q_indexed LEFT JOIN newer_df USING (term)),
+            newer_st AS (SELECT count(*) AS docs, coalesce(sum(len), 0) AS words
+                         FROM newer_len),
+            st AS (SELECT s.num_docs + n.docs AS num_docs,
+                          greatest((coalesce(s.avgdl, 1) * s.num_docs + n.words)
+                                   / greatest(s.num_docs + n.docs, 1), 1e-9) AS avgdl
+                   FROM {self.schema}.stats AS s, newer_st AS n),
+            indexed AS (
+                SELECT docs.name AS id, docs.len, q.df, count(*) AS tf
+                FROM {self.schema}.terms AS terms JOIN q USING (termid)
+                JOIN {self.schema}.docs AS docs USING (docid)
+                WHERE terms.termid IN ({ids}) GROUP BY docs.name, docs.len, q.term, q.df),
             newer AS (
                 SELECT id, newer_len.len, q.df, count(*) AS tf
                 FROM newer_words JOIN q USING (term) JOIN newer_len USING (id)
