@@ -21,6 +21,7 @@ from memgpt_local.agent.settings import AgentSettings
 from memgpt_local.agent.streaming import PlainStreamer
 from memgpt_local.agent.turn import ReplyText
 from memgpt_local.llm.decoding import TokenPieces
+from memgpt_local.llm.echo import EchoGuard, rest_of_text, shown_text
 from memgpt_local.llm.gbnf import regex_to_gbnf
 from memgpt_local.llm.reply_constraint import ReplyOrCallProcessor
 from memgpt_local.memory.messages import Message
@@ -252,6 +253,32 @@ def test_the_first_token_offers_exactly_a_call_or_a_reply_not_starting_with_a_br
     text_only = _processor(call=False)(np.array([100]), np.zeros(len(PIECES)))
     assert [PIECES[t] for t in np.flatnonzero(np.isfinite(text_only))] == [b"Hello", b" Hi",
                                                                            b"ok"]
+
+
+def _guarded_in_process(processor, tokens: list[int]) -> str:
+    """What the echo guard shows of tokens sampled under the processor, called as llama.cpp
+    calls it: the logits of each token are asked before the token is known."""
+    guard, shown, ids = EchoGuard(span=4), "", [100]
+    for token in tokens:
+        processor(np.array(ids), np.zeros(len(PIECES)))
+        ids.append(token)
+        piece = shown_text(guard, processor, token, PIECES[token].decode())
+        if piece is None:
+            return shown
+        shown += piece
+    return shown + rest_of_text(guard, "")
+
+
+def test_the_echo_guard_sees_a_replys_first_token():
+    # the branch is known only from the second token's logits on; unseen, a repeat of the
+    # first token showed before the guard ended the reply ("I'm so glad... \n\nI")
+    hello, hi, newline = 2, 3, 5
+    said = _guarded_in_process(_processor(), [hello, hi, newline, hello, hi, newline, hello])
+    assert said == "Hello Hi\n"
+    assert not _processor(reply=False).free_text  # a call is forced: never free text
+    call = _processor()
+    _guarded_in_process(call, [0, 1])
+    assert call.branch == "call" and not call.free_text
 
 
 def test_a_brace_first_hands_every_later_token_to_the_call_constraint():

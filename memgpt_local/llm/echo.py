@@ -77,7 +77,7 @@ class EchoGuard:
 
 
 def free_text(processor: Any) -> bool:
-    """Whether an output is free text now: no constraint, or a constraint's reply branch."""
+    """Whether an output may be free text: no constraint, or a constraint's reply branch."""
     return processor is None or bool(processor.free_text)
 
 

@@ -148,8 +148,10 @@ class ReplyOrCallProcessor:
 
     @property
     def free_text(self) -> bool:
-        """Whether the output is free text now: a reply begun."""
-        return self.branch == REPLY
+        """Whether the output may be free text: a reply begun, or nothing written yet where a
+        reply is allowed (in process the branch is known only from the next token on, and
+        the guard must see a reply's first token too)."""
+        return self.branch == REPLY or (self.branch is None and self.reply)
 
     @property
     def complete(self) -> bool:
