@@ -271,9 +271,12 @@ def test_a_flush_in_a_new_process_summarises_over_the_restored_snapshot(tmp_path
         agent = eng.open_agent("dana")
         for text in MESSAGES:
             agent.send(text)
-    long_message = " ".join([MESSAGES[0]] * 30)
     with engine(tmp_path) as eng:
         agent = eng.open_agent("dana")
+        # about half the window: it flushes however long the replies before it were (30
+        # copies did only while SmolLM2's replies repeated their paragraphs)
+        copies = agent.runtime.n_ctx // 2 // agent.runtime.count_tokens(MESSAGES[0] + " ")
+        long_message = " ".join([MESSAGES[0]] * copies)
         size = agent.runtime.count_tokens(long_message)
         assert 500 <= size <= agent.runtime.n_ctx // 2
         turn = agent.send(long_message)
