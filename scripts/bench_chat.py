@@ -9,7 +9,8 @@ Prints one JSON object with a member per variant (per model, with several --mode
 packaged model beside its adapter, say). With --paths N the conversation runs N times per
 variant, the clock a few minutes later each time: the time stamps in the prompt differ, and a
 small model's greedy replies take another path (SmolLM2 135M recalled 3, 1, 2, 1, 1 and 0 of 4
-facts on six paths); the member then also lists each path's facts and their mean. Run inside
+facts on six paths); the member then also lists each path's facts and replies cut off
+mid-sentence, the facts' mean and the replies' total. Run inside
 the project's environment:
     .venv/bin/python scripts/bench_chat.py --json
     .venv/bin/python scripts/bench_chat.py --json --paths 6 --variants memgpt,reply
@@ -59,19 +60,24 @@ def main() -> None:
 
 def model_figures(model: str, n_ctx: int, variants: list[str], paths: int = 1) -> dict:
     """The conversation's figures for one model, a member per variant: the first path's
-    whole report, and with several paths each one's facts recalled and their mean."""
+    whole report, and with several paths `over_paths`."""
     figures = {}
     for variant in variants:
         reports = [chat_on_path(model, n_ctx, variant, minutes)
                    for minutes in PATH_MINUTES[:paths]]
-        figures[variant] = reports[0]
-        if paths > 1:
-            recalled = [report["facts_recalled"] for report in reports]
-            figures[variant] |= {
-                "paths": [{"clock_shift_minutes": minutes, "facts_recalled": count}
-                          for minutes, count in zip(PATH_MINUTES, recalled, strict=False)],
-                "facts_recalled_mean": round(statistics.mean(recalled), 2)}
+        figures[variant] = reports[0] | (over_paths(reports) if paths > 1 else {})
     return figures
+
+
+def over_paths(reports: list[dict]) -> dict:
+    """Each path's facts recalled and replies cut off, the mean of the facts and the total
+    of the replies cut off."""
+    return {
+        "paths": [{"clock_shift_minutes": minutes, "facts_recalled": report["facts_recalled"],
+                   "unfinished_replies": report["unfinished_replies"]}
+                  for minutes, report in zip(PATH_MINUTES, reports, strict=False)],
+        "facts_recalled_mean": round(statistics.mean(r["facts_recalled"] for r in reports), 2),
+        "unfinished_replies_total": sum(r["unfinished_replies"] for r in reports)}
 
 
 def chat_on_path(model: str, n_ctx: int, variant: str, minutes: int) -> dict:

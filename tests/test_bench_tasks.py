@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from memgpt_local.bench.chat import recalls, repeats_earlier, unfinished
 from memgpt_local.bench.tasks.data import (
     DEFAULT_DATA,
     BenchDataError,
@@ -389,3 +390,17 @@ def test_the_summary_counts_agent_steps_and_failed_ones_where_they_were_recorded
     reasons = summary_table([{**row("memgpt", 0), **capped}, {**row("memgpt", 0), **capped},
                              {**row("memgpt", 0), **failed}, row("memgpt", 0)])
     assert "| m | doc-qa | memgpt | 4 | 0.000 |  | 3 (failed_calls 1, step_cap 2) |" in reasons
+
+
+@pytest.mark.parametrize("reply, cut_off", [
+    ("Your dog is called Biscuit.", False), ('He said "yes."', False), ("Really?!\n\n", False),
+    ("I'm so glad you reached out to me. I", True), ("a wonderful story", True), ("", False)])
+def test_the_chat_bench_counts_a_reply_that_breaks_off_mid_sentence(reply, cut_off):
+    assert unfinished(reply) is cut_off
+
+
+def test_the_chat_bench_counts_a_fact_only_where_every_word_of_it_is_said():
+    assert recalls("Your race is on March 14!", ["March", "14"])
+    assert not recalls("Your race is in March.", ["March", "14"])
+    assert not repeats_earlier("Hello there.", ["Goodbye."])
+    assert repeats_earlier("Hello there!", ["hello, there"])

@@ -262,10 +262,9 @@ def _guarded_in_process(processor, tokens: list[int]) -> str:
     for token in tokens:
         processor(np.array(ids), np.zeros(len(PIECES)))
         ids.append(token)
-        piece = shown_text(guard, processor, token, PIECES[token].decode())
-        if piece is None:
+        shown += shown_text(guard, processor, token, PIECES[token].decode())
+        if guard.looped:
             return shown
-        shown += piece
     return shown + rest_of_text(guard, "")
 
 

@@ -1,7 +1,7 @@
 """The chat as a person meets it: a fixed conversation (conversation.toml) sent to a new agent
 exactly as `memgpt-local chat` does (a greeting, then the messages), greedy, on a fixed clock;
-measured for replies that repeat an earlier one and for facts recalled once they have left a
-small window."""
+measured for replies that repeat an earlier one, replies cut off mid-sentence and facts
+recalled once they have left a small window."""
 
 import re
 import statistics
@@ -20,6 +20,7 @@ CONVERSATION = Path(__file__).with_name("conversation.toml")
 CLOCK = datetime(2025, 2, 10, 19, 0, tzinfo=UTC)  # the agents' clock: fixed, so runs repeat
 AGENT = "chat-bench"
 REPEAT_SIMILARITY = 0.9  # a reply this similar to an earlier one (normalised) repeats it
+FINISHED = re.compile(r"[.!?\u2026][\"')\]*]*$")  # a reply's last sentence ends (quotes after)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ChatReport:
 
     replies: list[str] = field(default_factory=list)
     repeated_replies: int = 0
+    unfinished_replies: int = 0  # replies whose last sentence breaks off
     turns_without_reply: int = 0
     facts_asked: int = 0
     facts_recalled: int = 0
@@ -63,6 +65,11 @@ def repeats_earlier(reply: str, earlier: list[str]) -> bool:
     return bool(mine) and any(
         SequenceMatcher(None, mine, normalised(e)).ratio() >= REPEAT_SIMILARITY
         for e in earlier if normalised(e))
+
+
+def unfinished(reply: str) -> bool:
+    """Whether a reply breaks off mid-sentence (an empty one does not: it counts elsewhere)."""
+    return bool(reply.strip()) and not FINISHED.search(reply.rstrip())
 
 
 def recalls(reply: str, facts: list[str]) -> bool:
@@ -127,6 +134,7 @@ def _score(report: ChatReport, turn: Turn, facts: list[str] | None, earlier: lis
     reply = " ".join(turn.replies)
     report.replies.append(reply)
     report.turns_without_reply += not reply
+    report.unfinished_replies += unfinished(reply)
     report.repeated_replies += any(repeats_earlier(r, earlier) for r in turn.replies)
     report.memory_tokens_per_turn += count_tokens(turn.memory) if turn.memory else 0
     report.memory_s_per_turn += turn.memory_s

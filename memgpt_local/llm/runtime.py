@@ -21,7 +21,7 @@ from .base import (
     SamplingSettings,
     SavedContext,
 )
-from .echo import EchoGuard, rest_of_text, shown_text
+from .echo import EchoGuard, ended, rest_of_text, shown_text
 from .gguf import unreadable_model_errors
 from .kvcache import KvCache, SnapshotStore
 from .models import ModelSpec
@@ -172,12 +172,11 @@ class ModelRuntime(ModelTokenizer):
             stats.generated_tokens += 1
             piece = shown_text(guard, processor, token,
                                decoder.decode(self.llm.detokenize([token])))
-            if piece is None and guard is not None:  # free text writing itself again
-                del generation.tokens[len(generation.tokens) - guard.held:]  # the repeat
-                stats.finish_reason = "loop"
-                break
             if piece:
                 yield piece
+            if ended(guard, generation.tokens):  # free text writing itself again
+                stats.finish_reason = "loop"
+                break
             if stats.generated_tokens >= max_tokens:
                 stats.finish_reason = "length"
                 break

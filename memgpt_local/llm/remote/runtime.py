@@ -27,7 +27,7 @@ import numpy as np
 from ...errors import ContextOverflowError, RemoteServerError
 from ..base import DEFAULT_SEED, Generation, GenerationStats, SamplingSettings, SavedContext
 from ..decoding import NoCopyProcessor
-from ..echo import EchoGuard, rest_of_text, shown_text
+from ..echo import EchoGuard, ended, rest_of_text, shown_text
 from ..gguf import unreadable_model_errors
 from ..kvcache import SnapshotStore
 from ..models import ModelSpec
@@ -275,13 +275,12 @@ class _Decode:
         self.stats.generated_tokens += 1
         piece = shown_text(self.guard, self.processor, token,
                            self.decoder.decode(self.runtime.llm.detokenize([token])))
-        if piece is None and self.guard is not None:  # free text writing itself again
-            del self.output[len(self.output) - self.guard.held:]  # the repeat
+        if piece:
+            yield piece
+        if ended(self.guard, self.output):  # free text writing itself again
             self.stats.finish_reason = "loop"
             self.ended = True
             return
-        if piece:
-            yield piece
         self._watch()
 
     def _check_id(self, token: Any) -> None:
