@@ -4,7 +4,7 @@ import pytest
 
 from memgpt_local.errors import ContextOverflowError
 from memgpt_local.llm.base import Runtime, SamplingSettings
-from memgpt_local.llm.echo import ECHO_SPAN
+from memgpt_local.llm.echo import ECHO_SPAN, ends_sentence
 from memgpt_local.llm.runtime import LOOP_MIN_SPAN, repeating_span
 
 SYSTEM = "You are a terse assistant. " * 20
@@ -112,8 +112,11 @@ def test_free_text_that_writes_itself_again_ends_before_the_repeat(smollm):
     assert unguarded.text.startswith(guarded.text)  # the same text, up to the repeat
     repeat_start = next(end for end in range(len(unguarded.tokens) + 1) if _repeats_a_span(
         unguarded.tokens[:end], ECHO_SPAN)) - ECHO_SPAN
-    cut_short = range(len(guarded.tokens), repeat_start)  # tokens written before, held back
-    assert all(unguarded.tokens[i] in unguarded.tokens[:i] for i in cut_short)
+    tokens, pieces = unguarded.tokens, [smollm.llm.detokenize([t]).decode(errors="replace")
+                                        for t in unguarded.tokens]
+    cut_short = range(len(guarded.tokens), repeat_start)  # held back, then dropped
+    assert all(tokens[i] in tokens[:i] or ends_sentence(pieces[i - 1]) for i in cut_short)
+    assert not any(ends_sentence(pieces[i]) for i in cut_short)  # it ends at a sentence end
 
 
 def test_repeating_span_needs_a_long_enough_span_repeated_enough():
