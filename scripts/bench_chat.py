@@ -10,8 +10,7 @@ packaged model beside its adapter, say). With --paths N the conversation runs N 
 variant, the clock a few minutes later each time: the time stamps in the prompt differ, and a
 small model's greedy replies take another path (SmolLM2 135M recalled 3, 1, 2, 1, 1 and 0 of 4
 facts on six paths); the member then also lists each path's facts and replies cut off
-mid-sentence, the facts' mean and the replies' total. Run inside
-the project's environment:
+mid-sentence, the facts' mean and the replies' total. Run inside the project's environment:
     .venv/bin/python scripts/bench_chat.py --json
     .venv/bin/python scripts/bench_chat.py --json --paths 6 --variants memgpt,reply
     .venv/bin/python scripts/bench_chat.py --json --model smollm2-135m \
